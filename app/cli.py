@@ -1,0 +1,177 @@
+"""The ``citygrid`` command line: database, demo city, checks, imports, exports, lookups."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import create_engine
+
+from app.db import is_empty, migrate
+from app.settings import get_settings
+
+app = typer.Typer(help="CityGrid: grid management for city social governance.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+demo_app = typer.Typer(help="The demo city.", no_args_is_help=True)
+import_app = typer.Typer(help="Import regions and rosters.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(import_app, name="import")
+
+
+def _engine():
+    return create_engine(get_settings().db.database_url)
+
+
+def _fail(exc: Exception) -> None:
+    """Print a domain error as the API would, and exit non-zero."""
+    code = getattr(exc, "code", type(exc).__name__)
+    typer.secho(f"error [{code}]: {getattr(exc, 'message', exc)}", fg="red", err=True)
+    detail = getattr(exc, "detail", None)
+    errors = detail.get("errors") if isinstance(detail, dict) else None
+    for item in errors or ([detail] if detail else []):
+        typer.echo(f"  - {item}", err=True)
+    raise typer.Exit(2)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the schema to the newest revision (idempotent)."""
+    migrate(get_settings().db.database_url)
+    typer.echo("schema is up to date")
+
+
+@demo_app.command("load")
+def demo_load(
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing if a city exists")] = False,
+    grids: Annotated[int | None, typer.Option(help="Synthetic city with about N grids")] = None,
+) -> None:
+    """Generate the demo city (义乌市) and load it, in one transaction."""
+    from app.seed import load_demo
+
+    engine = _engine()
+    with engine.begin() as conn:
+        if not is_empty(conn):
+            if if_empty:
+                typer.echo("a city is already loaded")
+                return
+            typer.secho("the database already holds a city; load into an empty one", fg="red")
+            raise typer.Exit(2)
+        t0 = time.perf_counter()
+        counts = load_demo(conn, grids=grids)
+    typer.echo(f"loaded {counts} in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+def check(
+    region: Annotated[str | None, typer.Option(help="Only this region's subtree")] = None,
+    at: Annotated[datetime | None, typer.Option(help="Boundaries in force at this time")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="Area tolerance in m²")] = None,
+) -> None:
+    """Report every topology violation (place and area); exit 1 if there is any."""
+    from grids import topology
+
+    tol = tolerance if tolerance is not None else get_settings().city.topology_tolerance_m2
+    with _engine().connect() as conn:
+        violations = topology.check(conn, at=at, root_code=region, tolerance_m2=tol)
+    for v in violations:
+        typer.echo(f"{v.kind:16s} {v.code} {v.other_code or ''} area={v.area_m2:.2f} m² "
+                   f"at={v.location[0]:.6f},{v.location[1]:.6f}  {v.message}")
+    typer.echo(f"{len(violations)} violation(s); tolerance {tol} m²")
+    raise typer.Exit(1 if violations else 0)
+
+
+@import_app.command("regions")
+def import_regions(
+    path: Path,
+    layer: Annotated[str | None, typer.Option(help="Layer name (GeoPackage)")] = None,
+    crs: Annotated[str | None, typer.Option(help="Source CRS, e.g. EPSG:4326, gcj02, bd09")] = None,
+    level: Annotated[str | None, typer.Option(help="Level, if the file has no level field")] = None,
+    code_field: str = "code", name_field: str = "name", parent_field: str = "parent_code",
+    level_field: str = "level",
+    replace: Annotated[bool, typer.Option(help="Supersede regions already in force")] = False,
+    label: Annotated[str | None, typer.Option(help="Label of the new boundary version")] = None,
+) -> None:
+    """Import a region layer from GeoJSON, GeoPackage or Shapefile, all or nothing."""
+    from grids import io
+    from grids.errors import GridError
+    from gis.errors import GisError
+
+    try:
+        frame = io.read_regions(path, layer=layer, crs=crs, code_field=code_field,
+                                name_field=name_field, parent_field=parent_field,
+                                level_field=level_field, level=level)
+        with _engine().begin() as conn, typer.progressbar(length=len(frame), label="importing") as bar:
+            done = [0]
+
+            def progress(n: int, total: int) -> None:
+                bar.update(n - done[0])
+                done[0] = n
+
+            summary = io.import_regions(conn, frame, label=label or f"import {path.name}",
+                                        source=str(path), replace=replace, progress=progress)
+    except (GridError, GisError) as exc:
+        _fail(exc)
+    typer.echo(f"imported {summary}")
+
+
+@import_app.command("roster")
+def import_roster(path: Path,
+                  sheet: Annotated[str | None, typer.Option(help="XLSX sheet")] = None) -> None:
+    """Import staff and assignments from CSV or XLSX, all or nothing."""
+    from grids import io
+    from grids.errors import GridError
+
+    try:
+        staff, assignments = io.read_roster(path, sheet=sheet)
+        with _engine().begin() as conn:
+            summary = io.import_roster(conn, staff, assignments)
+    except GridError as exc:
+        _fail(exc)
+    typer.echo(f"imported {summary}")
+
+
+@app.command("export")
+def export(
+    path: Path,
+    level: Annotated[str | None, typer.Option(help="city, street, community or grid")] = None,
+    region: Annotated[str | None, typer.Option(help="Only this region's subtree")] = None,
+    at: Annotated[datetime | None, typer.Option(help="Boundaries in force at this time")] = None,
+) -> None:
+    """Export regions to GeoJSON (.geojson) or GeoPackage (.gpkg)."""
+    from grids import io
+    from grids.errors import GridError
+
+    try:
+        with _engine().connect() as conn:
+            n = io.export_regions(conn, path, level=level, at=at, root_code=region)
+    except GridError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {n} regions to {path}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: int = 1,
+) -> None:
+    """Serve the API and portal with uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("app.main:create_app", factory=True, host=host or settings.api.host,
+                port=port or settings.api.port, workers=workers, log_level="info")
+
+
+def main() -> None:
+    app(prog_name="citygrid")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

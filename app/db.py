@@ -1,0 +1,51 @@
+"""Database wiring: one engine per app, one transaction per request, Alembic migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, text
+
+from app.settings import DatabaseSettings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def make_engine(settings: DatabaseSettings) -> Engine:
+    """The app's engine. Statement timeout keeps a runaway query from holding a worker."""
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        pool_pre_ping=True,
+        connect_args={
+            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "connect_timeout": 5,
+        },
+    )
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config(str(MIGRATIONS / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (idempotent)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def unit_of_work(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction: committed if the body returns, rolled back if it raises."""
+    with engine.begin() as conn:
+        yield conn
+
+
+def is_empty(conn: Connection) -> bool:
+    """True when no region exists yet (a fresh database)."""
+    return conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM region)")).scalar_one()

@@ -1,0 +1,118 @@
+"""Domain errors mapped to HTTP once: a JSON body ``{code, message, detail}``, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gis.errors import GisError
+from grids import errors as grid_errors
+from grids.point import LocatorUnavailable
+
+log = logging.getLogger("citygrid")
+
+# Status per domain error class; the most specific class in the MRO wins.
+STATUS: dict[type[Exception], int] = {
+    GisError: 422,
+    grid_errors.GridError: 422,
+    grid_errors.RegionNotFound: 404,
+    grid_errors.InvalidCode: 422,
+    grid_errors.ImportRejected: 422,
+    grid_errors.TopologyError: 409,
+    LocatorUnavailable: 503,
+}
+
+
+def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "detail": detail if detail is not None else {}}
+
+
+def status_for(exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        out.append({
+            "field": ".".join(p for p in loc if p not in ("query", "body", "path")) or ".".join(loc),
+            "in": loc[0] if loc else None,
+            "expected": err.get("msg"),
+            "type": err.get("type"),
+        })
+    return out
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on an app."""
+
+    async def domain_error(request: Request, exc: Exception) -> ORJSONResponse:
+        code = getattr(exc, "code", "error")
+        return ORJSONResponse(
+            error_body(code, getattr(exc, "message", str(exc)), getattr(exc, "detail", None)),
+            status_code=status_for(exc),
+        )
+
+    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        detail = _validation_detail(exc)
+        fields = ", ".join(d["field"] for d in detail)
+        return ORJSONResponse(
+            error_body("invalid_request", f"Invalid request: check {fields}.", detail),
+            status_code=422,
+        )
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+                 401: "unauthorized", 403: "forbidden"}
+        return ORJSONResponse(
+            error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
+            status_code=exc.status_code, headers=getattr(exc, "headers", None),
+        )
+
+    async def database_down(request: Request, exc: OperationalError) -> ORJSONResponse:
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return ORJSONResponse(
+            error_body("database_unavailable",
+                       "The database is unreachable; writes and history queries fail until it is "
+                       "back. Lookups keep answering from memory."),
+            status_code=503,
+        )
+
+    async def database_error(request: Request, exc: DBAPIError) -> ORJSONResponse:
+        # A constraint or data error that slipped past validation: the client's input, not a crash.
+        log.warning("database rejected a statement: %s", exc.orig)
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        if sqlstate.startswith(("22", "23")):
+            return ORJSONResponse(
+                error_body("rejected_by_database",
+                           "The database rejected the data as invalid.",
+                           {"sqlstate": sqlstate, "reason": str(getattr(exc.orig, "diag", None)
+                                                               and exc.orig.diag.message_primary)}),
+                status_code=422,
+            )
+        return await unexpected(request, exc)
+
+    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return ORJSONResponse(
+            error_body("internal_error", "Something went wrong on the server; it has been logged."),
+            status_code=500,
+        )
+
+    for cls in (GisError, grid_errors.GridError):
+        app.add_exception_handler(cls, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(OperationalError, database_down)
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,122 @@
+"""Keeps each API worker's locator snapshot fresh: LISTEN/NOTIFY, debounced reloads, staleness.
+
+Triggers on region, region_boundary, boundary_version, staff and assignment send
+``NOTIFY citygrid_change`` on every statement, whoever made it (API, CLI, psql, QGIS). A daemon
+thread per worker listens, reloads the snapshot and swaps it in atomically. The batch raster is
+built after the swap, so single lookups are fresh at once and the batch path catches up.
+
+If the database connection is lost, the last snapshot keeps answering and :attr:`stale` is True
+until a reload succeeds again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from grids.locate import Snapshot, load_snapshot
+
+log = logging.getLogger("citygrid.locator")
+CHANNEL = "citygrid_change"
+# Cell size of the batch raster, in degrees (~10 m at 29°N).
+RASTER_CELL_DEG = 1e-4
+
+
+class LocatorService:
+    """Holds the current :class:`Snapshot` for one process."""
+
+    def __init__(self, engine: Engine, *, raster: bool = True, debounce_s: float = 0.05) -> None:
+        self.engine = engine
+        self.raster = raster
+        self.debounce_s = debounce_s
+        self.snapshot: Snapshot | None = None
+        self.stale = True
+        self.reloads = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._raster_thread: threading.Thread | None = None
+
+    # -- loading -----------------------------------------------------------------------------
+    def reload(self) -> Snapshot:
+        """Load a new snapshot now and swap it in (used at start and after the API's own writes)."""
+        with self._lock, self.engine.connect() as conn:
+            snap = load_snapshot(conn)
+            self.snapshot = snap
+            self.stale = False
+            self.reloads += 1
+        if self.raster:
+            self._build_raster_later(snap)
+        return snap
+
+    def _build_raster_later(self, snap: Snapshot) -> None:
+        def build() -> None:
+            t0 = time.perf_counter()
+            snap.grids.build_raster(RASTER_CELL_DEG)
+            log.info("batch raster built in %.2f s: %s", time.perf_counter() - t0,
+                     snap.grids.raster_stats())
+
+        self._raster_thread = threading.Thread(target=build, name="locator-raster", daemon=True)
+        self._raster_thread.start()
+
+    def wait_raster(self, timeout: float = 60.0) -> None:
+        if self._raster_thread is not None:
+            self._raster_thread.join(timeout)
+
+    def status(self) -> dict[str, Any]:
+        snap = self.snapshot
+        return {
+            "stale": self.stale,
+            "reloads": self.reloads,
+            "loaded_at": snap.loaded_at.isoformat() if snap else None,
+            "boundary_version": snap.version_id if snap else None,
+            "grids": len(snap.grids) if snap else 0,
+            "raster": snap.grids.raster_stats() if snap else None,
+        }
+
+    # -- listening ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._listen, name="locator-listen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+
+    def _dsn(self) -> str:
+        url = make_url(self.engine.url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._dsn(), autocommit=True, connect_timeout=3) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    # Anything may have changed while we were not listening.
+                    if self.stale:
+                        self.reload()
+                    while not self._stop.is_set():
+                        got = False
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            got = True
+                        if got:
+                            # Let a burst of statements settle, then drain and reload once.
+                            time.sleep(self.debounce_s)
+                            for _ in conn.notifies(timeout=0.001):
+                                pass
+                            self.reload()
+                        else:
+                            conn.execute("SELECT 1")  # notice a dead server within a second
+            except Exception as exc:  # noqa: BLE001 - any failure means: serve from memory
+                if not self.stale:
+                    log.warning("locator lost the database (%s); answering from memory",
+                                exc.__class__.__name__)
+                self.stale = True
+                self._stop.wait(1.0)

@@ -1,0 +1,96 @@
+"""Who is responsible here? Single lookups from memory, batches streamed, history from PostGIS."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from app.deps import Conn
+from app.schemas import ErrorPublic, LocatePublic
+from grids import batch
+from grids.locate import locate_at
+from grids.point import LocatorUnavailable, checked_point
+
+router = APIRouter(tags=["locate"], responses={422: {"model": ErrorPublic}})
+
+Lon = Annotated[float, Query(description="x: longitude (or easting in a projected CRS)",
+                             allow_inf_nan=True)]
+Lat = Annotated[float, Query(description="y: latitude (or northing in a projected CRS)",
+                             allow_inf_nan=True)]
+Crs = Annotated[str, Query(max_length=40, description="EPSG:4326 (default), EPSG:4490, gcj02, "
+                                                     "bd09 or any EPSG code")]
+
+
+def _service(request: Request):
+    service = request.app.state.locator
+    if service.snapshot is None:
+        raise LocatorUnavailable("The locator has not loaded the city yet; try again shortly.")
+    return service
+
+
+@router.get("/locate", response_model=LocatePublic,
+            summary="The grid, chain and responsible worker at a point")
+async def locate(request: Request, lon: Lon, lat: Lat, crs: Crs = "EPSG:4326") -> Response:
+    # async and database-free: the answer comes from the in-memory snapshot.
+    service = _service(request)
+    snap = service.snapshot
+    point = checked_point(snap, lon, lat, crs)
+    body = snap.locate_json(point.lon, point.lat)
+    head = orjson.dumps({"point": point.as_dict(), "stale": service.stale})
+    return Response(head[:-1] + b"," + body[1:], media_type="application/json")
+
+
+@router.get("/locate/history", response_model=LocatePublic,
+            summary="The same answer as of a past (or scheduled) time, from PostGIS")
+def locate_history(request: Request, conn: Conn, lon: Lon, lat: Lat,
+                   at: Annotated[datetime, Query(description="ISO 8601 time with offset")],
+                   crs: Crs = "EPSG:4326") -> Response:
+    snap = _service(request).snapshot
+    point = checked_point(snap, lon, lat, crs)
+    answer = locate_at(conn, point.lon, point.lat, at=at)
+    return Response(orjson.dumps({"point": point.as_dict(), "stale": False, **answer}),
+                    media_type="application/json")
+
+
+@router.post(
+    "/locate/batch",
+    summary="Locate many points: CSV, JSON arrays or GeoJSON in, the same format out (streamed)",
+    openapi_extra={"requestBody": {"content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "array", "items": {}}},
+        "application/geo+json": {"schema": {"type": "object"}},
+    }, "required": True}},
+)
+async def locate_batch(
+    request: Request, crs: Crs = "EPSG:4326",
+    x_field: Annotated[str, Query(max_length=64, description="CSV column of x")] = "lon",
+    y_field: Annotated[str, Query(max_length=64, description="CSV column of y")] = "lat",
+) -> StreamingResponse:
+    service = _service(request)
+    snap = service.snapshot
+    body = await request.body()
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype in ("text/csv", "application/csv", "text/plain"):
+        result, media = batch.locate_csv(snap, body, crs=crs, x_field=x_field,
+                                         y_field=y_field), "text/csv"
+    elif ctype == "application/geo+json":
+        result, media = batch.locate_geojson(snap, body, crs=crs), "application/geo+json"
+    elif ctype in ("application/json", ""):
+        result, media = batch.locate_json(snap, body, crs=crs), "application/json"
+    else:
+        raise batch.BatchInputError(
+            f"Unsupported content type {ctype!r}.",
+            detail={"field": "content-type",
+                    "expected": "text/csv, application/json or application/geo+json"})
+    headers = {"X-CityGrid-Rows": str(result.rows), "X-CityGrid-Bad-Rows": str(result.bad_rows),
+               "X-CityGrid-CRS": result.crs, "X-CityGrid-Stale": str(service.stale).lower()}
+    return StreamingResponse(result.chunks, media_type=media, headers=headers)
+
+
+@router.get("/locate/status", summary="Freshness of this worker's in-memory locator")
+async def locate_status(request: Request) -> dict:
+    return request.app.state.locator.status()

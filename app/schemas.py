@@ -1,0 +1,107 @@
+"""Response models: what the API promises, validated in tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Level = Literal["city", "street", "community", "grid"]
+
+
+class ErrorPublic(BaseModel):
+    code: str = Field(examples=["region_not_found"])
+    message: str
+    detail: Any = None
+
+
+class ChainLink(BaseModel):
+    code: str
+    level: Level
+    name: str
+
+
+class RegionSummary(BaseModel):
+    code: str
+    level: Level
+    name: str
+    parent_code: str | None
+    area_m2: float
+    version_id: int
+    valid_from: datetime
+
+
+class RegionPublic(RegionSummary):
+    geometry: dict[str, Any] | None = None
+    chain: list[ChainLink]
+
+
+class RegionPage(BaseModel):
+    items: list[RegionSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class StaffAssignmentPublic(BaseModel):
+    code: str
+    name: str
+    phone: str
+    role: str
+    status: Literal["available", "seconded", "on_leave"]
+    duty: Literal["primary", "backup", "head"]
+    valid_from: datetime
+    valid_to: datetime | None
+
+
+class PointPublic(BaseModel):
+    lon: float
+    lat: float
+    crs_in: str = Field(description="The CRS the input was read in")
+    crs_out: str = Field(description="The CRS of lon/lat here (CGCS2000)")
+    input: list[float]
+
+
+class RegionBrief(BaseModel):
+    code: str
+    level: Level
+    name: str
+
+
+class PersonPublic(BaseModel):
+    code: str
+    name: str
+    phone: str
+    role: str
+    status: str
+    duty: str
+    region_code: str | None = None
+
+
+class EscalationStep(RegionBrief):
+    head: PersonPublic | None
+
+
+class NearestPublic(RegionBrief):
+    distance_m: float
+
+
+class LocatePublic(BaseModel):
+    point: PointPublic
+    status: Literal["inside", "gap", "outside"] = Field(
+        description="inside a grid; in a gap (answered by the smallest covering region); outside")
+    stale: bool = Field(description="True if the database is unreachable and the answer may be old")
+    region: RegionBrief | None
+    grid: RegionBrief | None
+    chain: list[RegionBrief]
+    responsible: PersonPublic | None
+    backup: PersonPublic | None
+    fallback: str | None = Field(
+        description="null (the grid's primary), backup, community_head, street_officer, "
+                    "command_centre or none_available")
+    unavailable: list[PersonPublic] = []
+    escalation: list[EscalationStep]
+    nearest: NearestPublic | None
+    boundary_version: int | None
+    as_of: str | None = None

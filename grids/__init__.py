@@ -1,0 +1,1 @@
+"""Jurisdiction: the region hierarchy, boundaries and their versions, staff, topology, the locator."""

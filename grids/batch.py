@@ -1,0 +1,220 @@
+"""Batch location: many points in, the same rows out with grid and responsible worker added.
+
+Formats: CSV (columns named by ``x_field``/``y_field``), JSON (an array of ``[x, y, ...]`` arrays or
+of objects) and GeoJSON (a FeatureCollection of Points). Output is in the input's format, produced
+in chunks so the caller can stream it. A bad row never fails the batch: it is kept, with
+``status='error'`` and the reason in ``error``, and counted in :class:`BatchResult`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from gis.crs import parse_crs, to_lonlat
+from grids.errors import GridError
+from grids.locate import Snapshot
+
+STATUS_NAMES = np.array(["inside", "gap", "outside", "error"], dtype=object)
+ADDED = ("status", "grid_code", "grid_name", "community_code", "street_code",
+         "responsible_code", "responsible_name", "responsible_phone", "fallback", "error")
+CHUNK_ROWS = 100_000
+
+
+class BatchInputError(GridError):
+    code = "invalid_batch"
+
+
+@dataclass
+class BatchResult:
+    rows: int
+    bad_rows: int
+    crs: str
+    chunks: Iterator[bytes]
+
+
+def _locate_columns(
+    snap: Snapshot, x: np.ndarray, y: np.ndarray, crs: str, columns: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], int]:
+    """Validate, convert and locate; return the added columns and the number of bad rows."""
+    n = x.size
+    error = np.full(n, "", dtype=object)
+    finite = np.isfinite(x) & np.isfinite(y)
+    error[~finite] = "missing or non-numeric coordinate"
+    lon = np.full(n, np.nan)
+    lat = np.full(n, np.nan)
+    if finite.any():
+        lon[finite], lat[finite] = to_lonlat(x[finite], y[finite], crs)
+    bad_range = finite & ((np.abs(lon) > 180) | (np.abs(lat) > 90))
+    error[bad_range] = "coordinate out of range (lon -180..180, lat -90..90)"
+    ok = finite & ~bad_range & np.isfinite(lon) & np.isfinite(lat)
+    region = np.full(n, -1, dtype=np.int64)
+    status = np.full(n, 3, dtype=np.int8)
+    if ok.any():
+        region[ok], status[ok] = snap.locate_many(lon[ok], lat[ok])
+    # Swapped lat/lon: an outside point whose swap lands inside is reported with the fix.
+    outside = np.flatnonzero(status == 2)
+    if outside.size:
+        r2, s2 = snap.locate_many(lat[outside], lon[outside])
+        swapped = outside[s2 < 2]
+        error[swapped] = [f"lat/lon look swapped: did you mean {a:.6f},{b:.6f}?"
+                          for a, b in zip(lat[swapped], lon[swapped], strict=True)]
+        status[swapped] = 3
+    out = {"status": STATUS_NAMES[status]}
+    idx = np.where(status <= 1, region, -1)  # -1 selects the empty last entry
+    for name, values in columns.items():
+        out[name] = values[idx]
+    out["error"] = error
+    return out, int((status == 3).sum())
+
+
+def locate_csv(snap: Snapshot, body: bytes, *, crs: str, x_field: str = "lon",
+               y_field: str = "lat") -> BatchResult:
+    crs_name = parse_crs(crs).name
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(body),
+            convert_options=pacsv.ConvertOptions(
+                column_types={x_field: pa.string(), y_field: pa.string()}, strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        raise BatchInputError("The CSV could not be read.",
+                              detail={"field": "body", "reason": str(exc)[:300]}) from exc
+    missing = [f for f in (x_field, y_field) if f not in table.column_names]
+    if missing:
+        raise BatchInputError(
+            f"The CSV has no column {', '.join(missing)}.",
+            detail={"field": missing[0], "expected": "a column of numbers",
+                    "columns": table.column_names[:50]},
+        )
+    for name in ADDED:
+        if name in table.column_names:
+            table = table.rename_columns([c if c != name else f"input_{c}"
+                                          for c in table.column_names])
+    x = _to_float(table[x_field])
+    y = _to_float(table[y_field])
+    added, bad = _locate_columns(snap, x, y, crs_name, snap_columns(snap))
+    for name in ADDED:
+        table = table.append_column(name, pa.array(added[name], type=pa.string()))
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, table.num_rows, CHUNK_ROWS):
+            sink = io.BytesIO()
+            pacsv.write_csv(table.slice(start, CHUNK_ROWS), sink,
+                            write_options=pacsv.WriteOptions(include_header=start == 0))
+            yield sink.getvalue()
+        if table.num_rows == 0:
+            yield (",".join(table.column_names) + "\n").encode()
+
+    return BatchResult(rows=table.num_rows, bad_rows=bad, crs=crs_name, chunks=chunks())
+
+
+def _to_float(column: pa.ChunkedArray) -> np.ndarray:
+    """Parse a text column to floats; anything unparsable becomes NaN (reported per row)."""
+    stripped = pc.utf8_trim_whitespace(column)
+    valid = pc.match_substring_regex(stripped, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+    safe = pc.if_else(valid, stripped, pa.scalar("nan"))
+    return pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def snap_columns(snap: Snapshot) -> dict[str, np.ndarray]:
+    cols = getattr(snap, "_batch_columns", None)
+    if cols is None:
+        cols = snap.batch_columns()
+        snap._batch_columns = cols  # type: ignore[attr-defined]
+    return cols
+
+
+def locate_json(snap: Snapshot, body: bytes, *, crs: str) -> BatchResult:
+    """JSON: ``[[x, y, ...], ...]`` or ``[{"lon": x, "lat": y, ...}, ...]``, optionally wrapped as
+    ``{"crs": ..., "points": [...]}``."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BatchInputError("The body is not valid JSON.",
+                              detail={"field": "body", "reason": str(exc)}) from exc
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        return locate_geojson(snap, doc, crs=crs)
+    if isinstance(doc, dict):
+        crs = doc.get("crs", crs) if isinstance(doc.get("crs"), str) else crs
+        doc = doc.get("points")
+    if not isinstance(doc, list):
+        raise BatchInputError("Expected a JSON array of points.",
+                              detail={"field": "points", "expected": "[[lon, lat], ...]"})
+    crs_name = parse_crs(crs).name
+    x = np.array([_coord(r, 0, "lon") for r in doc], dtype=float)
+    y = np.array([_coord(r, 1, "lat") for r in doc], dtype=float)
+    added, bad = _locate_columns(snap, x, y, crs_name, snap_columns(snap))
+
+    def chunks() -> Iterator[bytes]:
+        yield b"["
+        for start in range(0, len(doc), CHUNK_ROWS):
+            rows = []
+            for i in range(start, min(start + CHUNK_ROWS, len(doc))):
+                extra = {k: added[k][i] for k in ADDED}
+                row = doc[i]
+                rows.append({**row, **extra} if isinstance(row, dict)
+                            else [*row, *extra.values()] if isinstance(row, list)
+                            else {"input": row, **extra})
+            part = orjson.dumps(rows)[1:-1]
+            yield (b"," if start else b"") + part
+        yield b"]"
+
+    return BatchResult(rows=len(doc), bad_rows=bad, crs=crs_name, chunks=chunks())
+
+
+def _coord(row: Any, pos: int, key: str) -> float:
+    try:
+        value = row[pos] if isinstance(row, list) else row.get(key, row.get("xy"[pos]))
+        return float(value)
+    except (TypeError, ValueError, IndexError, AttributeError, KeyError):
+        return float("nan")
+
+
+def locate_geojson(snap: Snapshot, doc: Any, *, crs: str) -> BatchResult:
+    """A FeatureCollection of Points; properties are kept and the answer added to them."""
+    if isinstance(doc, bytes):
+        try:
+            doc = orjson.loads(doc)
+        except orjson.JSONDecodeError as exc:
+            raise BatchInputError("The body is not valid JSON.",
+                                  detail={"field": "body", "reason": str(exc)}) from exc
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" \
+            or not isinstance(doc.get("features"), list):
+        raise BatchInputError("Expected a GeoJSON FeatureCollection.",
+                              detail={"field": "features", "expected": "FeatureCollection"})
+    feats = doc["features"]
+
+    def xy(f: Any, pos: int) -> float:
+        try:
+            g = f["geometry"]
+            return float(g["coordinates"][pos]) if g["type"] == "Point" else float("nan")
+        except (TypeError, KeyError, IndexError, ValueError):
+            return float("nan")
+
+    crs_name = parse_crs(crs).name
+    x = np.array([xy(f, 0) for f in feats], dtype=float)
+    y = np.array([xy(f, 1) for f in feats], dtype=float)
+    added, bad = _locate_columns(snap, x, y, crs_name, snap_columns(snap))
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"type":"FeatureCollection","features":['
+        for start in range(0, len(feats), CHUNK_ROWS):
+            part = []
+            for i in range(start, min(start + CHUNK_ROWS, len(feats))):
+                f = feats[i] if isinstance(feats[i], dict) else {"geometry": None}
+                props = f.get("properties") or {}
+                part.append({"type": "Feature", "geometry": f.get("geometry"),
+                             "properties": {**props, **{k: added[k][i] for k in ADDED}}})
+            yield (b"," if start else b"") + orjson.dumps(part)[1:-1]
+        yield b"]}"
+
+    return BatchResult(rows=len(feats), bad_rows=bad, crs=crs_name, chunks=chunks())

@@ -1,0 +1,353 @@
+"""The locator: point → grid → chain → responsible worker, from an in-memory snapshot.
+
+A :class:`Snapshot` holds the boundaries and assignments in force at one moment, loaded from
+PostGIS (the source of truth) by :func:`load_snapshot`. Lookups never touch the database.
+
+Rules, pinned by tests:
+
+- **Edges.** A point covered by several grids (on a shared edge or vertex) goes to the grid with the
+  lowest code: covers semantics as in ``ST_Covers``, then the code order.
+- **Gaps.** A point in the city but in no grid falls back to the smallest region covering it
+  (community, then street, then the city itself): 属地兜底.
+- **Outside.** A point outside every region gets ``status='outside'`` with the nearest grid and
+  its distance in metres.
+- **Responsible staff.** The grid's available primary worker; else its available backup; else the
+  community head, the street officer, the command-centre duty officer, the first of them who is
+  available. ``fallback`` names the step used. On leave or seconded never counts as available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import orjson
+import shapely
+from pyproj import Geod
+from sqlalchemy import Connection, text
+
+from gis.index import NONE, PolygonIndex
+
+_GEOD = Geod(ellps="GRS80")  # the CGCS2000 ellipsoid, to a micrometre
+LEVEL_RANK = {"grid": 0, "community": 1, "street": 2, "city": 3}
+# The fallback each step of the chain stands for.
+FALLBACK = {("grid", "primary"): None, ("grid", "backup"): "backup",
+            ("community", "head"): "community_head", ("street", "head"): "street_officer",
+            ("city", "head"): "command_centre"}
+
+_IN_FORCE = (
+    "{t}.valid_from <= coalesce(CAST(:at AS timestamptz), now()) AND "
+    "({t}.valid_to IS NULL OR {t}.valid_to > coalesce(CAST(:at AS timestamptz), now()))"
+)
+
+
+@dataclass(slots=True)
+class Region:
+    code: str
+    level: str
+    name: str
+    parent: int  # index into Snapshot.regions, -1 for the city
+    version_id: int
+    staff: list[dict[str, Any]] = field(default_factory=list)  # assignment rows, best first
+
+
+@dataclass
+class Snapshot:
+    """Everything the locator needs, as of ``as_of`` (None: 'now' when loaded)."""
+
+    regions: list[Region]
+    grid_ids: np.ndarray  # region indices of grids, in code order (the index order)
+    grids: PolygonIndex
+    area_ids: np.ndarray  # region indices of communities, streets, city: smallest first
+    areas: PolygonIndex
+    version_id: int
+    loaded_at: datetime
+    as_of: datetime | None
+    _answers: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+    # -- single ------------------------------------------------------------------------------
+    def locate(self, lon: float, lat: float) -> dict[str, Any]:
+        """The full answer for one lon/lat point (CGCS2000/WGS84)."""
+        region, status = self._resolve(lon, lat)
+        if region < 0:
+            return self._outside(lon, lat)
+        answer = self.answer(region)
+        answer["status"] = status
+        return answer
+
+    def locate_json(self, lon: float, lat: float) -> bytes:
+        """:meth:`locate` as JSON bytes, with the per-region part cached (the hot path)."""
+        region, status = self._resolve(lon, lat)
+        if region < 0:
+            return orjson.dumps(self._outside(lon, lat))
+        cached = self._answers.get(region)
+        if cached is None:
+            cached = orjson.dumps(self.answer(region))[1:]
+            self._answers[region] = cached
+        return b'{"status":"' + status.encode() + b'",' + cached
+
+    def _resolve(self, lon: float, lat: float) -> tuple[int, str]:
+        g = self.grids.query_one(lon, lat)
+        if g != NONE:
+            return int(self.grid_ids[g]), "inside"
+        a = self.areas.query_one(lon, lat)
+        if a != NONE:
+            return int(self.area_ids[a]), "gap"
+        return -1, "outside"
+
+    def _outside(self, lon: float, lat: float) -> dict[str, Any]:
+        nearest, distance = self.nearest_grid(lon, lat)
+        return {
+            "status": "outside", "region": None, "grid": None, "chain": [],
+            "responsible": None, "backup": None, "escalation": [], "fallback": None,
+            "nearest": {**self._brief(nearest), "distance_m": round(distance, 1)}
+            if nearest >= 0 else None,
+            "boundary_version": self.version_id,
+        }
+
+    def nearest_grid(self, lon: float, lat: float) -> tuple[int, float]:
+        """The nearest grid (region index) and its geodesic distance in metres."""
+        if not len(self.grids):
+            return -1, float("nan")
+        g = self.grids.nearest(lon, lat)
+        poly = self.grids.polygons[g]
+        near = shapely.ops.nearest_points(poly, shapely.Point(lon, lat))[0]
+        _, _, dist = _GEOD.inv(lon, lat, near.x, near.y)
+        return int(self.grid_ids[g]), float(dist)
+
+    # -- answers -----------------------------------------------------------------------------
+    def chain(self, region: int) -> list[int]:
+        out = []
+        while region >= 0:
+            out.append(region)
+            region = self.regions[region].parent
+        return out
+
+    def _brief(self, i: int) -> dict[str, Any]:
+        r = self.regions[i]
+        return {"code": r.code, "level": r.level, "name": r.name}
+
+    def answer(self, region: int) -> dict[str, Any]:
+        """Who is responsible for a place in ``region`` (without the point and status)."""
+        chain = self.chain(region)
+        reg = self.regions[region]
+        responsible, backup, fallback = choose_responsible(
+            [(self.regions[i].level, self.regions[i].code, self.regions[i].staff) for i in chain]
+        )
+        escalation = []
+        for i in chain:
+            r = self.regions[i]
+            if r.level == "grid":
+                continue
+            heads = [s for s in r.staff if s["duty"] == "head"]
+            available = [s for s in heads if s["status"] == "available"]
+            escalation.append({**self._brief(i),
+                               "head": _person(available[0] if available else
+                                               (heads[0] if heads else None))})
+        return {
+            "status": "inside",
+            "region": self._brief(region),
+            "grid": self._brief(region) if reg.level == "grid" else None,
+            "chain": [self._brief(i) for i in chain],
+            "responsible": responsible,
+            "backup": backup,
+            "fallback": fallback,
+            "unavailable": [_person(s) for s in reg.staff if s["status"] != "available"],
+            "escalation": escalation,
+            "nearest": None,
+            "boundary_version": reg.version_id,
+        }
+
+    # -- batch -------------------------------------------------------------------------------
+    def locate_many(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Region index per point (-1 outside) and status codes (0 inside, 1 gap, 2 outside)."""
+        g = self.grids.query(lon, lat)
+        region = np.where(g >= 0, self.grid_ids[np.maximum(g, 0)], -1)
+        status = np.where(g >= 0, 0, 2).astype(np.int8)
+        miss = np.flatnonzero(g < 0)
+        if miss.size:
+            a = self.areas.query_exact(lon[miss], lat[miss])
+            hit = a >= 0
+            region[miss[hit]] = self.area_ids[a[hit]]
+            status[miss[hit]] = 1
+        return region, status
+
+    def batch_columns(self) -> dict[str, np.ndarray]:
+        """Per-region output columns for batch results (grid code, worker, fallback...)."""
+        n = len(self.regions)
+        cols: dict[str, list[Any]] = {k: [None] * n for k in (
+            "grid_code", "grid_name", "community_code", "street_code", "responsible_code",
+            "responsible_name", "responsible_phone", "fallback")}
+        for i in range(n):
+            ans = self.answer(i)
+            by_level = {c["level"]: c["code"] for c in ans["chain"]}
+            cols["grid_code"][i] = ans["grid"]["code"] if ans["grid"] else ""
+            cols["grid_name"][i] = ans["grid"]["name"] if ans["grid"] else ""
+            cols["community_code"][i] = by_level.get("community", "")
+            cols["street_code"][i] = by_level.get("street", "")
+            resp = ans["responsible"] or {}
+            cols["responsible_code"][i] = resp.get("code", "")
+            cols["responsible_name"][i] = resp.get("name", "")
+            cols["responsible_phone"][i] = resp.get("phone", "")
+            cols["fallback"][i] = ans["fallback"] or ""
+        return {k: np.array(v + [""], dtype=object) for k, v in cols.items()}  # [-1] → ""
+
+
+def _person(s: dict[str, Any] | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    return {"code": s["code"], "name": s["name"], "phone": s["phone"], "role": s["role"],
+            "status": s["status"], "duty": s["duty"], "region_code": s.get("region_code")}
+
+
+def choose_responsible(
+    chain: list[tuple[str, str, list[dict[str, Any]]]],
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
+    """Responsible, backup and fallback step from a chain of (level, code, staff), nearest first.
+
+    Candidates in order: the grid's primary workers, its backups, then the heads of the
+    community, the street and the city. Only ``available`` staff count. The backup is the next
+    available candidate after the responsible one.
+
+    >>> w = lambda code, duty, status="available": {"code": code, "name": code, "phone": "",
+    ...     "role": "", "status": status, "duty": duty}
+    >>> chain = [("grid", "G", [w("p", "primary", "on_leave"), w("b", "backup")]),
+    ...          ("community", "C", [w("h", "head")])]
+    >>> r, b, f = choose_responsible(chain)
+    >>> r["code"], b["code"], f
+    ('b', 'h', 'backup')
+    """
+    candidates: list[tuple[dict[str, Any], str | None]] = []
+    for level, code, staff in chain:
+        for duty in ("primary", "backup", "head"):
+            if (level, duty) not in FALLBACK:
+                continue
+            for s in staff:
+                if s["duty"] == duty and s["status"] == "available":
+                    candidates.append(({**s, "region_code": code}, FALLBACK[(level, duty)]))
+    if not candidates:
+        return None, None, "none_available"
+    (first, step) = candidates[0]
+    if chain[0][0] != "grid" and step is None:
+        step = "community_head"
+    backup = _person(candidates[1][0]) if len(candidates) > 1 else None
+    return _person(first), backup, step
+
+
+def load_snapshot(conn: Connection, *, at: datetime | None = None) -> Snapshot:
+    """Read the boundaries and assignments in force at ``at`` (None = now) from PostGIS."""
+    rows = conn.execute(
+        text(
+            "SELECT r.id, r.code, r.level, r.name, b.parent_id, b.version_id, "
+            "ST_AsBinary(b.geom) AS wkb FROM region r JOIN region_boundary b ON b.region_id = r.id "
+            f"WHERE {_IN_FORCE.format(t='b')} ORDER BY r.code"
+        ),
+        {"at": at},
+    ).all()
+    pos = {row.id: i for i, row in enumerate(rows)}
+    regions = [Region(code=row.code, level=row.level, name=row.name,
+                      parent=pos.get(row.parent_id, -1), version_id=row.version_id)
+               for row in rows]
+    staff = conn.execute(
+        text(
+            "SELECT a.region_id, a.duty, s.code, s.name, s.phone, s.role, s.status "
+            "FROM assignment a JOIN staff s ON s.id = a.staff_id "
+            f"WHERE {_IN_FORCE.format(t='a')} "
+            "ORDER BY CASE s.status WHEN 'available' THEN 0 ELSE 1 END, s.code"
+        ),
+        {"at": at},
+    ).mappings().all()
+    for s in staff:
+        i = pos.get(s["region_id"])
+        if i is not None:
+            regions[i].staff.append(dict(s))
+    geoms = shapely.from_wkb([row.wkb for row in rows]) if rows else np.array([], dtype=object)
+    levels = np.array([r.level for r in regions], dtype=object)
+    grid_ids = np.flatnonzero(levels == "grid")  # rows are in code order already
+    rank = np.array([LEVEL_RANK[lv] for lv in levels], dtype=int)
+    area_ids = np.flatnonzero(levels != "grid")
+    area_ids = area_ids[np.argsort(rank[area_ids], kind="stable")]
+    return Snapshot(
+        regions=regions,
+        grid_ids=grid_ids, grids=PolygonIndex(geoms[grid_ids]),
+        area_ids=area_ids, areas=PolygonIndex(geoms[area_ids]),
+        version_id=max((r.version_id for r in regions), default=0),
+        loaded_at=datetime.now(timezone.utc), as_of=at,
+    )
+
+
+def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime) -> dict[str, Any]:
+    """The locator's answer as of ``at``, read from history in PostGIS (not the snapshot).
+
+    Same rules as :meth:`Snapshot.locate`; used for ``at=`` queries, which are rare enough that a
+    query beats keeping every past snapshot in memory.
+    """
+    params = {"lon": lon, "lat": lat, "at": at}
+    hit = conn.execute(
+        text(
+            "SELECT r.id FROM region r JOIN region_boundary b ON b.region_id = r.id "
+            f"WHERE {_IN_FORCE.format(t='b')} "
+            "AND ST_Covers(b.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4490)) "
+            "ORDER BY CASE r.level WHEN 'grid' THEN 0 WHEN 'community' THEN 1 "
+            "WHEN 'street' THEN 2 ELSE 3 END, r.code LIMIT 1"
+        ),
+        params,
+    ).scalar()
+    if hit is None:
+        near = conn.execute(
+            text(
+                "SELECT r.code, r.level, r.name, ST_Distance(b.geom::geography, "
+                "ST_SetSRID(ST_MakePoint(:lon, :lat), 4490)::geography) AS d "
+                "FROM region r JOIN region_boundary b ON b.region_id = r.id "
+                f"WHERE {_IN_FORCE.format(t='b')} AND r.level = 'grid' "
+                "ORDER BY b.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4490) LIMIT 1"
+            ),
+            params,
+        ).mappings().first()
+        return {
+            "status": "outside", "region": None, "grid": None, "chain": [], "responsible": None,
+            "backup": None, "escalation": [], "fallback": None, "unavailable": [],
+            "nearest": {"code": near["code"], "level": near["level"], "name": near["name"],
+                        "distance_m": round(near["d"], 1)} if near else None,
+            "boundary_version": None, "as_of": at.isoformat(),
+        }
+    rows = conn.execute(
+        text(
+            "WITH RECURSIVE up AS ("
+            " SELECT :rid AS region_id, 0 AS depth"
+            " UNION ALL"
+            " SELECT b.parent_id, up.depth + 1 FROM up JOIN region_boundary b"
+            f"  ON b.region_id = up.region_id WHERE {_IN_FORCE.format(t='b')}"
+            "  AND b.parent_id IS NOT NULL AND up.depth < 8"
+            ") SELECT r.id, r.code, r.level, r.name, b.version_id, up.depth FROM up "
+            "JOIN region r ON r.id = up.region_id JOIN region_boundary b ON b.region_id = r.id "
+            f"WHERE {_IN_FORCE.format(t='b')} ORDER BY up.depth"
+        ),
+        {**params, "rid": hit},
+    ).all()
+    regions = [Region(code=r.code, level=r.level, name=r.name,
+                      parent=i + 1 if i + 1 < len(rows) else -1, version_id=r.version_id)
+               for i, r in enumerate(rows)]
+    pos = {r.id: i for i, r in enumerate(rows)}
+    staff = conn.execute(
+        text(
+            "SELECT a.region_id, a.duty, s.code, s.name, s.phone, s.role, s.status "
+            "FROM assignment a JOIN staff s ON s.id = a.staff_id "
+            f"WHERE a.region_id = ANY(:ids) AND {_IN_FORCE.format(t='a')} "
+            "ORDER BY CASE s.status WHEN 'available' THEN 0 ELSE 1 END, s.code"
+        ),
+        {**params, "ids": list(pos)},
+    ).mappings().all()
+    for s in staff:
+        regions[pos[s["region_id"]]].staff.append(dict(s))
+    empty = PolygonIndex([])
+    snap = Snapshot(regions=regions, grid_ids=np.array([], dtype=int), grids=empty,
+                    area_ids=np.array([], dtype=int), areas=empty,
+                    version_id=regions[0].version_id, loaded_at=datetime.now(timezone.utc),
+                    as_of=at)
+    answer = snap.answer(0)
+    answer["status"] = "inside" if regions[0].level == "grid" else "gap"
+    answer["as_of"] = at.isoformat()
+    return answer
