@@ -60,8 +60,9 @@ def _locate_columns(
     status = np.full(n, 3, dtype=np.int8)
     if ok.any():
         region[ok], status[ok] = snap.locate_many(lon[ok], lat[ok])
-    # Swapped lat/lon: an outside point whose swap lands inside is reported with the fix.
-    outside = np.flatnonzero(status == 2)
+    # Swapped lat/lon: an outside or out-of-range point whose swap lands inside is reported with
+    # the fix.
+    outside = np.flatnonzero((status == 2) | (bad_range & (np.abs(lon) <= 90)))
     if outside.size:
         r2, s2 = snap.locate_many(lat[outside], lon[outside])
         swapped = outside[s2 < 2]
@@ -109,7 +110,8 @@ def locate_csv(snap: Snapshot, body: bytes, *, crs: str, x_field: str = "lon",
         for start in range(0, table.num_rows, CHUNK_ROWS):
             sink = io.BytesIO()
             pacsv.write_csv(table.slice(start, CHUNK_ROWS), sink,
-                            write_options=pacsv.WriteOptions(include_header=start == 0))
+                            write_options=pacsv.WriteOptions(include_header=start == 0,
+                                                             quoting_style="needed"))
             yield sink.getvalue()
         if table.num_rows == 0:
             yield (",".join(table.column_names) + "\n").encode()

@@ -84,7 +84,9 @@ class Snapshot:
             return orjson.dumps(self._outside(lon, lat))
         cached = self._answers.get(region)
         if cached is None:
-            cached = orjson.dumps(self.answer(region))[1:]
+            answer = self.answer(region)
+            del answer["status"]
+            cached = orjson.dumps(answer)[1:]
             self._answers[region] = cached
         return b'{"status":"' + status.encode() + b'",' + cached
 
@@ -113,8 +115,8 @@ class Snapshot:
             return -1, float("nan")
         g = self.grids.nearest(lon, lat)
         poly = self.grids.polygons[g]
-        near = shapely.ops.nearest_points(poly, shapely.Point(lon, lat))[0]
-        _, _, dist = _GEOD.inv(lon, lat, near.x, near.y)
+        nx, ny = shapely.get_coordinates(shapely.shortest_line(poly, shapely.Point(lon, lat)))[0]
+        _, _, dist = _GEOD.inv(lon, lat, nx, ny)
         return int(self.grid_ids[g]), float(dist)
 
     # -- answers -----------------------------------------------------------------------------
@@ -316,7 +318,7 @@ def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime) -> dict
     rows = conn.execute(
         text(
             "WITH RECURSIVE up AS ("
-            " SELECT :rid AS region_id, 0 AS depth"
+            " SELECT CAST(:rid AS integer) AS region_id, 0 AS depth"
             " UNION ALL"
             " SELECT b.parent_id, up.depth + 1 FROM up JOIN region_boundary b"
             f"  ON b.region_id = up.region_id WHERE {_IN_FORCE.format(t='b')}"

@@ -1,0 +1,328 @@
+"""Validation of incoming points and geometries, with answers a client can act on.
+
+Points are lon/lat degrees already converted to CGCS2000/WGS84 (see :mod:`gis.crs`). Each point
+gets one code, checked in this order:
+
+``'nan'``
+    lon or lat is NaN or infinite.
+``'swapped'``
+    lat/lon were given in the wrong order: the point as given is out of range or outside the
+    reference area, and swapping lands inside it. The corrected point is returned.
+``'out_of_range'``
+    ``|lon| > 180`` or ``|lat| > 90`` (and swapping does not help).
+``'far_outside'``
+    farther than ``max_outside_m`` metres outside the city (only when a city is given).
+``'ok'``
+    none of the above.
+
+The reference area is the city grown by ``max_outside_m`` when a city is given, else mainland
+China (:func:`gis.transform.in_china`). Distances are geodesic-quality metres: the city and
+the points are projected to an azimuthal equidistant projection centred on the city.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import numpy as np
+import shapely
+from numpy.typing import ArrayLike, NDArray
+
+from gis.errors import InvalidCoordinate, InvalidGeometry, PointFarOutside, SwappedCoordinate
+from gis.transform import in_china, transformer
+
+__all__ = [
+    "CODES",
+    "PointCheck",
+    "check_geometry",
+    "check_point",
+    "check_points",
+    "distance_outside_m",
+    "explain_invalid",
+]
+
+CODES = ("ok", "nan", "out_of_range", "swapped", "far_outside")
+
+Float = NDArray[np.float64]
+
+
+class PointCheck(NamedTuple):
+    """Per-point result of :func:`check_points` (all arrays have the input's shape).
+
+    Attributes
+    ----------
+    code : ndarray of str
+        One of :data:`CODES` per point.
+    lon, lat : ndarray of float
+        The point to use: swapped back for ``'swapped'``, as given otherwise.
+    distance_m : ndarray of float
+        Metres outside the city for the point to use (0 inside); NaN when no city was given or
+        the point is ``'nan'`` / ``'out_of_range'``.
+    """
+
+    code: NDArray[np.str_]
+    lon: Float
+    lat: Float
+    distance_m: Float
+
+
+@lru_cache(maxsize=16)
+def _city_in_metres(city: shapely.Geometry) -> tuple[str, shapely.Geometry]:
+    """An azimuthal equidistant projection centred on the city, and the city in it."""
+    c = city.centroid
+    proj = (
+        f"+proj=aeqd +lat_0={round(c.y, 3)} +lon_0={round(c.x, 3)} "
+        "+ellps=GRS80 +units=m +no_defs +type=crs"
+    )
+    to_m = transformer("EPSG:4490", proj)
+    # long lon/lat edges would become chords in metres: densify first (~500 m segments)
+    city_m = shapely.transform(
+        shapely.segmentize(city, 0.005),
+        lambda xy: np.column_stack(to_m.transform(xy[:, 0], xy[:, 1])),
+    )
+    shapely.prepare(city_m)
+    return proj, city_m
+
+
+def distance_outside_m(city: shapely.Geometry, lon: ArrayLike, lat: ArrayLike) -> Float:
+    """Metres from each point to ``city`` (0 on or inside it); NaN for non-finite points.
+
+    >>> from shapely import box
+    >>> city = box(120.0, 29.0, 120.1, 29.1)
+    >>> d = distance_outside_m(city, [120.05, 120.05], [29.05, 29.2])
+    >>> float(d[0]), abs(float(d[1]) - 11083.8) < 1.0  # geodesic distance: 11083.8 m
+    (0.0, True)
+    """
+    lon, lat = np.broadcast_arrays(
+        np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+    )
+    out = np.full(lon.shape, np.nan)
+    finite = np.isfinite(lon) & np.isfinite(lat)
+    if not finite.any():
+        return out
+    shapely.prepare(city)
+    inside = np.zeros(lon.shape, dtype=bool)
+    inside[finite] = shapely.intersects_xy(city, lon[finite], lat[finite])
+    out[inside] = 0.0
+    rest = finite & ~inside
+    if rest.any():
+        proj, city_m = _city_in_metres(city)
+        x, y = transformer("EPSG:4490", proj).transform(lon[rest], lat[rest])
+        d = shapely.distance(city_m, shapely.points(np.asarray(x), np.asarray(y)))
+        out[rest] = np.where(np.isfinite(d), d, np.inf)  # aeqd fails near the antipode
+    return out
+
+
+def check_points(
+    lon: ArrayLike,
+    lat: ArrayLike,
+    *,
+    city: shapely.Geometry | None = None,
+    max_outside_m: float = 0.0,
+) -> PointCheck:
+    """Classify lon/lat points and correct swapped ones, vectorised.
+
+    Parameters
+    ----------
+    lon, lat : array_like
+        Longitude and latitude in degrees (CGCS2000/WGS84).
+    city : shapely geometry, optional
+        The reference area in lon/lat. Without it, mainland China is the reference for the swap
+        test and no point is ``'far_outside'``.
+    max_outside_m : float, default 0
+        How far outside ``city`` a point may lie, in metres.
+
+    Returns
+    -------
+    PointCheck
+
+    Examples
+    --------
+    >>> from shapely import box
+    >>> city = box(119.9, 29.1, 120.3, 29.5)
+    >>> r = check_points([120.07, float("nan"), 29.3, 200.0, 121.0],
+    ...                  [29.3, 29.3, 120.07, 10.0, 29.3], city=city, max_outside_m=5000)
+    >>> r.code.tolist()
+    ['ok', 'nan', 'swapped', 'out_of_range', 'far_outside']
+    >>> float(r.lon[2]), float(r.lat[2])
+    (120.07, 29.3)
+    """
+    lon, lat = np.broadcast_arrays(
+        np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+    )
+    shape = lon.shape
+    lon, lat = lon.ravel(), lat.ravel()
+
+    def reference(x: Float, y: Float) -> tuple[NDArray[np.bool_], Float]:
+        if city is None:
+            return in_china(x, y), np.full(x.shape, np.nan)
+        d = distance_outside_m(city, x, y)
+        return d <= max_outside_m, d
+
+    finite = np.isfinite(lon) & np.isfinite(lat)
+    in_range = finite & (np.abs(lon) <= 180.0) & (np.abs(lat) <= 90.0)
+    swap_in_range = finite & (np.abs(lat) <= 180.0) & (np.abs(lon) <= 90.0)
+
+    near = np.zeros(lon.shape, dtype=bool)
+    dist = np.full(lon.shape, np.nan)
+    near[in_range], dist[in_range] = reference(lon[in_range], lat[in_range])
+
+    candidate = swap_in_range & ~near & (lon != lat)
+    swapped = np.zeros(lon.shape, dtype=bool)
+    swap_dist = np.full(lon.shape, np.nan)
+    swapped[candidate], swap_dist[candidate] = reference(lat[candidate], lon[candidate])
+
+    code = np.full(lon.shape, "ok", dtype="<U12")
+    code[~finite] = "nan"
+    code[finite & ~in_range] = "out_of_range"
+    if city is not None:
+        code[in_range & ~near] = "far_outside"
+    code[swapped] = "swapped"
+
+    out_lon = np.where(swapped, lat, lon)
+    out_lat = np.where(swapped, lon, lat)
+    dist = np.where(swapped, swap_dist, dist)
+    return PointCheck(
+        code.reshape(shape), out_lon.reshape(shape), out_lat.reshape(shape), dist.reshape(shape)
+    )
+
+
+def _json_number(v: float) -> float | str:
+    return v if math.isfinite(v) else str(v)
+
+
+def check_point(
+    lon: float,
+    lat: float,
+    *,
+    city: shapely.Geometry | None = None,
+    max_outside_m: float = 0.0,
+) -> tuple[float, float]:
+    """Check one lon/lat point; return it as floats, or raise a domain error saying what is wrong.
+
+    Raises
+    ------
+    InvalidCoordinate
+        ``code`` 'invalid_coordinate': NaN/infinite or out of range; ``detail['fields']`` names
+        each bad field, its value and what was expected.
+    SwappedCoordinate
+        lat/lon in the wrong order; ``detail['corrected']`` is ``{'lon': ..., 'lat': ...}``.
+    PointFarOutside
+        more than ``max_outside_m`` outside ``city``; ``detail['distance_m']`` says how far.
+
+    Examples
+    --------
+    >>> check_point(120.07, 29.3)
+    (120.07, 29.3)
+    >>> try:
+    ...     check_point(29.3, 120.07)
+    ... except SwappedCoordinate as e:
+    ...     e.detail["corrected"]
+    {'lon': 120.07, 'lat': 29.3}
+    """
+    r = check_points(lon, lat, city=city, max_outside_m=max_outside_m)
+    code = str(r.code)
+    lon_f, lat_f = float(lon), float(lat)
+    if code == "ok":
+        return lon_f, lat_f
+    if code == "nan":
+        bad = [(name, v) for name, v in (("lon", lon_f), ("lat", lat_f)) if not math.isfinite(v)]
+        fields = [
+            {"field": name, "value": _json_number(v), "expected": "a finite number"}
+            for name, v in bad
+        ]
+        names = " and ".join(name for name, _ in bad)
+        raise InvalidCoordinate(f"{names} must be a finite number.", detail={"fields": fields})
+    if code == "out_of_range":
+        limits = [
+            (n, v, lim) for n, v, lim in (("lon", lon_f, 180), ("lat", lat_f, 90)) if abs(v) > lim
+        ]
+        fields = [
+            {"field": name, "value": v, "expected": f"a number from -{limit} to {limit}"}
+            for name, v, limit in limits
+        ]
+        names = " and ".join(name for name, _, _ in limits)
+        raise InvalidCoordinate(f"{names} out of range.", detail={"fields": fields})
+    if code == "swapped":
+        corrected = {"lon": float(r.lon), "lat": float(r.lat)}
+        raise SwappedCoordinate(
+            "lon and lat seem to be swapped: send longitude (x) first, then latitude (y).",
+            detail={
+                "fields": [
+                    {"field": "lon", "value": lon_f, "expected": "longitude (x), given first"},
+                    {"field": "lat", "value": lat_f, "expected": "latitude (y), given second"},
+                ],
+                "corrected": corrected,
+            },
+        )
+    distance = float(r.distance_m)
+    expected = f"a point within {max_outside_m:g} m of the city"
+    raise PointFarOutside(
+        f"The point is {distance:.0f} m outside the city (at most {max_outside_m:g} m allowed).",
+        detail={
+            "fields": [
+                {"field": "lon", "value": lon_f, "expected": expected},
+                {"field": "lat", "value": lat_f, "expected": expected},
+            ],
+            "distance_m": round(distance, 1) if math.isfinite(distance) else "inf",
+            "max_outside_m": max_outside_m,
+        },
+    )
+
+
+_REASON = re.compile(r"^(?P<reason>.*?)\s*\[(?P<x>\S+)\s+(?P<y>\S+)\]\s*$")
+
+
+def explain_invalid(geom: shapely.Geometry | None) -> dict[str, Any] | None:
+    """None if ``geom`` is valid, else ``{reason, location, message}`` from GEOS.
+
+    ``location`` is ``[x, y]`` where GEOS found the problem (None if it gave none or it is not
+    finite), ready for a message such as "Self-intersection at [x y]".
+
+    >>> from shapely import Polygon
+    >>> problem = explain_invalid(Polygon([(0, 0), (1, 1), (1, 0), (0, 1)]))
+    >>> problem["reason"], problem["location"], problem["message"]
+    ('Self-intersection', [0.5, 0.5], 'Self-intersection at [0.5 0.5]')
+    >>> explain_invalid(Polygon([(0, 0), (1, 0), (1, 1)])) is None
+    True
+    """
+    if geom is None:
+        return {"reason": "Missing geometry", "location": None, "message": "Missing geometry"}
+    text = shapely.is_valid_reason(geom)
+    if text == "Valid Geometry":
+        return None
+    match = _REASON.match(text)
+    if match is None:
+        return {"reason": text, "location": None, "message": text}
+    reason = match["reason"]
+    try:
+        x, y = float(match["x"]), float(match["y"])
+    except ValueError:
+        return {"reason": reason, "location": None, "message": reason}
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return {"reason": reason, "location": None, "message": reason}
+    return {"reason": reason, "location": [x, y], "message": f"{reason} at [{x:g} {y:g}]"}
+
+
+def check_geometry(geom: shapely.Geometry | None, *, field: str = "geometry") -> None:
+    """Raise :class:`~gis.errors.InvalidGeometry` if ``geom`` is not valid.
+
+    ``detail`` is ``{field, reason, location}``.
+
+    >>> from shapely import Polygon
+    >>> try:
+    ...     check_geometry(Polygon([(0, 0), (2, 2), (2, 0), (0, 2)]), field="boundary")
+    ... except InvalidGeometry as e:
+    ...     e.message, e.detail
+    ('boundary is invalid: Self-intersection at [1 1].', {'field': 'boundary', 'reason': 'Self-intersection', 'location': [1.0, 1.0]})
+    """  # noqa: E501
+    problem = explain_invalid(geom)
+    if problem is None:
+        return
+    raise InvalidGeometry(
+        f"{field} is invalid: {problem['message']}.",
+        detail={"field": field, "reason": problem["reason"], "location": problem["location"]},
+    )
