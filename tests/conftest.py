@@ -12,8 +12,9 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from app import devdb
 from app.db import is_empty, migrate
@@ -22,18 +23,30 @@ from app.main import create_app
 from app.settings import DatabaseSettings, Settings
 
 
-def _database(name: str) -> str:
+def database_url(name: str, *, fresh: bool = False) -> str:
+    """URL of a test database on the test server, created if missing (emptied if ``fresh``)."""
     override = os.environ.get("CITYGRID_TEST_DATABASE_URL")
     if override:
-        return override.rsplit("/", 1)[0] + "/" + name
-    subprocess.run([sys.executable, "-m", "app.devdb", "up", name], check=True,
-                   stdout=subprocess.DEVNULL)
-    return devdb.url(name)
+        url = override.rsplit("/", 1)[0] + "/" + name
+    else:
+        subprocess.run([sys.executable, "-m", "app.devdb", "up"], check=True,
+                       stdout=subprocess.DEVNULL)
+        url = devdb.url(name)
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                              {"n": name}).scalar()
+        if exists and fresh:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        if not exists or fresh:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url
 
 
 @pytest.fixture(scope="session")
 def db_url() -> str:
-    url = _database("citygrid_test")
+    url = database_url("citygrid_test")
     migrate(url)
     return url
 
@@ -53,7 +66,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def empty_engine() -> Iterator[Engine]:
     """A migrated database that holds no city: for imports that start from nothing."""
-    url = _database("citygrid_test_empty")
+    url = database_url("citygrid_test_empty")
     migrate(url)
     eng = create_engine(url)
     yield eng
@@ -81,20 +94,31 @@ def empty_conn(empty_engine: Engine) -> Iterator[Connection]:
     yield from _rolled_back(empty_engine)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def settings(db_url: str) -> Settings:
     return Settings(db=DatabaseSettings(database_url=db_url))
 
 
-@pytest.fixture
-def client(settings: Settings, conn: Connection) -> Iterator[TestClient]:
-    """The API on the test's own transaction: each request runs in a savepoint inside it."""
+@pytest.fixture(scope="session")
+def api(settings: Settings, engine: Engine) -> Iterator[tuple[FastAPI, TestClient]]:
+    """One app for the session: its lifespan (locator load) runs once."""
     app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        app.state.locator.wait_raster()
+        yield app, c
+
+
+@pytest.fixture
+def client(api: tuple[FastAPI, TestClient], conn: Connection) -> Iterator[TestClient]:
+    """The API on the test's own transaction: each request runs in a savepoint inside it."""
+    app, c = api
 
     def shared_conn() -> Iterator[Connection]:
         with conn.begin_nested():
             yield conn
 
     app.dependency_overrides[get_conn] = shared_conn
-    with TestClient(app, raise_server_exceptions=False) as c:
+    try:
         yield c
+    finally:
+        app.dependency_overrides.clear()

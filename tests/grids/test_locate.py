@@ -10,7 +10,7 @@ from sqlalchemy import Connection, text
 
 from grids.locate import load_snapshot, locate_at
 
-from .conftest import C1, C2, G1, G2, G3, STREET, T0, U, at
+from tests.tiny_city import C1, C2, G1, G2, G3, STREET, T0, U, at
 
 
 def postgis_covering(conn: Connection, lon: float, lat: float) -> list[str]:

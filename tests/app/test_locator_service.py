@@ -1,0 +1,90 @@
+"""The locator stays fresh (LISTEN/NOTIFY) and keeps answering when the database goes away.
+
+These tests need committed changes seen by another connection, so they use a scratch database
+that is created empty for the session and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from app.db import migrate
+from app.locator_service import LocatorService
+from tests.conftest import database_url
+from tests.tiny_city import G1, at, write_tiny_city
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Engine]:
+    url = database_url("citygrid_test_scratch", fresh=True)
+    migrate(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        write_tiny_city(conn)
+    yield engine
+    engine.dispose()
+
+
+def _psql(engine: Engine, sql: str) -> None:
+    """Commit a change the way an operator would: psql, another process, no API involved."""
+    u = engine.url
+    subprocess.run(["psql", "-h", u.host, "-p", str(u.port), "-U", u.username, "-d", u.database,
+                    "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
+
+
+def _wait_for(predicate, timeout: float) -> float | None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return time.monotonic() - t0
+        time.sleep(0.01)
+    return None
+
+
+def test_a_change_committed_by_psql_reaches_the_locator_within_a_second(scratch: Engine) -> None:
+    service = LocatorService(scratch, raster=False)
+    service.reload()
+    service.start()
+    try:
+        assert _wait_for(lambda: service.reloads >= 1 and not service.stale, 5) is not None
+        time.sleep(0.3)  # the listener is connected and LISTENing
+        lon, lat = at(0.5, 0.5)
+        assert service.snapshot.locate(lon, lat)["responsible"]["code"] == "W1"
+        _psql(scratch, "UPDATE staff SET status = 'on_leave' WHERE code = 'W1'")
+        took = _wait_for(
+            lambda: service.snapshot.locate(lon, lat)["responsible"]["code"] == "B1", 1.0)
+        assert took is not None, "the locator did not see the change within 1 s"
+        _psql(scratch, "UPDATE staff SET status = 'available' WHERE code = 'W1'")
+        assert _wait_for(
+            lambda: service.snapshot.locate(lon, lat)["responsible"]["code"] == "W1", 1.0)
+    finally:
+        service.stop()
+
+
+def test_lookups_keep_answering_from_memory_when_the_database_is_gone(scratch: Engine) -> None:
+    service = LocatorService(scratch, raster=False)
+    service.reload()
+    service.start()
+    try:
+        assert _wait_for(lambda: not service.stale, 5) is not None
+        time.sleep(0.3)
+        # Cut the listener off and point the service at a server that is not there.
+        service.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
+        with scratch.connect() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        assert _wait_for(lambda: service.stale, 5) is not None
+        answer = service.snapshot.locate(*at(0.5, 0.5))
+        assert answer["grid"]["code"] == G1  # still answering, flagged stale by the service
+        assert service.status()["stale"] is True
+        # The server comes back: the service reconnects and is fresh again.
+        service.engine = scratch
+        assert _wait_for(lambda: not service.stale, 5) is not None
+    finally:
+        service.stop()
