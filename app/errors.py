@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -56,44 +56,44 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     """Register the handlers on an app."""
 
-    async def domain_error(request: Request, exc: Exception) -> ORJSONResponse:
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         code = getattr(exc, "code", "error")
-        return ORJSONResponse(
+        return JSONResponse(
             error_body(code, getattr(exc, "message", str(exc)), getattr(exc, "detail", None)),
             status_code=status_for(exc),
         )
 
-    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = _validation_detail(exc)
         fields = ", ".join(d["field"] for d in detail)
-        return ORJSONResponse(
+        return JSONResponse(
             error_body("invalid_request", f"Invalid request: check {fields}.", detail),
             status_code=422,
         )
 
-    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  401: "unauthorized", 403: "forbidden"}
-        return ORJSONResponse(
+        return JSONResponse(
             error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
             status_code=exc.status_code, headers=getattr(exc, "headers", None),
         )
 
-    async def database_down(request: Request, exc: OperationalError) -> ORJSONResponse:
+    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", exc.__class__.__name__)
-        return ORJSONResponse(
+        return JSONResponse(
             error_body("database_unavailable",
                        "The database is unreachable; writes and history queries fail until it is "
                        "back. Lookups keep answering from memory."),
             status_code=503,
         )
 
-    async def database_error(request: Request, exc: DBAPIError) -> ORJSONResponse:
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
         # A constraint or data error that slipped past validation: the client's input, not a crash.
         log.warning("database rejected a statement: %s", exc.orig)
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
         if sqlstate.startswith(("22", "23")):
-            return ORJSONResponse(
+            return JSONResponse(
                 error_body("rejected_by_database",
                            "The database rejected the data as invalid.",
                            {"sqlstate": sqlstate, "reason": str(getattr(exc.orig, "diag", None)
@@ -102,9 +102,9 @@ def install(app: FastAPI) -> None:
             )
         return await unexpected(request, exc)
 
-    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return ORJSONResponse(
+        return JSONResponse(
             error_body("internal_error", "Something went wrong on the server; it has been logged."),
             status_code=500,
         )

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from app import errors
 from app.db import make_engine
@@ -42,7 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="CityGrid",
         version="0.1.0",
         summary="Grid management for city social governance: who is responsible here?",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -77,10 +77,15 @@ class Snapshot:
         answer["status"] = status
         return answer
 
-    def locate_json(self, lon: float, lat: float) -> bytes:
-        """:meth:`locate` as JSON bytes, with the per-region part cached (the hot path)."""
+    def locate_json(self, lon: float, lat: float, *, on_outside=None) -> bytes:
+        """:meth:`locate` as JSON bytes, with the per-region part cached (the hot path).
+
+        ``on_outside`` is called before answering for a point in no region (it may raise).
+        """
         region, status = self._resolve(lon, lat)
         if region < 0:
+            if on_outside is not None:
+                on_outside()
             return orjson.dumps(self._outside(lon, lat))
         cached = self._answers.get(region)
         if cached is None:

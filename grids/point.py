@@ -52,8 +52,14 @@ def _crs_name(crs: str) -> str:
 
 
 def checked_point(snap: Snapshot, x: float, y: float, crs: str = "EPSG:4326", *,
-                  max_outside_m: float = DEFAULT_MAX_OUTSIDE_M) -> CheckedPoint:
-    """Check and convert one input point; raise a :mod:`gis.errors` error when it is unusable."""
+                  max_outside_m: float = DEFAULT_MAX_OUTSIDE_M,
+                  resolved: bool = False) -> CheckedPoint:
+    """Check and convert one input point; raise a :mod:`gis.errors` error when it is unusable.
+
+    With ``resolved=True`` the caller has already found the point in no region (or will check
+    it), so only the CRS, finiteness and range checks run here; call :func:`check_outside` for
+    points that resolve outside.
+    """
     name = _crs_name(crs)
     bad = [f for f, v in (("lon", x), ("lat", y)) if not math.isfinite(v)]
     if bad:
@@ -76,8 +82,16 @@ def checked_point(snap: Snapshot, x: float, y: float, crs: str = "EPSG:4326", *,
                     "expected": "lon in [-180, 180], lat in [-90, 90]"},
         )
     point = CheckedPoint(lon=lon, lat=lat, crs=name, x=float(x), y=float(y))
-    if snap.grids.query_one(lon, lat) >= 0 or snap.areas.query_one(lon, lat) >= 0:
+    if not resolved and (snap.grids.query_one(lon, lat) >= 0 or snap.areas.query_one(lon, lat) >= 0):
         return point
+    check_outside(snap, point, max_outside_m=max_outside_m)
+    return point
+
+
+def check_outside(snap: Snapshot, point: CheckedPoint, *,
+                  max_outside_m: float = DEFAULT_MAX_OUTSIDE_M) -> None:
+    """For a point in no region: raise if it looks swapped or is too far from every grid."""
+    lon, lat, name = point.lon, point.lat, point.crs
     _raise_if_swapped(snap, lon, lat, name)
     _, distance = snap.nearest_grid(lon, lat)
     if distance > max_outside_m:
@@ -88,7 +102,6 @@ def checked_point(snap: Snapshot, x: float, y: float, crs: str = "EPSG:4326", *,
                     "max_outside_m": max_outside_m, "point": [lon, lat], "crs": name,
                     "expected": "a point in or near the city"},
         )
-    return point
 
 
 def _raise_if_swapped(snap: Snapshot, lon: float, lat: float, crs: str) -> None:

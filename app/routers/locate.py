@@ -13,7 +13,7 @@ from app.deps import Conn
 from app.schemas import ErrorPublic, LocatePublic
 from grids import batch
 from grids.locate import locate_at
-from grids.point import LocatorUnavailable, checked_point
+from grids.point import LocatorUnavailable, check_outside, checked_point
 
 router = APIRouter(tags=["locate"], responses={422: {"model": ErrorPublic}})
 
@@ -38,8 +38,11 @@ async def locate(request: Request, lon: Lon, lat: Lat, crs: Crs = "EPSG:4326") -
     # async and database-free: the answer comes from the in-memory snapshot.
     service = _service(request)
     snap = service.snapshot
-    point = checked_point(snap, lon, lat, crs)
-    body = snap.locate_json(point.lon, point.lat)
+    limit = request.app.state.settings.city.max_outside_m
+    point = checked_point(snap, lon, lat, crs, resolved=True)
+    body = snap.locate_json(
+        point.lon, point.lat,
+        on_outside=lambda: check_outside(snap, point, max_outside_m=limit))
     head = orjson.dumps({"point": point.as_dict(), "stale": service.stale})
     return Response(head[:-1] + b"," + body[1:], media_type="application/json")
 
@@ -50,7 +53,8 @@ def locate_history(request: Request, conn: Conn, lon: Lon, lat: Lat,
                    at: Annotated[datetime, Query(description="ISO 8601 time with offset")],
                    crs: Crs = "EPSG:4326") -> Response:
     snap = _service(request).snapshot
-    point = checked_point(snap, lon, lat, crs)
+    point = checked_point(snap, lon, lat, crs,
+                          max_outside_m=request.app.state.settings.city.max_outside_m)
     answer = locate_at(conn, point.lon, point.lat, at=at)
     return Response(orjson.dumps({"point": point.as_dict(), "stale": False, **answer}),
                     media_type="application/json")
