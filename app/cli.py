@@ -34,8 +34,11 @@ def _fail(exc: Exception) -> None:
     typer.secho(f"error [{code}]: {getattr(exc, 'message', exc)}", fg="red", err=True)
     detail = getattr(exc, "detail", None)
     errors = detail.get("errors") if isinstance(detail, dict) else None
-    for item in errors or ([detail] if detail else []):
+    items = errors or ([detail] if detail else [])
+    for item in items[:20]:
         typer.echo(f"  - {item}", err=True)
+    if len(items) > 20:
+        typer.echo(f"  ... and {len(items) - 20} more", err=True)
     raise typer.Exit(2)
 
 
@@ -98,9 +101,9 @@ def import_regions(
     label: Annotated[str | None, typer.Option(help="Label of the new boundary version")] = None,
 ) -> None:
     """Import a region layer from GeoJSON, GeoPackage or Shapefile, all or nothing."""
+    from gis.errors import GisError
     from grids import io
     from grids.errors import GridError
-    from gis.errors import GisError
 
     try:
         frame = io.read_regions(path, layer=layer, crs=crs, code_field=code_field,

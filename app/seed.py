@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
 from grids import store
 
 # The demo's first boundary version and assignments start here, so ``at=`` queries have history.
-DEMO_VALID_FROM = datetime(2024, 1, 1, tzinfo=timezone.utc)
+DEMO_VALID_FROM = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def load_demo(conn: Connection, *, grids: int | None = None, seed: int = 330782) -> dict[str, int]:

@@ -19,7 +19,7 @@ Rules, pinned by tests:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -281,7 +281,7 @@ def load_snapshot(conn: Connection, *, at: datetime | None = None) -> Snapshot:
         grid_ids=grid_ids, grids=PolygonIndex(geoms[grid_ids]),
         area_ids=area_ids, areas=PolygonIndex(geoms[area_ids]),
         version_id=max((r.version_id for r in regions), default=0),
-        loaded_at=datetime.now(timezone.utc), as_of=at,
+        loaded_at=datetime.now(UTC), as_of=at,
     )
 
 
@@ -352,7 +352,7 @@ def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime) -> dict
     empty = PolygonIndex([])
     snap = Snapshot(regions=regions, grid_ids=np.array([], dtype=int), grids=empty,
                     area_ids=np.array([], dtype=int), areas=empty,
-                    version_id=regions[0].version_id, loaded_at=datetime.now(timezone.utc),
+                    version_id=regions[0].version_id, loaded_at=datetime.now(UTC),
                     as_of=at)
     answer = snap.answer(0)
     answer["status"] = "inside" if regions[0].level == "grid" else "gap"

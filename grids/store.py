@@ -14,7 +14,6 @@ import shapely
 from sqlalchemy import Connection, text
 
 
-
 def new_version(
     conn: Connection, *, label: str, source: str = "", note: str = "",
     activated_at: datetime | None = None,

@@ -17,7 +17,7 @@ head is on leave, so the street officer SO answers. CD is the command-centre dut
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import geopandas as gpd
 import pandas as pd
@@ -30,7 +30,7 @@ X0, Y0, U = 120.0, 29.0, 0.01
 CITY, STREET = "990100000000", "990100001000"
 C1, C2 = "990100001001", "990100001002"
 G1, G2, G3 = C1 + "001", C1 + "002", C2 + "001"
-T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def cell(x0: float, y0: float, x1: float, y1: float):

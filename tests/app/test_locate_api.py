@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -101,7 +101,7 @@ def test_history_endpoint(client: TestClient, known: dict) -> None:
     now = client.get("/locate", params={"lon": known["lon"], "lat": known["lat"]}).json()
     past = client.get("/locate/history", params={
         "lon": known["lon"], "lat": known["lat"],
-        "at": datetime.now(timezone.utc).isoformat()}).json()
+        "at": datetime.now(UTC).isoformat()}).json()
     assert past["grid"] == now["grid"] and past["responsible"] == now["responsible"]
     before = client.get("/locate/history", params={
         "lon": known["lon"], "lat": known["lat"], "at": "2020-01-01T00:00:00+08:00"}).json()

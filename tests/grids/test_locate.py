@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from sqlalchemy import Connection, text
 
 from grids.locate import load_snapshot, locate_at
-
 from tests.tiny_city import C1, C2, G1, G2, G3, STREET, T0, U, at
 
 
@@ -132,7 +131,7 @@ def test_history_answers_as_of_a_past_time(tiny_city: Connection) -> None:
 
 def test_history_agrees_with_the_snapshot(tiny_city: Connection) -> None:
     snap = load_snapshot(tiny_city)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for x, y in [(0.5, 0.5), (1.0, 0.5), (1.5, 0.2), (2.5, 0.25), (2.5, 0.75), (2.0, 0.5)]:
         live = snap.locate(*at(x, y))
         past = locate_at(tiny_city, *at(x, y), at=now)

@@ -1,6 +1,6 @@
 """Topology checks on a tiny hand-drawn city (broken on purpose) and on the demo city.
 
-The tiny city is drawn in EPSG:4549 metres near Yiwu and stored in EPSG:4490::
+The tiny city is drawn in metres near Yiwu, mapped linearly onto EPSG:4490 lon/lat::
 
     y=400 +--------------------+--------------------+
           |  330782001001002   |  330782002001002   |
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import geopandas as gpd
 import pytest
@@ -46,7 +46,7 @@ def _metres_per_degree() -> tuple[float, float]:
 
 
 M_PER_DEG_LON, M_PER_DEG_LAT = _metres_per_degree()
-SINCE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+SINCE = datetime(2024, 1, 1, tzinfo=UTC)
 
 CITY, S1, S2 = "330782000000", "330782001000", "330782002000"
 C1, C2 = "330782001001", "330782002001"
@@ -172,7 +172,7 @@ def test_parent_not_in_force(empty_conn: Connection) -> None:
     assert found[1].parent_code == S2 and "no boundary in force" in found[1].message
     assert_located(found[0], (200, 400), (0, 400))
     # before the street was closed, all was well
-    assert check(empty_conn, at=datetime(2024, 6, 1, tzinfo=timezone.utc)) == []
+    assert check(empty_conn, at=datetime(2024, 6, 1, tzinfo=UTC)) == []
 
 
 def test_level_mismatch(empty_conn: Connection) -> None:

@@ -1,0 +1,1 @@
+"""Demo-city data: the committed upstream extract and the generator built on it."""

