@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +14,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import create_engine
 
-from app.db import is_empty, migrate
+from app.db import is_empty, migrate, set_actor
 from app.settings import get_settings
 
 app = typer.Typer(help="CityGrid: grid management for city social governance.",
@@ -19,6 +22,8 @@ app = typer.Typer(help="CityGrid: grid management for city social governance.",
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo city.", no_args_is_help=True)
 import_app = typer.Typer(help="Import regions and rosters.", no_args_is_help=True)
+user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(import_app, name="import")
@@ -26,6 +31,18 @@ app.add_typer(import_app, name="import")
 
 def _engine():
     return create_engine(get_settings().db.database_url)
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+@contextmanager
+def _writing() -> Iterator:
+    """A transaction whose changes the audit log attributes to the CLI's OS user."""
+    with _engine().begin() as conn:
+        set_actor(conn, _actor())
+        yield conn
 
 
 def _fail(exc: Exception) -> None:
@@ -45,7 +62,7 @@ def _fail(exc: Exception) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the schema to the newest revision (idempotent)."""
-    migrate(get_settings().db.database_url)
+    migrate(get_settings().db.owner_url)
     typer.echo("schema is up to date")
 
 
@@ -57,8 +74,7 @@ def demo_load(
     """Generate the demo city (义乌市) and load it, in one transaction."""
     from app.seed import load_demo
 
-    engine = _engine()
-    with engine.begin() as conn:
+    with _writing() as conn:
         if not is_empty(conn):
             if if_empty:
                 typer.echo("a city is already loaded")
@@ -109,7 +125,7 @@ def import_regions(
         frame = io.read_regions(path, layer=layer, crs=crs, code_field=code_field,
                                 name_field=name_field, parent_field=parent_field,
                                 level_field=level_field, level=level)
-        with _engine().begin() as conn, typer.progressbar(length=len(frame), label="importing") as bar:
+        with _writing() as conn, typer.progressbar(length=len(frame), label="importing") as bar:
             done = [0]
 
             def progress(n: int, total: int) -> None:
@@ -132,7 +148,7 @@ def import_roster(path: Path,
 
     try:
         staff, assignments = io.read_roster(path, sheet=sheet)
-        with _engine().begin() as conn:
+        with _writing() as conn:
             summary = io.import_roster(conn, staff, assignments)
     except GridError as exc:
         _fail(exc)
@@ -156,6 +172,85 @@ def export(
     except GridError as exc:
         _fail(exc)
     typer.echo(f"wrote {n} regions to {path}")
+
+
+def _password(prompt: bool, stdin: bool) -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=prompt)
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, planner, supervisor, dispatcher, grid_worker, "
+                                           "viewer")],
+    region: Annotated[str, typer.Option(help="Jurisdiction: a region code")] = "330782",
+    staff: Annotated[str | None, typer.Option(help="Staff code (required for grid_worker)")] = None,
+    name: Annotated[str, typer.Option(help="Display name")] = "",
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin")] = False,
+) -> None:
+    """Create a user. There is no default password: you type one (twice) or pipe it in."""
+    from app import users
+    from grids.access import Principal
+    from grids.errors import GridError
+
+    password = _password(True, password_stdin)
+    try:
+        with _writing() as conn:
+            user = users.create_user(conn, username=username, password=password, role=role,
+                                     region_code=region, display_name=name, staff_code=staff,
+                                     principal=Principal.system(_actor()))
+    except GridError as exc:
+        _fail(exc)
+    typer.echo(f"created {user['username']} ({user['role']}, {user['region_code']})")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users with role, jurisdiction and state."""
+    from app import users
+    from grids.access import Principal
+
+    with _engine().connect() as conn:
+        for u in users.list_users(conn, principal=Principal.system(_actor())):
+            state = "disabled" if u["disabled"] else "active"
+            typer.echo(f"{u['username']:20s} {u['role']:12s} {u['region_code']} {state}")
+
+
+@user_app.command("disable")
+def user_disable(username: str) -> None:
+    """Disable a user; their tokens stop working within a second."""
+    from app import users
+    from grids.access import Principal
+    from grids.errors import GridError
+
+    try:
+        with _writing() as conn:
+            users.update_user(conn, username, disabled=True, principal=Principal.system(_actor()))
+    except GridError as exc:
+        _fail(exc)
+    typer.echo(f"disabled {username}")
+
+
+@user_app.command("reset-password")
+def user_reset_password(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin")] = False,
+) -> None:
+    """Set a new password; the user's current tokens stop working."""
+    from app import users
+    from grids.access import Principal
+    from grids.errors import GridError
+
+    password = _password(True, password_stdin)
+    try:
+        with _writing() as conn:
+            users.update_user(conn, username, password=password,
+                              principal=Principal.system(_actor()))
+    except GridError as exc:
+        _fail(exc)
+    typer.echo(f"password reset for {username}")
 
 
 @app.command()

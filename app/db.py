@@ -46,6 +46,12 @@ def unit_of_work(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def set_actor(conn: Connection, actor: str, ip: str | None = None) -> None:
+    """Name who is writing in this transaction, for the audit log (see migration 0002)."""
+    conn.execute(text("SELECT set_config('citygrid.actor', :a, true), "
+                      "set_config('citygrid.ip', :ip, true)"), {"a": actor[:200], "ip": ip or ""})
+
+
 def is_empty(conn: Connection) -> bool:
     """True when no region exists yet (a fresh database)."""
     return conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM region)")).scalar_one()

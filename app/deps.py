@@ -8,22 +8,48 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
+from app.auth import UNSAFE, optional_principal
+from app.db import set_actor
 from app.settings import Settings
+from grids.access import Principal
 
 
 def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_conn(request: Request) -> Iterator[Connection]:
-    """One transaction per request: domain code writes, the request commits (or rolls back)."""
+def get_conn(
+    request: Request, principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Iterator[Connection]:
+    """One transaction per request: domain code writes, the request commits (or rolls back).
+
+    Writes are attributed in the audit log to the caller and their address. After a request
+    that wrote anything commits, this worker reloads its locator and user directory at once, so
+    its own next request sees the change (other workers follow via NOTIFY within a second).
+    """
+    unsafe = request.method in UNSAFE
+    wrote = False
     with request.app.state.engine.begin() as conn:
+        if unsafe:
+            set_actor(conn, principal.name if principal else "anonymous",
+                      request.client.host if request.client else None)
         yield conn
+        if unsafe:
+            wrote = conn.execute(text("SELECT txid_current_if_assigned() IS NOT NULL")).scalar()
+    if wrote:
+        refresh_after_write(request.app)
+
+
+def refresh_after_write(app) -> None:
+    app.state.locator.reload()
+    with app.state.engine.connect() as conn:
+        app.state.directory.reload(conn)
 
 
 Conn = Annotated[Connection, Depends(get_conn)]
+CurrentPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 

@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.auth import AuthError
 from gis.errors import GisError
 from grids import errors as grid_errors
+from grids.access import Forbidden
 from grids.point import LocatorUnavailable
 
 log = logging.getLogger("citygrid")
@@ -26,6 +28,8 @@ STATUS: dict[type[Exception], int] = {
     grid_errors.ImportRejected: 422,
     grid_errors.TopologyError: 409,
     LocatorUnavailable: 503,
+    Forbidden: 403,
+    grid_errors.Conflict: 409,
 }
 
 
@@ -62,6 +66,10 @@ def install(app: FastAPI) -> None:
             error_body(code, getattr(exc, "message", str(exc)), getattr(exc, "detail", None)),
             status_code=status_for(exc),
         )
+
+    async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.detail),
+                            status_code=exc.status, headers=exc.headers or None)
 
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = _validation_detail(exc)
@@ -111,6 +119,7 @@ def install(app: FastAPI) -> None:
 
     for cls in (GisError, grid_errors.GridError):
         app.add_exception_handler(cls, domain_error)
+    app.add_exception_handler(AuthError, auth_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OperationalError, database_down)

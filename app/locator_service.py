@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -24,6 +25,8 @@ from grids.locate import Snapshot, load_snapshot
 
 log = logging.getLogger("citygrid.locator")
 CHANNEL = "citygrid_change"
+# Tables whose changes the locator must see.
+LOCATOR_TABLES = frozenset({"region", "region_boundary", "boundary_version", "staff", "assignment"})
 # Cell size of the batch raster, in degrees (~10 m at 29°N).
 RASTER_CELL_DEG = 1e-4
 
@@ -42,6 +45,17 @@ class LocatorService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._raster_thread: threading.Thread | None = None
+        self._subscribers: list[tuple[frozenset[str], Callable[[Any], None]]] = []
+
+    def subscribe(self, tables: set[str] | frozenset[str], reload: Callable[[Any], None]) -> None:
+        """Also call ``reload(conn)`` at start and whenever one of ``tables`` changes."""
+        self._subscribers.append((frozenset(tables), reload))
+
+    def _notify_subscribers(self, tables: set[str] | None) -> None:
+        for watched, reload in self._subscribers:
+            if tables is None or watched & tables:
+                with self.engine.connect() as conn:
+                    reload(conn)
 
     # -- loading -----------------------------------------------------------------------------
     def reload(self) -> Snapshot:
@@ -102,16 +116,16 @@ class LocatorService:
                     # Anything may have changed while we were not listening.
                     if self.stale:
                         self.reload()
+                        self._notify_subscribers(None)
                     while not self._stop.is_set():
-                        got = False
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            got = True
-                        if got:
+                        tables = {n.payload for n in conn.notifies(timeout=0.5, stop_after=1)}
+                        if tables:
                             # Let a burst of statements settle, then drain and reload once.
                             time.sleep(self.debounce_s)
-                            for _ in conn.notifies(timeout=0.001):
-                                pass
-                            self.reload()
+                            tables |= {n.payload for n in conn.notifies(timeout=0.001)}
+                            if tables & LOCATOR_TABLES:
+                                self.reload()
+                            self._notify_subscribers(tables)
                         else:
                             conn.execute("SELECT 1")  # notice a dead server within a second
             except Exception as exc:  # noqa: BLE001 - any failure means: serve from memory

@@ -7,14 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app import errors
+from app.auth import Authenticator, Directory
 from app.db import make_engine
+from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
-from app.routers import locate, regions
+from app.routers import access, locate, regions, staffing
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("citygrid")
+# Bulk endpoints that may carry large bodies (everything else is capped lower).
+BULK_PATHS = ("/locate/batch",)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,10 +31,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = make_engine(settings.db)
         service = LocatorService(app.state.engine, raster=settings.api.batch_raster)
         app.state.locator = service
+        service.subscribe({"app_user", "api_key", "assignment"}, app.state.directory.reload)
         try:
             service.reload()
+            with app.state.engine.connect() as conn:
+                app.state.directory.reload(conn)
         except Exception:  # noqa: BLE001 - serve errors, not a dead process, until the DB is up
-            log.exception("locator could not load the city at start; retrying in the background")
+            log.exception("could not load the city at start; retrying in the background")
         service.start()
         try:
             yield
@@ -44,12 +52,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.directory = Directory()
+    app.state.auth = Authenticator(settings.auth, app.state.directory,
+                                   production=settings.api.mode == "production")
     errors.install(app)
+    app.add_middleware(BodySizeLimit, default=settings.auth.max_body_bytes,
+                       bulk=settings.auth.max_batch_bytes, bulk_paths=BULK_PATHS)
+    if settings.api.cors_origins:  # closed unless origins are configured
+        app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["authorization", "content-type", "x-csrf-token",
+                                          "x-api-key"], allow_credentials=True)
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(access.router)
     app.include_router(locate.router)
     app.include_router(regions.router)
+    app.include_router(staffing.router)
     return app

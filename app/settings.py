@@ -9,11 +9,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _ENV = SettingsConfigDict(env_prefix="CITYGRID_", env_file=".env", extra="ignore")
-DEV_DATABASE_URL = "postgresql+psycopg://citygrid@127.0.0.1:54329/citygrid"
+# The private development cluster (app/devdb.py): the API runs as the restricted role
+# citygrid_app; migrations run as the owner citygrid.
+DEV_DATABASE_URL = "postgresql+psycopg://citygrid_app@127.0.0.1:54329/citygrid"
+DEV_MIGRATION_URL = "postgresql+psycopg://citygrid@127.0.0.1:54329/citygrid"
+DEV_SECRET = "development-only-secret-do-not-use-in-production"
 
 
 class DatabaseSettings(BaseSettings):
@@ -22,15 +26,27 @@ class DatabaseSettings(BaseSettings):
     model_config = _ENV
 
     database_url: str = DEV_DATABASE_URL
+    migration_url: str | None = None  # the owner; defaults to the dev owner or database_url
     pool_size: int = Field(10, ge=1, le=100)
     statement_timeout_ms: int = Field(30_000, ge=100)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_url")
     @classmethod
-    def _postgres_only(cls, v: str) -> str:
+    def _postgres_only(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not v.startswith(("postgresql://", "postgresql+psycopg://")):
             raise ValueError("CityGrid needs PostgreSQL + PostGIS (postgresql+psycopg://...)")
         return v.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @property
+    def owner_url(self) -> str:
+        """Where migrations run: the owner role, not the restricted application role."""
+        if self.migration_url:
+            return self.migration_url
+        if self.database_url == DEV_DATABASE_URL:
+            return DEV_MIGRATION_URL
+        return self.database_url
 
 
 class CitySettings(BaseSettings):
@@ -57,6 +73,21 @@ class ApiSettings(BaseSettings):
     batch_raster: bool = True  # build the ~10 m lookup raster for batch location
 
 
+class AuthSettings(BaseSettings):
+    """Tokens, sessions, keys and limits."""
+
+    model_config = _ENV
+
+    secret_key: str = DEV_SECRET
+    token_minutes: int = Field(15, ge=1, le=24 * 60)
+    session_hours: int = Field(8, ge=1, le=72)
+    cookie_secure: bool | None = None  # None: secure in production, not in development
+    login_attempts: int = Field(5, ge=1, le=100)  # failures per username+IP ...
+    login_window_s: int = Field(300, ge=1)  # ... within this window, then 429
+    max_body_bytes: int = Field(1_000_000, ge=1_000)
+    max_batch_bytes: int = Field(256_000_000, ge=1_000)
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern."""
 
@@ -65,6 +96,18 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     city: CitySettings = Field(default_factory=CitySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @model_validator(mode="after")
+    def _no_dev_secret_in_production(self) -> Settings:
+        if self.api.mode == "production":
+            key = self.auth.secret_key
+            if key == DEV_SECRET or len(key) < 32:
+                raise ValueError(
+                    "Refusing to start in production with a development or short secret: set "
+                    "CITYGRID_SECRET_KEY to at least 32 random characters."
+                )
+        return self
 
 
 @lru_cache

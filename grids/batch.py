@@ -20,10 +20,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from gis.crs import parse_crs, to_lonlat
+from grids.access import FULL_PERSONAL_DATA, Principal, mask_phone
 from grids.errors import GridError
 from grids.locate import Snapshot
 
-STATUS_NAMES = np.array(["inside", "gap", "outside", "error"], dtype=object)
+# 'forbidden': the place lies outside the caller's jurisdiction; nothing about it is returned.
+STATUS_NAMES = np.array(["inside", "gap", "outside", "error", "forbidden"], dtype=object)
 ADDED = ("status", "grid_code", "grid_name", "community_code", "street_code",
          "responsible_code", "responsible_name", "responsible_phone", "fallback", "error")
 CHUNK_ROWS = 100_000
@@ -42,9 +44,14 @@ class BatchResult:
 
 
 def _locate_columns(
-    snap: Snapshot, x: np.ndarray, y: np.ndarray, crs: str, columns: dict[str, np.ndarray],
+    snap: Snapshot, x: np.ndarray, y: np.ndarray, crs: str, principal: Principal,
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Validate, convert and locate; return the added columns and the number of bad rows."""
+    """Validate, convert and locate; return the added columns and the number of bad rows.
+
+    Rows in places outside the principal's locate scope get status 'forbidden' and no details;
+    phones are masked where the principal may not see them.
+    """
+    columns = snap_columns(snap)
     n = x.size
     error = np.full(n, "", dtype=object)
     finite = np.isfinite(x) & np.isfinite(y)
@@ -69,16 +76,29 @@ def _locate_columns(
         error[swapped] = [f"lat/lon look swapped: did you mean {a:.6f},{b:.6f}?"
                           for a, b in zip(lat[swapped], lon[swapped], strict=True)]
         status[swapped] = 3
+    allowed = snap.scope_mask(principal.locate_scope())
+    forbidden = (status <= 1) & ~allowed[region]
+    outside = status == 2
+    if outside.any() and not principal.locate_scope().covers(None):
+        forbidden |= outside  # nearest-grid answers could leak other jurisdictions
+    status[forbidden] = 4
     out = {"status": STATUS_NAMES[status]}
     idx = np.where(status <= 1, region, -1)  # -1 selects the empty last entry
     for name, values in columns.items():
         out[name] = values[idx]
+    visible = snap.scope_mask(principal.scope) if principal.role in FULL_PERSONAL_DATA \
+        else np.zeros(len(snap.regions) + 1, dtype=bool)
+    hide = ~visible[idx]
+    if hide.any():
+        phones = out["responsible_phone"].copy()
+        phones[hide] = [mask_phone(p) if p else p for p in phones[hide]]
+        out["responsible_phone"] = phones
     out["error"] = error
     return out, int((status == 3).sum())
 
 
-def locate_csv(snap: Snapshot, body: bytes, *, crs: str, x_field: str = "lon",
-               y_field: str = "lat") -> BatchResult:
+def locate_csv(snap: Snapshot, body: bytes, *, crs: str, principal: Principal,
+               x_field: str = "lon", y_field: str = "lat") -> BatchResult:
     crs_name = parse_crs(crs).name
     try:
         table = pacsv.read_csv(
@@ -102,7 +122,7 @@ def locate_csv(snap: Snapshot, body: bytes, *, crs: str, x_field: str = "lon",
                                           for c in table.column_names])
     x = _to_float(table[x_field])
     y = _to_float(table[y_field])
-    added, bad = _locate_columns(snap, x, y, crs_name, snap_columns(snap))
+    added, bad = _locate_columns(snap, x, y, crs_name, principal)
     for name in ADDED:
         table = table.append_column(name, pa.array(added[name], type=pa.string()))
 
@@ -135,7 +155,7 @@ def snap_columns(snap: Snapshot) -> dict[str, np.ndarray]:
     return cols
 
 
-def locate_json(snap: Snapshot, body: bytes, *, crs: str) -> BatchResult:
+def locate_json(snap: Snapshot, body: bytes, *, crs: str, principal: Principal) -> BatchResult:
     """JSON: ``[[x, y, ...], ...]`` or ``[{"lon": x, "lat": y, ...}, ...]``, optionally wrapped as
     ``{"crs": ..., "points": [...]}``."""
     try:
@@ -144,7 +164,7 @@ def locate_json(snap: Snapshot, body: bytes, *, crs: str) -> BatchResult:
         raise BatchInputError("The body is not valid JSON.",
                               detail={"field": "body", "reason": str(exc)}) from exc
     if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
-        return locate_geojson(snap, doc, crs=crs)
+        return locate_geojson(snap, doc, crs=crs, principal=principal)
     if isinstance(doc, dict):
         crs = doc.get("crs", crs) if isinstance(doc.get("crs"), str) else crs
         doc = doc.get("points")
@@ -154,7 +174,7 @@ def locate_json(snap: Snapshot, body: bytes, *, crs: str) -> BatchResult:
     crs_name = parse_crs(crs).name
     x = np.array([_coord(r, 0, "lon") for r in doc], dtype=float)
     y = np.array([_coord(r, 1, "lat") for r in doc], dtype=float)
-    added, bad = _locate_columns(snap, x, y, crs_name, snap_columns(snap))
+    added, bad = _locate_columns(snap, x, y, crs_name, principal)
 
     def chunks() -> Iterator[bytes]:
         yield b"["
@@ -181,7 +201,7 @@ def _coord(row: Any, pos: int, key: str) -> float:
         return float("nan")
 
 
-def locate_geojson(snap: Snapshot, doc: Any, *, crs: str) -> BatchResult:
+def locate_geojson(snap: Snapshot, doc: Any, *, crs: str, principal: Principal) -> BatchResult:
     """A FeatureCollection of Points; properties are kept and the answer added to them."""
     if isinstance(doc, bytes):
         try:
@@ -205,7 +225,7 @@ def locate_geojson(snap: Snapshot, doc: Any, *, crs: str) -> BatchResult:
     crs_name = parse_crs(crs).name
     x = np.array([xy(f, 0) for f in feats], dtype=float)
     y = np.array([xy(f, 1) for f in feats], dtype=float)
-    added, bad = _locate_columns(snap, x, y, crs_name, snap_columns(snap))
+    added, bad = _locate_columns(snap, x, y, crs_name, principal)
 
     def chunks() -> Iterator[bytes]:
         yield b'{"type":"FeatureCollection","features":['

@@ -34,3 +34,9 @@ class ImportRejected(GridError):
 
 class TopologyError(GridError):
     code = "topology_error"
+
+
+class Conflict(GridError):
+    """The change collides with the current state (a duplicate, a stale version)."""
+
+    code = "conflict"

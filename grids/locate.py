@@ -29,6 +29,8 @@ from pyproj import Geod
 from sqlalchemy import Connection, text
 
 from gis.index import NONE, PolygonIndex
+from grids.access import Principal, Scope, mask_person
+from grids.errors import RegionNotFound
 
 _GEOD = Geod(ellps="GRS80")  # the CGCS2000 ellipsoid, to a micrometre
 LEVEL_RANK = {"grid": 0, "community": 1, "street": 2, "city": 3}
@@ -65,7 +67,7 @@ class Snapshot:
     version_id: int
     loaded_at: datetime
     as_of: datetime | None
-    _answers: dict[int, bytes] = field(default_factory=dict, repr=False)
+    _answers: dict[tuple[int, bool], bytes] = field(default_factory=dict, repr=False)
 
     # -- single ------------------------------------------------------------------------------
     def locate(self, lon: float, lat: float) -> dict[str, Any]:
@@ -77,23 +79,49 @@ class Snapshot:
         answer["status"] = status
         return answer
 
-    def locate_json(self, lon: float, lat: float, *, on_outside=None) -> bytes:
-        """:meth:`locate` as JSON bytes, with the per-region part cached (the hot path).
+    def locate_json(self, lon: float, lat: float, *, principal: Principal,
+                    on_outside=None) -> bytes:
+        """:meth:`locate` for ``principal`` as JSON bytes, per-region part cached (the hot path).
 
-        ``on_outside`` is called before answering for a point in no region (it may raise).
+        A place outside the principal's locate scope is not found; phones are masked unless the
+        principal may see them for that place. ``on_outside`` is called before answering for a
+        point in no region (it may raise).
         """
         region, status = self._resolve(lon, lat)
         if region < 0:
             if on_outside is not None:
                 on_outside()
-            return orjson.dumps(self._outside(lon, lat))
-        cached = self._answers.get(region)
+            answer = self._outside(lon, lat)
+            near = answer["nearest"]["code"] if answer["nearest"] else None
+            if not principal.locate_scope().covers(near):
+                raise _outside_scope()
+            return orjson.dumps(answer)
+        code = self.regions[region].code
+        if not principal.locate_scope().covers(code):
+            raise _outside_scope()
+        masked = not principal.sees_personal_data(code)
+        cached = self._answers.get((region, masked))
         if cached is None:
             answer = self.answer(region)
             del answer["status"]
+            if masked:
+                answer = mask_answer(answer, principal)
             cached = orjson.dumps(answer)[1:]
-            self._answers[region] = cached
+            self._answers[(region, masked)] = cached
         return b'{"status":"' + status.encode() + b'",' + cached
+
+    def scope_mask(self, scope: Scope) -> np.ndarray:
+        """Per region (plus a final False for 'none'): does ``scope`` cover it?"""
+        if scope.covers(None):
+            out = np.ones(len(self.regions) + 1, dtype=bool)
+            out[-1] = False
+            return out
+        codes = np.array([r.code for r in self.regions] + [""], dtype=str)
+        out = np.zeros(codes.shape, dtype=bool)
+        for prefix in scope.prefixes:
+            out |= np.char.startswith(codes, prefix)
+        out[-1] = False
+        return out
 
     def _resolve(self, lon: float, lat: float) -> tuple[int, str]:
         g = self.grids.query_one(lon, lat)
@@ -202,6 +230,23 @@ class Snapshot:
         return {k: np.array(v + [""], dtype=object) for k, v in cols.items()}  # [-1] → ""
 
 
+def _outside_scope() -> RegionNotFound:
+    return RegionNotFound("This place is outside your jurisdiction.",
+                          detail={"field": "lon", "fields": ["lon", "lat"]},
+                          code="outside_jurisdiction")
+
+
+def mask_answer(answer: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """The answer with every phone masked (the rule itself is in :mod:`grids.access`)."""
+    out = dict(answer)
+    for key in ("responsible", "backup"):
+        out[key] = mask_person(out[key], principal, None)
+    out["unavailable"] = [mask_person(p, principal, None) for p in out.get("unavailable", [])]
+    out["escalation"] = [{**e, "head": mask_person(e["head"], principal, None)}
+                         for e in out.get("escalation", [])]
+    return out
+
+
 def _person(s: dict[str, Any] | None) -> dict[str, Any] | None:
     if s is None:
         return None
@@ -285,7 +330,8 @@ def load_snapshot(conn: Connection, *, at: datetime | None = None) -> Snapshot:
     )
 
 
-def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime) -> dict[str, Any]:
+def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime,
+              principal: Principal | None = None) -> dict[str, Any]:
     """The locator's answer as of ``at``, read from history in PostGIS (not the snapshot).
 
     Same rules as :meth:`Snapshot.locate`; used for ``at=`` queries, which are rare enough that a
@@ -303,6 +349,8 @@ def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime) -> dict
         params,
     ).scalar()
     if hit is None:
+        if principal is not None and not principal.locate_scope().covers(None):
+            raise _outside_scope()
         near = conn.execute(
             text(
                 "SELECT r.code, r.level, r.name, ST_Distance(b.geom::geography, "
@@ -357,4 +405,9 @@ def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime) -> dict
     answer = snap.answer(0)
     answer["status"] = "inside" if regions[0].level == "grid" else "gap"
     answer["as_of"] = at.isoformat()
+    if principal is not None:
+        if not principal.locate_scope().covers(regions[0].code):
+            raise _outside_scope()
+        if not principal.sees_personal_data(regions[0].code):
+            answer = mask_answer(answer, principal)
     return answer

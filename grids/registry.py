@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
+from grids.access import Principal, Scope, mask_person
 from grids.codes import normalise
 from grids.errors import RegionNotFound
 
@@ -35,12 +36,15 @@ class Page:
 
 
 def list_regions(
-    conn: Connection, *, level: str | None = None, parent: str | None = None,
+    conn: Connection, *, scope: Scope, level: str | None = None, parent: str | None = None,
     q: str | None = None, limit: int = 100, offset: int = 0, at: datetime | None = None,
 ) -> Page:
-    """Regions, filtered by level, parent code and a name/code prefix, ordered by code."""
+    """Regions in ``scope``, filtered by level, parent code and a name/code prefix, by code."""
     params: dict[str, Any] = {"at": at, "limit": limit, "offset": offset}
     where = [_IN_FORCE]
+    if not scope.covers(None):
+        where.append("r.code LIKE ANY(:scope)")
+        params["scope"] = scope.like_patterns()
     if level:
         where.append("r.level = :level")
         params["level"] = level
@@ -74,9 +78,13 @@ def _count(conn: Connection, where: list[str], params: dict[str, Any]) -> int:
 
 
 def get_region(
-    conn: Connection, code: str, *, at: datetime | None = None, geometry: bool = True
+    conn: Connection, code: str, *, scope: Scope, at: datetime | None = None,
+    geometry: bool = True,
 ) -> dict[str, Any]:
-    """One region with its geometry (GeoJSON, 7 decimals ≈ 1 cm) and its chain of parents."""
+    """One region with its geometry (GeoJSON, 7 decimals ≈ 1 cm) and its chain of parents.
+
+    A region outside ``scope`` is reported exactly like one that does not exist.
+    """
     code = normalise(code)
     geom_sql = ", ST_AsGeoJSON(b.geom, 7) AS geometry" if geometry else ""
     row = conn.execute(
@@ -87,7 +95,7 @@ def get_region(
         ),
         {"code": code, "at": at},
     ).mappings().first()
-    if row is None:
+    if row is None or not scope.covers(code):
         raise RegionNotFound(
             f"No region {code} is in force{' at ' + at.isoformat() if at else ''}.",
             detail={"field": "code", "value": code},
@@ -117,17 +125,18 @@ def chain(conn: Connection, code: str, *, at: datetime | None = None) -> list[di
     return [dict(r) for r in rows]
 
 
-def children(conn: Connection, code: str, *, at: datetime | None = None,
+def children(conn: Connection, code: str, *, scope: Scope, at: datetime | None = None,
              limit: int = 1000, offset: int = 0) -> Page:
-    """The regions directly under ``code``; 404 if ``code`` itself is not in force."""
-    get_region(conn, code, at=at, geometry=False)
-    return list_regions(conn, parent=code, at=at, limit=limit, offset=offset)
+    """The regions directly under ``code``; not found if ``code`` is not in force or in scope."""
+    get_region(conn, code, scope=scope, at=at, geometry=False)
+    return list_regions(conn, scope=scope, parent=code, at=at, limit=limit, offset=offset)
 
 
-def region_staff(conn: Connection, code: str, *, at: datetime | None = None) -> list[dict[str, Any]]:
-    """Staff assigned to a region at ``at``: duty, role, status and phone (unmasked; the API masks)."""
+def region_staff(conn: Connection, code: str, *, principal: Principal,
+                 at: datetime | None = None) -> list[dict[str, Any]]:
+    """Staff assigned to a region at ``at``, phones masked unless the principal may see them."""
     code = normalise(code)
-    get_region(conn, code, at=at, geometry=False)
+    get_region(conn, code, scope=principal.scope, at=at, geometry=False)
     rows = conn.execute(
         text(
             "SELECT s.code, s.name, s.phone, s.role, s.status, a.duty, a.valid_from, a.valid_to "
@@ -138,4 +147,4 @@ def region_staff(conn: Connection, code: str, *, at: datetime | None = None) -> 
         ),
         {"code": code, "at": at},
     ).mappings()
-    return [dict(r) for r in rows]
+    return [mask_person(dict(r), principal, code) for r in rows]

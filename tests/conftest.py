@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, text
 
@@ -21,6 +21,27 @@ from app.db import is_empty, migrate
 from app.deps import get_conn
 from app.main import create_app
 from app.settings import DatabaseSettings, Settings
+from grids.access import Principal
+
+APP_ROLE = "citygrid_app"
+# Test accounts: name → (role, jurisdiction). The grid worker's jurisdiction is their grids.
+ACCOUNTS = {
+    "t_admin": ("admin", "330782"),
+    "t_dispatcher": ("dispatcher", "330782"),
+    "t_supervisor": ("supervisor", "330782001"),  # 稠城街道
+    "t_supervisor2": ("supervisor", "330782002"),  # 江东街道
+    "t_planner": ("planner", "330782001"),
+    "t_viewer": ("viewer", "330782001"),
+    "t_worker": ("grid_worker", "330782001"),
+}
+TEST_PASSWORD = "test-password-not-for-production"
+
+
+def app_role_url(owner_url: str) -> str:
+    """The same database, as the restricted application role the API runs as."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(owner_url).set(username=APP_ROLE).render_as_string(hide_password=False)
 
 
 def database_url(name: str, *, fresh: bool = False) -> str:
@@ -59,8 +80,28 @@ def engine(db_url: str) -> Iterator[Engine]:
             from app.seed import load_demo
 
             load_demo(conn)
+        _ensure_accounts(conn)
     yield eng
     eng.dispose()
+
+
+def _ensure_accounts(conn: Connection) -> None:
+    """The test accounts, committed once into the demo database."""
+    from app import users
+
+    system = Principal.system("test-setup")
+    for name, (role, region) in ACCOUNTS.items():
+        if conn.execute(text("SELECT 1 FROM app_user WHERE username = :u"), {"u": name}).first():
+            continue
+        staff = None
+        if role == "grid_worker":
+            staff = conn.execute(text(
+                "SELECT s.code FROM assignment a JOIN staff s ON s.id = a.staff_id "
+                "JOIN region r ON r.id = a.region_id WHERE r.code LIKE :p AND a.duty = 'primary' "
+                "AND s.status = 'available' AND a.valid_to IS NULL ORDER BY r.code LIMIT 1"),
+                {"p": region + "%"}).scalar_one()
+        users.create_user(conn, username=name, password=TEST_PASSWORD, role=role,
+                          region_code=region, staff_code=staff, principal=system)
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +137,7 @@ def empty_conn(empty_engine: Engine) -> Iterator[Connection]:
 
 @pytest.fixture(scope="session")
 def settings(db_url: str) -> Settings:
-    return Settings(db=DatabaseSettings(database_url=db_url))
+    return Settings(db=DatabaseSettings(database_url=app_role_url(db_url), migration_url=db_url))
 
 
 @pytest.fixture(scope="session")
@@ -108,17 +149,53 @@ def api(settings: Settings, engine: Engine) -> Iterator[tuple[FastAPI, TestClien
         yield app, c
 
 
+def token_for(app: FastAPI, username: str) -> str:
+    return app.state.auth.issue(app.state.directory.by_name[username])[0]
+
+
 @pytest.fixture
-def client(api: tuple[FastAPI, TestClient], conn: Connection) -> Iterator[TestClient]:
-    """The API on the test's own transaction: each request runs in a savepoint inside it."""
+def headers(api: tuple[FastAPI, TestClient]):
+    """``headers('t_dispatcher')`` → an Authorization header for that test account."""
+    app, _ = api
+    return lambda username: {"Authorization": f"Bearer {token_for(app, username)}"}
+
+
+@pytest.fixture
+def anonymous(api: tuple[FastAPI, TestClient], conn: Connection) -> Iterator[TestClient]:
+    """The API on the test's own transaction, with no credentials.
+
+    Each request runs in a savepoint inside the test's transaction, as the restricted
+    application role, with the request's own actor settings for the audit log.
+    """
+    from app.deps import optional_principal
+
     app, c = api
 
-    def shared_conn() -> Iterator[Connection]:
+    def shared_conn(request: Request, principal=Depends(optional_principal)) -> Iterator[Connection]:
+        from app.auth import UNSAFE
+        from app.db import set_actor
+
         with conn.begin_nested():
-            yield conn
+            conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+            if request.method in UNSAFE:
+                set_actor(conn, principal.name if principal else "anonymous",
+                          request.client.host if request.client else None)
+            try:
+                yield conn
+            finally:
+                conn.execute(text("RESET ROLE"))
 
     app.dependency_overrides[get_conn] = shared_conn
+    c.headers.clear()
     try:
         yield c
     finally:
         app.dependency_overrides.clear()
+        c.headers.clear()
+
+
+@pytest.fixture
+def client(anonymous: TestClient, headers) -> TestClient:
+    """The API as the test admin (see :data:`ACCOUNTS` and ``headers`` for other roles)."""
+    anonymous.headers.update(headers("t_admin"))
+    return anonymous

@@ -6,16 +6,22 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from app.auth import require
 from app.deps import Conn
 from app.schemas import ErrorPublic, LocatePublic
 from grids import batch
+from grids.access import Permission, Principal
 from grids.locate import locate_at
 from grids.point import LocatorUnavailable, check_outside, checked_point
 
-router = APIRouter(tags=["locate"], responses={422: {"model": ErrorPublic}})
+router = APIRouter(tags=["locate"], responses={401: {"model": ErrorPublic},
+                                               403: {"model": ErrorPublic},
+                                               404: {"model": ErrorPublic},
+                                               422: {"model": ErrorPublic}})
+Locator = Annotated[Principal, Depends(require(Permission.LOCATE))]
 
 Lon = Annotated[float, Query(description="x: longitude (or easting in a projected CRS)",
                              allow_inf_nan=True)]
@@ -34,14 +40,15 @@ def _service(request: Request):
 
 @router.get("/locate", response_model=LocatePublic,
             summary="The grid, chain and responsible worker at a point")
-async def locate(request: Request, lon: Lon, lat: Lat, crs: Crs = "EPSG:4326") -> Response:
+async def locate(request: Request, principal: Locator, lon: Lon, lat: Lat,
+                 crs: Crs = "EPSG:4326") -> Response:
     # async and database-free: the answer comes from the in-memory snapshot.
     service = _service(request)
     snap = service.snapshot
     limit = request.app.state.settings.city.max_outside_m
     point = checked_point(snap, lon, lat, crs, resolved=True)
     body = snap.locate_json(
-        point.lon, point.lat,
+        point.lon, point.lat, principal=principal,
         on_outside=lambda: check_outside(snap, point, max_outside_m=limit))
     head = orjson.dumps({"point": point.as_dict(), "stale": service.stale})
     return Response(head[:-1] + b"," + body[1:], media_type="application/json")
@@ -49,13 +56,13 @@ async def locate(request: Request, lon: Lon, lat: Lat, crs: Crs = "EPSG:4326") -
 
 @router.get("/locate/history", response_model=LocatePublic,
             summary="The same answer as of a past (or scheduled) time, from PostGIS")
-def locate_history(request: Request, conn: Conn, lon: Lon, lat: Lat,
+def locate_history(request: Request, conn: Conn, principal: Locator, lon: Lon, lat: Lat,
                    at: Annotated[datetime, Query(description="ISO 8601 time with offset")],
                    crs: Crs = "EPSG:4326") -> Response:
     snap = _service(request).snapshot
     point = checked_point(snap, lon, lat, crs,
                           max_outside_m=request.app.state.settings.city.max_outside_m)
-    answer = locate_at(conn, point.lon, point.lat, at=at)
+    answer = locate_at(conn, point.lon, point.lat, at=at, principal=principal)
     return Response(orjson.dumps({"point": point.as_dict(), "stale": False, **answer}),
                     media_type="application/json")
 
@@ -70,7 +77,7 @@ def locate_history(request: Request, conn: Conn, lon: Lon, lat: Lat,
     }, "required": True}},
 )
 async def locate_batch(
-    request: Request, crs: Crs = "EPSG:4326",
+    request: Request, principal: Locator, crs: Crs = "EPSG:4326",
     x_field: Annotated[str, Query(max_length=64, description="CSV column of x")] = "lon",
     y_field: Annotated[str, Query(max_length=64, description="CSV column of y")] = "lat",
 ) -> StreamingResponse:
@@ -79,12 +86,12 @@ async def locate_batch(
     body = await request.body()
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if ctype in ("text/csv", "application/csv", "text/plain"):
-        result, media = batch.locate_csv(snap, body, crs=crs, x_field=x_field,
-                                         y_field=y_field), "text/csv"
+        result, media = batch.locate_csv(snap, body, crs=crs, principal=principal,
+                                         x_field=x_field, y_field=y_field), "text/csv"
     elif ctype == "application/geo+json":
-        result, media = batch.locate_geojson(snap, body, crs=crs), "application/geo+json"
+        result, media = batch.locate_geojson(snap, body, crs=crs, principal=principal), "application/geo+json"
     elif ctype in ("application/json", ""):
-        result, media = batch.locate_json(snap, body, crs=crs), "application/json"
+        result, media = batch.locate_json(snap, body, crs=crs, principal=principal), "application/json"
     else:
         raise batch.BatchInputError(
             f"Unsupported content type {ctype!r}.",
@@ -96,5 +103,5 @@ async def locate_batch(
 
 
 @router.get("/locate/status", summary="Freshness of this worker's in-memory locator")
-async def locate_status(request: Request) -> dict:
+async def locate_status(request: Request, principal: Locator) -> dict:
     return request.app.state.locator.status()

@@ -26,6 +26,7 @@ from shapely.geometry import LineString, Polygon, box
 from sqlalchemy import Connection, text
 
 from gis.transform import transformer, wgs84_to_bd09, wgs84_to_gcj02
+from grids.access import Principal
 from grids import registry, store, topology
 from grids.errors import GridError, ImportRejected
 from grids.io import (
@@ -486,7 +487,7 @@ def test_csv_roster(empty_conn: Connection, tmp_path: Path) -> None:
         ["W001", G11, "primary", 2], ["W001", G12, "backup", 3], ["W002", G12, "primary", 4]]
     assert import_roster(empty_conn, staff, assignments) == {
         "staff": 3, "assignments": 3, "unchanged": 0}
-    on_duty = registry.region_staff(empty_conn, G12)
+    on_duty = registry.region_staff(empty_conn, G12, principal=Principal.system())
     assert [(s["code"], s["duty"]) for s in on_duty] == [("W002", "primary"), ("W001", "backup")]
     # importing the same roster again changes nothing
     assert import_roster(empty_conn, staff, assignments)["unchanged"] == 3

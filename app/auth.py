@@ -1,0 +1,397 @@
+"""Authentication: passwords, tokens, portal sessions with CSRF, API keys, rate limits.
+
+- Passwords are hashed with Argon2id (argon2-cffi's defaults).
+- ``POST /auth/token`` gives a short-lived bearer token (JWT, HS256, ``CITYGRID_SECRET_KEY``).
+- ``POST /auth/session`` sets an http-only session cookie for the portal and a CSRF cookie; writes
+  made with the cookie must echo the CSRF value in ``X-CSRF-Token`` (double submit, and the value
+  is bound into the signed session so a planted cookie does not help).
+- API keys (``X-API-Key: cgk_<prefix>_<secret>``) for machine clients: high-entropy secrets stored
+  as SHA-256, each key with its own role, jurisdiction and per-minute rate limit.
+- Users and keys are held in memory (:class:`Directory`) and reloaded on ``NOTIFY`` like the
+  locator, so checking a request costs no database round trip; disabling a user or resetting
+  their password (which bumps ``token_version``) takes effect within a second.
+
+Rate limits (login attempts, API keys) are counted per worker process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Depends, Request
+from sqlalchemy import Connection, text
+
+from app.settings import AuthSettings
+from grids.access import Permission, Principal, Scope
+
+SESSION_COOKIE = "citygrid_session"
+CSRF_COOKIE = "citygrid_csrf"
+CSRF_HEADER = "x-csrf-token"
+API_KEY_HEADER = "x-api-key"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_hasher = PasswordHasher()
+
+
+class AuthError(Exception):
+    """An authentication failure, with its HTTP status."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, detail: Any = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail if detail is not None else {}
+        self.headers = headers or {}
+        if code:
+            self.code = code
+
+
+class Unauthorized(AuthError):
+    status = 401
+    code = "unauthorized"
+
+
+class CsrfFailed(AuthError):
+    status = 403
+    code = "csrf_failed"
+
+
+class TooManyRequests(AuthError):
+    status = 429
+    code = "too_many_requests"
+
+
+# -- passwords -------------------------------------------------------------------------------------
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def check_password_strength(password: str) -> None:
+    """At least 12 characters and not one repeated character; raised as a 422 by the caller."""
+    from grids.errors import GridError
+
+    if len(password) < 12 or len(set(password)) < 4:
+        raise GridError("A password needs at least 12 characters and some variety.",
+                        detail={"field": "password", "expected": "12+ characters"},
+                        code="weak_password")
+
+
+# -- API keys --------------------------------------------------------------------------------------
+def new_api_key() -> tuple[str, str, str]:
+    """A new key: (full key to hand out once, prefix, hash to store)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    prefix = "".join(secrets.choice(alphabet) for _ in range(8))
+    secret = secrets.token_urlsafe(32)
+    return f"cgk_{prefix}_{secret}", prefix, hash_key_secret(secret)
+
+
+def hash_key_secret(secret: str) -> str:
+    # Keys are 256-bit random: a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# -- the in-memory directory ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    id: int
+    username: str
+    role: str
+    region_code: str
+    disabled: bool
+    token_version: int
+    grid_codes: tuple[str, ...]
+
+    def principal(self) -> Principal:
+        scope = Scope.of(*self.grid_codes) if self.role == "grid_worker" else \
+            Scope.of(self.region_code)
+        if self.role == "grid_worker" and not self.grid_codes:
+            scope = Scope(prefixes=())
+        return Principal.make(f"user:{self.username}", self.role, scope)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    prefix: str
+    name: str
+    key_hash: str
+    role: str
+    region_code: str
+    rate_limit_per_minute: int
+    disabled: bool
+
+    def principal(self) -> Principal:
+        return Principal.make(f"key:{self.name}", self.role, Scope.of(self.region_code))
+
+
+class Directory:
+    """Users and API keys, loaded from the database and swapped in whole on reload."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, UserEntry] = {}
+        self.by_name: dict[str, UserEntry] = {}
+        self.keys: dict[str, KeyEntry] = {}
+
+    def reload(self, conn: Connection) -> None:
+        users = conn.execute(text(
+            "SELECT u.id, u.username, u.role, r.code AS region_code, u.disabled, u.token_version, "
+            "coalesce((SELECT array_agg(g.code ORDER BY g.code) FROM assignment a "
+            "  JOIN region g ON g.id = a.region_id WHERE a.staff_id = u.staff_id "
+            "  AND g.level = 'grid' AND a.duty IN ('primary', 'backup') AND a.valid_from <= now() "
+            "  AND (a.valid_to IS NULL OR a.valid_to > now())), '{}') AS grid_codes "
+            "FROM app_user u JOIN region r ON r.id = u.region_id")).mappings().all()
+        keys = conn.execute(text(
+            "SELECT k.prefix, k.name, k.key_hash, k.role, r.code AS region_code, "
+            "k.rate_limit_per_minute, k.disabled FROM api_key k JOIN region r ON r.id = k.region_id"
+        )).mappings().all()
+        entries = {u["id"]: UserEntry(**{**u, "grid_codes": tuple(u["grid_codes"])})
+                   for u in users}
+        self.users = entries
+        self.by_name = {e.username: e for e in entries.values()}
+        self.keys = {k["prefix"]: KeyEntry(**k) for k in keys}
+
+
+# -- rate limiting ----------------------------------------------------------------------------------
+class TokenBucket:
+    """Per-key token buckets: ``rate`` requests a minute, bursts up to ``rate``."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, rate_per_minute: int) -> float:
+        """Take one token; return 0 if allowed, else seconds until one is available."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._state.get(key, (float(rate_per_minute), now))
+            tokens = min(float(rate_per_minute), tokens + (now - last) * rate_per_minute / 60.0)
+            if tokens >= 1.0:
+                self._state[key] = (tokens - 1.0, now)
+                return 0.0
+            self._state[key] = (tokens, now)
+            return (1.0 - tokens) * 60.0 / rate_per_minute
+
+
+class LoginThrottle:
+    """Failed logins per (username, ip) inside a sliding window."""
+
+    def __init__(self, attempts: int, window_s: int) -> None:
+        self.attempts = attempts
+        self.window_s = window_s
+        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, username: str, ip: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get((username, ip), []) if now - t < self.window_s]
+            self._failures[(username, ip)] = recent
+            if len(recent) >= self.attempts:
+                wait = int(self.window_s - (now - recent[0])) + 1
+                raise TooManyRequests(
+                    "Too many failed logins; wait before trying again.",
+                    detail={"field": "username", "retry_after_s": wait},
+                    headers={"Retry-After": str(wait)})
+
+    def failed(self, username: str, ip: str) -> None:
+        with self._lock:
+            self._failures.setdefault((username, ip), []).append(time.monotonic())
+
+    def succeeded(self, username: str, ip: str) -> None:
+        with self._lock:
+            self._failures.pop((username, ip), None)
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+class Authenticator:
+    """Issues and checks tokens, sessions and keys for one app."""
+
+    def __init__(self, settings: AuthSettings, directory: Directory, *, production: bool) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.cookie_secure = production if settings.cookie_secure is None else settings.cookie_secure
+        self.buckets = TokenBucket()
+        self.throttle = LoginThrottle(settings.login_attempts, settings.login_window_s)
+        self._decoded: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def issue(self, user: UserEntry, *, kind: str = "access") -> tuple[str, int, str | None]:
+        """A signed token for ``user``: (token, lifetime in seconds, csrf value for sessions)."""
+        lifetime = (self.settings.token_minutes * 60 if kind == "access"
+                    else self.settings.session_hours * 3600)
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {"sub": str(user.id), "tv": user.token_version, "typ": kind,
+                                  "iat": now, "exp": now + timedelta(seconds=lifetime)}
+        csrf = None
+        if kind == "session":
+            csrf = secrets.token_urlsafe(24)
+            claims["csrf"] = hashlib.sha256(csrf.encode()).hexdigest()
+        return jwt.encode(claims, self.settings.secret_key, algorithm="HS256"), lifetime, csrf
+
+    def _claims(self, token: str) -> dict[str, Any]:
+        cached = self._decoded.get(token)
+        if cached is not None and cached["exp"] > time.time():
+            return cached
+        try:
+            claims = jwt.decode(token, self.settings.secret_key, algorithms=["HS256"],
+                                options={"require": ["exp", "sub", "tv", "typ"]})
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("The token has expired; log in again.",
+                               code="token_expired", detail={"field": "authorization"}) from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("The token is not valid.", code="invalid_token",
+                               detail={"field": "authorization"}) from exc
+        with self._lock:
+            self._decoded[token] = claims
+            if len(self._decoded) > 20_000:
+                self._decoded.popitem(last=False)
+        return claims
+
+    def _user(self, claims: dict[str, Any], kind: str) -> UserEntry:
+        try:
+            user = self.directory.users.get(int(claims["sub"]))
+        except (TypeError, ValueError):
+            user = None
+        if user is None or user.disabled or user.token_version != claims["tv"] \
+                or claims["typ"] != kind:
+            raise Unauthorized("The token is no longer valid.", code="invalid_token",
+                               detail={"field": "authorization"})
+        return user
+
+    def principal(self, request: Request) -> Principal | None:
+        """Who sent this request, or None if it carries no credentials at all."""
+        auth = request.headers.get("authorization")
+        if auth:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token",
+                                   detail={"field": "authorization"})
+            return self._user(self._claims(token.strip()), "access").principal()
+        key = request.headers.get(API_KEY_HEADER)
+        if key:
+            return self._key(key)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            claims = self._claims(cookie)
+            user = self._user(claims, "session")
+            if request.method in UNSAFE:
+                sent = request.headers.get(CSRF_HEADER, "")
+                if not sent or not hmac.compare_digest(
+                        hashlib.sha256(sent.encode()).hexdigest(), claims.get("csrf", "")):
+                    raise CsrfFailed("Missing or wrong CSRF token.",
+                                     detail={"field": CSRF_HEADER})
+            return user.principal()
+        return None
+
+    def _key(self, key: str) -> Principal:
+        parts = key.split("_")
+        entry = self.directory.keys.get(parts[1]) if len(parts) == 3 and parts[0] == "cgk" else None
+        if entry is None or entry.disabled or not hmac.compare_digest(
+                entry.key_hash, hash_key_secret(parts[2])):
+            raise Unauthorized("The API key is not valid.", code="invalid_api_key",
+                               detail={"field": API_KEY_HEADER})
+        wait = self.buckets.take(entry.prefix, entry.rate_limit_per_minute)
+        if wait:
+            raise TooManyRequests(
+                f"Rate limit of {entry.rate_limit_per_minute} requests a minute reached.",
+                detail={"retry_after_s": round(wait, 1)},
+                headers={"Retry-After": str(int(wait) + 1)})
+        return entry.principal()
+
+    def login(self, conn: Connection, username: str, password: str, ip: str) -> UserEntry:
+        """Check a password (rate-limited per username and IP); return the directory entry."""
+        username = username.strip().lower()[:40]
+        self.throttle.check(username, ip)
+        row = conn.execute(text("SELECT id, password_hash, disabled FROM app_user "
+                                "WHERE username = :u"), {"u": username}).first()
+        # Hash even when the user does not exist, so timing does not reveal usernames.
+        ok = verify_password(row.password_hash if row else _DUMMY_HASH, password)
+        if not row or not ok or row.disabled:
+            self.throttle.failed(username, ip)
+            raise Unauthorized("Wrong username or password.", code="login_failed",
+                               detail={"field": "password"})
+        self.throttle.succeeded(username, ip)
+        user = self.directory.users.get(row.id)
+        if user is None:  # created a moment ago, before the directory reloaded
+            self.directory.reload(conn)
+            user = self.directory.users[row.id]
+        return user
+
+
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+# -- FastAPI dependencies -------------------------------------------------------------------------
+def optional_principal(request: Request) -> Principal | None:
+    principal = request.app.state.auth.principal(request)
+    request.state.principal = principal
+    return principal
+
+
+def require(permission: Permission) -> Callable[..., Principal]:
+    """A dependency that needs a caller with ``permission``; routes declare it once.
+
+    The returned function carries ``.permission`` so the permission table can be read off the
+    app's routes (see :func:`route_permissions`).
+    """
+
+    def dependency(
+        principal: Annotated[Principal | None, Depends(optional_principal)],
+    ) -> Principal:
+        if principal is None:
+            raise Unauthorized("Log in first: send a bearer token, an API key or a session.",
+                               detail={"field": "authorization"},
+                               headers={"WWW-Authenticate": "Bearer"})
+        principal.require(permission)
+        return principal
+
+    dependency.permission = permission  # type: ignore[attr-defined]
+    return dependency
+
+
+def route_permissions(app: Any) -> dict[tuple[str, str], Permission | None]:
+    """(method, path) → the permission its route declares (None: declared public)."""
+    from fastapi.routing import APIRoute
+
+    table: dict[tuple[str, str], Permission | None] = {}
+    for route in _routes(app.routes, APIRoute):
+        perms = [d.call.permission for d in _walk(route.dependant)
+                 if hasattr(d.call, "permission")]
+        for method in route.methods:
+            table[(method, route.path)] = perms[0] if perms else None
+    return table
+
+
+def _routes(routes: Any, kind: type) -> Any:
+    """API routes, including those of included routers (mounted without an extra prefix)."""
+    for route in routes:
+        if isinstance(route, kind):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from _routes(route.original_router.routes, kind)
+
+
+def _walk(dependant: Any):
+    for dep in dependant.dependencies:
+        yield dep
+        yield from _walk(dep)
