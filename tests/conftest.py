@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Annotated
 
 import pytest
 from fastapi import Depends, FastAPI, Request
@@ -171,7 +172,9 @@ def anonymous(api: tuple[FastAPI, TestClient], conn: Connection) -> Iterator[Tes
 
     app, c = api
 
-    def shared_conn(request: Request, principal=Depends(optional_principal)) -> Iterator[Connection]:
+    def shared_conn(
+        request: Request, principal: Annotated[Principal | None, Depends(optional_principal)],
+    ) -> Iterator[Connection]:
         from app.auth import UNSAFE
         from app.db import set_actor
 

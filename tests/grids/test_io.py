@@ -26,8 +26,8 @@ from shapely.geometry import LineString, Polygon, box
 from sqlalchemy import Connection, text
 
 from gis.transform import transformer, wgs84_to_bd09, wgs84_to_gcj02
-from grids.access import Principal
 from grids import registry, store, topology
+from grids.access import Principal
 from grids.errors import GridError, ImportRejected
 from grids.io import (
     EXPORT_COLUMNS,
