@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 
 from app import devdb
 from app.db import is_empty, migrate
-from app.deps import get_conn
+from app.deps import get_conn, optional_principal
 from app.main import create_app
 from app.settings import DatabaseSettings, Settings
 from grids.access import Principal
@@ -168,8 +168,6 @@ def anonymous(api: tuple[FastAPI, TestClient], conn: Connection) -> Iterator[Tes
     Each request runs in a savepoint inside the test's transaction, as the restricted
     application role, with the request's own actor settings for the audit log.
     """
-    from app.deps import optional_principal
-
     app, c = api
 
     def shared_conn(
