@@ -6,6 +6,7 @@ writes are checked against it here, not in the routers.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +67,10 @@ def create_user(conn: Connection, *, username: str, password: str, role: str, re
                         detail={"field": "staff_code", "expected": "a staff code"},
                         code="staff_required")
     username = username.strip().lower()
+    if not re.fullmatch(r"[a-z0-9_.-]{3,40}", username):
+        raise GridError("A username is 3–40 characters: letters, digits, '_', '.' or '-'.",
+                        detail={"field": "username", "expected": "^[a-z0-9_.-]{3,40}$"},
+                        code="invalid_username")
     if conn.execute(text("SELECT 1 FROM app_user WHERE username = :u"), {"u": username}).first():
         raise Conflict(f"The username {username!r} is taken.", detail={"field": "username"})
     conn.execute(text(

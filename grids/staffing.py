@@ -30,13 +30,15 @@ class AssignmentNotFound(RegionNotFound):
 
 def _staff_row(conn: Connection, code: str, principal: Principal, *, lock: bool = False
                ) -> dict[str, Any]:
+    if lock:
+        conn.execute(text("SELECT id FROM staff WHERE code = :c FOR UPDATE"), {"c": code})
     row = conn.execute(text(
         "SELECT s.id, s.code, s.name, s.phone, s.role, s.status, s.updated_at, "
         "coalesce(array_agg(r.code ORDER BY r.code) FILTER (WHERE r.code IS NOT NULL), '{}') "
         "AS region_codes FROM staff s LEFT JOIN assignment a ON a.staff_id = s.id "
         "AND a.valid_from <= now() AND (a.valid_to IS NULL OR a.valid_to > now()) "
-        "LEFT JOIN region r ON r.id = a.region_id WHERE s.code = :c GROUP BY s.id"
-        + (" FOR UPDATE OF s" if lock else "")), {"c": code}).mappings().first()
+        "LEFT JOIN region r ON r.id = a.region_id WHERE s.code = :c GROUP BY s.id"),
+        {"c": code}).mappings().first()
     if row is None or not any(principal.scope.covers(c) for c in row["region_codes"]) \
             and not principal.scope.covers(None):
         raise StaffNotFound(f"No staff member {code[:40]} in your jurisdiction.",
