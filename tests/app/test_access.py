@@ -141,12 +141,10 @@ def test_the_audit_log_is_append_only(conn: Connection) -> None:
                       "VALUES ('test', 'insert', 'probe')"))
     with conn.begin_nested():
         conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
-        with pytest.raises(DBAPIError, match="permission denied"):
-            with conn.begin_nested():
-                conn.execute(text("DELETE FROM audit_log WHERE entity = 'probe'"))
-        with pytest.raises(DBAPIError, match="permission denied"):
-            with conn.begin_nested():
-                conn.execute(text("UPDATE audit_log SET actor = 'x' WHERE entity = 'probe'"))
+        with pytest.raises(DBAPIError, match="permission denied"), conn.begin_nested():
+            conn.execute(text("DELETE FROM audit_log WHERE entity = 'probe'"))
+        with pytest.raises(DBAPIError, match="permission denied"), conn.begin_nested():
+            conn.execute(text("UPDATE audit_log SET actor = 'x' WHERE entity = 'probe'"))
         conn.execute(text("RESET ROLE"))
     # Even the owner cannot rewrite it: a trigger refuses.
     with pytest.raises(DBAPIError, match="append-only"), conn.begin_nested():
@@ -247,8 +245,19 @@ def test_portal_session_cookie_needs_csrf_on_writes(anonymous: TestClient, own_g
     assert anonymous.get(f"/regions/{own_grid['code']}").status_code == 401
 
 
+@pytest.fixture
+def own_directory(api, monkeypatch, engine):
+    """The test drives the shared user directory by hand: background reloads are paused, and the
+    committed state is restored afterwards."""
+    monkeypatch.setattr(api[0].state.locator, "_subscribers", [])
+    yield api[0].state.directory
+    with engine.connect() as c:
+        api[0].state.directory.reload(c)
+
+
 def test_api_keys_have_their_own_role_scope_and_rate_limit(
-    anonymous: TestClient, headers, api, conn: Connection, own_grid: dict, other_street: dict,
+    anonymous: TestClient, headers, api, own_directory, conn: Connection, own_grid: dict,
+    other_street: dict,
 ) -> None:
     admin = headers("t_admin")
     made = anonymous.post("/api-keys", headers=admin, json={
@@ -268,12 +277,10 @@ def test_api_keys_have_their_own_role_scope_and_rate_limit(
     assert anonymous.delete("/api-keys/citizen-app", headers=admin).status_code == 200
     api[0].state.directory.reload(conn)
     assert anonymous.get("/regions", headers=h).status_code == 401
-    conn.rollback()
-    api[0].state.directory.reload(conn)  # put the shared directory back as committed
 
 
 def test_disabling_a_user_or_resetting_a_password_ends_their_tokens(
-    client: TestClient, anonymous: TestClient, api, headers, conn: Connection
+    client: TestClient, anonymous: TestClient, api, own_directory, headers, conn: Connection
 ) -> None:
     old = headers("t_viewer")
     assert anonymous.get("/regions", headers=old).status_code == 200
@@ -285,8 +292,6 @@ def test_disabling_a_user_or_resetting_a_password_ends_their_tokens(
     assert client.patch("/users/t_viewer", json={"disabled": True}).status_code == 200
     api[0].state.directory.reload(conn)
     assert anonymous.get("/regions", headers=fresh).status_code == 401
-    conn.rollback()
-    api[0].state.directory.reload(conn)  # put the shared directory back as committed
 
 
 def test_production_refuses_a_development_secret() -> None:
