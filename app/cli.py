@@ -174,6 +174,71 @@ def export(
     typer.echo(f"wrote {n} regions to {path}")
 
 
+@app.command()
+def locate(
+    lon: Annotated[float, typer.Argument(help="x (longitude, or easting in a projected CRS)")],
+    lat: Annotated[float, typer.Argument(help="y (latitude, or northing)")],
+    crs: Annotated[str, typer.Option(help="EPSG:4326, EPSG:4490, gcj02, bd09 or an EPSG code")]
+    = "EPSG:4326",
+    at: Annotated[datetime | None, typer.Option(help="As of this time (from history)")] = None,
+) -> None:
+    """Who is responsible at a point: grid, chain, responsible worker, backup (JSON)."""
+    import orjson
+
+    from gis.errors import GisError
+    from grids.access import Principal
+    from grids.errors import GridError
+    from grids.locate import load_snapshot, locate_at
+    from grids.point import checked_point
+
+    settings = get_settings()
+    principal = Principal.system(_actor())
+    try:
+        with _engine().connect() as conn:
+            snap = load_snapshot(conn)
+            point = checked_point(snap, lon, lat, crs, max_outside_m=settings.city.max_outside_m)
+            if at is not None:
+                answer = locate_at(conn, point.lon, point.lat, at=at, principal=principal)
+            else:
+                answer = orjson.loads(snap.locate_json(point.lon, point.lat, principal=principal))
+    except (GisError, GridError) as exc:
+        _fail(exc)
+    typer.echo(orjson.dumps({"point": point.as_dict(), **answer},
+                            option=orjson.OPT_INDENT_2).decode())
+
+
+@app.command("locate-file")
+def locate_file(
+    src: Annotated[Path, typer.Argument(help="Input CSV with x/y columns")],
+    dst: Annotated[Path, typer.Argument(help="Output CSV: the input plus grid and worker")],
+    crs: Annotated[str, typer.Option(help="CRS of the input coordinates")] = "EPSG:4326",
+    x_field: Annotated[str, typer.Option(help="Column of x")] = "lon",
+    y_field: Annotated[str, typer.Option(help="Column of y")] = "lat",
+) -> None:
+    """Locate every row of a CSV file; bad rows are kept and explained, never dropped."""
+    from gis.errors import GisError
+    from grids import batch
+    from grids.access import Principal
+    from grids.errors import GridError
+    from grids.locate import load_snapshot
+
+    t0 = time.perf_counter()
+    try:
+        with _engine().connect() as conn:
+            snap = load_snapshot(conn)
+        snap.grids.build_raster(1e-4)
+        result = batch.locate_csv(snap, src.read_bytes(), crs=crs,
+                                  principal=Principal.system(_actor()),
+                                  x_field=x_field, y_field=y_field)
+        with dst.open("wb") as out:
+            for chunk in result.chunks:
+                out.write(chunk)
+    except (GisError, GridError) as exc:
+        _fail(exc)
+    typer.echo(f"{result.rows} rows ({result.bad_rows} bad) in {time.perf_counter() - t0:.1f} s, "
+               f"CRS {result.crs} → {dst}")
+
+
 def _password(prompt: bool, stdin: bool) -> str:
     if stdin:
         return sys.stdin.readline().rstrip("\n")

@@ -12,6 +12,7 @@ until a reload succeeds again.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ class LocatorService:
         self._thread: threading.Thread | None = None
         self._raster_thread: threading.Thread | None = None
         self._subscribers: list[tuple[frozenset[str], Callable[[Any], None]]] = []
+        # Shown in pg_stat_activity, so an operator (or a test) can tell the listeners apart.
+        self.listener_name = f"citygrid-locator-{os.getpid()}-{id(self) % 100000}"
 
     def subscribe(self, tables: set[str] | frozenset[str], reload: Callable[[Any], None]) -> None:
         """Also call ``reload(conn)`` at start and whenever one of ``tables`` changes."""
@@ -111,7 +114,8 @@ class LocatorService:
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._dsn(), autocommit=True, connect_timeout=3) as conn:
+                with psycopg.connect(self._dsn(), autocommit=True, connect_timeout=3,
+                                     application_name=self.listener_name) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     # Anything may have changed while we were not listening.
                     if self.stale:

@@ -71,3 +71,29 @@ def test_check_reports_the_tiny_citys_gap(scratch_env: dict[str, str]) -> None:
     res = run(scratch_env, "check")
     assert res.exit_code == 1
     assert "gap" in res.output and "990100001002" in res.output
+
+
+def test_locate_and_locate_file(scratch_env: dict[str, str], tmp_path) -> None:
+    import csv
+    import json
+
+    from tests.tiny_city import G1, G2, at
+
+    lon, lat = at(0.5, 0.5)
+    res = run(scratch_env, "locate", str(lon), str(lat))
+    assert res.exit_code == 0, res.output
+    answer = json.loads(res.output)
+    assert answer["grid"]["code"] == G1 and answer["responsible"]["code"] == "W1"
+    past = run(scratch_env, "locate", str(lon), str(lat), "--at", "2024-06-01T00:00:00+00:00")
+    assert json.loads(past.output)["status"] == "outside"  # the tiny city starts in 2025
+    swapped = run(scratch_env, "locate", str(lat), str(lon))
+    assert swapped.exit_code == 2 and "swapped_coordinate" in swapped.output
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    x2, y2 = at(1.5, 0.5)
+    src.write_text(f"ref,lon,lat\na,{lon},{lat}\nb,{x2},{y2}\nc,oops,{lat}\n")
+    done = run(scratch_env, "locate-file", str(src), str(dst))
+    assert done.exit_code == 0, done.output
+    rows = list(csv.DictReader(dst.open()))
+    assert [r["ref"] for r in rows] == ["a", "b", "c"]
+    assert rows[0]["grid_code"] == G1 and rows[1]["grid_code"] == G2
+    assert rows[1]["fallback"] == "community_head" and rows[2]["status"] == "error"

@@ -76,9 +76,8 @@ def test_lookups_keep_answering_from_memory_when_the_database_is_gone(scratch: E
         # Cut the listener off and point the service at a server that is not there.
         service.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
         with scratch.connect() as conn:
-            conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE application_name = :n"), {"n": service.listener_name})
         assert _wait_for(lambda: service.stale, 5) is not None
         answer = service.snapshot.locate(*at(0.5, 0.5))
         assert answer["grid"]["code"] == G1  # still answering, flagged stale by the service
@@ -88,3 +87,45 @@ def test_lookups_keep_answering_from_memory_when_the_database_is_gone(scratch: E
         assert _wait_for(lambda: not service.stale, 5) is not None
     finally:
         service.stop()
+
+
+def test_api_keeps_locating_and_refuses_writes_cleanly_when_the_database_is_down(
+    db_url: str, engine: Engine
+) -> None:
+    """The whole app: after start-up the database disappears (here: the app's engine and the
+    listener are pointed at a port where nothing listens)."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import DatabaseSettings, Settings
+    from tests.conftest import app_role_url, token_for
+
+    app = create_app(Settings(db=DatabaseSettings(database_url=app_role_url(db_url),
+                                                  migration_url=db_url)))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        h = {"Authorization": f"Bearer {token_for(app, 't_admin')}"}
+        with engine.connect() as conn:
+            lon, lat, staff = conn.execute(text(
+                "SELECT ST_X(ST_PointOnSurface(g.geom)), ST_Y(ST_PointOnSurface(g.geom)), s.code "
+                "FROM region_current g JOIN region r ON r.code = g.code "
+                "JOIN assignment a ON a.region_id = r.id JOIN staff s ON s.id = a.staff_id "
+                "WHERE g.level = 'grid' ORDER BY g.code LIMIT 1")).one()
+        assert client.get("/locate", params={"lon": lon, "lat": lat}, headers=h).json()[
+            "stale"] is False
+        dead = create_engine("postgresql+psycopg://citygrid_app@127.0.0.1:9/none",
+                             connect_args={"connect_timeout": 1})
+        app.state.engine = dead
+        app.state.locator.engine = dead
+        with engine.connect() as conn:  # drop the listener's live connection
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE application_name = :n"),
+                         {"n": app.state.locator.listener_name})
+        assert _wait_for(lambda: app.state.locator.stale, 5) is not None
+        res = client.get("/locate", params={"lon": lon, "lat": lat}, headers=h)
+        assert res.status_code == 200 and res.json()["stale"] is True
+        assert res.json()["grid"] is not None
+        write = client.patch(f"/staff/{staff}", json={"status": "on_leave"}, headers=h)
+        assert write.status_code == 503
+        assert write.json()["code"] == "database_unavailable"
+        read = client.get("/regions", headers=h)
+        assert read.status_code == 503
