@@ -304,7 +304,7 @@ class Authenticator:
         return None
 
     def _key(self, key: str) -> Principal:
-        parts = key.split("_")
+        parts = key.split("_", 2)  # the secret itself may contain "_"
         entry = self.directory.keys.get(parts[1]) if len(parts) == 3 and parts[0] == "cgk" else None
         if entry is None or entry.disabled or not hmac.compare_digest(
                 entry.key_hash, hash_key_secret(parts[2])):
@@ -342,7 +342,8 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 # -- FastAPI dependencies -------------------------------------------------------------------------
-def optional_principal(request: Request) -> Principal | None:
+async def optional_principal(request: Request) -> Principal | None:
+    # async: pure CPU and memory, so it must not cost a threadpool hop on every request.
     principal = request.app.state.auth.principal(request)
     request.state.principal = principal
     return principal
@@ -355,7 +356,7 @@ def require(permission: Permission) -> Callable[..., Principal]:
     app's routes (see :func:`route_permissions`).
     """
 
-    def dependency(
+    async def dependency(
         principal: Annotated[Principal | None, Depends(optional_principal)],
     ) -> Principal:
         if principal is None:

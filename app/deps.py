@@ -16,7 +16,7 @@ from app.settings import Settings
 from grids.access import Principal
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -61,7 +61,7 @@ class Paging:
     offset: int
 
 
-def paging(
+async def paging(
     settings: AppSettings,
     limit: Annotated[int, Query(ge=1, le=100_000, description="Page size")] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip")] = 0,
@@ -69,7 +69,7 @@ def paging(
     return Paging(limit=min(limit, settings.api.page_size_max), offset=offset)
 
 
-def as_of(
+async def as_of(
     at: Annotated[
         datetime | None,
         Query(description="Answer as of this time (ISO 8601, with offset); default now"),

@@ -266,7 +266,7 @@ def test_api_keys_have_their_own_role_scope_and_rate_limit(
     assert made.status_code == 201
     key = made.json()["key"]
     assert conn.execute(text("SELECT count(*) FROM api_key WHERE key_hash LIKE :k"),
-                        {"k": "%" + key.split("_")[2] + "%"}).scalar() == 0  # not stored in clear
+                        {"k": "%" + key.split("_", 2)[2] + "%"}).scalar() == 0  # not stored in clear
     api[0].state.directory.reload(conn)  # the key was made inside this test's transaction
     h = {"X-API-Key": key}
     assert anonymous.get(f"/regions/{own_grid['code']}", headers=h).status_code == 200
