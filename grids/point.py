@@ -82,7 +82,7 @@ def checked_point(snap: Snapshot, x: float, y: float, crs: str = "EPSG:4326", *,
                     "expected": "lon in [-180, 180], lat in [-90, 90]"},
         )
     point = CheckedPoint(lon=lon, lat=lat, crs=name, x=float(x), y=float(y))
-    if not resolved and (snap.grids.query_one(lon, lat) >= 0 or snap.areas.query_one(lon, lat) >= 0):
+    if resolved or snap.grids.query_one(lon, lat) >= 0 or snap.areas.query_one(lon, lat) >= 0:
         return point
     check_outside(snap, point, max_outside_m=max_outside_m)
     return point
