@@ -62,8 +62,12 @@ def _fail(exc: Exception) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the schema to the newest revision (idempotent)."""
+    from layers.incidents.catalogue import seed
+
     migrate(get_settings().db.owner_url)
-    typer.echo("schema is up to date")
+    with _writing() as conn:
+        added = seed(conn)
+    typer.echo(f"schema is up to date; catalogue: {added} categories added")
 
 
 @demo_app.command("load")

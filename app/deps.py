@@ -26,8 +26,9 @@ def get_conn(
     """One transaction per request: domain code writes, the request commits (or rolls back).
 
     Writes are attributed in the audit log to the caller and their address. After a request
-    that wrote anything commits, this worker reloads its locator and user directory at once, so
-    its own next request sees the change (other workers follow via NOTIFY within a second).
+    that changed boundaries, staff, assignments or users commits, this worker reloads its locator
+    and user directory at once, so its own next request sees the change (other workers follow
+    via NOTIFY within a second).
     """
     unsafe = request.method in UNSAFE
     wrote = False
@@ -37,7 +38,10 @@ def get_conn(
                       request.client.host if request.client else None)
         yield conn
         if unsafe:
-            wrote = conn.execute(text("SELECT txid_current_if_assigned() IS NOT NULL")).scalar()
+            # Set by the NOTIFY triggers (migration 0004): only changes to what the locator and
+            # the user directory hold need a reload, not every incident.
+            wrote = conn.execute(text(
+                "SELECT coalesce(current_setting('citygrid.changed', true), '') = 'true'")).scalar()
     if wrote:
         refresh_after_write(request.app)
 

@@ -16,6 +16,7 @@ from gis.errors import GisError
 from grids import errors as grid_errors
 from grids.access import Forbidden
 from grids.point import LocatorUnavailable
+from layers.incidents.workflow import IllegalTransition
 
 log = logging.getLogger("citygrid")
 
@@ -30,6 +31,7 @@ STATUS: dict[type[Exception], int] = {
     LocatorUnavailable: 503,
     Forbidden: 403,
     grid_errors.Conflict: 409,
+    IllegalTransition: 409,
 }
 
 
@@ -117,7 +119,7 @@ def install(app: FastAPI) -> None:
             status_code=500,
         )
 
-    for cls in (GisError, grid_errors.GridError):
+    for cls in (GisError, grid_errors.GridError, IllegalTransition):
         app.add_exception_handler(cls, domain_error)
     app.add_exception_handler(AuthError, auth_error)
     app.add_exception_handler(RequestValidationError, validation_error)

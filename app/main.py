@@ -14,12 +14,12 @@ from app.auth import Authenticator, Directory
 from app.db import make_engine
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
-from app.routers import access, locate, regions, staffing
+from app.routers import access, incidents, locate, regions, staffing
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("citygrid")
 # Bulk endpoints that may carry large bodies (everything else is capped lower).
-BULK_PATHS = ("/locate/batch",)
+BULK_PATHS = ("/locate/batch", "/incidents/bulk")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,4 +72,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(locate.router)
     app.include_router(regions.router)
     app.include_router(staffing.router)
+    app.include_router(incidents.router)
     return app

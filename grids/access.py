@@ -30,19 +30,27 @@ class Permission(StrEnum):
     USERS_WRITE = "users:write"
     APIKEYS_WRITE = "apikeys:write"
     AUDIT_READ = "audit:read"
+    CATALOGUE_WRITE = "catalogue:write"
+    INCIDENTS_READ = "incidents:read"
+    INCIDENTS_CREATE = "incidents:create"
+    INCIDENTS_HANDLE = "incidents:handle"
 
 
 ROLES = ("admin", "planner", "supervisor", "dispatcher", "grid_worker", "viewer")
 P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
-    "planner": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE}),
+    "planner": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.INCIDENTS_READ}),
     "supervisor": frozenset({P.REGIONS_READ, P.STAFF_READ, P.STAFF_WRITE, P.ASSIGNMENTS_WRITE,
-                             P.LOCATE, P.USERS_READ, P.AUDIT_READ}),
+                             P.LOCATE, P.USERS_READ, P.AUDIT_READ, P.INCIDENTS_READ,
+                             P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE}),
     # Knowing who is responsible anywhere is a dispatcher's job: locate is city-wide for them.
-    "dispatcher": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.LOCATE_CITYWIDE}),
-    "grid_worker": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE}),
-    "viewer": frozenset({P.REGIONS_READ, P.LOCATE}),
+    "dispatcher": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.LOCATE_CITYWIDE,
+                             P.INCIDENTS_READ, P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE}),
+    "grid_worker": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.INCIDENTS_READ,
+                              P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE}),
+    # Citizen apps report through keys with this role: they may submit, not handle.
+    "viewer": frozenset({P.REGIONS_READ, P.LOCATE, P.INCIDENTS_READ, P.INCIDENTS_CREATE}),
 }
 # Roles that see staff phones and reporters' names in full, inside their own jurisdiction.
 FULL_PERSONAL_DATA = frozenset({"admin", "supervisor", "grid_worker"})

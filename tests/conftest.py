@@ -81,6 +81,9 @@ def engine(db_url: str) -> Iterator[Engine]:
             from app.seed import load_demo
 
             load_demo(conn)
+        from layers.incidents.catalogue import seed
+
+        seed(conn)
         _ensure_accounts(conn)
     yield eng
     eng.dispose()

@@ -35,6 +35,7 @@ class Places:
     staff: str  # the grid's primary worker
     assignment: int  # an assignment on the grid
     user: str  # a user account in that jurisdiction
+    incident: int = 0  # an incident in the grid, received
 
 
 @dataclass
@@ -54,7 +55,13 @@ def _places(conn: Connection, grid: str, user: str) -> Places:
         "SELECT s.code, a.id FROM assignment a JOIN staff s ON s.id = a.staff_id "
         "JOIN region r ON r.id = a.region_id WHERE r.code = :g AND a.duty = 'primary' "
         "AND a.valid_to IS NULL ORDER BY a.id LIMIT 1"), {"g": grid}).one()
-    return Places(grid=grid, point=(row.x, row.y), staff=staff, assignment=assignment, user=user)
+    incident = conn.execute(text(
+        "INSERT INTO incident (source, external_id, category_id, region_code, grid_code, geom) "
+        "SELECT 'hotline_12345', 'matrix-' || :g, c.id, :g, :g, "
+        "ST_SetSRID(ST_MakePoint(:x, :y), 4490) FROM category c WHERE c.code = 'E0101' "
+        "RETURNING id"), {"g": grid, "x": row.x, "y": row.y}).scalar_one()
+    return Places(grid=grid, point=(row.x, row.y), staff=staff, assignment=assignment, user=user,
+                  incident=incident)
 
 
 @pytest.fixture
@@ -104,11 +111,25 @@ SAMPLES: dict[tuple[str, str], Call] = {
         "name": "hotline", "role": "dispatcher", "region_code": p.grid[:9]}}),
     ("DELETE", "/api-keys/{name}"): lambda p: ("DELETE", "/api-keys/none-such", {}),
     ("GET", "/audit"): lambda p: ("GET", "/audit", {}),
+    ("GET", "/categories"): lambda p: ("GET", "/categories", {}),
+    ("PUT", "/categories/{code}"): lambda p: ("PUT", "/categories/E0199", {"json": {
+        "parent_code": "E01", "name": "其他市容", "family": "event", "department": "CGJ"}}),
+    ("POST", "/incidents"): lambda p: ("POST", "/incidents", {"json": {
+        "source": "hotline_12345", "external_id": f"m-{p.grid}", "category": "E0101",
+        "lon": p.point[0], "lat": p.point[1]}}),
+    ("POST", "/incidents/bulk"): lambda p: ("POST", "/incidents/bulk", {
+        "content": f"source,external_id,category,lon,lat\nhotline_12345,b-{p.grid},E0101,"
+                   f"{p.point[0]},{p.point[1]}\n", "headers": {"content-type": "text/csv"}}),
+    ("GET", "/incidents"): lambda p: ("GET", "/incidents", {}),
+    ("GET", "/incidents/{incident_id}"): lambda p: ("GET", f"/incidents/{p.incident}", {}),
+    ("POST", "/incidents/{incident_id}/actions"): lambda p: (
+        "POST", f"/incidents/{p.incident}/actions", {"json": {"action": "card", "card": "yellow"}}),
 }
 # Routes that address no particular place: inside and outside answer alike (lists filtered to
 # the jurisdiction, and the batch, which marks rows outside it 'forbidden': see test_access.py).
 PLACELESS = {("GET", "/regions"), ("GET", "/locate/status"), ("GET", "/auth/me"),
-             ("GET", "/users"), ("GET", "/api-keys"), ("GET", "/audit"), ("POST", "/locate/batch")}
+             ("GET", "/users"), ("GET", "/api-keys"), ("GET", "/audit"), ("POST", "/locate/batch"),
+             ("GET", "/categories"), ("PUT", "/categories/{code}"), ("GET", "/incidents")}
 # The region a sample addresses, when it is not the place's grid.
 ADDRESSES: dict[tuple[str, str], Callable[[Places], str]] = {
     ("GET", "/regions/{code}/children"): lambda p: p.grid[:12],
@@ -117,7 +138,8 @@ ADDRESSES: dict[tuple[str, str], Callable[[Places], str]] = {
 }
 # Users are placed by their account's region, not by a grid.
 USER_REGIONS = {name: region for name, (_, region) in ACCOUNTS.items()}
-SUCCESS = {("POST", "/users"): 201, ("POST", "/api-keys"): 201, ("POST", "/assignments"): 201}
+SUCCESS = {("POST", "/users"): 201, ("POST", "/api-keys"): 201, ("POST", "/assignments"): 201,
+           ("POST", "/incidents"): 201}
 # A route whose sample addresses nothing that exists: success is a clean 404.
 MISSING = {("DELETE", "/api-keys/{name}")}
 
@@ -134,8 +156,17 @@ def expected(route: tuple[str, str], permission: Permission, account: str | None
         return 404
     if route in PLACELESS:
         return SUCCESS.get(route, 200)
-    if permission == Permission.LOCATE and Permission.LOCATE_CITYWIDE in ROLE_PERMISSIONS[role]:
+    citywide = Permission.LOCATE_CITYWIDE in ROLE_PERMISSIONS[role]
+    if permission == Permission.LOCATE and citywide:
         return 200
+    if route[1].startswith("/incidents") and citywide:  # dispatchers handle the whole city
+        if route == ("POST", "/incidents/{incident_id}/actions") and role == "dispatcher":
+            return 403  # cards are for supervisors
+        return SUCCESS.get(route, 200)
+    if route == ("POST", "/incidents/bulk"):  # a file: rows outside are listed, nothing written
+        return 200 if scope.covers(place.grid) else 422
+    if route == ("POST", "/incidents/{incident_id}/actions") and role == "grid_worker":
+        return 403 if scope.covers(place.grid) else 404
     addressed = ADDRESSES.get(route, lambda p: p.grid)(place)
     if "{username}" in route[1]:
         addressed = USER_REGIONS[place.user]

@@ -1,0 +1,340 @@
+"""Intake from every channel: one incident, or a day's export, located at once and idempotent.
+
+- Located on arrival with the worker's in-memory snapshot: the incident keeps its grid, chain,
+  responsible worker and the boundary version used, even after a later redraw.
+- Idempotent on ``(source, external_id)``: a retry returns the incident already made, never a
+  second one; concurrent retries serialise on the unique index (``ON CONFLICT DO NOTHING``).
+- Address-only reports (no coordinates) are kept and fall back to the city (属地兜底) until a
+  dispatcher places them.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from gis.crs import parse_crs, to_lonlat
+from gis.errors import GisError
+from grids.access import Permission, Principal
+from grids.errors import GridError, RegionNotFound
+from grids.locate import Snapshot
+from grids.point import checked_point
+from layers.incidents.catalogue import get_category
+from layers.incidents.workflow import total_limit_hours
+
+SOURCES = ("hotline_12345", "police_110", "supervisor", "grid_worker", "citizen_app",
+           "other_centre")
+LIMITS = {"external_id": 100, "description": 4000, "address": 500, "reporter_name": 100,
+          "reporter_phone": 30}
+_URL = re.compile(r"^https?://[^\s]{1,490}$")
+
+
+class IntakeError(GridError):
+    code = "invalid_incident"
+
+
+@dataclass
+class Placement:
+    region_code: str | None
+    grid_code: str | None
+    community_code: str | None
+    street_code: str | None
+    boundary_version_id: int | None
+    responsible_code: str | None
+    fallback: str | None
+
+
+def _placement(snap: Snapshot, region: int) -> Placement:
+    answer = snap.answer(region)
+    by_level = {c["level"]: c["code"] for c in answer["chain"]}
+    return Placement(
+        region_code=answer["region"]["code"], grid_code=by_level.get("grid"),
+        community_code=by_level.get("community"), street_code=by_level.get("street"),
+        boundary_version_id=answer["boundary_version"],
+        responsible_code=(answer["responsible"] or {}).get("code"), fallback=answer["fallback"])
+
+
+def place(snap: Snapshot, lon: float | None, lat: float | None, crs: str, *,
+          max_outside_m: float) -> tuple[Placement, tuple[float, float] | None, str]:
+    """Where an incident belongs: its region chain and responsible worker, or the city."""
+    city = next((i for i, r in enumerate(snap.regions) if r.level == "city"), None)
+    if lon is None or lat is None:
+        if city is None:
+            raise IntakeError("No city is loaded to place the incident in.",
+                              detail={"field": "lon"})
+        return _placement(snap, city), None, parse_crs(crs).name
+    point = checked_point(snap, lon, lat, crs, max_outside_m=max_outside_m)
+    region, status = snap.locate_many(np.array([point.lon]), np.array([point.lat]))
+    if status[0] == 2:
+        raise IntakeError("The location is outside the city; this centre handles the city only.",
+                          detail={"field": "lon", "fields": ["lon", "lat"],
+                                  "point": [point.lon, point.lat],
+                                  "expected": "a point inside the city"},
+                          code="outside_city")
+    return _placement(snap, int(region[0])), (point.lon, point.lat), point.crs
+
+
+def _clean(data: dict[str, Any]) -> dict[str, Any]:
+    """Field checks the API schema also makes, repeated here so the CLI and bulk paths agree."""
+    errors = []
+    if data.get("source") not in SOURCES:
+        errors.append({"field": "source", "expected": list(SOURCES)})
+    for field, limit in LIMITS.items():
+        value = data.get(field)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            errors.append({"field": field, "expected": f"text of at most {limit} characters"})
+    if not (data.get("external_id") or "").strip():
+        errors.append({"field": "external_id", "expected": "a non-empty id from the source system"})
+    attachments = data.get("attachments") or []
+    if not isinstance(attachments, list) or len(attachments) > 10 or not all(
+            isinstance(u, str) and _URL.match(u) for u in attachments):
+        errors.append({"field": "attachments", "expected": "up to 10 http(s) URLs"})
+    received = data.get("received_at")
+    if received is not None and received > datetime.now(UTC) + timedelta(minutes=5):
+        errors.append({"field": "received_at", "expected": "a time not in the future"})
+    if errors:
+        raise IntakeError(f"Invalid incident: check {', '.join(e['field'] for e in errors)}.",
+                          detail=errors[0] if len(errors) == 1 else {"field": errors[0]["field"],
+                                                                     "errors": errors})
+    return data
+
+
+def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal: Principal,
+           max_outside_m: float = 30_000) -> tuple[dict[str, Any], bool]:
+    """Take in one incident; returns (the incident id and placement, created?)."""
+    principal.require(Permission.INCIDENTS_CREATE)
+    data = _clean(dict(data))
+    existing = _existing(conn, data["source"], data["external_id"])
+    if existing is not None:
+        return existing, False
+    category = get_category(conn, data["category"])
+    if not category["active"] or category["parent_code"] is None:
+        raise IntakeError("Choose an active category of the second level.",
+                          detail={"field": "category", "value": data["category"]},
+                          code="invalid_category")
+    try:
+        placement, point, crs_name = place(snap, data.get("lon"), data.get("lat"),
+                                           data.get("crs") or "EPSG:4326",
+                                           max_outside_m=max_outside_m)
+    except GisError as exc:
+        raise exc
+    if not principal.locate_scope().covers(placement.region_code) and \
+            not principal.scope.covers(placement.region_code):
+        raise RegionNotFound("The place is outside your jurisdiction.",
+                             detail={"field": "lon", "fields": ["lon", "lat"]},
+                             code="outside_jurisdiction")
+    received = data.get("received_at") or datetime.now(UTC)
+    total = total_limit_hours(category["limits"])
+    row = conn.execute(text(
+        "INSERT INTO incident (source, external_id, category_id, description, address, geom, "
+        "crs_in, reporter_name, reporter_phone, attachments, region_code, grid_code, "
+        "community_code, street_code, boundary_version_id, responsible_code, fallback, "
+        "department_id, received_at, state_since, due_at) "
+        "SELECT :source, :external_id, c.id, :description, :address, "
+        "CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL "
+        "ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4490) END, :crs, :rname, :rphone, "
+        "CAST(:attachments AS jsonb), :region, :grid, :community, :street, :version, "
+        ":responsible, :fallback, c.department_id, :received, :received, "
+        ":received + make_interval(secs => :total * 3600) FROM category c WHERE c.code = :cat "
+        "ON CONFLICT (source, external_id) DO NOTHING RETURNING id"),
+        {"source": data["source"], "external_id": data["external_id"].strip(),
+         "description": data.get("description") or "", "address": data.get("address") or "",
+         "lon": point[0] if point else None, "lat": point[1] if point else None,
+         "crs": crs_name, "rname": data.get("reporter_name"), "rphone": data.get("reporter_phone"),
+         "attachments": orjson.dumps(data.get("attachments") or []).decode(),
+         "region": placement.region_code, "grid": placement.grid_code,
+         "community": placement.community_code, "street": placement.street_code,
+         "version": placement.boundary_version_id, "responsible": placement.responsible_code,
+         "fallback": placement.fallback, "received": received, "total": total,
+         "cat": data["category"]}).scalar()
+    if row is None:  # a concurrent retry won the race: return theirs
+        return _existing(conn, data["source"], data["external_id"]), False  # type: ignore[return-value]
+    conn.execute(text(
+        "INSERT INTO incident_event (incident_id, at, actor, action, from_state, to_state, note) "
+        "VALUES (:id, :at, :actor, 'receive', NULL, 'received', :note)"),
+        {"id": row, "at": received, "actor": principal.name,
+         "note": f"via {data['source']}"})
+    return {"id": row, **placement.__dict__}, True
+
+
+def _existing(conn: Connection, source: str, external_id: str) -> dict[str, Any] | None:
+    row = conn.execute(text(
+        "SELECT id, region_code, grid_code, community_code, street_code, boundary_version_id, "
+        "responsible_code, fallback FROM incident WHERE source = :s AND external_id = :e"),
+        {"s": source, "e": (external_id or "").strip()}).mappings().first()
+    return dict(row) if row else None
+
+
+# -- bulk ------------------------------------------------------------------------------------------
+BULK_COLUMNS = ("source", "external_id", "category", "description", "address", "lon", "lat",
+                "crs", "reporter_name", "reporter_phone", "received_at")
+
+
+def read_bulk(body: bytes, *, filename: str = "upload.csv") -> pd.DataFrame:
+    """A day's export as a table: CSV (UTF-8 or GB18030) or XLSX, all columns as text."""
+    try:
+        if filename.lower().endswith((".xlsx", ".xlsm")):
+            frame = pd.read_excel(io.BytesIO(body), dtype=str, engine="openpyxl")
+        else:
+            try:
+                frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False)
+            except UnicodeDecodeError:
+                frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False,
+                                    encoding="gb18030")
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault
+        raise IntakeError("The file could not be read as CSV or XLSX.",
+                          detail={"field": "file", "reason": str(exc)[:300]},
+                          code="unreadable_file") from exc
+    frame = frame.fillna("")
+    missing = [c for c in ("source", "external_id", "category") if c not in frame.columns]
+    if missing:
+        raise IntakeError(f"The file has no column {', '.join(missing)}.",
+                          detail={"field": missing[0], "columns": list(frame.columns)[:50],
+                                  "expected": list(BULK_COLUMNS)}, code="missing_column")
+    for col in BULK_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = ""
+    return frame
+
+
+def bulk(conn: Connection, snap: Snapshot, frame: pd.DataFrame, *, principal: Principal,
+         partial: bool = False, max_outside_m: float = 30_000) -> dict[str, Any]:
+    """Take in many rows at once: validated and located vectorised, written with COPY.
+
+    All or nothing by default: one bad row rejects the file, listing every bad row by its number
+    (the header is row 1). With ``partial`` the good rows go in and the bad ones are listed.
+    Rows already taken in (same source and external id) are counted as duplicates.
+    """
+    principal.require(Permission.INCIDENTS_CREATE)
+    n = len(frame)
+    errors: list[dict[str, Any]] = []
+    bad = np.zeros(n, dtype=bool)
+
+    def flag(mask: np.ndarray, field: str, reason: str) -> None:
+        for i in np.flatnonzero(mask & ~bad)[:1000]:
+            errors.append({"row": int(i) + 2, "field": field, "reason": reason,
+                           "external_id": str(frame["external_id"].iat[i])[:100]})
+        bad[mask] = True
+
+    src = frame["source"].to_numpy(dtype=str)
+    flag(~np.isin(src, SOURCES), "source", f"expected one of {', '.join(SOURCES)}")
+    ext = frame["external_id"].str.strip()
+    flag((ext == "").to_numpy() | (ext.str.len() > 100).to_numpy(), "external_id",
+         "expected a non-empty id of at most 100 characters")
+    dup = frame.assign(_e=ext).duplicated(["source", "_e"], keep="first").to_numpy()
+    flag(dup, "external_id", "the same source and external id appear twice in the file")
+    cats = {c["code"]: c for c in conn.execute(text(
+        "SELECT c.code, c.id, c.limits, c.active, c.parent_id IS NOT NULL AS leaf, c.department_id "
+        "FROM category c")).mappings()}
+    good_cat = np.array([(c in cats and cats[c]["active"] and cats[c]["leaf"])
+                         for c in frame["category"]], dtype=bool)
+    flag(~good_cat, "category", "expected an active second-level category code")
+    for field, limit in LIMITS.items():
+        if field in ("external_id",):
+            continue
+        flag((frame[field].str.len() > limit).to_numpy(), field,
+             f"expected at most {limit} characters")
+    received = pd.to_datetime(frame["received_at"].replace("", None), utc=True, errors="coerce",
+                              format="ISO8601")
+    given = (frame["received_at"] != "").to_numpy()
+    flag(given & received.isna().to_numpy(), "received_at", "expected an ISO 8601 time")
+    now = pd.Timestamp.now(tz="UTC")
+    flag((received > now + pd.Timedelta(minutes=5)).fillna(False).to_numpy(), "received_at",
+         "expected a time not in the future")
+    received = received.fillna(now)
+
+    # Coordinates: converted per CRS group, then located all at once.
+    x = pd.to_numeric(frame["lon"].replace("", None), errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(frame["lat"].replace("", None), errors="coerce").to_numpy(dtype=float)
+    has_xy = ~(np.isnan(x) & np.isnan(y))
+    flag(has_xy & (np.isnan(x) | np.isnan(y)), "lon", "expected two numbers (lon and lat)")
+    lon, lat = np.full(n, np.nan), np.full(n, np.nan)
+    crs_col = frame["crs"].replace("", "EPSG:4326")
+    crs_names = np.empty(n, dtype=object)
+    for crs_value in crs_col.unique():
+        rows = (crs_col == crs_value).to_numpy()
+        try:
+            crs_name = parse_crs(crs_value).name
+        except GisError:
+            flag(rows, "crs", "expected wgs84, cgcs2000, gcj02, bd09 or an EPSG code")
+            continue
+        crs_names[rows] = crs_name
+        sel = rows & has_xy & ~bad
+        if sel.any():
+            lon[sel], lat[sel] = to_lonlat(x[sel], y[sel], crs_name)
+    located = has_xy & ~bad
+    flag(located & ((np.abs(lon) > 180) | (np.abs(lat) > 90) | ~np.isfinite(lon)), "lon",
+         "coordinates out of range")
+    located = has_xy & ~bad
+    region = np.full(n, -1, dtype=np.int64)
+    if located.any():
+        r, s = snap.locate_many(lon[located], lat[located])
+        r[s == 2] = -2
+        region[located] = r
+    flag(located & (region == -2), "lon", "the location is outside the city")
+    city = next(i for i, r in enumerate(snap.regions) if r.level == "city")
+    region[~has_xy] = city
+
+    if errors and not partial:
+        raise IntakeError(f"{int(bad.sum())} of {n} rows are invalid; nothing was imported.",
+                          detail={"field": errors[0]["field"], "errors": errors,
+                                  "bad_rows": int(bad.sum())}, code="invalid_rows")
+    ok = ~bad
+    scope = snap.scope_mask(principal.locate_scope()) | snap.scope_mask(principal.scope)
+    outside = ok & ~scope[region]
+    flag(outside, "lon", "outside your jurisdiction")
+    if errors and not partial:
+        raise IntakeError(f"{int(bad.sum())} of {n} rows are invalid; nothing was imported.",
+                          detail={"field": errors[0]["field"], "errors": errors,
+                                  "bad_rows": int(bad.sum())}, code="invalid_rows")
+    ok = ~bad
+    per_region = {int(i): _placement(snap, int(i)) for i in np.unique(region[ok])}
+    total_h = np.array([total_limit_hours(cats[c]["limits"]) if c in cats else 0.0
+                        for c in frame["category"]])
+    received_s = received.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").to_numpy()
+    due_s = (received + pd.to_timedelta(total_h, unit="h")).dt.strftime(
+        "%Y-%m-%dT%H:%M:%S.%f+00:00").to_numpy()
+
+    raw = conn.connection.driver_connection
+    conn.execute(text(
+        "CREATE TEMP TABLE IF NOT EXISTS incident_in (LIKE incident INCLUDING DEFAULTS) "
+        "ON COMMIT DROP"))
+    conn.execute(text("TRUNCATE incident_in"))  # a second bulk in the same transaction
+    columns = ("source", "external_id", "category_id", "description", "address", "geom", "crs_in",
+               "reporter_name", "reporter_phone", "region_code", "grid_code", "community_code",
+               "street_code", "boundary_version_id", "responsible_code", "fallback",
+               "department_id", "received_at", "state_since", "due_at")
+    # Plain Python lists: pandas element access would cost more than the whole COPY.
+    desc, addr = frame["description"].tolist(), frame["address"].tolist()
+    rname, rphone = frame["reporter_name"].tolist(), frame["reporter_phone"].tolist()
+    cat_codes, ext_ids = frame["category"].tolist(), ext.tolist()
+    lon_l, lat_l, has_l = lon.tolist(), lat.tolist(), has_xy.tolist()
+    region_l = region.tolist()
+    with raw.cursor().copy(f"COPY incident_in ({', '.join(columns)}) FROM STDIN") as copy:
+        for i in np.flatnonzero(ok).tolist():
+            p = per_region[region_l[i]]
+            cat = cats[cat_codes[i]]
+            geom = f"SRID=4490;POINT({lon_l[i]!r} {lat_l[i]!r})" if has_l[i] else None
+            copy.write_row((
+                src[i], ext_ids[i], cat["id"], desc[i], addr[i], geom,
+                crs_names[i] if has_l[i] else None, rname[i] or None, rphone[i] or None,
+                p.region_code, p.grid_code, p.community_code, p.street_code,
+                p.boundary_version_id, p.responsible_code, p.fallback, cat["department_id"],
+                received_s[i], received_s[i], due_s[i]))
+    inserted = conn.execute(text(
+        f"WITH new AS (INSERT INTO incident ({', '.join(columns)}) "
+        f"SELECT {', '.join(columns)} FROM incident_in ON CONFLICT (source, external_id) "
+        "DO NOTHING RETURNING id, received_at, source) "
+        "INSERT INTO incident_event (incident_id, at, actor, action, from_state, to_state, note) "
+        "SELECT id, received_at, :actor, 'receive', NULL, 'received', 'bulk intake via ' || source "
+        "FROM new"), {"actor": principal.name}).rowcount
+    return {"rows": n, "imported": int(inserted), "duplicates": int(ok.sum()) - int(inserted),
+            "bad_rows": int(bad.sum()), "errors": errors}
