@@ -76,6 +76,8 @@ class LocatorService:
         def build() -> None:
             t0 = time.perf_counter()
             snap.grids.build_raster(RASTER_CELL_DEG)
+            # Communities, streets and the city answer gaps and 'outside': a table for them too.
+            snap.areas.build_raster(RASTER_CELL_DEG)
             log.info("batch raster built in %.2f s: %s", time.perf_counter() - t0,
                      snap.grids.raster_stats())
 

@@ -60,7 +60,22 @@ class PolygonIndex:
 
     # -- exact -------------------------------------------------------------------------------
     def query_one(self, x: float, y: float) -> int:
-        """The covering polygon of one point (lowest index on ties), or -1."""
+        """The covering polygon of one point (lowest index on ties), or -1.
+
+        With the raster built, a point in a cell no boundary touches is answered from the table
+        (about a microsecond); others take the exact path.
+        """
+        raster = self._raster
+        if raster is not None:
+            fx = (x - self._origin[0]) / self._cell
+            fy = (y - self._origin[1]) / self._cell
+            ny, nx = raster.shape
+            if 0 <= fx < nx and 0 <= fy < ny:  # False for NaN
+                label = int(raster[int(fy), int(fx)])
+                if label != _BORDER:
+                    return label
+            elif fx == fx and fy == fy:  # finite and off the table: no polygon is there
+                return NONE
         hits = self.tree.query(shapely.Point(x, y), predicate="covered_by")
         return int(hits.min()) if hits.size else NONE
 
@@ -112,9 +127,12 @@ class PolygonIndex:
         lut = np.full(n + 1, NONE, dtype=np.int32)
         lut[comp_ids] = labels
         lut[0] = _BORDER
-        self._raster = lut[components]
+        table = lut[components]
+        # Publish the table last: a lookup in another thread must never see it with a stale
+        # origin or cell size.
         self._origin = (xmin, ymin)
         self._cell = cell_size
+        self._raster = table
 
     def raster_stats(self) -> dict[str, float]:
         """Size of the lookup table and the share of its cells that need the exact test."""

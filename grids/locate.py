@@ -203,7 +203,7 @@ class Snapshot:
         status = np.where(g >= 0, 0, 2).astype(np.int8)
         miss = np.flatnonzero(g < 0)
         if miss.size:
-            a = self.areas.query_exact(lon[miss], lat[miss])
+            a = self.areas.query(lon[miss], lat[miss])
             hit = a >= 0
             region[miss[hit]] = self.area_ids[a[hit]]
             status[miss[hit]] = 1

@@ -48,5 +48,11 @@ def test_100k_random_points_and_every_shared_vertex_agree_with_postgis(conn: Con
     ours = [snap.regions[r].code if s == 0 else None for r, s in zip(region, status, strict=True)]
     disagree = [(lon[i], lat[i], truth[i], ours[i]) for i in range(len(lon)) if truth[i] != ours[i]]
     assert not disagree, disagree[:10]
+    # The single-lookup path reads the same table: check it on every vertex and midpoint and on a
+    # sample of the random points.
+    sample = np.r_[np.arange(100_000, len(lon)), rng.choice(100_000, 10_000, replace=False)]
+    single = [snap.grids.query_one(lon[i], lat[i]) for i in sample]
+    codes = [snap.regions[snap.grid_ids[g]].code if g >= 0 else None for g in single]
+    assert codes == [truth[i] for i in sample]
     inside = sum(t is not None for t in truth[:100_000])
     assert inside > 35_000  # the city fills ~43 % of its bbox: the grids really were exercised
