@@ -25,12 +25,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import Depends, Request
+from fastapi import Request
 from sqlalchemy import Connection, text
 
 from app.settings import AuthSettings
@@ -342,23 +342,34 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 # -- FastAPI dependencies -------------------------------------------------------------------------
-async def optional_principal(request: Request) -> Principal | None:
-    # async: pure CPU and memory, so it must not cost a threadpool hop on every request.
+def current_principal(request: Request) -> Principal | None:
+    """Who sent this request (None: no credentials), computed once and kept on the request."""
+    known = getattr(request.state, "principal", _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known
     principal = request.app.state.auth.principal(request)
     request.state.principal = principal
     return principal
 
 
-def require(permission: Permission) -> Callable[..., Principal]:
+_UNKNOWN = object()
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    # async: pure CPU and memory, so it must not cost a threadpool hop on every request.
+    return current_principal(request)
+
+
+def require(permission: Permission) -> Callable[..., Any]:
     """A dependency that needs a caller with ``permission``; routes declare it once.
 
     The returned function carries ``.permission`` so the permission table can be read off the
-    app's routes (see :func:`route_permissions`).
+    app's routes (see :func:`route_permissions`). It is one flat async dependency: the hot path
+    (``/locate``) pays for no dependency chain and no threadpool hop.
     """
 
-    async def dependency(
-        principal: Annotated[Principal | None, Depends(optional_principal)],
-    ) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        principal = current_principal(request)
         if principal is None:
             raise Unauthorized("Log in first: send a bearer token, an API key or a session.",
                                detail={"field": "authorization"},

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy import Connection, text
 
-from app.auth import UNSAFE, optional_principal
+from app.auth import UNSAFE, current_principal, optional_principal
 from app.db import set_actor
 from app.settings import Settings
 from grids.access import Principal
@@ -20,9 +20,7 @@ async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_conn(
-    request: Request, principal: Annotated[Principal | None, Depends(optional_principal)],
-) -> Iterator[Connection]:
+def get_conn(request: Request) -> Iterator[Connection]:
     """One transaction per request: domain code writes, the request commits (or rolls back).
 
     Writes are attributed in the audit log to the caller and their address. After a request
@@ -34,6 +32,7 @@ def get_conn(
     wrote = False
     with request.app.state.engine.begin() as conn:
         if unsafe:
+            principal = current_principal(request)
             set_actor(conn, principal.name if principal else "anonymous",
                       request.client.host if request.client else None)
         yield conn

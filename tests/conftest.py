@@ -10,16 +10,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Annotated
 
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, text
 
 from app import devdb
 from app.db import is_empty, migrate
-from app.deps import get_conn, optional_principal
+from app.deps import get_conn
 from app.main import create_app
 from app.settings import DatabaseSettings, Settings
 from grids.access import Principal
@@ -173,12 +172,11 @@ def anonymous(api: tuple[FastAPI, TestClient], conn: Connection) -> Iterator[Tes
     """
     app, c = api
 
-    def shared_conn(
-        request: Request, principal: Annotated[Principal | None, Depends(optional_principal)],
-    ) -> Iterator[Connection]:
-        from app.auth import UNSAFE
+    def shared_conn(request: Request) -> Iterator[Connection]:
+        from app.auth import UNSAFE, current_principal
         from app.db import set_actor
 
+        principal = current_principal(request) if request.method in UNSAFE else None
         with conn.begin_nested():
             conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
             if request.method in UNSAFE:
