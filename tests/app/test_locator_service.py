@@ -129,3 +129,37 @@ def test_api_keeps_locating_and_refuses_writes_cleanly_when_the_database_is_down
         assert write.json()["code"] == "database_unavailable"
         read = client.get("/regions", headers=h)
         assert read.status_code == 503
+
+
+def test_a_change_through_the_api_is_seen_by_its_own_next_request(scratch: Engine) -> None:
+    """No waiting for NOTIFY: the worker that committed the change reloads before answering."""
+    from fastapi.testclient import TestClient
+
+    from app import users
+    from app.main import create_app
+    from app.settings import DatabaseSettings, Settings
+    from grids.access import Principal
+    from tests.conftest import app_role_url, token_for
+
+    with scratch.begin() as conn:
+        if not conn.execute(text("SELECT 1 FROM app_user WHERE username = 'sup_tiny'")).first():
+            users.create_user(conn, username="sup_tiny", password="tiny-city-password",
+                              role="supervisor", region_code="990100",
+                              principal=Principal.system("test"))
+    owner = scratch.url.render_as_string(hide_password=False)
+    app = create_app(Settings(db=DatabaseSettings(database_url=app_role_url(owner),
+                                                  migration_url=owner)))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        app.state.locator.stop()  # no listener: only the request's own refresh can help
+        h = {"Authorization": f"Bearer {token_for(app, 'sup_tiny')}"}
+        lon, lat = at(0.5, 0.5)
+        assert client.get("/locate", params={"lon": lon, "lat": lat},
+                          headers=h).json()["responsible"]["code"] == "W1"
+        assert client.patch("/staff/W1", json={"status": "on_leave"},
+                            headers=h).status_code == 200
+        after = client.get("/locate", params={"lon": lon, "lat": lat}, headers=h).json()
+        assert after["responsible"]["code"] == "B1" and after["fallback"] == "backup"
+        assert client.patch("/staff/W1", json={"status": "available"},
+                            headers=h).status_code == 200
+        assert client.get("/locate", params={"lon": lon, "lat": lat},
+                          headers=h).json()["responsible"]["code"] == "W1"
