@@ -14,7 +14,7 @@ from app.auth import Authenticator, Directory
 from app.db import make_engine
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
-from app.routers import access, incidents, locate, regions, staffing
+from app.routers import access, incidents, locate, open311, regions, staffing
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("citygrid")
@@ -73,4 +73,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(regions.router)
     app.include_router(staffing.router)
     app.include_router(incidents.router)
+    app.include_router(open311.router)
     return app

@@ -201,3 +201,13 @@ def client(anonymous: TestClient, headers) -> TestClient:
     """The API as the test admin (see :data:`ACCOUNTS` and ``headers`` for other roles)."""
     anonymous.headers.update(headers("t_admin"))
     return anonymous
+
+
+@pytest.fixture
+def own_directory(api, monkeypatch, engine):
+    """The test drives the shared user directory by hand: background reloads are paused, and the
+    committed state is restored afterwards."""
+    monkeypatch.setattr(api[0].state.locator, "_subscribers", [])
+    yield api[0].state.directory
+    with engine.connect() as c:
+        api[0].state.directory.reload(c)

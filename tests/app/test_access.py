@@ -245,16 +245,6 @@ def test_portal_session_cookie_needs_csrf_on_writes(anonymous: TestClient, own_g
     assert anonymous.get(f"/regions/{own_grid['code']}").status_code == 401
 
 
-@pytest.fixture
-def own_directory(api, monkeypatch, engine):
-    """The test drives the shared user directory by hand: background reloads are paused, and the
-    committed state is restored afterwards."""
-    monkeypatch.setattr(api[0].state.locator, "_subscribers", [])
-    yield api[0].state.directory
-    with engine.connect() as c:
-        api[0].state.directory.reload(c)
-
-
 def test_api_keys_have_their_own_role_scope_and_rate_limit(
     anonymous: TestClient, headers, api, own_directory, conn: Connection, own_grid: dict,
     other_street: dict,
