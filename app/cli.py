@@ -74,20 +74,32 @@ def db_upgrade() -> None:
 def demo_load(
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing if a city exists")] = False,
     grids: Annotated[int | None, typer.Option(help="Synthetic city with about N grids")] = None,
+    incidents: Annotated[int, typer.Option(help="Demo incidents over a year (0: none)")] = 220_000,
 ) -> None:
-    """Generate the demo city (义乌市) and load it, in one transaction."""
+    """Generate the demo city (义乌市) and a year of incidents, each in one transaction."""
+    from sqlalchemy import text
+
     from app.seed import load_demo
+    from app.seed_incidents import load_demo_incidents
 
     with _writing() as conn:
-        if not is_empty(conn):
-            if if_empty:
-                typer.echo("a city is already loaded")
-                return
+        if is_empty(conn):
+            t0 = time.perf_counter()
+            counts = load_demo(conn, grids=grids)
+            typer.echo(f"city: {counts} in {time.perf_counter() - t0:.1f} s")
+        elif not if_empty:
             typer.secho("the database already holds a city; load into an empty one", fg="red")
             raise typer.Exit(2)
-        t0 = time.perf_counter()
-        counts = load_demo(conn, grids=grids)
-    typer.echo(f"loaded {counts} in {time.perf_counter() - t0:.1f} s")
+        else:
+            typer.echo("a city is already loaded")
+    if incidents:
+        with _writing() as conn:
+            if conn.execute(text("SELECT EXISTS (SELECT 1 FROM incident)")).scalar():
+                typer.echo("incidents are already loaded")
+                return
+            t0 = time.perf_counter()
+            counts = load_demo_incidents(conn, n=incidents)
+            typer.echo(f"incidents: {counts} in {time.perf_counter() - t0:.1f} s")
 
 
 @app.command()

@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from gis.crs import parse_crs, to_lonlat
 from gis.errors import GisError
@@ -297,44 +298,86 @@ def bulk(conn: Connection, snap: Snapshot, frame: pd.DataFrame, *, principal: Pr
                                   "bad_rows": int(bad.sum())}, code="invalid_rows")
     ok = ~bad
     per_region = {int(i): _placement(snap, int(i)) for i in np.unique(region[ok])}
-    total_h = np.array([total_limit_hours(cats[c]["limits"]) if c in cats else 0.0
-                        for c in frame["category"]])
+    limit_of = {code: total_limit_hours(c["limits"]) for code, c in cats.items()}
+    total_h = np.array([limit_of.get(c, 0.0) for c in frame["category"].tolist()])
     received_s = received.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").to_numpy()
     due_s = (received + pd.to_timedelta(total_h, unit="h")).dt.strftime(
         "%Y-%m-%dT%H:%M:%S.%f+00:00").to_numpy()
 
-    raw = conn.connection.driver_connection
-    conn.execute(text(
-        "CREATE TEMP TABLE IF NOT EXISTS incident_in (LIKE incident INCLUDING DEFAULTS) "
-        "ON COMMIT DROP"))
-    conn.execute(text("TRUNCATE incident_in"))  # a second bulk in the same transaction
-    columns = ("source", "external_id", "category_id", "description", "address", "geom", "crs_in",
-               "reporter_name", "reporter_phone", "region_code", "grid_code", "community_code",
-               "street_code", "boundary_version_id", "responsible_code", "fallback",
-               "department_id", "received_at", "state_since", "due_at")
+    # Rows already taken in (a re-sent export) are duplicates, not errors.
+    seen = {(r.source, r.external_id) for r in conn.execute(text(
+        "SELECT i.source, i.external_id FROM incident i JOIN unnest(CAST(:s AS text[]), "
+        "CAST(:e AS text[])) AS k(source, external_id) USING (source, external_id)"),
+        {"s": src[ok].tolist(), "e": ext[ok].tolist()})}
+    ext_ids = ext.tolist()
+    if seen:
+        ok &= np.array([(a, b) not in seen for a, b in zip(src.tolist(), ext_ids, strict=True)])
+    rows = np.flatnonzero(ok).tolist()
     # Plain Python lists: pandas element access would cost more than the whole COPY.
     desc, addr = frame["description"].tolist(), frame["address"].tolist()
     rname, rphone = frame["reporter_name"].tolist(), frame["reporter_phone"].tolist()
-    cat_codes, ext_ids = frame["category"].tolist(), ext.tolist()
+    cat_codes = frame["category"].tolist()
     lon_l, lat_l, has_l = lon.tolist(), lat.tolist(), has_xy.tolist()
     region_l = region.tolist()
-    with raw.cursor().copy(f"COPY incident_in ({', '.join(columns)}) FROM STDIN") as copy:
-        for i in np.flatnonzero(ok).tolist():
-            p = per_region[region_l[i]]
-            cat = cats[cat_codes[i]]
-            geom = f"SRID=4490;POINT({lon_l[i]!r} {lat_l[i]!r})" if has_l[i] else None
-            copy.write_row((
-                src[i], ext_ids[i], cat["id"], desc[i], addr[i], geom,
-                crs_names[i] if has_l[i] else None, rname[i] or None, rphone[i] or None,
-                p.region_code, p.grid_code, p.community_code, p.street_code,
-                p.boundary_version_id, p.responsible_code, p.fallback, cat["department_id"],
-                received_s[i], received_s[i], due_s[i]))
-    inserted = conn.execute(text(
-        f"WITH new AS (INSERT INTO incident ({', '.join(columns)}) "
-        f"SELECT {', '.join(columns)} FROM incident_in ON CONFLICT (source, external_id) "
+    records = []
+    for i in rows:
+        p = per_region[region_l[i]]
+        cat = cats[cat_codes[i]]
+        geom = f"SRID=4490;POINT({lon_l[i]!r} {lat_l[i]!r})" if has_l[i] else None
+        records.append((
+            src[i], ext_ids[i], cat["id"], desc[i], addr[i], geom,
+            crs_names[i] if has_l[i] else None, rname[i] or None, rphone[i] or None,
+            p.region_code, p.grid_code, p.community_code, p.street_code,
+            p.boundary_version_id, p.responsible_code, p.fallback, cat["department_id"],
+            received_s[i], received_s[i], due_s[i]))
+    inserted = _write(conn, records, principal.name)
+    return {"rows": n, "imported": inserted, "duplicates": len(seen) + len(rows) - inserted,
+            "bad_rows": int(bad.sum()), "errors": errors}
+
+
+_COLUMNS = ("source", "external_id", "category_id", "description", "address", "geom", "crs_in",
+            "reporter_name", "reporter_phone", "region_code", "grid_code", "community_code",
+            "street_code", "boundary_version_id", "responsible_code", "fallback", "department_id",
+            "received_at", "state_since", "due_at")
+
+
+def _write(conn: Connection, records: list[tuple], actor: str) -> int:
+    """COPY incidents and their first events straight into the tables (ids reserved up front).
+
+    If a concurrent intake slipped in one of the same (source, external id) meanwhile, the
+    unique index refuses the COPY; then the rows go through a staging table with
+    ``ON CONFLICT DO NOTHING`` instead (slower, same result).
+    """
+    if not records:
+        return 0
+    raw = conn.connection.driver_connection
+    ids = conn.execute(text("SELECT nextval('incident_id_seq') FROM generate_series(1, :n)"),
+                       {"n": len(records)}).scalars().all()
+    try:
+        with conn.begin_nested():
+            with raw.cursor().copy(f"COPY incident (id, {', '.join(_COLUMNS)}) FROM STDIN"
+                                   ) as copy:
+                for ident, rec in zip(ids, records, strict=True):
+                    copy.write_row((ident, *rec))
+            with raw.cursor().copy("COPY incident_event (incident_id, at, actor, action, "
+                                   "from_state, to_state, note) FROM STDIN") as copy:
+                for ident, rec in zip(ids, records, strict=True):
+                    copy.write_row((ident, rec[17], actor, "receive", None, "received",
+                                    f"bulk intake via {rec[0]}"))
+        return len(records)
+    except IntegrityError:
+        pass
+    conn.execute(text(
+        "CREATE TEMP TABLE IF NOT EXISTS incident_in (LIKE incident INCLUDING DEFAULTS) "
+        "ON COMMIT DROP"))
+    conn.execute(text("TRUNCATE incident_in"))
+    with raw.cursor().copy(f"COPY incident_in ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+        for rec in records:
+            copy.write_row(rec)
+    return conn.execute(text(
+        f"WITH new AS (INSERT INTO incident ({', '.join(_COLUMNS)}) "
+        f"SELECT {', '.join(_COLUMNS)} FROM incident_in ON CONFLICT (source, external_id) "
         "DO NOTHING RETURNING id, received_at, source) "
         "INSERT INTO incident_event (incident_id, at, actor, action, from_state, to_state, note) "
         "SELECT id, received_at, :actor, 'receive', NULL, 'received', 'bulk intake via ' || source "
-        "FROM new"), {"actor": principal.name}).rowcount
-    return {"rows": n, "imported": int(inserted), "duplicates": int(ok.sum()) - int(inserted),
-            "bad_rows": int(bad.sum()), "errors": errors}
+        "FROM new"), {"actor": actor}).rowcount

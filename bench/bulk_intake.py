@@ -1,0 +1,118 @@
+"""Bulk intake of 100,000 incidents, located, beside a raw COPY of the same rows (issue 5).
+
+    python -m bench.bulk_intake [--rows 100000]
+
+Both runs go into ``citygrid_bench`` (the 10,000-grid city) and are committed; the rows are
+removed again afterwards (this is a benchmark database, not a test one).
+
+- *baseline*: ``COPY`` of the same CSV rows (as text) into an unlogged table with the same
+  columns: the floor for moving the bytes into PostgreSQL;
+- *CityGrid*: ``layers.incidents.intake.read_bulk`` + ``bulk``: parse, validate every field,
+  convert and locate every point against the 10,000 grids (in-memory snapshot with its raster),
+  resolve the responsible worker, and insert the incidents and their first history events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+
+import numpy as np
+from sqlalchemy import create_engine, text
+
+from bench import city
+from bench.common import RESULTS
+
+
+def make_csv(rows: int, snap, seed: int = 7) -> bytes:
+    """``rows`` hotline rows at random points inside grids (uniform over the grids' area)."""
+    import shapely
+
+    rng = np.random.default_rng(seed)
+    x0, y0, x1, y1 = shapely.total_bounds(snap.grids.polygons)
+    lon = rng.uniform(x0, x1, rows * 3)
+    lat = rng.uniform(y0, y1, rows * 3)
+    region, status = snap.locate_many(lon, lat)
+    keep = np.flatnonzero(status == 0)[:rows]
+    cats = ["E0101", "E0501", "E0502", "S0101", "C0102", "X0102"]
+    out = io.StringIO()
+    out.write("source,external_id,category,description,lon,lat,received_at\n")
+    for n, i in enumerate(keep):
+        out.write(f"hotline_12345,bench-{n:07d},{cats[n % len(cats)]},群众来电反映第{n}号问题,"
+                  f"{lon[i]:.7f},{lat[i]:.7f},2026-11-28T{8 + n % 10:02d}:{n % 60:02d}:00+08:00\n")
+    return out.getvalue().encode()
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    city.ensure(verbose=False)
+    from grids.access import Principal
+    from grids.locate import load_snapshot
+    from layers.incidents import catalogue, intake
+
+    engine = create_engine(city.url())
+    with engine.begin() as conn:
+        catalogue.seed(conn)
+        conn.execute(text("DELETE FROM incident_event WHERE incident_id IN "
+                          "(SELECT id FROM incident WHERE external_id LIKE 'bench-%')"))
+        conn.execute(text("DELETE FROM incident WHERE external_id LIKE 'bench-%'"))
+    with engine.connect() as conn:
+        snap = load_snapshot(conn)
+    t0 = time.perf_counter()
+    snap.grids.build_raster(1e-4)
+    snap.areas.build_raster(1e-4)
+    raster_s = time.perf_counter() - t0
+    body = make_csv(args.rows, snap)
+
+    # Baseline: raw COPY of the same rows.
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS bench_raw_copy"))
+        conn.execute(text("CREATE UNLOGGED TABLE bench_raw_copy (source text, external_id text, "
+                          "category text, description text, lon text, lat text, "
+                          "received_at text)"))
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor().copy("COPY bench_raw_copy FROM STDIN WITH (FORMAT csv, HEADER true)"
+                               ) as copy:
+            copy.write(body)
+    copy_s = time.perf_counter() - t0
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE bench_raw_copy"))
+
+    # CityGrid: parse, validate, locate, insert incidents and events, commit.
+    principal = Principal.system("bench")
+    t0 = time.perf_counter()
+    frame = intake.read_bulk(body, filename="day.csv")
+    parse_s = time.perf_counter() - t0
+    with engine.begin() as conn:
+        result = intake.bulk(conn, snap, frame, principal=principal)
+    ours_s = time.perf_counter() - t0
+    with engine.begin() as conn:
+        placed = conn.execute(text(
+            "SELECT count(*) FILTER (WHERE grid_code IS NOT NULL), count(*) FROM incident "
+            "WHERE external_id LIKE 'bench-%'")).one()
+        conn.execute(text("DELETE FROM incident_event WHERE incident_id IN "
+                          "(SELECT id FROM incident WHERE external_id LIKE 'bench-%')"))
+        conn.execute(text("DELETE FROM incident WHERE external_id LIKE 'bench-%'"))
+    engine.dispose()
+    out = {
+        "rows": args.rows, "bytes": len(body), "imported": result["imported"],
+        "bad_rows": result["bad_rows"], "placed_in_grid": placed[0],
+        "raw_copy_s": round(copy_s, 3), "raw_copy_rows_per_s": round(args.rows / copy_s),
+        "citygrid_s": round(ours_s, 3), "citygrid_rows_per_s": round(args.rows / ours_s),
+        "parse_s": round(parse_s, 3), "ratio_to_copy": round(ours_s / copy_s, 2),
+        "raster_build_s": round(raster_s, 2),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bulk_intake.json").write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
