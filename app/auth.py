@@ -151,6 +151,11 @@ class Directory:
         self.users: dict[int, UserEntry] = {}
         self.by_name: dict[str, UserEntry] = {}
         self.keys: dict[str, KeyEntry] = {}
+        # Built once per reload, so a request pays a dictionary lookup, not a Principal.
+        self.user_principals: dict[int, Principal] = {}
+        self.key_principals: dict[str, Principal] = {}
+        # Full key strings already checked against their hash (cleared with every reload).
+        self.verified_keys: dict[str, KeyEntry] = {}
 
     def reload(self, conn: Connection) -> None:
         users = conn.execute(text(
@@ -166,9 +171,13 @@ class Directory:
         )).mappings().all()
         entries = {u["id"]: UserEntry(**{**u, "grid_codes": tuple(u["grid_codes"])})
                    for u in users}
+        key_entries = {k["prefix"]: KeyEntry(**k) for k in keys}
+        self.user_principals = {i: e.principal() for i, e in entries.items()}
+        self.key_principals = {p: e.principal() for p, e in key_entries.items()}
         self.users = entries
         self.by_name = {e.username: e for e in entries.values()}
-        self.keys = {k["prefix"]: KeyEntry(**k) for k in keys}
+        self.keys = key_entries
+        self.verified_keys = {}
 
 
 # -- rate limiting ----------------------------------------------------------------------------------
@@ -286,7 +295,7 @@ class Authenticator:
             if scheme.lower() != "bearer" or not token:
                 raise Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token",
                                    detail={"field": "authorization"})
-            return self._user(self._claims(token.strip()), "access").principal()
+            return self._principal_of(self._user(self._claims(token.strip()), "access"))
         key = request.headers.get(API_KEY_HEADER)
         if key:
             return self._key(key)
@@ -300,23 +309,34 @@ class Authenticator:
                         hashlib.sha256(sent.encode()).hexdigest(), claims.get("csrf", "")):
                     raise CsrfFailed("Missing or wrong CSRF token.",
                                      detail={"field": CSRF_HEADER})
-            return user.principal()
+            return self._principal_of(user)
         return None
 
+    def _principal_of(self, user: UserEntry) -> Principal:
+        cached = self.directory.user_principals.get(user.id)
+        return cached if cached is not None else user.principal()
+
     def _key(self, key: str) -> Principal:
-        parts = key.split("_", 2)  # the secret itself may contain "_"
-        entry = self.directory.keys.get(parts[1]) if len(parts) == 3 and parts[0] == "cgk" else None
-        if entry is None or entry.disabled or not hmac.compare_digest(
-                entry.key_hash, hash_key_secret(parts[2])):
-            raise Unauthorized("The API key is not valid.", code="invalid_api_key",
-                               detail={"field": API_KEY_HEADER})
+        directory = self.directory
+        entry = directory.verified_keys.get(key)
+        if entry is None:
+            parts = key.split("_", 2)  # the secret itself may contain "_"
+            entry = directory.keys.get(parts[1]) if len(parts) == 3 and parts[0] == "cgk" \
+                else None
+            if entry is None or entry.disabled or not hmac.compare_digest(
+                    entry.key_hash, hash_key_secret(parts[2])):
+                raise Unauthorized("The API key is not valid.", code="invalid_api_key",
+                                   detail={"field": API_KEY_HEADER})
+            if len(directory.verified_keys) < 10_000:
+                directory.verified_keys[key] = entry
         wait = self.buckets.take(entry.prefix, entry.rate_limit_per_minute)
         if wait:
             raise TooManyRequests(
                 f"Rate limit of {entry.rate_limit_per_minute} requests a minute reached.",
                 detail={"retry_after_s": round(wait, 1)},
                 headers={"Retry-After": str(int(wait) + 1)})
-        return entry.principal()
+        cached = directory.key_principals.get(entry.prefix)
+        return cached if cached is not None else entry.principal()
 
     def login(self, conn: Connection, username: str, password: str, ip: str) -> UserEntry:
         """Check a password (rate-limited per username and IP); return the directory entry."""

@@ -14,6 +14,7 @@ from app.deps import Conn
 from app.schemas import ErrorPublic, LocatePublic
 from grids import batch
 from grids.access import Permission, Principal
+from grids.errors import GridError
 from grids.locate import locate_at
 from grids.point import LocatorUnavailable, check_outside, checked_point
 
@@ -38,11 +39,42 @@ def _service(request: Request):
     return service
 
 
+_LOCATE_PARAMS = [
+    {"name": "lon", "in": "query", "required": True, "schema": {"type": "number"},
+     "description": "x: longitude (or easting in a projected CRS)"},
+    {"name": "lat", "in": "query", "required": True, "schema": {"type": "number"},
+     "description": "y: latitude (or northing in a projected CRS)"},
+    {"name": "crs", "in": "query", "required": False,
+     "schema": {"type": "string", "default": "EPSG:4326", "maxLength": 40},
+     "description": "EPSG:4326 (default), EPSG:4490, gcj02, bd09 or any EPSG code"},
+]
+
+
+def _number(query, name: str) -> float:
+    raw = query.get(name)
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise GridError(
+            f"Invalid request: check {name}.", code="invalid_request",
+            detail=[{"field": name, "in": "query", "type": "missing" if raw is None else "float",
+                     "expected": "a number"}]) from None
+
+
 @router.get("/locate", response_model=LocatePublic,
-            summary="The grid, chain and responsible worker at a point")
-async def locate(request: Request, principal: Locator, lon: Lon, lat: Lat,
-                 crs: Crs = "EPSG:4326") -> Response:
-    # async and database-free: the answer comes from the in-memory snapshot.
+            summary="The grid, chain and responsible worker at a point",
+            openapi_extra={"parameters": _LOCATE_PARAMS})
+async def locate(request: Request, principal: Locator) -> Response:
+    # The hot path: async, database-free (the in-memory snapshot), parameters read by hand
+    # (declared for the docs above) because validation machinery would cost more than the
+    # lookup itself.
+    query = request.query_params
+    lon, lat = _number(query, "lon"), _number(query, "lat")
+    crs = query.get("crs") or "EPSG:4326"
+    if len(crs) > 40:
+        raise GridError("Invalid request: check crs.", code="invalid_request",
+                        detail=[{"field": "crs", "in": "query", "expected": "at most 40 "
+                                 "characters"}])
     service = _service(request)
     snap = service.snapshot
     limit = request.app.state.settings.city.max_outside_m
