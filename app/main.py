@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(access.router)
+    app.include_router(locate.hot_router)
     app.include_router(locate.router)
     app.include_router(regions.router)
     app.include_router(staffing.router)
