@@ -64,12 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["authorization", "content-type", "x-csrf-token",
                                           "x-api-key"], allow_credentials=True)
 
+    # The hot path first: routes are matched in order, and /locate should not wait on others.
+    app.include_router(locate.hot_router)
+
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     app.include_router(access.router)
-    app.include_router(locate.hot_router)
     app.include_router(locate.router)
     app.include_router(regions.router)
     app.include_router(staffing.router)
