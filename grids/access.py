@@ -34,23 +34,32 @@ class Permission(StrEnum):
     INCIDENTS_READ = "incidents:read"
     INCIDENTS_CREATE = "incidents:create"
     INCIDENTS_HANDLE = "incidents:handle"
+    PATROLS_WRITE = "patrols:write"
+    PATROLS_READ = "patrols:read"
+    MAPS_READ = "maps:read"
+    ASSESSMENT_READ = "assessment:read"
 
 
 ROLES = ("admin", "planner", "supervisor", "dispatcher", "grid_worker", "viewer")
 P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
-    "planner": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.INCIDENTS_READ}),
+    "planner": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.INCIDENTS_READ,
+                          P.PATROLS_READ, P.MAPS_READ, P.ASSESSMENT_READ}),
     "supervisor": frozenset({P.REGIONS_READ, P.STAFF_READ, P.STAFF_WRITE, P.ASSIGNMENTS_WRITE,
                              P.LOCATE, P.USERS_READ, P.AUDIT_READ, P.INCIDENTS_READ,
-                             P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE}),
+                             P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE, P.PATROLS_READ,
+                             P.MAPS_READ, P.ASSESSMENT_READ}),
     # Knowing who is responsible anywhere is a dispatcher's job: locate is city-wide for them.
     "dispatcher": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.LOCATE_CITYWIDE,
-                             P.INCIDENTS_READ, P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE}),
+                             P.INCIDENTS_READ, P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE,
+                             P.MAPS_READ}),
     "grid_worker": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.INCIDENTS_READ,
-                              P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE}),
+                              P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE, P.PATROLS_WRITE,
+                              P.PATROLS_READ, P.MAPS_READ}),
     # Citizen apps report through keys with this role: they may submit, not handle.
-    "viewer": frozenset({P.REGIONS_READ, P.LOCATE, P.INCIDENTS_READ, P.INCIDENTS_CREATE}),
+    "viewer": frozenset({P.REGIONS_READ, P.LOCATE, P.INCIDENTS_READ, P.INCIDENTS_CREATE,
+                         P.MAPS_READ}),
 }
 # Roles that see staff phones and reporters' names in full, inside their own jurisdiction.
 FULL_PERSONAL_DATA = frozenset({"admin", "supervisor", "grid_worker"})
