@@ -22,12 +22,14 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from grids.locate import Snapshot, load_snapshot
+from grids.locate import Snapshot, load_snapshot, reload_staff
 
 log = logging.getLogger("citygrid.locator")
 CHANNEL = "citygrid_change"
 # Tables whose changes the locator must see.
 LOCATOR_TABLES = frozenset({"region", "region_boundary", "boundary_version", "staff", "assignment"})
+# Of those, the ones that change people, not places (a cheaper reload).
+PEOPLE_TABLES = frozenset({"staff", "assignment"})
 # Cell size of the batch raster, in degrees (~10 m at 29°N).
 RASTER_CELL_DEG = 1e-4
 
@@ -70,6 +72,18 @@ class LocatorService:
             self.reloads += 1
         if self.raster:
             self._build_raster_later(snap)
+        return snap
+
+    def reload_people(self) -> Snapshot:
+        """Staff or assignments changed, boundaries did not: keep the indexes, reload people."""
+        with self._lock, self.engine.connect() as conn:
+            if self.snapshot is None:
+                snap = load_snapshot(conn)
+            else:
+                snap = reload_staff(conn, self.snapshot)
+            self.snapshot = snap
+            self.stale = False
+            self.reloads += 1
         return snap
 
     def _build_raster_later(self, snap: Snapshot) -> None:
@@ -129,7 +143,10 @@ class LocatorService:
                             # Let a burst of statements settle, then drain and reload once.
                             time.sleep(self.debounce_s)
                             tables |= {n.payload for n in conn.notifies(timeout=0.001)}
-                            if tables & LOCATOR_TABLES:
+                            changed = tables & LOCATOR_TABLES
+                            if changed and changed <= PEOPLE_TABLES and self.snapshot:
+                                self.reload_people()
+                            elif changed:
                                 self.reload()
                             self._notify_subscribers(tables)
                         else:

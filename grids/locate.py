@@ -67,6 +67,7 @@ class Snapshot:
     version_id: int
     loaded_at: datetime
     as_of: datetime | None
+    region_ids: dict[int, int] = field(default_factory=dict, repr=False)  # database id → index
     _answers: dict[tuple[int, bool], bytes] = field(default_factory=dict, repr=False)
 
     # -- single ------------------------------------------------------------------------------
@@ -302,6 +303,24 @@ def load_snapshot(conn: Connection, *, at: datetime | None = None) -> Snapshot:
     regions = [Region(code=row.code, level=row.level, name=row.name,
                       parent=pos.get(row.parent_id, -1), version_id=row.version_id)
                for row in rows]
+    _attach_staff(conn, regions, pos, at)
+    geoms = shapely.from_wkb([row.wkb for row in rows]) if rows else np.array([], dtype=object)
+    levels = np.array([r.level for r in regions], dtype=object)
+    grid_ids = np.flatnonzero(levels == "grid")  # rows are in code order already
+    rank = np.array([LEVEL_RANK[lv] for lv in levels], dtype=int)
+    area_ids = np.flatnonzero(levels != "grid")
+    area_ids = area_ids[np.argsort(rank[area_ids], kind="stable")]
+    return Snapshot(
+        regions=regions,
+        grid_ids=grid_ids, grids=PolygonIndex(geoms[grid_ids]),
+        area_ids=area_ids, areas=PolygonIndex(geoms[area_ids]),
+        version_id=max((r.version_id for r in regions), default=0),
+        loaded_at=datetime.now(UTC), as_of=at, region_ids=pos,
+    )
+
+
+def _attach_staff(conn: Connection, regions: list[Region], pos: dict[int, int],
+                  at: datetime | None) -> None:
     staff = conn.execute(
         text(
             "SELECT a.region_id, a.duty, s.code, s.name, s.phone, s.role, s.status "
@@ -315,19 +334,20 @@ def load_snapshot(conn: Connection, *, at: datetime | None = None) -> Snapshot:
         i = pos.get(s["region_id"])
         if i is not None:
             regions[i].staff.append(dict(s))
-    geoms = shapely.from_wkb([row.wkb for row in rows]) if rows else np.array([], dtype=object)
-    levels = np.array([r.level for r in regions], dtype=object)
-    grid_ids = np.flatnonzero(levels == "grid")  # rows are in code order already
-    rank = np.array([LEVEL_RANK[lv] for lv in levels], dtype=int)
-    area_ids = np.flatnonzero(levels != "grid")
-    area_ids = area_ids[np.argsort(rank[area_ids], kind="stable")]
-    return Snapshot(
-        regions=regions,
-        grid_ids=grid_ids, grids=PolygonIndex(geoms[grid_ids]),
-        area_ids=area_ids, areas=PolygonIndex(geoms[area_ids]),
-        version_id=max((r.version_id for r in regions), default=0),
-        loaded_at=datetime.now(UTC), as_of=at,
-    )
+
+
+def reload_staff(conn: Connection, snap: Snapshot) -> Snapshot:
+    """A new snapshot with fresh staff and assignments and the same boundaries.
+
+    When only people changed (a worker on leave, a new assignment), the geometry, the indexes and
+    their rasters are reused: the reload costs one query instead of reading every boundary.
+    """
+    regions = [Region(code=r.code, level=r.level, name=r.name, parent=r.parent,
+                      version_id=r.version_id) for r in snap.regions]
+    _attach_staff(conn, regions, snap.region_ids, snap.as_of)
+    return Snapshot(regions=regions, grid_ids=snap.grid_ids, grids=snap.grids,
+                    area_ids=snap.area_ids, areas=snap.areas, version_id=snap.version_id,
+                    loaded_at=datetime.now(UTC), as_of=snap.as_of, region_ids=snap.region_ids)
 
 
 def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime,

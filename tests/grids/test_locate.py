@@ -152,3 +152,14 @@ def test_batch_matches_single_lookups(tiny_city: Connection) -> None:
         got = snap.regions[region[i]].code if region[i] >= 0 else None
         assert got == want, (xs[i], ys[i])
         assert ["inside", "gap", "outside"][status[i]] == single["status"]
+
+
+def test_a_people_only_reload_keeps_the_indexes(tiny_city: Connection) -> None:
+    from grids.locate import reload_staff
+
+    snap = load_snapshot(tiny_city)
+    tiny_city.execute(text("UPDATE staff SET status = 'on_leave' WHERE code = 'W1'"))
+    fresh = reload_staff(tiny_city, snap)
+    assert fresh.grids is snap.grids and fresh.areas is snap.areas
+    assert fresh.locate(*at(0.5, 0.5))["responsible"]["code"] == "B1"
+    assert snap.locate(*at(0.5, 0.5))["responsible"]["code"] == "W1"  # the old one is untouched

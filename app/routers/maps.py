@@ -1,0 +1,167 @@
+"""Maps and assessment: heat bins, choropleth counts, vector tiles, monthly figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel, Field
+
+from app.auth import require
+from app.deps import Conn
+from app.schemas import ErrorPublic
+from grids.access import Permission, Principal
+from layers import assessment, maps
+
+router = APIRouter(tags=["maps"], responses={401: {"model": ErrorPublic},
+                                             403: {"model": ErrorPublic},
+                                             404: {"model": ErrorPublic},
+                                             422: {"model": ErrorPublic}})
+MapReader = Annotated[Principal, Depends(require(Permission.MAPS_READ))]
+Assessor = Annotated[Principal, Depends(require(Permission.ASSESSMENT_READ))]
+State = Literal["received", "registered", "dispatched", "handling", "reported", "verified",
+                "closed", "evaluated", "voided"]
+Code = Annotated[str, Field(max_length=32)]
+
+
+@dataclass
+class Filters:
+    """The incident filters every map endpoint shares."""
+
+    value: maps.IncidentFilter
+
+
+async def incident_filters(
+    since: Annotated[datetime | None, Query(description="Received at or after (ISO 8601)")]
+    = None,
+    until: Annotated[datetime | None, Query(description="Received before (ISO 8601)")] = None,
+    category: Annotated[list[Code] | None, Query(description="Category or group codes")] = None,
+    state: Annotated[list[State] | None, Query()] = None,
+    region: Annotated[str | None, Query(max_length=15, pattern=r"^[0-9]{6,15}$")] = None,
+) -> Filters:
+    return Filters(maps.IncidentFilter(since=since, until=until, categories=tuple(category or ()),
+                                       states=tuple(state or ()), region=region))
+
+
+MapFilters = Annotated[Filters, Depends(incident_filters)]
+
+
+class FeatureCollection(BaseModel):
+    type: Literal["FeatureCollection"]
+    kind: Literal["bins", "points"]
+    total: int
+    zoom: float
+    crs: str
+    shape: Literal["square", "hex"]
+    cell_m: float
+    features: list[dict[str, Any]]
+
+
+class RegionCount(BaseModel):
+    code: str
+    name: str
+    area_km2: float
+    incidents: int
+    open: int
+    overdue: int
+    per_km2: float | None
+    per_1000_households: float | None
+    geometry: dict[str, Any] | None = None
+
+
+class RegionCounts(BaseModel):
+    level: Literal["grid", "community", "street"]
+    items: list[RegionCount]
+    total: int
+    notes: dict[str, str]
+
+
+def _bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
+    if bbox is None:
+        return None
+    try:
+        x0, y0, x1, y1 = (float(v) for v in bbox.split(","))
+    except ValueError:
+        raise maps.MapRequestError("bbox is minlon,minlat,maxlon,maxlat.",
+                                   detail={"field": "bbox"}) from None
+    return x0, y0, x1, y1
+
+
+@router.get("/maps/heat", response_model=FeatureCollection,
+            summary="Incidents binned on the server (points only when few match)")
+def heat(conn: Conn, principal: MapReader, filters: MapFilters,
+         zoom: Annotated[float, Query(ge=0, le=22)],
+         bbox: Annotated[str | None, Query(max_length=100,
+                                           description="minlon,minlat,maxlon,maxlat (EPSG:4326)")]
+         = None,
+         shape: Literal["square", "hex"] = "square",
+         pixels: Annotated[int, Query(ge=4, le=256, description="Bin side in screen pixels")]
+         = 32) -> FeatureCollection:
+    return FeatureCollection.model_validate(maps.heat(
+        conn, principal=principal, zoom=zoom, bbox=_bbox(bbox), filters=filters.value,
+        shape=shape, pixels=pixels))
+
+
+@router.get("/maps/counts", response_model=RegionCounts,
+            summary="Incidents per grid, community or street, with rates, for choropleths")
+def counts(conn: Conn, principal: MapReader, filters: MapFilters,
+           level: Literal["grid", "community", "street"] = "grid",
+           geometry: bool = False) -> RegionCounts:
+    return RegionCounts.model_validate(maps.counts(
+        conn, principal=principal, level=level, filters=filters.value, geometry=geometry))
+
+
+@router.get("/tiles/{layer}/{z}/{x}/{y}.mvt", response_class=Response,
+            summary="Mapbox vector tile: grids (with counts), incidents (z >= 14) or bins",
+            responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}})
+def vector_tile(conn: Conn, principal: MapReader, filters: MapFilters,
+                layer: Literal["grids", "incidents", "bins"],
+                z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)],
+                y: Annotated[int, Path(ge=0)]) -> Response:
+    data = maps.tile(conn, layer, z, x, y, principal=principal, filters=filters.value)
+    # Private: tiles are cut to the caller's jurisdiction. Revalidate: data may change.
+    return Response(data, media_type="application/vnd.mapbox-vector-tile",
+                    headers={"Cache-Control": "private, no-cache"})
+
+
+Month = Annotated[str, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+Level = Literal["grid", "community", "street", "worker", "department"]
+
+
+class AssessmentPublic(BaseModel):
+    month: str
+    level: Level
+    region: str | None
+    timezone: str
+    rows: list[dict[str, Any]]
+    formulas: dict[str, str]
+    notes: list[str]
+
+
+@router.get("/assessment", response_model=AssessmentPublic,
+            summary="Monthly figures per grid, community, street, worker or department")
+def get_assessment(conn: Conn, principal: Assessor, month: Month, level: Level = "street",
+                   region: Annotated[str | None, Query(max_length=15,
+                                                       pattern=r"^[0-9]{6,15}$")] = None
+                   ) -> AssessmentPublic:
+    return AssessmentPublic.model_validate(assessment.monthly(
+        conn, principal=principal, month=month, level=level, region=region))
+
+
+@router.get("/assessment.xlsx", response_class=Response,
+            summary="The same figures as a workbook, with a sheet explaining each formula",
+            responses={200: {"content": {
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}})
+def get_assessment_xlsx(conn: Conn, principal: Assessor, month: Month, level: Level = "street",
+                        region: Annotated[str | None, Query(max_length=15,
+                                                            pattern=r"^[0-9]{6,15}$")] = None
+                        ) -> Response:
+    figures = assessment.monthly(conn, principal=principal, month=month, level=level,
+                                 region=region)
+    return Response(
+        assessment.to_xlsx(figures),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition":
+                 f'attachment; filename="assessment-{month}-{level}.xlsx"'})
