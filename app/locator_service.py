@@ -30,8 +30,10 @@ CHANNEL = "citygrid_change"
 LOCATOR_TABLES = frozenset({"region", "region_boundary", "boundary_version", "staff", "assignment"})
 # Of those, the ones that change people, not places (a cheaper reload).
 PEOPLE_TABLES = frozenset({"staff", "assignment"})
-# Cell size of the batch raster, in degrees (~10 m at 29°N).
+# Cell size of the batch raster, in degrees (~10 m at 29°N). Communities, streets and the city are
+# large, so a coarser table answers gaps and 'outside' as well at a sixteenth of the memory.
 RASTER_CELL_DEG = 1e-4
+AREAS_RASTER_CELL_DEG = 4e-4
 
 
 class LocatorService:
@@ -91,7 +93,7 @@ class LocatorService:
             t0 = time.perf_counter()
             snap.grids.build_raster(RASTER_CELL_DEG)
             # Communities, streets and the city answer gaps and 'outside': a table for them too.
-            snap.areas.build_raster(RASTER_CELL_DEG)
+            snap.areas.build_raster(AREAS_RASTER_CELL_DEG)
             log.info("batch raster built in %.2f s: %s", time.perf_counter() - t0,
                      snap.grids.raster_stats())
 

@@ -90,9 +90,10 @@ def _locate_columns(
         else np.zeros(len(snap.regions) + 1, dtype=bool)
     hide = ~visible[idx]
     if hide.any():
-        phones = out["responsible_phone"].copy()
-        phones[hide] = [mask_phone(p) if p else p for p in phones[hide]]
-        out["responsible_phone"] = phones
+        # Mask once per region (a few thousand), then pick per row (a million).
+        masked = np.array([mask_phone(p) if p else p for p in columns["responsible_phone"]],
+                          dtype=object)
+        out["responsible_phone"] = np.where(hide, masked[idx], out["responsible_phone"])
     out["error"] = error
     return out, int((status == 3).sum())
 

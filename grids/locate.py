@@ -321,19 +321,21 @@ def load_snapshot(conn: Connection, *, at: datetime | None = None) -> Snapshot:
 
 def _attach_staff(conn: Connection, regions: list[Region], pos: dict[int, int],
                   at: datetime | None) -> None:
-    staff = conn.execute(
-        text(
-            "SELECT a.region_id, a.duty, s.code, s.name, s.phone, s.role, s.status "
-            "FROM assignment a JOIN staff s ON s.id = a.staff_id "
-            f"WHERE {_IN_FORCE.format(t='a')} "
-            "ORDER BY CASE s.status WHEN 'available' THEN 0 ELSE 1 END, s.code"
-        ),
+    # Plain driver tuples: tens of thousands of rows, read on every people reload.
+    cur = conn.connection.driver_connection.execute(
+        "SELECT a.region_id, a.duty, s.code, s.name, s.phone, s.role, s.status "
+        "FROM assignment a JOIN staff s ON s.id = a.staff_id "
+        "WHERE a.valid_from <= coalesce(%(at)s::timestamptz, now()) "
+        "AND (a.valid_to IS NULL OR a.valid_to > coalesce(%(at)s::timestamptz, now())) "
+        "ORDER BY CASE s.status WHEN 'available' THEN 0 ELSE 1 END, s.code",
         {"at": at},
-    ).mappings().all()
-    for s in staff:
-        i = pos.get(s["region_id"])
+    )
+    for region_id, duty, code, name, phone, role, status in cur.fetchall():
+        i = pos.get(region_id)
         if i is not None:
-            regions[i].staff.append(dict(s))
+            regions[i].staff.append({"region_id": region_id, "duty": duty, "code": code,
+                                     "name": name, "phone": phone, "role": role,
+                                     "status": status})
 
 
 def reload_staff(conn: Connection, snap: Snapshot) -> Snapshot:
