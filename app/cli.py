@@ -75,6 +75,7 @@ def demo_load(
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing if a city exists")] = False,
     grids: Annotated[int | None, typer.Option(help="Synthetic city with about N grids")] = None,
     incidents: Annotated[int, typer.Option(help="Demo incidents over a year (0: none)")] = 220_000,
+    patrols: Annotated[int, typer.Option(help="Days of demo patrol GPS (0: none)")] = 7,
 ) -> None:
     """Generate the demo city (义乌市) and a year of incidents, each in one transaction."""
     from sqlalchemy import text
@@ -92,6 +93,16 @@ def demo_load(
             raise typer.Exit(2)
         else:
             typer.echo("a city is already loaded")
+    if patrols:
+        from data.patrols import load_demo_patrols
+
+        with _writing() as conn:
+            if conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix)")).scalar():
+                typer.echo("patrols are already loaded")
+            else:
+                t0 = time.perf_counter()
+                counts = load_demo_patrols(conn, days=patrols)
+                typer.echo(f"patrols: {counts} in {time.perf_counter() - t0:.1f} s")
     if incidents:
         with _writing() as conn:
             if conn.execute(text("SELECT EXISTS (SELECT 1 FROM incident)")).scalar():
@@ -253,6 +264,25 @@ def locate_file(
         _fail(exc)
     typer.echo(f"{result.rows} rows ({result.bad_rows} bad) in {time.perf_counter() - t0:.1f} s, "
                f"CRS {result.crs} → {dst}")
+
+
+@app.command()
+def report(
+    month: Annotated[str, typer.Option(help="The month, YYYY-MM")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write")],
+    region: Annotated[str | None, typer.Option(help="A street or community code")] = None,
+) -> None:
+    """The monthly meeting's map report: a standalone HTML file that opens offline."""
+    from gis.errors import GisError
+    from grids.errors import GridError
+    from layers.report import monthly_report
+
+    try:
+        with _engine().connect() as conn:
+            written = monthly_report(conn, month=month, region=region, out_path=out)
+    except (GisError, GridError) as exc:
+        _fail(exc)
+    typer.echo(f"wrote {written}")
 
 
 def _password(prompt: bool, stdin: bool) -> str:

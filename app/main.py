@@ -14,12 +14,13 @@ from app.auth import Authenticator, Directory
 from app.db import make_engine
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
-from app.routers import access, incidents, locate, open311, regions, staffing
+from app.routers import access, incidents, locate, maps, open311, patrols, regions, staffing
 from app.settings import Settings, get_settings
+from layers.maps import TILE_CACHE
 
 log = logging.getLogger("citygrid")
 # Bulk endpoints that may carry large bodies (everything else is capped lower).
-BULK_PATHS = ("/locate/batch", "/incidents/bulk")
+BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,6 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = LocatorService(app.state.engine, raster=settings.api.batch_raster)
         app.state.locator = service
         service.subscribe({"app_user", "api_key", "assignment"}, app.state.directory.reload)
+        # Cached map tiles go when the incidents or boundaries under them change.
+        service.subscribe({"incident", "region", "region_boundary", "boundary_version"},
+                          TILE_CACHE.invalidate)
         try:
             service.reload()
             with app.state.engine.connect() as conn:
@@ -76,5 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(regions.router)
     app.include_router(staffing.router)
     app.include_router(incidents.router)
+    app.include_router(maps.router)
+    app.include_router(patrols.router)
     app.include_router(open311.router)
     return app

@@ -49,7 +49,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "supervisor": frozenset({P.REGIONS_READ, P.STAFF_READ, P.STAFF_WRITE, P.ASSIGNMENTS_WRITE,
                              P.LOCATE, P.USERS_READ, P.AUDIT_READ, P.INCIDENTS_READ,
                              P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE, P.PATROLS_READ,
-                             P.MAPS_READ, P.ASSESSMENT_READ}),
+                             P.PATROLS_WRITE, P.MAPS_READ, P.ASSESSMENT_READ}),
     # Knowing who is responsible anywhere is a dispatcher's job: locate is city-wide for them.
     "dispatcher": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.LOCATE_CITYWIDE,
                              P.INCIDENTS_READ, P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE,

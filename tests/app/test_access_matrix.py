@@ -129,6 +129,29 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("GET", "/incidents/{incident_id}"): lambda p: ("GET", f"/incidents/{p.incident}", {}),
     ("POST", "/incidents/{incident_id}/actions"): lambda p: (
         "POST", f"/incidents/{p.incident}/actions", {"json": {"action": "card", "card": "yellow"}}),
+    ("POST", "/patrols/fixes"): lambda p: ("POST", "/patrols/fixes", {"json": {"fixes": [{
+        "staff_code": p.staff, "time": "2025-06-02T09:00:00+08:00", "lon": p.point[0],
+        "lat": p.point[1], "accuracy_m": 5}]}}),
+    ("GET", "/patrols/tracks"): lambda p: ("GET", "/patrols/tracks", {"params": {
+        "staff": p.staff, "date": "2025-06-02"}}),
+    ("GET", "/patrols/coverage"): lambda p: ("GET", "/patrols/coverage", {"params": {
+        "region": p.grid, "since": "2025-06-02T00:00:00+08:00",
+        "until": "2025-06-03T00:00:00+08:00"}}),
+    ("GET", "/patrols/coverage/{grid}/unpatrolled"): lambda p: (
+        "GET", f"/patrols/coverage/{p.grid}/unpatrolled", {"params": {
+            "since": "2025-06-02T00:00:00+08:00", "until": "2025-06-03T00:00:00+08:00"}}),
+    ("GET", "/patrols/alerts"): lambda p: ("GET", "/patrols/alerts", {"params": {
+        "since": "2025-06-02T00:00:00+08:00", "until": "2025-06-03T00:00:00+08:00"}}),
+    ("GET", "/maps/heat"): lambda p: ("GET", "/maps/heat",
+                                      {"params": {"zoom": 14, "region": p.grid}}),
+    ("GET", "/maps/counts"): lambda p: ("GET", "/maps/counts",
+                                        {"params": {"level": "grid", "region": p.grid}}),
+    ("GET", "/tiles/{layer}/{z}/{x}/{y}.mvt"): lambda p: (
+        "GET", "/tiles/grids/14/13706/6935.mvt", {"params": {"region": p.grid}}),
+    ("GET", "/assessment"): lambda p: ("GET", "/assessment", {"params": {
+        "month": "2026-10", "level": "grid", "region": p.grid}}),
+    ("GET", "/assessment.xlsx"): lambda p: ("GET", "/assessment.xlsx", {"params": {
+        "month": "2026-10", "region": p.grid}}),
     ("POST", "/open311/v2/requests.{response_format}"): lambda p: (
         "POST", "/open311/v2/requests.json", {"data": {
             "service_code": "E0101", "lat": p.point[1], "long": p.point[0]}}),
@@ -137,7 +160,10 @@ SAMPLES: dict[tuple[str, str], Call] = {
 # the jurisdiction, and the batch, which marks rows outside it 'forbidden': see test_access.py).
 PLACELESS = {("GET", "/regions"), ("GET", "/locate/status"), ("GET", "/auth/me"),
              ("GET", "/users"), ("GET", "/api-keys"), ("GET", "/audit"), ("POST", "/locate/batch"),
-             ("GET", "/categories"), ("PUT", "/categories/{code}"), ("GET", "/incidents")}
+             ("GET", "/categories"), ("PUT", "/categories/{code}"), ("GET", "/incidents"),
+             # maps and figures: a region outside the jurisdiction yields nothing, not 404
+             ("GET", "/maps/heat"), ("GET", "/maps/counts"), ("GET", "/tiles/{layer}/{z}/{x}/{y}.mvt"),
+             ("GET", "/assessment"), ("GET", "/assessment.xlsx"), ("GET", "/patrols/alerts")}
 # The region a sample addresses, when it is not the place's grid.
 ADDRESSES: dict[tuple[str, str], Callable[[Places], str]] = {
     ("GET", "/regions/{code}/children"): lambda p: p.grid[:12],

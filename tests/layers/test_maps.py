@@ -45,11 +45,11 @@ def scatter(conn: Connection, grid: str, n: int, *, tag: str, state: str = "hand
     conn.execute(text(
         "INSERT INTO incident (source, external_id, category_id, geom, state, region_code, "
         "grid_code, community_code, street_code, received_at, due_at) "
-        "SELECT 'hotline_12345', :tag || '-' || (row_number() OVER ()), c.id, "
-        "(ST_Dump(ST_GeneratePoints(r.geom, :n, 7))).geom, :state, r.code, r.code, "
-        "left(r.code, 12), left(r.code, 9) || '000', CAST(:at AS timestamptz), "
-        "CAST(:at AS timestamptz) + interval '5 days' "
-        "FROM region_current r, category c WHERE r.code = :g AND c.code = :cat"),
+        "SELECT 'hotline_12345', :tag || '-' || (row_number() OVER ()), c.id, d.geom, :state, "
+        "r.code, r.code, left(r.code, 12), left(r.code, 9) || '000', "
+        "CAST(:at AS timestamptz), CAST(:at AS timestamptz) + interval '5 days' "
+        "FROM region_current r CROSS JOIN LATERAL ST_Dump(ST_GeneratePoints(r.geom, :n, 7)) d, "
+        "category c WHERE r.code = :g AND c.code = :cat"),
         {"tag": tag, "n": n, "state": state, "g": grid, "cat": category, "at": received_at})
 
 
@@ -208,8 +208,9 @@ def test_grid_tile_carries_counts_and_matches_postgis(conn: Connection) -> None:
     assert data and layer_name(data) == "grids"
     expected = conn.execute(text(
         "SELECT count(*) FROM region_current WHERE level = 'grid' AND "
-        "ST_Intersects(ST_Transform(geom, 3857), ST_TileEnvelope(14, :x, :y))"),
-        {"x": x, "y": y}).scalar()
+        "ST_Intersects(ST_Transform(geom, 3857), "
+        "ST_TileEnvelope(14, :x, :y, margin => :m))"),  # the tile and its 64/4096 buffer
+        {"x": x, "y": y, "m": maps.MVT_BUFFER / maps.MVT_EXTENT}).scalar()
     assert mvt_features(conn, data) == expected > 0
     assert b"incidents" in data and grid.encode() in data
     # The supervisor of another street gets no grids of 稠城 in the same tile.

@@ -1,0 +1,191 @@
+"""Monthly assessment (考核): per grid, community, street, worker and department.
+
+Months are calendar months in the city's time zone (Asia/Shanghai). Incidents count for the
+unit they were assigned at intake (grid, community, street, responsible worker, department), so a
+later redraw does not move old cases between units.
+
+Definitions (also written into every result and workbook, see :data:`FORMULAS`):
+
+* **received 受理数**: received in the month.
+* **registered 立案数**: received in the month and past intake: neither still ``received`` nor
+  voided (作废 cases are not cases).
+* **closed 结案数**: closed in the month (``closed_at`` in the month), whatever their age.
+* **closed on time 按期结案数**: closed in the month and ``closed_on_time``.
+* **due to close 应结案数**: not voided, and their deadline ``due_at`` (intake + the category's
+  time limits + extensions) falls in the month. Chosen over "received in the month" so a case
+  received on the 30th with a 10-day limit counts in the month it is due, not against the month
+  it arrived in.
+* **结案率** = due and closed (by ``as_of``, default now) / due to close.
+* **按期结案率** = due and closed on time / due to close.
+* **返工率** = closed in the month with at least one rework / closed in the month.
+* **handling time**: received → closed, in hours, over the cases closed in the month (mean, p90).
+* **patrol coverage**: null until patrol data (table ``patrol_fix``) is there.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, text
+
+from grids.access import Permission, Principal, prefix_of
+from grids.errors import GridError
+
+CITY_TZ = ZoneInfo("Asia/Shanghai")
+LEVELS = {
+    "grid": ("i.grid_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
+    "community": ("i.community_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
+    "street": ("i.street_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
+    "worker": ("i.responsible_code", "SELECT code, name FROM staff WHERE code = ANY(:codes)"),
+    "department": ("d.code", "SELECT code, name FROM department WHERE code = ANY(:codes)"),
+}
+COLUMNS = ("code", "name", "received", "registered", "closed", "closed_on_time", "reworked",
+           "due", "due_closed", "due_closed_on_time", "closure_rate", "on_time_rate",
+           "rework_rate", "mean_handling_h", "p90_handling_h", "patrol_coverage")
+FORMULAS: dict[str, str] = {
+    "received": "受理数: incidents received in the month",
+    "registered": "立案数: received in the month, state neither 'received' nor 'voided'",
+    "closed": "结案数: incidents whose closed_at falls in the month",
+    "closed_on_time": "按期结案数: closed in the month with closed_on_time = true",
+    "reworked": "返工数: closed in the month with rework_count > 0",
+    "due": "应结案数: not voided, due_at (intake + time limits + extensions) in the month",
+    "due_closed": "of `due`, closed by as_of (late closes included)",
+    "due_closed_on_time": "of `due`, closed on time",
+    "closure_rate": "结案率 = due_closed / due (null if due = 0)",
+    "on_time_rate": "按期结案率 = due_closed_on_time / due (null if due = 0)",
+    "rework_rate": "返工率 = reworked / closed (null if closed = 0)",
+    "mean_handling_h": "mean hours received_at → closed_at over cases closed in the month",
+    "p90_handling_h": "90th percentile (continuous) of the same hours",
+    "patrol_coverage": "share of the unit's grids patrolled in the month; null: no patrol data",
+}
+LABELS_ZH = {"code": "编码", "name": "名称", "received": "受理数", "registered": "立案数",
+             "closed": "结案数", "closed_on_time": "按期结案数", "reworked": "返工数",
+             "due": "应结案数", "due_closed": "应结已结数", "due_closed_on_time": "应结按期数",
+             "closure_rate": "结案率", "on_time_rate": "按期结案率", "rework_rate": "返工率",
+             "mean_handling_h": "平均处置时长(h)", "p90_handling_h": "P90处置时长(h)",
+             "patrol_coverage": "巡查覆盖率"}
+
+
+class AssessmentError(GridError):
+    code = "invalid_assessment_request"
+
+
+def month_window(month: str) -> tuple[datetime, datetime]:
+    """Start and end (exclusive) of ``YYYY-MM`` in the city's time zone.
+
+    >>> [t.isoformat() for t in month_window("2026-12")]
+    ['2026-12-01T00:00:00+08:00', '2027-01-01T00:00:00+08:00']
+    """
+    try:
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=CITY_TZ)
+    except ValueError:
+        raise AssessmentError("month is YYYY-MM.", detail={"field": "month",
+                                                           "value": month[:20]}) from None
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def monthly(conn: Connection, *, principal: Principal, month: str, level: str = "street",
+            region: str | None = None, as_of: datetime | None = None) -> dict[str, Any]:
+    """The month's figures per unit of ``level`` in the caller's jurisdiction (see module doc)."""
+    principal.require(Permission.ASSESSMENT_READ)
+    if level not in LEVELS:
+        raise AssessmentError("level is grid, community, street, worker or department.",
+                              detail={"field": "level", "expected": list(LEVELS)})
+    key, names_sql = LEVELS[level]
+    start, end = month_window(month)
+    scope = principal.locate_scope()
+    where = ["TRUE"]
+    params: dict[str, Any] = {"s": start, "e": end, "as_of": as_of or datetime.now(CITY_TZ)}
+    if not scope.covers(None):
+        where.append("i.region_code LIKE ANY(:scope)")
+        params["scope"] = scope.like_patterns()
+    if region:
+        where.append("i.region_code LIKE :region")
+        params["region"] = prefix_of(region) + "%"
+    rec = "i.received_at >= :s AND i.received_at < :e"
+    clo = "i.closed_at >= :s AND i.closed_at < :e"
+    due = "i.due_at >= :s AND i.due_at < :e AND i.state <> 'voided'"
+    hours = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
+    rows = conn.execute(text(
+        f"SELECT {key} AS code, "
+        f"count(*) FILTER (WHERE {rec}) AS received, "
+        f"count(*) FILTER (WHERE {rec} AND i.state NOT IN ('received', 'voided')) AS registered, "
+        f"count(*) FILTER (WHERE {clo}) AS closed, "
+        f"count(*) FILTER (WHERE {clo} AND i.closed_on_time) AS closed_on_time, "
+        f"count(*) FILTER (WHERE {clo} AND i.rework_count > 0) AS reworked, "
+        f"count(*) FILTER (WHERE {due}) AS due, "
+        f"count(*) FILTER (WHERE {due} AND i.closed_at <= :as_of) AS due_closed, "
+        f"count(*) FILTER (WHERE {due} AND i.closed_at <= :as_of AND i.closed_on_time) "
+        "AS due_closed_on_time, "
+        f"avg({hours}) FILTER (WHERE {clo}) AS mean_h, "
+        f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {hours}) FILTER (WHERE {clo}) AS p90_h "
+        "FROM incident i LEFT JOIN department d ON d.id = i.department_id "
+        f"WHERE ({rec} OR {clo} OR ({due})) AND {' AND '.join(where)} "
+        "GROUP BY 1 ORDER BY 1 NULLS LAST"), params).mappings().all()
+    codes = [r["code"] for r in rows if r["code"] is not None]
+    names = dict(conn.execute(text(names_sql), {"codes": codes}).all()) if codes else {}
+    patrols = conn.execute(text("SELECT to_regclass('patrol_fix') IS NOT NULL")).scalar()
+    out_rows = []
+    for r in rows:
+        out_rows.append({
+            "code": r["code"], "name": names.get(r["code"], "(none)"),
+            "received": r["received"], "registered": r["registered"], "closed": r["closed"],
+            "closed_on_time": r["closed_on_time"], "reworked": r["reworked"], "due": r["due"],
+            "due_closed": r["due_closed"], "due_closed_on_time": r["due_closed_on_time"],
+            "closure_rate": _rate(r["due_closed"], r["due"]),
+            "on_time_rate": _rate(r["due_closed_on_time"], r["due"]),
+            "rework_rate": _rate(r["reworked"], r["closed"]),
+            "mean_handling_h": None if r["mean_h"] is None else round(float(r["mean_h"]), 2),
+            "p90_handling_h": None if r["p90_h"] is None else round(float(r["p90_h"]), 2),
+            "patrol_coverage": None})
+    notes = [f"Month {month} in {CITY_TZ.key}: [{start.isoformat()}, {end.isoformat()}).",
+             "Incidents count for the unit assigned at intake; code null: none was assigned "
+             "(fallback to a higher level)."]
+    notes.append("patrol_coverage is null: patrol tables exist but coverage is not computed yet."
+                 if patrols else
+                 "patrol_coverage is null: there is no patrol data (table patrol_fix) yet.")
+    return {"month": month, "level": level, "region": region, "timezone": CITY_TZ.key,
+            "as_of": params["as_of"].isoformat(), "rows": out_rows, "formulas": FORMULAS,
+            "notes": notes}
+
+
+def to_xlsx(figures: dict[str, Any]) -> bytes:
+    """The figures as a workbook: sheet 考核 (one row per unit) and sheet 口径 (the formulas)."""
+    from openpyxl import Workbook
+    from openpyxl.comments import Comment
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "考核"
+    ws.append([f"{figures['month']} 月度考核 · level {figures['level']}"
+               + (f" · region {figures['region']}" if figures["region"] else "")
+               + " · 口径 (formulas) on sheet 口径"])
+    ws.append([LABELS_ZH[c] for c in COLUMNS])
+    ws.append(list(COLUMNS))
+    for col, name in enumerate(COLUMNS, start=1):
+        ws.cell(row=2, column=col).font = Font(bold=True)
+        if name in FORMULAS:
+            ws.cell(row=2, column=col).comment = Comment(FORMULAS[name], "CityGrid")
+    for row in figures["rows"]:
+        ws.append([row[c] for c in COLUMNS])
+    ws.freeze_panes = "C4"
+    notes = wb.create_sheet("口径")
+    notes.append(["column", "列", "formula / definition"])
+    for c in COLUMNS:
+        notes.append([c, LABELS_ZH[c], FORMULAS.get(c, "")])
+    notes.append([])
+    for n in figures["notes"]:
+        notes.append(["note", "", n])
+    notes.append(["as_of", "", figures.get("as_of", "")])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

@@ -1,0 +1,85 @@
+"""Reading stored fixes as columns and cleaning them worker by worker (see :mod:`.tracks`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from gis.transform import transformer
+from layers.patrols.tracks import RULES, TrackRules, filter_fixes
+
+METRIC = "EPSG:4549"  # CGCS2000 GK CM 120E: the city's metric CRS
+
+
+@dataclass
+class Fixes:
+    """A window of fixes, sorted by worker then time, with the filter's verdict."""
+
+    staff_id: np.ndarray  # int64
+    t: np.ndarray  # seconds since the epoch
+    lon: np.ndarray
+    lat: np.ndarray
+    x: np.ndarray  # EPSG:4549 metres
+    y: np.ndarray
+    accuracy: np.ndarray  # NaN: not reported
+    status: np.ndarray  # tracks.KEPT / ACCURACY / JITTER / SPEED
+    shift: np.ndarray  # shift number within the worker (0, 1, …)
+
+    def __len__(self) -> int:
+        return int(self.t.size)
+
+    def track_keys(self) -> np.ndarray:
+        """One ascending key per (worker, shift): groups the fixes of one track."""
+        return self.staff_id * 10_000 + self.shift
+
+
+def read_fixes(conn: Connection, *, since: datetime, until: datetime,
+               staff_ids: list[int] | None = None,
+               envelope: tuple[float, float, float, float] | None = None,
+               rules: TrackRules = RULES) -> Fixes:
+    """Fixes with ``since <= at < until``, cleaned.
+
+    ``staff_ids`` limits the workers; ``envelope`` (lon/lat min/max) keeps the *whole* window of
+    every worker with at least one fix inside it, so a track is filtered the same way whatever
+    region is asked about.
+    """
+    where = ["f.at >= :since", "f.at < :until"]
+    params: dict[str, Any] = {"since": since, "until": until}
+    if staff_ids is not None:
+        where.append("f.staff_id = ANY(:ids)")
+        params["ids"] = list(staff_ids)
+    if envelope is not None:
+        where.append(
+            "f.staff_id IN (SELECT DISTINCT e.staff_id FROM patrol_fix e WHERE e.at >= :since "
+            "AND e.at < :until AND e.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490))")
+        params.update(x0=envelope[0], y0=envelope[1], x1=envelope[2], y1=envelope[3])
+    # The driver's own cursor: plain tuples straight into numpy (5x faster than Row objects).
+    sql = text(
+        "SELECT f.staff_id, extract(epoch FROM f.at)::float8, ST_X(f.geom), ST_Y(f.geom), "
+        "coalesce(f.accuracy_m, 'NaN')::float8 FROM patrol_fix f WHERE " + " AND ".join(where)
+        + " ORDER BY f.staff_id, f.at").compile(dialect=conn.dialect)
+    with conn.connection.driver_connection.cursor() as cur:
+        cur.execute(str(sql), {k: params[k] for k in sql.params})
+        arr = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 5)
+    return clean(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4],
+                 rules=rules)
+
+
+def clean(staff_id: np.ndarray, t: np.ndarray, lon: np.ndarray, lat: np.ndarray,
+          accuracy: np.ndarray, *, rules: TrackRules = RULES) -> Fixes:
+    """Project and filter fixes already sorted by (staff_id, t)."""
+    x, y = transformer("EPSG:4490", METRIC).transform(lon, lat)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    status = np.zeros(t.size, dtype=np.int8)
+    shift = np.zeros(t.size, dtype=np.int32)
+    if t.size:
+        bounds = np.flatnonzero(np.diff(staff_id)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, t.size], strict=True):
+            status[lo:hi], shift[lo:hi] = filter_fixes(t[lo:hi], x[lo:hi], y[lo:hi],
+                                                       accuracy[lo:hi], rules=rules)
+    return Fixes(staff_id=staff_id, t=t, lon=lon, lat=lat, x=x, y=y, accuracy=accuracy,
+                 status=status, shift=shift)

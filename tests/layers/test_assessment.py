@@ -1,0 +1,113 @@
+"""Monthly assessment on a hand-made set of incidents with exact expected figures."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+from sqlalchemy import Connection, text
+
+from grids.access import Principal
+from layers import assessment
+from tests.layers.test_maps import grid_in, mounted  # noqa: F401 - fixture
+
+# (tag, state, received, closed, on time, due, reworks). Times in the city's zone (+08:00).
+CASES = [
+    ("a1", "closed", "2026-10-05 08:00", "2026-10-06 08:00", True, "2026-10-08 08:00", 0),
+    ("a2", "closed", "2026-10-10 08:00", "2026-10-20 08:00", False, "2026-10-15 08:00", 1),
+    ("a3", "handling", "2026-10-12 08:00", None, None, "2026-10-25 08:00", 0),
+    ("a4", "voided", "2026-10-14 08:00", None, None, "2026-10-20 08:00", 0),
+    ("a5", "received", "2026-10-28 08:00", None, None, "2026-11-03 08:00", 0),
+    # Received in September, due and closed in October.
+    ("a6", "evaluated", "2026-09-25 08:00", "2026-10-02 08:00", True, "2026-10-01 08:00", 0),
+]
+# A second grid of the same street: the month's edges in local time.
+EDGES = [("b1", "received", "2026-10-31 23:30", None, None, None, 0),
+         ("b2", "received", "2026-11-01 00:10", None, None, None, 0)]
+
+
+def _insert(conn: Connection, grid: str, cases, worker: str) -> None:
+    for tag, state, rec, closed, on_time, due, reworks in cases:
+        conn.execute(text(
+            "INSERT INTO incident (source, external_id, category_id, department_id, state, "
+            "region_code, grid_code, community_code, street_code, responsible_code, received_at,"
+            " closed_at, closed_on_time, due_at, rework_count, geom) "
+            "SELECT 'supervisor', 'assess-' || :tag, c.id, c.department_id, :state, :g, :g, "
+            "left(:g, 12), left(:g, 9) || '000', :worker, "
+            "CAST(:rec || '+08' AS timestamptz), CAST(:closed || '+08' AS timestamptz), :ot, "
+            "CAST(:due || '+08' AS timestamptz), :rw, ST_PointOnSurface(r.geom) "
+            "FROM category c, region_current r WHERE c.code = 'E0101' AND r.code = :g"),
+            {"tag": tag, "state": state, "g": grid, "worker": worker, "rec": rec,
+             "closed": closed, "ot": on_time, "due": due, "rw": reworks})
+
+
+@pytest.fixture
+def grids(conn: Connection) -> tuple[str, str, str]:
+    a, b = grid_in(conn, "330782001", 0), grid_in(conn, "330782001", 1)
+    other = grid_in(conn, "330782002")
+    _insert(conn, a, CASES, "W-A")
+    _insert(conn, b, EDGES, "W-B")
+    _insert(conn, other, [("c1", "closed", "2026-10-05 08:00", "2026-10-06 08:00", True,
+                           "2026-10-08 08:00", 0)], "W-C")
+    return a, b, other
+
+
+def test_formulas_on_a_hand_made_month(conn: Connection, grids) -> None:
+    a, b, _ = grids
+    out = assessment.monthly(conn, principal=Principal.system(), month="2026-10", level="grid",
+                             region="330782001")
+    rows = {r["code"]: r for r in out["rows"]}
+    assert set(rows) == {a, b}
+    ra = rows[a]
+    assert {k: ra[k] for k in ("received", "registered", "closed", "closed_on_time", "reworked",
+                               "due", "due_closed", "due_closed_on_time")} == {
+        "received": 5, "registered": 3, "closed": 3, "closed_on_time": 2, "reworked": 1,
+        "due": 4, "due_closed": 3, "due_closed_on_time": 2}
+    assert ra["closure_rate"] == 0.75 and ra["on_time_rate"] == 0.5
+    assert ra["rework_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert ra["mean_handling_h"] == 144.0  # (24 + 240 + 168) / 3
+    assert ra["p90_handling_h"] == pytest.approx(225.6)  # 168 + 0.8 * (240 - 168)
+    assert ra["patrol_coverage"] is None and any("patrol" in n for n in out["notes"])
+    # 23:30 on 31 October (local) is October; 00:10 on 1 November is not.
+    assert rows[b]["received"] == 1 and rows[b]["closure_rate"] is None
+    nov = assessment.monthly(conn, principal=Principal.system(), month="2026-11", level="grid",
+                             region=b)
+    assert nov["rows"][0]["received"] == 1
+
+
+def test_levels_and_jurisdiction_through_the_api(mounted, anonymous: TestClient,  # noqa: F811
+                                                 headers, grids) -> None:
+    h = headers("t_supervisor")
+    res = anonymous.get("/assessment", params={"month": "2026-10", "level": "street"}, headers=h)
+    assert res.status_code == 200, res.text
+    rows = res.json()["rows"]
+    assert [r["code"] for r in rows] == ["330782001000"]  # not 江东街道's case
+    assert rows[0]["received"] == 6 and rows[0]["name"] == "稠城街道"
+    worker = anonymous.get("/assessment", params={"month": "2026-10", "level": "worker"},
+                           headers=h).json()
+    assert {r["code"]: r["received"] for r in worker["rows"]} == {"W-A": 5, "W-B": 1}
+    dept = anonymous.get("/assessment", params={"month": "2026-10", "level": "department"},
+                         headers=headers("t_admin")).json()
+    assert sum(r["received"] for r in dept["rows"]) == 7
+    assert anonymous.get("/assessment", params={"month": "2026-13"}, headers=h).status_code == 422
+    # Dispatchers have no assessment permission.
+    assert anonymous.get("/assessment", params={"month": "2026-10"},
+                         headers=headers("t_dispatcher")).status_code == 403
+
+
+def test_workbook_has_figures_and_formulas(mounted, anonymous: TestClient,  # noqa: F811
+                                           headers, grids) -> None:
+    res = anonymous.get("/assessment.xlsx", params={"month": "2026-10", "level": "community"},
+                        headers=headers("t_supervisor"))
+    assert res.status_code == 200, res.text
+    wb = load_workbook(io.BytesIO(res.content))
+    assert wb.sheetnames == ["考核", "口径"]
+    sheet = list(wb["考核"].iter_rows(values_only=True))
+    assert "结案率" in sheet[1] and sheet[2][0] == "code"
+    col = sheet[2].index("closure_rate")
+    assert sheet[3][col] == 0.75  # grid b adds nothing due, whether or not it shares a community
+    formulas = {r[0]: r[2] for r in wb["口径"].iter_rows(min_row=2, values_only=True) if r[0]}
+    assert formulas["closure_rate"].startswith("结案率 = due_closed / due")
+    assert "按期结案率" in formulas["on_time_rate"] and "返工率" in formulas["rework_rate"]
