@@ -6,6 +6,7 @@ them to :func:`app.main.create_app`.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Literal
 
@@ -15,8 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _ENV = SettingsConfigDict(env_prefix="CITYGRID_", env_file=".env", extra="ignore")
 # The private development cluster (app/devdb.py): the API runs as the restricted role
 # citygrid_app; migrations run as the owner citygrid.
-DEV_DATABASE_URL = "postgresql+psycopg://citygrid_app@127.0.0.1:54329/citygrid"
-DEV_MIGRATION_URL = "postgresql+psycopg://citygrid@127.0.0.1:54329/citygrid"
+_DEV_PORT = os.environ.get("CITYGRID_PGPORT", "54329")  # app/devdb.py's port
+DEV_DATABASE_URL = f"postgresql+psycopg://citygrid_app@127.0.0.1:{_DEV_PORT}/citygrid"
+DEV_MIGRATION_URL = f"postgresql+psycopg://citygrid@127.0.0.1:{_DEV_PORT}/citygrid"
 DEV_SECRET = "development-only-secret-do-not-use-in-production"
 
 
