@@ -83,4 +83,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(maps.router)
     app.include_router(patrols.router)
     app.include_router(open311.router)
+    app.include_router(open311.discovery_router)
     return app

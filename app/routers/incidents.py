@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -202,9 +203,29 @@ async def bulk_incidents(
     return BulkResult.model_validate(result)
 
 
-@router.get("/incidents", response_model=IncidentPage)
-def list_incidents(
-    conn: Conn, principal: Reader, page: PageParams,
+@dataclass
+class IncidentFilters:
+    """The filters every incident listing and export shares."""
+
+    state: list[str] | None
+    category: list[str] | None
+    source: list[str] | None
+    since: datetime | None
+    until: datetime | None
+    region: str | None
+    light: list[str] | None
+    assignee: str | None
+    open_only: bool
+    sort: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"states": self.state, "categories": self.category, "sources": self.source,
+                "since": self.since, "until": self.until, "region": self.region,
+                "lights": self.light, "assignee": self.assignee, "open_only": self.open_only,
+                "sort": self.sort}
+
+
+async def incident_filters(
     state: Annotated[list[State] | None, Query()] = None,
     category: Annotated[list[Annotated[str, Field(max_length=32)]] | None, Query()] = None,
     source: Annotated[list[Source] | None, Query()] = None,
@@ -215,11 +236,28 @@ def list_incidents(
     open_only: bool = False,
     sort: Literal["received_at", "-received_at", "due_at", "-due_at", "id", "-id"]
     = "-received_at",
-) -> IncidentPage:
+) -> IncidentFilters:
+    return IncidentFilters(state, category, source, since, until, region, light, assignee,
+                           open_only, sort)
+
+
+Filters = Annotated[IncidentFilters, Depends(incident_filters)]
+
+
+@router.get("/incidents", response_model=IncidentPage)
+def list_incidents(conn: Conn, principal: Reader, page: PageParams, filters: Filters
+                   ) -> IncidentPage:
     return IncidentPage.model_validate(handling.search(
-        conn, principal=principal, states=state, categories=category, sources=source,
-        since=since, until=until, region=region, lights=light, assignee=assignee,
-        open_only=open_only, sort=sort, limit=page.limit, offset=page.offset))
+        conn, principal=principal, limit=page.limit, offset=page.offset, **filters.kwargs()))
+
+
+@router.get("/incidents/export.{fmt}", summary="The filtered list as CSV or XLSX (100,000 rows at most)",
+            response_class=Response)
+def export_incidents(fmt: Literal["csv", "xlsx"], conn: Conn, principal: Reader,
+                     filters: Filters) -> Response:
+    body, media = handling.export(conn, fmt, principal=principal, **filters.kwargs())
+    return Response(body, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="incidents.{fmt}"'})
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail)

@@ -293,3 +293,25 @@ def list_requests(conn: Conn, service_request_id: Csv = None, service_code: Csv 
 def get_request(service_request_id: Annotated[str, Path(max_length=40)], conn: Conn
                 ) -> list[dict[str, Any]]:
     return [open311.get_request(conn, service_request_id)]
+
+
+discovery_router = APIRouter(prefix="/open311", tags=["open311"], route_class=Open311Route,
+                             default_response_class=Open311JSON)
+
+
+@discovery_router.get("/discovery.json", summary="Open311 service discovery")
+async def discovery(request: Request) -> dict[str, Any]:
+    """Where the GeoReport v2 endpoint is, per the Open311 Service Discovery spec."""
+    base = str(request.base_url).rstrip("/")
+    return {
+        "changeset": "2026-11-29T00:00:00+08:00",
+        "contact": "CityGrid command centre (指挥中心), via the city's 12345 hotline",
+        "key_service": f"{base}/docs#/access",
+        "endpoints": [{
+            "specification": "http://wiki.open311.org/GeoReport_v2",
+            "url": f"{base}/open311/v2",
+            "changeset": "2026-11-29T00:00:00+08:00",
+            "type": "production",
+            "formats": ["application/json"],
+        }],
+    }

@@ -30,7 +30,8 @@ PUBLIC = {("GET", "/health"), ("POST", "/auth/token"), ("POST", "/auth/session")
           ("GET", "/open311/v2/services.{response_format}"),
           ("GET", "/open311/v2/services/{service_code}.{response_format}"),
           ("GET", "/open311/v2/requests.{response_format}"),
-          ("GET", "/open311/v2/requests/{service_request_id}.{response_format}")}
+          ("GET", "/open311/v2/requests/{service_request_id}.{response_format}"),
+          ("GET", "/open311/discovery.json")}
 
 
 @dataclass
@@ -126,6 +127,8 @@ SAMPLES: dict[tuple[str, str], Call] = {
         "content": f"source,external_id,category,lon,lat\nhotline_12345,b-{p.grid},E0101,"
                    f"{p.point[0]},{p.point[1]}\n", "headers": {"content-type": "text/csv"}}),
     ("GET", "/incidents"): lambda p: ("GET", "/incidents", {}),
+    ("GET", "/incidents/export.{fmt}"): lambda p: ("GET", "/incidents/export.csv",
+                                                   {"params": {"region": p.grid}}),
     ("GET", "/incidents/{incident_id}"): lambda p: ("GET", f"/incidents/{p.incident}", {}),
     ("POST", "/incidents/{incident_id}/actions"): lambda p: (
         "POST", f"/incidents/{p.incident}/actions", {"json": {"action": "card", "card": "yellow"}}),
@@ -161,6 +164,7 @@ SAMPLES: dict[tuple[str, str], Call] = {
 PLACELESS = {("GET", "/regions"), ("GET", "/locate/status"), ("GET", "/auth/me"),
              ("GET", "/users"), ("GET", "/api-keys"), ("GET", "/audit"), ("POST", "/locate/batch"),
              ("GET", "/categories"), ("PUT", "/categories/{code}"), ("GET", "/incidents"),
+             ("GET", "/incidents/export.{fmt}"),
              # maps and figures: a region outside the jurisdiction yields nothing, not 404
              ("GET", "/maps/heat"), ("GET", "/maps/counts"), ("GET", "/tiles/{layer}/{z}/{x}/{y}.mvt"),
              ("GET", "/assessment"), ("GET", "/assessment.xlsx"), ("GET", "/patrols/alerts")}

@@ -456,3 +456,10 @@ def test_social_cases_stay_out_of_the_open_feed(client: TestClient, conn) -> Non
     assert hidden.status_code == 404
     listed = client.get(f"{V2}/requests.json", params={"service_code": "S0101"}).json()
     assert all(r["service_request_id"] != str(made.json()["id"]) for r in listed)
+
+
+def test_discovery_names_the_endpoint(anonymous: TestClient) -> None:
+    body = anonymous.get("/open311/discovery.json").json()
+    endpoint = body["endpoints"][0]
+    assert endpoint["specification"] == "http://wiki.open311.org/GeoReport_v2"
+    assert endpoint["url"].endswith("/open311/v2") and endpoint["formats"] == ["application/json"]

@@ -265,3 +265,28 @@ def test_an_incident_keeps_its_grid_after_a_redraw(
     kept = client.get(f"/incidents/{inc['id']}").json()
     assert kept["grid_code"] == spot["grid"]
     assert kept["boundary_version_id"] == inc["boundary_version_id"] != version
+
+
+def test_export_csv_and_xlsx_follow_filters_and_masking(
+    anonymous: TestClient, headers, spot: dict
+) -> None:
+    import csv as csvmod
+
+    from openpyxl import load_workbook
+
+    anonymous.headers.update(headers("t_dispatcher"))
+    ids = [_new(anonymous, spot, f"export-{i}") for i in range(3)]
+    res = anonymous.get("/incidents/export.csv", params={"region": spot["grid"], "sort": "id"})
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/csv")
+    rows = list(csvmod.DictReader(io.StringIO(res.content.decode("utf-8-sig"))))
+    assert [int(r["id"]) for r in rows][-3:] == ids
+    assert rows[-1]["reporter_phone"] == "138****5678"  # the dispatcher's masking applies
+    xlsx = anonymous.get("/incidents/export.xlsx", params={"region": spot["grid"]},
+                         headers=headers("t_supervisor"))
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    values = list(sheet.values)
+    assert values[0][0] == "id" and len(values) - 1 >= 3
+    assert "13812345678" in {v[values[0].index("reporter_phone")] for v in values[1:]}
+    other = anonymous.get("/incidents/export.csv", params={"region": spot["grid"]},
+                          headers=headers("t_supervisor2"))
+    assert len(list(csvmod.DictReader(io.StringIO(other.content.decode("utf-8-sig"))))) == 0
