@@ -17,6 +17,7 @@ from app.locator_service import LocatorService
 from app.routers import access, incidents, locate, maps, open311, patrols, regions, staffing
 from app.settings import Settings, get_settings
 from layers.maps import TILE_CACHE
+from map_ui import portal
 
 log = logging.getLogger("citygrid")
 # Bulk endpoints that may carry large bodies (everything else is capped lower).
@@ -84,4 +85,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(patrols.router)
     app.include_router(open311.router)
     app.include_router(open311.discovery_router)
+    portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     return app

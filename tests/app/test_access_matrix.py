@@ -31,7 +31,9 @@ PUBLIC = {("GET", "/health"), ("POST", "/auth/token"), ("POST", "/auth/session")
           ("GET", "/open311/v2/services/{service_code}.{response_format}"),
           ("GET", "/open311/v2/requests.{response_format}"),
           ("GET", "/open311/v2/requests/{service_request_id}.{response_format}"),
-          ("GET", "/open311/discovery.json")}
+          ("GET", "/open311/discovery.json"),
+          # the portal page and its settings hold no city data; its data calls need the session
+          ("GET", "/"), ("GET", "/portal"), ("GET", "/portal/config.json")}
 
 
 @dataclass

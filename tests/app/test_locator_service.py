@@ -116,11 +116,15 @@ def test_api_keeps_locating_and_refuses_writes_cleanly_when_the_database_is_down
                              connect_args={"connect_timeout": 1})
         app.state.engine = dead
         app.state.locator.engine = dead
-        with engine.connect() as conn:  # drop the listener's live connection
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE application_name = :n"),
-                         {"n": app.state.locator.listener_name})
-        assert _wait_for(lambda: app.state.locator.stale, 5) is not None
+        def cut() -> bool:  # drop the listener's live connection (again, if it got through)
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE application_name = :n"),
+                             {"n": app.state.locator.listener_name})
+            time.sleep(0.2)
+            return app.state.locator.stale
+
+        assert _wait_for(cut, 15) is not None
         res = client.get("/locate", params={"lon": lon, "lat": lat}, headers=h)
         assert res.status_code == 200 and res.json()["stale"] is True
         assert res.json()["grid"] is not None

@@ -1,0 +1,76 @@
+"""The Leaflet portal: one static page served by the API, with vendored assets only.
+
+The page itself is public (it holds no data); every data call it makes carries the portal session
+cookie and goes through the API's own permission checks. Nothing is loaded from outside the API
+unless an operator configures a base map (``CITYGRID_BASEMAP_URL``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+VENDOR = HERE / "vendor"
+# The (method, path) pairs that need no login: the page and its settings hold no city data.
+PUBLIC_ROUTES = {("GET", "/"), ("GET", "/portal"), ("GET", "/portal/config.json")}
+
+
+class BaseMap(BaseModel):
+    url: str
+    crs: Literal["WGS84", "GCJ02"]
+
+
+class PortalConfig(BaseModel):
+    base_map: BaseMap | None
+
+
+def portal_config(env: Mapping[str, str] | None = None) -> PortalConfig:
+    """The portal's settings from ``CITYGRID_BASEMAP_URL`` / ``CITYGRID_BASEMAP_CRS``.
+
+    No URL means no external tiles: the page draws the city's own outlines on a plain background.
+
+    >>> portal_config({}).base_map is None
+    True
+    >>> portal_config({"CITYGRID_BASEMAP_URL": "https://t/{z}/{x}/{y}.png",
+    ...                "CITYGRID_BASEMAP_CRS": "gcj02"}).base_map.crs
+    'GCJ02'
+    """
+    if env is None:
+        env = os.environ
+    url = (env.get("CITYGRID_BASEMAP_URL") or "").strip()
+    if not url:
+        return PortalConfig(base_map=None)
+    crs = (env.get("CITYGRID_BASEMAP_CRS") or "WGS84").strip().upper().replace("-", "")
+    if crs not in ("WGS84", "GCJ02"):
+        raise ValueError(f"CITYGRID_BASEMAP_CRS must be WGS84 or GCJ02, not {crs!r}")
+    return PortalConfig(base_map=BaseMap(url=url, crs=crs))  # type: ignore[arg-type]
+
+
+def mount(app: FastAPI) -> None:
+    """Serve the portal on ``app``: ``/`` and ``/portal`` (the page), its config and assets."""
+    config = portal_config()  # read once: a bad setting fails at start, not per request
+
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
+
+    app.add_api_route("/", page, methods=["GET"], tags=["portal"], include_in_schema=False)
+    app.add_api_route("/portal", page, methods=["GET"], tags=["portal"], include_in_schema=False)
+
+    @app.get("/portal/config.json", response_model=PortalConfig, tags=["portal"],
+             summary="Portal settings: the optional base map")
+    async def get_config() -> PortalConfig:
+        return config
+
+    # The more specific mount first: Starlette takes the first prefix that matches.
+    app.mount("/portal/static/vendor", StaticFiles(directory=VENDOR), name="portal-vendor")
+    app.mount("/portal/static", StaticFiles(directory=STATIC), name="portal-static")
