@@ -375,6 +375,18 @@ def current_principal(request: Request) -> Principal | None:
 _UNKNOWN = object()
 
 
+def authorize(request: Request, permission: Permission) -> Principal:
+    """The caller, if they may use ``permission``: 401 without credentials, 403 without the
+    permission."""
+    principal = current_principal(request)
+    if principal is None:
+        raise Unauthorized("Log in first: send a bearer token, an API key or a session.",
+                           detail={"field": "authorization"},
+                           headers={"WWW-Authenticate": "Bearer"})
+    principal.require(permission)
+    return principal
+
+
 async def optional_principal(request: Request) -> Principal | None:
     # async: pure CPU and memory, so it must not cost a threadpool hop on every request.
     return current_principal(request)
@@ -389,13 +401,7 @@ def require(permission: Permission) -> Callable[..., Any]:
     """
 
     async def dependency(request: Request) -> Principal:
-        principal = current_principal(request)
-        if principal is None:
-            raise Unauthorized("Log in first: send a bearer token, an API key or a session.",
-                               detail={"field": "authorization"},
-                               headers={"WWW-Authenticate": "Bearer"})
-        principal.require(permission)
-        return principal
+        return authorize(request, permission)
 
     dependency.permission = permission  # type: ignore[attr-defined]
     return dependency

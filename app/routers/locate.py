@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
 
-from app.auth import Unauthorized, current_principal, require
+from app.auth import authorize, require
 from app.deps import Conn
 from app.schemas import ErrorPublic, LocatePublic
 from grids import batch
@@ -35,13 +35,7 @@ class HotRoute(APIRoute):
         endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
-            principal = current_principal(request)
-            if principal is None:
-                raise Unauthorized("Log in first: send a bearer token, an API key or a session.",
-                                   detail={"field": "authorization"},
-                                   headers={"WWW-Authenticate": "Bearer"})
-            principal.require(permission)
-            return await endpoint(request, principal)
+            return await endpoint(request, authorize(request, permission))
 
         return handler
 
