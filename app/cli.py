@@ -126,8 +126,9 @@ def check(
     with _engine().connect() as conn:
         violations = topology.check(conn, at=at, root_code=region, tolerance_m2=tol)
     for v in violations:
+        where = f"{v.location[0]:.6f},{v.location[1]:.6f}" if v.location else "-"
         typer.echo(f"{v.kind:16s} {v.code} {v.other_code or ''} area={v.area_m2:.2f} m² "
-                   f"at={v.location[0]:.6f},{v.location[1]:.6f}  {v.message}")
+                   f"at={where}  {v.message}")
     typer.echo(f"{len(violations)} violation(s); tolerance {tol} m²")
     raise typer.Exit(1 if violations else 0)
 
@@ -383,4 +384,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

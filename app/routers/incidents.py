@@ -207,13 +207,13 @@ async def bulk_incidents(
 class IncidentFilters:
     """The filters every incident listing and export shares."""
 
-    state: list[str] | None
+    state: list[State] | None
     category: list[str] | None
-    source: list[str] | None
+    source: list[Source] | None
     since: datetime | None
     until: datetime | None
     region: str | None
-    light: list[str] | None
+    light: list[Literal["green", "yellow", "red"]] | None
     assignee: str | None
     open_only: bool
     sort: str
