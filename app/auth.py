@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from argon2 import PasswordHasher
@@ -366,7 +366,7 @@ def current_principal(request: Request) -> Principal | None:
     """Who sent this request (None: no credentials), computed once and kept on the request."""
     known = getattr(request.state, "principal", _UNKNOWN)
     if known is not _UNKNOWN:
-        return known
+        return cast("Principal | None", known)
     principal = request.app.state.auth.principal(request)
     request.state.principal = principal
     return principal

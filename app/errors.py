@@ -69,11 +69,15 @@ def install(app: FastAPI) -> None:
             status_code=status_for(exc),
         )
 
-    async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
+    # Starlette types every handler as taking ``Exception``; it only calls one with an instance
+    # of the class it was registered for, which the asserts below spell out for the checker.
+    async def auth_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthError)
         return JSONResponse(error_body(exc.code, exc.message, exc.detail),
                             status_code=exc.status, headers=exc.headers or None)
 
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
         detail = _validation_detail(exc)
         fields = ", ".join(d["field"] for d in detail)
         return JSONResponse(
@@ -81,7 +85,8 @@ def install(app: FastAPI) -> None:
             status_code=422,
         )
 
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  401: "unauthorized", 403: "forbidden"}
         return JSONResponse(
@@ -89,7 +94,7 @@ def install(app: FastAPI) -> None:
             status_code=exc.status_code, headers=getattr(exc, "headers", None),
         )
 
-    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc.__class__.__name__)
         return JSONResponse(
             error_body("database_unavailable",
@@ -98,16 +103,17 @@ def install(app: FastAPI) -> None:
             status_code=503,
         )
 
-    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError)
         # A constraint or data error that slipped past validation: the client's input, not a crash.
         log.warning("database rejected a statement: %s", exc.orig)
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        diag = getattr(exc.orig, "diag", None)
         if sqlstate.startswith(("22", "23")):
             return JSONResponse(
                 error_body("rejected_by_database",
                            "The database rejected the data as invalid.",
-                           {"sqlstate": sqlstate, "reason": str(getattr(exc.orig, "diag", None)
-                                                               and exc.orig.diag.message_primary)}),
+                           {"sqlstate": sqlstate, "reason": str(diag and diag.message_primary)}),
                 status_code=422,
             )
         return await unexpected(request, exc)

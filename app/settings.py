@@ -7,8 +7,9 @@ them to :func:`app.main.create_app`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,15 +91,24 @@ class AuthSettings(BaseSettings):
     max_batch_bytes: int = Field(256_000_000, ge=1_000)
 
 
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+def _from_env(cls: type[_S]) -> Callable[[], _S]:
+    """``cls`` as a default factory: it reads its fields from the environment, so takes no
+    arguments (which the type checker cannot tell without pydantic's plugin)."""
+    return cast("Callable[[], _S]", cls)
+
+
 class Settings(BaseSettings):
     """Everything, grouped by concern."""
 
     model_config = _ENV
 
-    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    city: CitySettings = Field(default_factory=CitySettings)
-    api: ApiSettings = Field(default_factory=ApiSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
+    db: DatabaseSettings = Field(default_factory=_from_env(DatabaseSettings))
+    city: CitySettings = Field(default_factory=_from_env(CitySettings))
+    api: ApiSettings = Field(default_factory=_from_env(ApiSettings))
+    auth: AuthSettings = Field(default_factory=_from_env(AuthSettings))
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> Settings:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import overload
 
 from grids.codes import level_of, normalise
 from grids.errors import GridError
@@ -166,6 +167,15 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * (len(name) - 1)
 
 
+@overload
+def mask_person(person: dict, principal: Principal, region_code: str | None,
+                *, name: bool = False) -> dict: ...
+@overload
+def mask_person(person: None, principal: Principal, region_code: str | None,
+                *, name: bool = False) -> None: ...
+@overload
+def mask_person(person: dict | None, principal: Principal, region_code: str | None,
+                *, name: bool = False) -> dict | None: ...
 def mask_person(person: dict | None, principal: Principal, region_code: str | None,
                 *, name: bool = False) -> dict | None:
     """A copy of a staff or reporter record with phone (and optionally name) masked if needed."""

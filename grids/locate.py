@@ -322,7 +322,9 @@ def load_snapshot(conn: Connection, *, at: datetime | None = None) -> Snapshot:
 def _attach_staff(conn: Connection, regions: list[Region], pos: dict[int, int],
                   at: datetime | None) -> None:
     # Plain driver tuples: tens of thousands of rows, read on every people reload.
-    cur = conn.connection.driver_connection.execute(
+    raw = conn.connection.driver_connection
+    assert raw is not None  # a live connection inside the caller's transaction
+    cur = raw.execute(
         "SELECT a.region_id, a.duty, s.code, s.name, s.phone, s.role, s.status "
         "FROM assignment a JOIN staff s ON s.id = a.staff_id "
         "WHERE a.valid_from <= coalesce(%(at)s::timestamptz, now()) "

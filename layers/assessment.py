@@ -131,7 +131,8 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
         f"WHERE ({rec} OR {clo} OR ({due})) AND {' AND '.join(where)} "
         "GROUP BY 1 ORDER BY 1 NULLS LAST"), params).mappings().all()
     codes = [r["code"] for r in rows if r["code"] is not None]
-    names = dict(conn.execute(text(names_sql), {"codes": codes}).all()) if codes else {}
+    names: dict[str, str] = (dict(conn.execute(text(names_sql), {"codes": codes}).all())
+                             if codes else {})
     patrols = conn.execute(text("SELECT to_regclass('patrol_fix') IS NOT NULL")).scalar()
     out_rows = []
     for r in rows:

@@ -17,7 +17,7 @@ import html
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, text
 
@@ -175,7 +175,7 @@ def monthly_report(conn: Connection, *, month: str, region: str | None = None,
             + f"</tr>{table}</table><p style='font-size:12px'>"
             + "<br>".join(html.escape(f"{k}: {v}") for k, v in assessment.FORMULAS.items()
                           if k in cols) + "</p></div>")
-    root = fmap.get_root()
+    root = cast(folium.Figure, fmap.get_root())  # a Map's root is always its Figure
     root.header.add_child(folium.Element(_inline_assets()), name="inline_assets", index=0)
     root.html.add_child(folium.Element(head), name="report_head", index=0)
     root.html.add_child(folium.Element(foot), name="report_foot")

@@ -29,7 +29,7 @@ class HotRoute(APIRoute):
     machine that machinery costs more than the lookup itself (see docs/benchmarks.md).
     """
 
-    def get_route_handler(self):  # type: ignore[no-untyped-def]
+    def get_route_handler(self):
         permission = next(d.call.permission for d in self.dependant.dependencies
                           if hasattr(d.call, "permission"))
         endpoint = self.endpoint
@@ -78,7 +78,7 @@ _LOCATE_PARAMS = [
 def _number(query, name: str) -> float:
     raw = query.get(name)
     try:
-        return float(raw)  # type: ignore[arg-type]
+        return float(raw)
     except (TypeError, ValueError):
         raise GridError(
             f"Invalid request: check {name}.", code="invalid_request",

@@ -85,7 +85,7 @@ def place(snap: Snapshot, lon: float | None, lat: float | None, crs: str, *,
 
 def _clean(data: dict[str, Any]) -> dict[str, Any]:
     """Field checks the API schema also makes, repeated here so the CLI and bulk paths agree."""
-    errors = []
+    errors: list[dict[str, Any]] = []
     if data.get("source") not in SOURCES:
         errors.append({"field": "source", "expected": list(SOURCES)})
     for field, limit in LIMITS.items():
@@ -351,6 +351,7 @@ def _write(conn: Connection, records: list[tuple], actor: str) -> int:
     if not records:
         return 0
     raw = conn.connection.driver_connection
+    assert raw is not None  # a live connection inside the caller's transaction
     ids = conn.execute(text("SELECT nextval('incident_id_seq') FROM generate_series(1, :n)"),
                        {"n": len(records)}).scalars().all()
     try:

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, RowMapping, text
 
 from grids.access import Principal, mask_phone
 from grids.errors import GridError, RegionNotFound
@@ -160,7 +160,8 @@ def query_window(start: datetime | None, end: datetime | None, now: datetime
     if start is None and end is None:
         return now - MAX_SPAN, now
     if start is None:
-        return end - MAX_SPAN, end  # type: ignore[operator]
+        assert end is not None  # both None was answered above
+        return end - MAX_SPAN, end
     if end is None:
         return start, start + MAX_SPAN
     if end < start:
@@ -359,7 +360,7 @@ def agency(region_code: str | None, region_name: str | None,
     return " / ".join(p for p in (region, department_name) if p) or None
 
 
-def request_of(row: Mapping[str, Any]) -> dict[str, Any]:
+def request_of(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     """An incident row (as selected by this module) as an Open311 service request."""
     state = row["state"]
     closed = state in CLOSED_STATES
