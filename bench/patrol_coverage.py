@@ -6,8 +6,8 @@ Run after ``citygrid demo load`` and :func:`data.patrols.load_demo_patrols` (the
     .venv/bin/python -m bench.patrol_coverage [--street 330782002] [--day 2026-11-28]
 
 - **ours**: :func:`layers.patrols.coverage.coverage` end to end (read the window's fixes, filter
-  them into tracks, buffer each shift's line in EPSG:4549, clip to grids, union per grid, last
-  patrolled, totals).
+  them into tracks, buffer the pieces of each shift's line near the street in EPSG:4549, union
+  them once, intersect each grid, last patrolled, totals).
 - **naive shapely**: buffer every raw fix as a 50 m disc, union them all, intersect each grid.
 - **naive PostGIS**: per grid, ``ST_Union`` of the 50 m buffers (EPSG:4549) of the unfiltered
   per-worker lines (``ST_MakeLine`` over ordered fixes) that touch it, intersected with the grid.

@@ -155,6 +155,7 @@ def load_demo_patrols(conn: Connection, *, days: int = 7, seed: int = 2026,
                          include_srid=True)
     at = np.datetime_as_string(fixes["at"].dt.tz_convert(None).to_numpy(), unit="s")
     raw = conn.connection.driver_connection
+    assert raw is not None
     chunk = 200_000
     with raw.cursor() as cur, cur.copy(
             "COPY patrol_fix (staff_id, at, geom, accuracy_m, crs_in) FROM STDIN") as copy:

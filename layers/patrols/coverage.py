@@ -2,8 +2,8 @@
 
 - A grid's **patrolled area** is the part of it within ``buffer_m`` (default 50 m) of any worker's
   filtered track in the window (:mod:`.tracks`; whoever walked it): tracks are joined per shift,
-  buffered and intersected with the grid in EPSG:4549, the pieces unioned per grid. Shapely on
-  arrays (GEOS, as PostGIS would run it) after one indexed read of the window's fixes; see
+  the pieces near the grids buffered in EPSG:4549, unioned once and intersected with each grid.
+  Shapely on arrays (GEOS, as PostGIS would run it) after one indexed read of the window's fixes; see
   ``bench/patrol_coverage.py`` for the timing against a naive baseline.
 - **Last patrolled**: the latest good fix (kept or collapsed jitter) covered by the grid in the
   window; ``seconds_since`` counts to the end of the window.
@@ -116,24 +116,33 @@ def _parallel(fn, *arrays: np.ndarray) -> np.ndarray:
 
 
 def covered_parts(grid_geoms: np.ndarray, fx: Fixes, buffer_m: float) -> np.ndarray:
-    """Per grid (EPSG:4549), the part within ``buffer_m`` of a track (None: nothing)."""
+    """Per grid (EPSG:4549), the part within ``buffer_m`` of a track (None: nothing).
+
+    Only the pieces of track whose box comes within ``buffer_m`` of a grid's box are buffered;
+    their buffers are unioned once (in two spatial halves, in parallel) and the union is
+    intersected with each grid: the same area as clipping piece by piece and unioning per grid,
+    at a fraction of the cost.
+    """
     out = np.full(len(grid_geoms), None, dtype=object)
     kept = fx.status == KEPT
     _, tracks = lines(*_chunks(fx.track_keys()[kept], fx.x[kept], fx.y[kept]))
+    if tracks.size == 0 or len(grid_geoms) == 0:
+        return out
+    x0, y0, x1, y1 = shapely.bounds(grid_geoms).T
+    near = shapely.box(x0 - buffer_m, y0 - buffer_m, x1 + buffer_m, y1 + buffer_m)
+    tracks = tracks[np.unique(shapely.STRtree(tracks).query(near)[1])]
     if tracks.size == 0:
         return out
-    buffers = _parallel(lambda a: shapely.buffer(a, buffer_m), tracks)
-    gi, bi = shapely.STRtree(buffers).query(grid_geoms, predicate="intersects")
-    if gi.size == 0:
-        return out
-    pieces = _parallel(shapely.intersection, buffers[bi], grid_geoms[gi])
-    order = np.argsort(gi, kind="stable")
-    gi, pieces = gi[order], pieces[order]
-    cut = np.flatnonzero(np.diff(gi)) + 1
-    unions = _POOL.map(lambda p: p[0] if p.size == 1 else shapely.union_all(p),
-                       np.split(pieces, cut))
-    for g, part in zip(gi[np.r_[0, cut]], unions, strict=True):
-        out[g] = part
+    buffers = _parallel(lambda a: shapely.buffer(a, buffer_m, quad_segs=8), tracks)
+    buffers = buffers[np.argsort(shapely.bounds(buffers)[:, 0], kind="stable")]
+    halves = list(_POOL.map(shapely.union_all, np.array_split(buffers, THREADS)))
+    cover = shapely.union_all(halves)
+    shapely.prepare(cover)
+    hit = shapely.intersects(grid_geoms, cover)
+    if hit.any():
+        parts = _parallel(lambda g: shapely.intersection(g, cover), grid_geoms[hit])
+        parts[shapely.is_empty(parts)] = None
+        out[hit] = parts
     return out
 
 
@@ -141,8 +150,10 @@ def last_patrolled(grid_geoms: np.ndarray, fx: Fixes) -> np.ndarray:
     """Per grid, the time (epoch s) of the latest good fix it covers; NaN if none."""
     last = np.full(len(grid_geoms), np.nan)
     ok = good(fx.status)
-    if not ok.any():
+    if not ok.any() or len(grid_geoms) == 0:
         return last
+    x0, y0, x1, y1 = shapely.total_bounds(grid_geoms)
+    ok &= (fx.x >= x0) & (fx.x <= x1) & (fx.y >= y0) & (fx.y <= y1)
     pi, gi = shapely.STRtree(grid_geoms).query(shapely.points(fx.x[ok], fx.y[ok]),
                                                predicate="intersects")
     filled = np.full(len(grid_geoms), -np.inf)
@@ -186,7 +197,7 @@ def _totals(conn: Connection, codes: list[str], area: np.ndarray,
             s[0] += a
             s[1] += d
             s[2] += 1
-    names = dict(conn.execute(text("SELECT code, name FROM region WHERE code = ANY(:c)"),
+    names: dict[str, str] = dict(conn.execute(text("SELECT code, name FROM region WHERE code = ANY(:c)"),
                               {"c": list(sums)}).all())
     level = {15: "grid", 12: "community"}
     return [{"code": c, "name": names.get(c),

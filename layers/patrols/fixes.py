@@ -57,16 +57,27 @@ def read_fixes(conn: Connection, *, since: datetime, until: datetime,
             "f.staff_id IN (SELECT DISTINCT e.staff_id FROM patrol_fix e WHERE e.at >= :since "
             "AND e.at < :until AND e.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490))")
         params.update(x0=envelope[0], y0=envelope[1], x1=envelope[2], y1=envelope[3])
-    # The driver's own cursor: plain tuples straight into numpy (5x faster than Row objects).
+    # One bytea of packed big-endian rows, read straight into numpy: no Python object per value.
     sql = text(
-        "SELECT f.staff_id, extract(epoch FROM f.at)::float8, ST_X(f.geom), ST_Y(f.geom), "
-        "coalesce(f.accuracy_m, 'NaN')::float8 FROM patrol_fix f WHERE " + " AND ".join(where)
-        + " ORDER BY f.staff_id, f.at").compile(dialect=conn.dialect)
-    with conn.connection.driver_connection.cursor() as cur:
+        "SELECT string_agg(int8send(f.staff_id::int8) || float8send(extract(epoch FROM f.at)"
+        "::float8) || float8send(ST_X(f.geom)) || float8send(ST_Y(f.geom)) || "
+        "float8send(coalesce(f.accuracy_m, 'NaN')::float8), ''::bytea) "
+        "FROM patrol_fix f WHERE " + " AND ".join(where)).compile(dialect=conn.dialect)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
         cur.execute(str(sql), {k: params[k] for k in sql.params})
-        arr = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 5)
-    return clean(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4],
-                 rules=rules)
+        row = cur.fetchone()
+    data = b"" if row is None or row[0] is None else bytes(row[0])
+    rows = np.frombuffer(data, dtype=_ROW)
+    rows = rows[np.lexsort((rows["t"], rows["staff_id"]))]  # cheaper here than in the aggregate
+    return clean(rows["staff_id"].astype(np.int64), rows["t"].astype(np.float64),
+                 rows["lon"].astype(np.float64), rows["lat"].astype(np.float64),
+                 rows["accuracy"].astype(np.float64), rules=rules)
+
+
+_ROW = np.dtype([("staff_id", ">i8"), ("t", ">f8"), ("lon", ">f8"), ("lat", ">f8"),
+                 ("accuracy", ">f8")])
 
 
 def clean(staff_id: np.ndarray, t: np.ndarray, lon: np.ndarray, lat: np.ndarray,

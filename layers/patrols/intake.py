@@ -72,7 +72,8 @@ def _city_box(conn: Connection) -> tuple[float, float, float, float] | None:
     row = conn.execute(text(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
         "(SELECT ST_Extent(geom) AS e FROM region_current WHERE level = 'city') q")).one()
-    return None if row[0] is None else tuple(row)  # type: ignore[return-value]
+    return None if row[0] is None else (float(row[0]), float(row[1]), float(row[2]),
+                                         float(row[3]))
 
 
 def _time(value: Any, now: datetime) -> datetime | str:
@@ -136,8 +137,8 @@ def ingest(conn: Connection, fixes: list[dict[str, Any]], *, principal: Principa
             with np.errstate(all="ignore"):
                 lon[rows], lat[rows] = to_lonlat(x[rows], y[rows], name)
         except GisError:
-            for i in np.flatnonzero(rows):
-                reason[i] = "unknown_crs"
+            for j in np.flatnonzero(rows).tolist():
+                reason[j] = "unknown_crs"
     box = _city_box(conn)
     for i in range(n):
         if reason[i] is not None:

@@ -161,6 +161,23 @@ def test_coverage_matches_exact_shapely(tiny: Connection) -> None:
     assert all(f["geometry"]["type"] == "Polygon" for f in hole["features"])
 
 
+def test_coverage_of_overlapping_workers_and_shifts_matches_exact_union(tiny: Connection) -> None:
+    a = _walk("W1", TRACK[:4])
+    b = _walk("W1", [(0.2, 0.2), (0.8, 0.8), (1.6, 0.3)], start=300)  # a second shift
+    c = _walk("W2", [(0.05, 0.5), (1.9, 0.5), (1.9, 0.95)], start=10)  # crosses both
+    intake.ingest(tiny, a + b + c, principal=SYSTEM)
+    got = {g["code"]: g for g in coverage.coverage(tiny, region=tc.STREET, buffer_m=40,
+                                                   principal=SYSTEM, **window())["grids"]}
+    cover = shapely.union_all([
+        shapely.LineString([TO_M.transform(f["lon"], f["lat"]) for f in w]).buffer(40)
+        for w in (a, b, c)])
+    for code, shape in ((tc.G1, tc.cell(0, 0, 1, 1)), (tc.G2, tc.cell(1, 0, 2, 1))):
+        grid_m = shp_transform(lambda x, y: TO_M.transform(x, y), shape)
+        share = cover.intersection(grid_m).area / grid_m.area
+        assert 0 < share < 1
+        assert got[code]["share"] == pytest.approx(share, rel=1e-3)
+
+
 def test_coverage_outside_jurisdiction_is_not_found(tiny: Connection) -> None:
     elsewhere = Principal.make("user:x", "supervisor", Scope.of("990100002000"))
     with pytest.raises(StaffNotFound.__mro__[1]):  # RegionNotFound
