@@ -34,6 +34,7 @@ from fastapi import Request
 from sqlalchemy import Connection, text
 
 from app.settings import AuthSettings
+from gis.errors import DomainError
 from grids.access import Permission, Principal, Scope
 
 SESSION_COOKIE = "citygrid_session"
@@ -44,20 +45,16 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _hasher = PasswordHasher()
 
 
-class AuthError(Exception):
-    """An authentication failure, with its HTTP status."""
+class AuthError(DomainError):
+    """An authentication failure, with its HTTP status and response headers."""
 
     status = 401
     code = "unauthorized"
 
     def __init__(self, message: str, *, detail: Any = None, code: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail if detail is not None else {}
+        super().__init__(message, detail=detail, code=code)
         self.headers = headers or {}
-        if code:
-            self.code = code
 
 
 class Unauthorized(AuthError):

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth import AuthError
-from gis.errors import GisError
+from gis.errors import DomainError, GisError
 from grids import errors as grid_errors
 from grids.access import Forbidden
 from grids.point import LocatorUnavailable
@@ -125,7 +125,7 @@ def install(app: FastAPI) -> None:
             status_code=500,
         )
 
-    for cls in (GisError, grid_errors.GridError, IllegalTransition):
+    for cls in (DomainError, IllegalTransition):
         app.add_exception_handler(cls, domain_error)
     app.add_exception_handler(AuthError, auth_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -14,20 +14,30 @@ from __future__ import annotations
 from typing import Any
 
 
-class GisError(Exception):
-    """Base of the domain errors: ``code``, ``message`` and a JSON-serialisable ``detail``."""
+class DomainError(Exception):
+    """Base of every package's errors: ``code``, ``message`` and a JSON-serialisable ``detail``.
 
-    code: str = "gis_error"
+    It lives here, in the lowest layer, so ``grids``, ``layers`` and ``app`` share one shape and
+    ``app/errors.py`` can map them all once.
+    """
+
+    code: str = "error"
 
     def __init__(self, message: str, *, detail: Any = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.detail = detail
-        if code is not None:
+        self.detail = detail if detail is not None else {}
+        if code:
             self.code = code
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class GisError(DomainError):
+    """Errors of the coordinate and geometry kernel."""
+
+    code = "gis_error"
 
 
 class UnknownCRS(GisError):

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from gis.errors import DomainError
 
 
-class GridError(Exception):
-    """Base: a machine-readable ``code``, a human ``message`` and a JSON-able ``detail``."""
+class GridError(DomainError):
+    """Errors of the jurisdiction domain."""
 
     code = "grid_error"
-
-    def __init__(self, message: str, *, detail: Any = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail if detail is not None else {}
-        if code:
-            self.code = code
 
 
 class RegionNotFound(GridError):

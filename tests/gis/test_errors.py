@@ -34,4 +34,4 @@ def test_code_override_is_per_instance():
     err = InvalidCoordinate("x", code="nan_coordinate")
     assert err.code == "nan_coordinate"
     assert InvalidCoordinate("y").code == "invalid_coordinate"
-    assert GisError("z").detail is None
+    assert GisError("z").detail == {}
