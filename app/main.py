@@ -14,7 +14,19 @@ from app.auth import Authenticator, Directory
 from app.db import make_engine
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
-from app.routers import access, incidents, locate, maps, open311, patrols, regions, staffing
+from app.routers import (
+    access,
+    incidents,
+    locate,
+    maps,
+    ogc,
+    open311,
+    patrols,
+    plans,
+    portal_data,
+    regions,
+    staffing,
+)
 from app.settings import Settings, get_settings
 from layers.maps import TILE_CACHE
 from map_ui import portal
@@ -85,5 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(patrols.router)
     app.include_router(open311.router)
     app.include_router(open311.discovery_router)
+    app.include_router(plans.router)
+    app.include_router(ogc.router)
+    app.include_router(portal_data.router)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     return app

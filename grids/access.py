@@ -39,6 +39,8 @@ class Permission(StrEnum):
     PATROLS_READ = "patrols:read"
     MAPS_READ = "maps:read"
     ASSESSMENT_READ = "assessment:read"
+    PLANS_READ = "plans:read"
+    PLANS_WRITE = "plans:write"
 
 
 ROLES = ("admin", "planner", "supervisor", "dispatcher", "grid_worker", "viewer")
@@ -46,7 +48,8 @@ P = Permission
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
     "planner": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.INCIDENTS_READ,
-                          P.PATROLS_READ, P.MAPS_READ, P.ASSESSMENT_READ}),
+                          P.PATROLS_READ, P.MAPS_READ, P.ASSESSMENT_READ, P.PLANS_READ,
+                          P.PLANS_WRITE}),
     "supervisor": frozenset({P.REGIONS_READ, P.STAFF_READ, P.STAFF_WRITE, P.ASSIGNMENTS_WRITE,
                              P.LOCATE, P.USERS_READ, P.AUDIT_READ, P.INCIDENTS_READ,
                              P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE, P.PATROLS_READ,

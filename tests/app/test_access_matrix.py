@@ -11,6 +11,7 @@ Outside: a grid in 江东街道 (330782002).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -182,6 +183,23 @@ SUCCESS = {("POST", "/users"): 201, ("POST", "/api-keys"): 201, ("POST", "/assig
            ("POST", "/incidents"): 201}
 # A route whose sample addresses nothing that exists: success is a clean 404.
 MISSING = {("DELETE", "/api-keys/{name}")}
+# Special cases: route → f(role, place, scope) giving the status, once the role holds the permission.
+OVERRIDES: dict[tuple[str, str], Callable[[str, Places, Scope | None], int]] = {}
+
+# Rows for newer routers live beside this file, one module per router (tests/app/matrix_*.py), each
+# with any of SAMPLES, PLACELESS, SUCCESS, ADDRESSES, MISSING, OVERRIDES, PUBLIC.
+for _name in ("matrix_plans", "matrix_ogc", "matrix_portal", "matrix_maps"):
+    try:
+        _mod = importlib.import_module(f"tests.app.{_name}")
+    except ModuleNotFoundError:
+        continue
+    SAMPLES.update(getattr(_mod, "SAMPLES", {}))
+    PLACELESS |= getattr(_mod, "PLACELESS", set())
+    SUCCESS.update(getattr(_mod, "SUCCESS", {}))
+    ADDRESSES.update(getattr(_mod, "ADDRESSES", {}))
+    MISSING |= getattr(_mod, "MISSING", set())
+    OVERRIDES.update(getattr(_mod, "OVERRIDES", {}))
+    PUBLIC |= getattr(_mod, "PUBLIC", set())
 
 
 def expected(route: tuple[str, str], permission: Permission, account: str | None,
@@ -194,6 +212,8 @@ def expected(route: tuple[str, str], permission: Permission, account: str | None
         return 403
     if route in MISSING:
         return 404
+    if route in OVERRIDES:
+        return OVERRIDES[route](role, place, scope)
     if route in PLACELESS:
         return SUCCESS.get(route, 200)
     citywide = Permission.LOCATE_CITYWIDE in ROLE_PERMISSIONS[role]

@@ -1,0 +1,7 @@
+"""Redraw plans: drafts, validation, impact preview, activation, history (issue 8)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
