@@ -21,7 +21,8 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 VENDOR = HERE / "vendor"
 # The (method, path) pairs that need no login: the page and its settings hold no city data.
-PUBLIC_ROUTES = {("GET", "/"), ("GET", "/portal"), ("GET", "/portal/config.json")}
+PUBLIC_ROUTES = {("GET", "/"), ("GET", "/portal"), ("GET", "/portal/config.json"),
+                 ("GET", "/planner")}
 
 
 class BaseMap(BaseModel):
@@ -65,6 +66,14 @@ def mount(app: FastAPI) -> None:
 
     app.add_api_route("/", page, methods=["GET"], tags=["portal"], include_in_schema=False)
     app.add_api_route("/portal", page, methods=["GET"], tags=["portal"], include_in_schema=False)
+
+    async def planner_page() -> FileResponse:
+        return FileResponse(STATIC / "planner.html", media_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
+
+    # The planners' editor (issue 8): its own page, same session, same vendored assets.
+    app.add_api_route("/planner", planner_page, methods=["GET"], tags=["portal"],
+                      include_in_schema=False)
 
     @app.get("/portal/config.json", response_model=PortalConfig, tags=["portal"],
              summary="Portal settings: the optional base map")

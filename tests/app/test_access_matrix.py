@@ -34,7 +34,7 @@ PUBLIC = {("GET", "/health"), ("POST", "/auth/token"), ("POST", "/auth/session")
           ("GET", "/open311/v2/requests/{service_request_id}.{response_format}"),
           ("GET", "/open311/discovery.json"),
           # the portal page and its settings hold no city data; its data calls need the session
-          ("GET", "/"), ("GET", "/portal"), ("GET", "/portal/config.json")}
+          ("GET", "/"), ("GET", "/portal"), ("GET", "/portal/config.json"), ("GET", "/planner")}
 
 
 @dataclass
