@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app import errors
 from app.auth import Authenticator, Directory
 from app.db import make_engine
+from app.hotpath import HotPath
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
 from app.routers import (
@@ -28,6 +29,7 @@ from app.routers import (
     staffing,
 )
 from app.settings import Settings, get_settings
+from grids.access import Permission
 from layers.maps import TILE_CACHE
 from map_ui import portal
 
@@ -67,12 +69,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Grid management for city social governance: who is responsible here?",
         lifespan=lifespan,
+        # No OpenTelemetry export (closed networks); saying so also spares every request the
+        # provider lookups FastAPI makes to find out.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.directory = Directory()
     app.state.auth = Authenticator(settings.auth, app.state.directory,
                                    production=settings.api.mode == "production")
     errors.install(app)
+    # /locate is answered before the router (the innermost user middleware: limits and CORS still
+    # wrap it); its route below stays declared for the docs and the permission table.
+    app.add_middleware(HotPath, routes={"/locate": (Permission.LOCATE, locate.locate)})
     app.add_middleware(BodySizeLimit, default=settings.auth.max_body_bytes,
                        bulk=settings.auth.max_batch_bytes, bulk_paths=BULK_PATHS)
     if settings.api.cors_origins:  # closed unless origins are configured

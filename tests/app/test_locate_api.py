@@ -188,3 +188,34 @@ def test_batch_rejects_unreadable_input_clearly(
     res = client.post("/locate/batch", content=content, headers={"content-type": ctype})
     assert res.status_code == 422
     assert res.json()["detail"]["field"] == field
+
+
+def test_locate_is_answered_before_the_router_with_the_same_errors(
+        api, client: TestClient, known: dict, monkeypatch) -> None:
+    """/locate goes through the hot path (app/hotpath.py); its errors keep the app's own form."""
+    app, _ = api
+    assert any(m.cls.__name__ == "HotPath" for m in app.user_middleware)
+    # The router is not reached: empty it and /locate still answers (other paths do not).
+    monkeypatch.setattr(app.router, "routes", [])
+    assert client.get("/health").status_code == 404
+    res = client.get("/locate", params={"lon": known["lon"], "lat": known["lat"]})
+    assert res.status_code == 200 and res.json()["grid"]["code"] == known["code"]
+    res = client.get("/locate", params={"lon": known["lon"], "lat": known["lat"]},
+                     headers={"authorization": ""})
+    assert res.status_code == 401 and res.headers["www-authenticate"] == "Bearer"
+    assert set(ErrorPublic.model_validate(res.json()).model_dump()) == {"code", "message", "detail"}
+    res = client.get("/locate", params={"lon": "abc", "lat": known["lat"]})
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "lon"
+
+
+def test_locate_keeps_cors_headers(settings, known: dict) -> None:
+    """The hot path sits inside the CORS middleware, so configured origins still get headers."""
+    from app.main import create_app
+
+    s = settings.model_copy(update={"api": settings.api.model_copy(
+        update={"cors_origins": ["https://portal.example"]})})
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        res = c.get("/locate", params={"lon": known["lon"], "lat": known["lat"]},
+                    headers={"origin": "https://portal.example"})
+    assert res.status_code == 401  # no credentials: still an answer with CORS headers
+    assert res.headers["access-control-allow-origin"] == "https://portal.example"
