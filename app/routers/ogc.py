@@ -86,8 +86,11 @@ class ItemsQuery:
 
 
 async def items_query(
-    limit: Annotated[int, Query(ge=1, description=f"Page size (default {ogc.LIMIT_DEFAULT}; "
-                                                  f"above {ogc.LIMIT_MAX} counts as {ogc.LIMIT_MAX})")]
+    # The maximum is advertised (clients such as QGIS read it from the API definition) but not
+    # enforced: the standard says a larger limit is not an error, the maximum is used instead.
+    limit: Annotated[int, Query(ge=1, json_schema_extra={"maximum": ogc.LIMIT_MAX},
+                                description=f"Page size (default {ogc.LIMIT_DEFAULT}; above "
+                                            f"{ogc.LIMIT_MAX} counts as {ogc.LIMIT_MAX})")]
     = ogc.LIMIT_DEFAULT,
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Features to skip")] = 0,
     bbox: Annotated[str | None, Query(max_length=200, description=(

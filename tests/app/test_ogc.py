@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
+import pyogrio
 import pytest
 import shapely
 from fastapi.testclient import TestClient
@@ -233,3 +236,81 @@ def test_limits_unknown_names_and_datetime(client: TestClient, conn: Connection)
     before = client.get("/ogc/collections/grids/items", params={
         "limit": 1, "datetime": (since.replace(year=since.year - 1)).isoformat()}).json()
     assert before["numberMatched"] == 0
+
+
+@pytest.fixture
+def live_server(settings) -> Iterator[str]:
+    """The app served by uvicorn in a child process, for clients that speak real HTTP.
+
+    A child, not a thread: pyogrio keeps the GIL while GDAL fetches, so a server thread in this
+    process could never answer.
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CITYGRID_DATABASE_URL": settings.db.database_url,
+           "CITYGRID_MIGRATION_URL": settings.db.owner_url, "CITYGRID_BATCH_RASTER": "false"}
+    child = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app",
+                              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                             env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("the server did not start")
+        yield url
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+def _token(url: str, username: str) -> str:
+    import httpx
+
+    from tests.conftest import TEST_PASSWORD
+
+    return httpx.post(f"{url}/auth/token", json={"username": username,
+                                                 "password": TEST_PASSWORD}).json()["access_token"]
+
+
+@pytest.mark.skipif("OAPIF" not in pyogrio.list_drivers(), reason="GDAL without the OAPIF driver")
+def test_gdal_oapif_client_reads_the_service(live_server: str, conn: Connection, tmp_path) -> None:
+    """GDAL's OGC API - Features driver (a real client, as QGIS would be) reads the service."""
+    url = live_server
+    header_file = tmp_path / "headers.txt"
+    pyogrio.set_gdal_config_options({"GDAL_HTTP_HEADER_FILE": str(header_file)})
+    try:
+        header_file.write_text(f"Authorization: Bearer {_token(url, 't_supervisor')}\n")
+        layers = {name for name, _ in pyogrio.list_layers(f"OAPIF:{url}/ogc")}
+        assert layers == {"grids", "communities", "streets", "city"}
+        own = pyogrio.read_dataframe(f"OAPIF:{url}/ogc", layer="grids")
+        truth = _codes(conn, "SELECT code FROM region_current WHERE level = 'grid' AND "
+                             "code LIKE :p ORDER BY code", p=STREET + "%")
+        assert sorted(own["code"]) == truth
+        # GDAL asks in the storage CRS (EPSG:4490, lat/lon axis order) and still gets lon/lat
+        # right: the grids lie where PostGIS has them.
+        assert own.crs.to_epsg() == 4490
+        west, south, east, north = own.total_bounds
+        assert 119.8 < west < east < 120.5 and 29.0 < south < north < 29.6
+
+        header_file.write_text(f"Authorization: Bearer {_token(url, 't_admin')}\n")
+        box = (120.05, 29.29, 120.09, 29.32)
+        boxed = pyogrio.read_dataframe(f"OAPIF:{url}/ogc", layer="grids", bbox=box)
+        assert set(boxed["code"]) == set(_codes(
+            conn, "SELECT code FROM region_current WHERE level = 'grid' AND "
+                  "ST_Intersects(geom, ST_MakeEnvelope(:w, :s, :e, :n, 4490))",
+            w=box[0], s=box[1], e=box[2], n=box[3]))
+    finally:
+        pyogrio.set_gdal_config_options({"GDAL_HTTP_HEADER_FILE": None})
