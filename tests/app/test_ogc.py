@@ -131,7 +131,9 @@ def test_one_feature_by_id(client: TestClient, conn: Connection) -> None:
     assert props["name"] == row["name"] and props["parent_code"] == row["parent_code"]
     assert props["level"] == "grid" and props["boundary_version"] == row["version_id"]
     assert props["area_m2"] == pytest.approx(row["area_m2"], abs=0.1)
-    assert not {"staff", "worker", "phone", "responsible"} & set(props)  # no people here
+    # The region and its boundary, nothing about people (no staff names or phones).
+    assert set(props) == {"code", "name", "level", "parent_code", "area_m2", "boundary_version",
+                          "valid_from"}
     stored = shapely.from_wkt(row["wkt"])
     served = shape(feature["geometry"])
     assert served.equals_exact(stored, 1e-6)
