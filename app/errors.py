@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.auth import AuthError
 from gis.errors import DomainError, GisError
 from grids import errors as grid_errors
+from grids import features
 from grids.access import Forbidden
 from grids.point import LocatorUnavailable
 from layers.incidents.workflow import IllegalTransition
@@ -32,6 +33,7 @@ STATUS: dict[type[Exception], int] = {
     Forbidden: 403,
     grid_errors.Conflict: 409,
     IllegalTransition: 409,
+    features.InvalidQuery: 400,  # OGC API - Features: a bad bbox, crs or datetime is a 400
 }
 
 
