@@ -411,13 +411,31 @@ def _shape(value: Any, what: str) -> BaseGeometry:
 
 def snap(geom: BaseGeometry, reference: Iterable[BaseGeometry], *, snap_m: float = SNAP_M
          ) -> BaseGeometry:
-    """``geom`` with its vertices moved onto the edges and vertices of ``reference`` nearby."""
+    """``geom`` with each vertex within ``snap_m`` of ``reference``'s boundaries moved onto them:
+    onto a vertex of theirs if one is that close, else onto the nearest point of their edges."""
+    tol = snap_m * _DEG_PER_M
     refs = [shapely.boundary(g) for g in reference if g is not None and not g.is_empty]
-    refs = [r for r in refs if shapely.intersects(r, shapely.buffer(geom, snap_m * _DEG_PER_M * 2))]
+    zone = shapely.buffer(shapely.envelope(geom), tol * 2)
+    refs = [r for r in refs if shapely.intersects(r, zone)]
     if not refs:
         return geom
-    tol = snap_m * _DEG_PER_M
-    out = shapely.snap(geom, shapely.union_all(refs), tol)
+    edges = shapely.union_all(refs)
+    corners = shapely.multipoints(shapely.get_coordinates(edges))
+
+    def move(xy: np.ndarray) -> np.ndarray:
+        pts = shapely.points(xy)
+        near = shapely.distance(pts, edges) < tol
+        if not near.any():
+            return xy
+        out = xy.copy()
+        idx = np.flatnonzero(near)
+        to_corner = shapely.distance(pts[idx], corners) < tol
+        target = np.where(to_corner, shapely.shortest_line(pts[idx], corners),
+                          shapely.shortest_line(pts[idx], edges))
+        out[idx] = shapely.get_coordinates(target)[1::2]
+        return out
+
+    out = shapely.transform(geom, move)
     if not out.is_valid:
         out = polygonal(shapely.make_valid(out))
     return out
