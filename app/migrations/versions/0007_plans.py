@@ -86,6 +86,13 @@ ALTER TABLE boundary_version ADD COLUMN effective_at timestamptz,
                              ADD COLUMN plan_id integer REFERENCES plan (id);
 UPDATE boundary_version SET effective_at = activated_at WHERE effective_at IS NULL;
 
+-- The locator looks up the next scheduled start or end of a boundary or assignment after every
+-- reload (app/locator_service.py): a scheduled activation must switch it when it comes.
+CREATE INDEX region_boundary_valid_from_idx ON region_boundary (valid_from);
+CREATE INDEX region_boundary_valid_to_idx ON region_boundary (valid_to);
+CREATE INDEX assignment_valid_from_idx ON assignment (valid_from);
+CREATE INDEX assignment_valid_to_idx ON assignment (valid_to);
+
 CREATE TRIGGER plan_audit AFTER INSERT OR UPDATE OR DELETE ON plan
     FOR EACH ROW EXECUTE FUNCTION audit_row();
 CREATE TRIGGER plan_edit_audit AFTER INSERT OR UPDATE OR DELETE ON plan_edit
@@ -143,6 +150,8 @@ CREATE CONSTRAINT TRIGGER region_boundary_no_overlapping_siblings
 
 DOWNGRADE = r"""
 DROP TRIGGER IF EXISTS region_boundary_no_overlapping_siblings ON region_boundary;
+DROP INDEX IF EXISTS region_boundary_valid_from_idx, region_boundary_valid_to_idx,
+    assignment_valid_from_idx, assignment_valid_to_idx;
 DROP FUNCTION IF EXISTS region_boundary_sibling_guard();
 ALTER TABLE boundary_version DROP COLUMN IF EXISTS plan_id, DROP COLUMN IF EXISTS effective_at;
 DROP TABLE IF EXISTS plan_region, plan_edit, plan CASCADE;
