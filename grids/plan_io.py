@@ -24,6 +24,8 @@ from sqlalchemy import Connection, text
 from grids import io, plans
 from grids import plan_geom as pg
 from grids.access import Principal
+from grids.codes import normalise
+from grids.errors import RegionNotFound
 
 LAYER = "plan_grids"
 
@@ -32,7 +34,7 @@ def export_plan(conn: Connection, plan_id: int, path: str | Path, *, principal: 
                 ) -> int:
     """Write the plan's grids and context to a GeoPackage; returns the number of plan grids."""
     path = Path(path)
-    fc = plans.features(conn, plan_id, principal=principal)
+    fc = plans.features(conn, plan_id, principal=principal, digits=15)
     live = [f for f in fc["features"] if f["properties"]["change"] not in ("retired", "context")]
     context = [f for f in fc["features"] if f["properties"]["change"] == "context"]
     if path.exists():
@@ -57,6 +59,10 @@ def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: s
                 principal: Principal, crs: str | None = None) -> dict[str, Any]:
     """Open a plan over ``region_code`` whose draft is the file's grids; returns PlanPublic."""
     path = Path(path)
+    code = normalise(region_code)
+    if not principal.scope.covers(code):
+        raise RegionNotFound(f"No region {code} in your jurisdiction.",
+                             detail={"field": "region_code", "value": code})
     try:
         layers = [name for name, _ in pyogrio.list_layers(path)]
     except Exception:  # noqa: BLE001 - read_regions reports an unreadable file properly
@@ -67,7 +73,7 @@ def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: s
                              note=f"imported from {path.name}")
     row = plans.plan_row(conn, plan["id"], principal, lock=True)
     draft = plans.load_draft(conn, row)
-    incoming = {c: (n, p, shapely.set_precision(g, pg.GRID_DEG))
+    incoming = {c: (n, p, g)
                 for c, n, p, g in zip(frame["code"], frame["name"], frame["parent_code"],
                                       frame.geometry.values, strict=True)}
     items: list[pg.Item] = []
@@ -83,17 +89,19 @@ def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: s
             continue
         nm, parent, geom = got
         assert it.geom is not None
-        if parent == it.parent and nm == it.name and shapely.equals_exact(it.geom, geom, 1e-9):
+        # a file saved again by a desktop GIS may re-node or round: same within NOISE_M2
+        moved = pg.area_m2(shapely.symmetric_difference(it.geom, geom))
+        if parent == it.parent and nm == it.name and moved <= pg.NOISE_M2:
             items.append(it)
         else:
-            items.append(replace(it, geom=geom, parent=parent or it.parent, name=nm,
-                                 touched=True))
+            items.append(replace(it, geom=shapely.set_precision(geom, pg.GRID_DEG),
+                                 parent=parent or it.parent, name=nm, touched=True))
             changed.append(it.code)
     new = sorted(incoming)
     for c in new:
         nm, parent, geom = incoming[c]
-        items.append(pg.Item(code=c, level="grid", name=nm, parent=parent or c[:12], geom=geom,
-                             touched=True))
+        items.append(pg.Item(code=c, level="grid", name=nm, parent=parent or c[:12],
+                             geom=shapely.set_precision(geom, pg.GRID_DEG), touched=True))
     result = draft.with_items(items)
     plans.store_draft(conn, plan["id"], draft, result)
     plans.log_edit(conn, row, "import",

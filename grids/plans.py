@@ -65,6 +65,13 @@ def etag_of(plan_id: int, revision: int) -> str:
     return f"{plan_id}-{revision}"
 
 
+def _jsonable(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A row for an error's detail: times as ISO 8601 text."""
+    if row is None:
+        return None
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
 def problems_json(problems: list[pg.Problem]) -> str:
     return orjson.dumps([p.as_dict() for p in problems]).decode()
 
@@ -284,7 +291,7 @@ def _check_etag(conn: Connection, row: dict[str, Any], if_match: str) -> None:
             f"Plan {row['id']} was changed since you read it (now {current}); reload it and "
             "apply your change again.",
             detail={"current_etag": current, "your_etag": want,
-                    "last_edit": edits[-1] if edits else None})
+                    "last_edit": _jsonable(edits[-1]) if edits else None})
 
 
 def _check_draft(row: dict[str, Any]) -> None:
@@ -401,24 +408,26 @@ def discard(conn: Connection, plan_id: int, *, principal: Principal,
 # ------------------------------------------------------------------------------------------
 
 
-def features(conn: Connection, plan_id: int, *, principal: Principal) -> dict[str, Any]:
+def features(conn: Connection, plan_id: int, *, principal: Principal, digits: int = 8
+             ) -> dict[str, Any]:
     """The plan's grids (draft state; retired ones with their old shape) and, as context, the
-    grids just outside its region, as a GeoJSON FeatureCollection."""
+    grids just outside its region, as a GeoJSON FeatureCollection (``digits`` decimals: 8 is
+    about 1 mm; 15 keeps the stored coordinates, for files)."""
     row = plan_row(conn, plan_id, principal)
     rows = conn.execute(text(
         "SELECT pr.code, pr.name, pr.parent_code, pr.change, "
         "coalesce(pr.area_m2, b.area_m2) AS area_m2, "
-        "ST_AsGeoJSON(coalesce(pr.geom, b.geom), 8) AS geometry FROM plan_region pr "
+        "ST_AsGeoJSON(coalesce(pr.geom, b.geom), :digits) AS geometry FROM plan_region pr "
         "LEFT JOIN region_boundary b ON b.id = pr.source_boundary_id "
         "WHERE pr.plan_id = :id AND pr.level = 'grid' ORDER BY pr.change = 'retired', pr.code"),
-        {"id": plan_id}).mappings().all()
+        {"id": plan_id, "digits": digits}).mappings().all()
     context = conn.execute(text(
         "SELECT c.code, c.name, c.parent_code, 'context' AS change, c.area_m2, "
-        "ST_AsGeoJSON(c.geom, 8) AS geometry FROM region_current c, region_current o "
+        "ST_AsGeoJSON(c.geom, :digits) AS geometry FROM region_current c, region_current o "
         "WHERE o.code = :code AND c.level = 'grid' AND c.code NOT LIKE :prefix "
         "AND c.geom && o.geom AND ST_Intersects(c.geom, o.geom) ORDER BY c.code"),
-        {"code": row["region_code"], "prefix": prefix_of(row["region_code"]) + "%"}
-    ).mappings().all()
+        {"code": row["region_code"], "prefix": prefix_of(row["region_code"]) + "%",
+         "digits": digits}).mappings().all()
     return {"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": f"{r['change']}:{r['code']}",
          "geometry": orjson.loads(r["geometry"]),
@@ -593,7 +602,8 @@ def _check_base(conn: Connection, row: dict[str, Any]) -> None:
     raise PlanConflict(
         f"The boundaries of {code} changed since plan {row['id']} was opened: {who}. Open a new "
         "plan on the current boundaries.",
-        detail={"other_changes": others, "changed_boundaries": sorted(base ^ set(current))})
+        detail={"other_changes": [_jsonable(o) for o in others],
+                "changed_boundaries": sorted(base ^ set(current))})
 
 
 def _carry_assignments(conn: Connection, draft: pg.Draft, at: datetime) -> None:
