@@ -183,6 +183,17 @@ def test_raw_sql_overlapping_sibling_is_refused_by_the_database(tiny_city: Conne
     assert "overlaps its sibling" in str(err.value.orig)
 
 
+def test_raw_sql_may_pass_through_an_overlap_within_one_transaction(tiny_city: Connection
+                                                                     ) -> None:
+    """The guard is deferred: moving a shared edge takes two UPDATEs, the first overlaps."""
+    move = ("UPDATE region_boundary b SET geom = ST_Multi(ST_GeomFromText(:wkt, 4490)) "
+            "FROM region r WHERE r.id = b.region_id AND r.code = :c")
+    tiny_city.execute(text(move), {"wkt": cell(0, 0, 1.5, 1).wkt, "c": G1})
+    tiny_city.execute(text(move), {"wkt": cell(1.5, 0, 2, 1).wkt, "c": G2})
+    tiny_city.execute(text("SET CONSTRAINTS region_boundary_no_overlapping_siblings IMMEDIATE"))
+    assert tiny_city.execute(text("SELECT count(*) FROM region_boundary_suspect")).scalar() == 0
+
+
 def test_touching_siblings_and_successive_periods_pass_the_guard(tiny_city: Connection) -> None:
     """Siblings sharing an edge, and one region's old and new boundary, are not overlaps."""
     plan = open_plan(tiny_city)

@@ -11,7 +11,10 @@
 - ``region_boundary_no_overlapping_siblings``: a constraint trigger, DEFERRABLE INITIALLY
   DEFERRED, refusing a boundary that overlaps a sibling (same parent, overlapping validity) by
   more than 1 m² (EPSG:4549). Deferred, so an activation may pass through intermediate states
-  inside its transaction; it also refuses raw SQL or QGIS edits at their commit.
+  inside its transaction; it also refuses raw SQL or QGIS edits at their commit. A plain row
+  trigger on region_boundary notes only the boundaries that overlap when written
+  (``region_boundary_suspect``); the deferred trigger sits on that table and judges each suspect
+  again at commit. Writes that overlap nothing leave no pending trigger events.
 
 Revision ID: 0007
 Revises: 0006
@@ -107,32 +110,58 @@ REVOKE DELETE, TRUNCATE ON plan FROM citygrid_app;
 REVOKE UPDATE, DELETE, TRUNCATE ON plan_edit FROM citygrid_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO citygrid_app;
 
--- The guard. Runs at commit (or at SET CONSTRAINTS ... IMMEDIATE) for each written boundary,
--- reading the row as it is then, so a row inserted and closed in one transaction is judged
--- by its final period.
-CREATE FUNCTION region_boundary_sibling_guard() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    me    region_boundary%ROWTYPE;
-    clash record;
-BEGIN
-    SELECT * INTO me FROM region_boundary WHERE id = NEW.id;
-    IF NOT FOUND OR me.parent_id IS NULL THEN
-        RETURN NULL;
-    END IF;
-    SELECT r1.code AS code, r2.code AS other, x.a AS area, o.valid_from, o.valid_to
-      INTO clash
+-- The guard, in two steps so that writes which overlap nothing queue no deferred work (a
+-- transaction may then still ALTER region_boundary, which pending trigger events forbid):
+-- 1. after each write of a boundary, if it overlaps a sibling now, it is noted as a suspect;
+-- 2. at commit (or SET CONSTRAINTS region_boundary_no_overlapping_siblings IMMEDIATE) each
+--    suspect is judged again as it is then, so an activation may pass through intermediate
+--    states; if it still overlaps, the transaction is refused.
+-- Siblings: same parent, overlapping validity periods; overlap: more than 1 m² (EPSG:4549) of
+-- shared area. Invalid geometries are left to the CHECK constraint.
+CREATE FUNCTION region_boundary_overlap(me region_boundary)
+RETURNS TABLE (code text, other text, area double precision)
+LANGUAGE sql STABLE AS $$
+    SELECT r1.code, r2.code, x.a
       FROM region_boundary o
       JOIN region r1 ON r1.id = me.region_id
       JOIN region r2 ON r2.id = o.region_id
       CROSS JOIN LATERAL (
           SELECT ST_Area(ST_Transform(ST_CollectionExtract(ST_Intersection(me.geom, o.geom), 3),
                                       4549)) AS a) x
-     WHERE o.parent_id = me.parent_id AND o.id <> me.id AND o.region_id <> me.region_id
+     WHERE me.parent_id IS NOT NULL AND ST_IsValid(me.geom)
+       AND o.parent_id = me.parent_id AND o.id <> me.id AND o.region_id <> me.region_id
        AND o.geom && me.geom
        AND tstzrange(o.valid_from, o.valid_to) && tstzrange(me.valid_from, me.valid_to)
-       AND ST_Relate(o.geom, me.geom, '2********')
+       AND ST_IsValid(o.geom) AND ST_Relate(o.geom, me.geom, '2********')
        AND x.a > 1.0
-     LIMIT 1;
+     LIMIT 1
+$$;
+
+CREATE TABLE region_boundary_suspect (boundary_id bigint NOT NULL);
+GRANT SELECT, INSERT, DELETE ON region_boundary_suspect TO citygrid_app;
+
+CREATE FUNCTION region_boundary_watch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM region_boundary_overlap(NEW)) THEN
+        INSERT INTO region_boundary_suspect (boundary_id) VALUES (NEW.id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER region_boundary_overlap_watch
+    AFTER INSERT OR UPDATE OF geom, parent_id, valid_from, valid_to ON region_boundary
+    FOR EACH ROW EXECUTE FUNCTION region_boundary_watch();
+
+CREATE FUNCTION region_boundary_sibling_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    me    region_boundary%ROWTYPE;
+    clash record;
+BEGIN
+    DELETE FROM region_boundary_suspect WHERE boundary_id = NEW.boundary_id;
+    SELECT * INTO me FROM region_boundary WHERE id = NEW.boundary_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO clash FROM region_boundary_overlap(me);
     IF FOUND THEN
         RAISE EXCEPTION 'boundary of % overlaps its sibling % by % m² while both are in force',
             clash.code, clash.other, round(clash.area::numeric, 1)
@@ -143,16 +172,18 @@ BEGIN
     RETURN NULL;
 END $$;
 CREATE CONSTRAINT TRIGGER region_boundary_no_overlapping_siblings
-    AFTER INSERT OR UPDATE OF geom, parent_id, valid_from, valid_to ON region_boundary
+    AFTER INSERT ON region_boundary_suspect
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION region_boundary_sibling_guard();
 """
 
 DOWNGRADE = r"""
-DROP TRIGGER IF EXISTS region_boundary_no_overlapping_siblings ON region_boundary;
+DROP TRIGGER IF EXISTS region_boundary_overlap_watch ON region_boundary;
+DROP TABLE IF EXISTS region_boundary_suspect;
 DROP INDEX IF EXISTS region_boundary_valid_from_idx, region_boundary_valid_to_idx,
     assignment_valid_from_idx, assignment_valid_to_idx;
-DROP FUNCTION IF EXISTS region_boundary_sibling_guard();
+DROP FUNCTION IF EXISTS region_boundary_sibling_guard(), region_boundary_watch(),
+    region_boundary_overlap(region_boundary);
 ALTER TABLE boundary_version DROP COLUMN IF EXISTS plan_id, DROP COLUMN IF EXISTS effective_at;
 DROP TABLE IF EXISTS plan_region, plan_edit, plan CASCADE;
 """
