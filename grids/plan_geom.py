@@ -22,7 +22,7 @@ Numbers
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -698,8 +698,9 @@ def create(draft: Draft, *, parent_code: str, geometry: Any, name: str | None = 
                    + (f" from {', '.join(gave)}" if gave else ""))
 
 
-OPS = {"reshape": reshape, "split": split, "merge": merge, "move": move, "create": create,
-       "retire": retire, "recode": recode}
+OPS: dict[str, Callable[..., Applied]] = {
+    "reshape": reshape, "split": split, "merge": merge, "move": move, "create": create,
+    "retire": retire, "recode": recode}
 
 
 def apply(draft: Draft, edit: dict[str, Any], *, sliver_m2: float = SLIVER_M2) -> Applied:

@@ -315,7 +315,8 @@ def store_draft(conn: Connection, plan_id: int, old: pg.Draft, new: pg.Draft) ->
     gone = [it.rid for it in old.items if it.rid is not None and it.rid not in kept_rids]
     if gone:
         conn.execute(text("DELETE FROM plan_region WHERE id = ANY(:ids)"), {"ids": gone})
-    inserts, updates = [], []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     for it in new.items:
         if id(it) in before:
             continue
