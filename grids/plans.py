@@ -505,7 +505,8 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
              sliver_m2: float = pg.SLIVER_M2) -> dict[str, Any]:
     """Make the plan the boundaries in force from ``effective_at`` (None = now), atomically.
 
-    The whole plan must be valid (else :class:`InvalidEdit`, 422); the boundaries it was opened
+    Every community (and, for a moved grid, the street) whose tiling the plan changes must be
+    clean (else :class:`InvalidEdit`, 422); the boundaries it was opened
     on must be unchanged (else :class:`PlanConflict`, 409). Changed regions' boundaries close at
     ``effective_at`` and new ones start there, as one new boundary version; assignments follow a
     re-coded grid and end on a retired one. Returns ``{plan, boundary_version, effective_at,
@@ -523,13 +524,16 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
                         code="invalid_effective_at")
     _check_base(conn, row)
     draft = load_draft(conn, row)
-    problems = pg.validate(draft, sliver_m2=sliver_m2)
+    changed = [it for it in draft.items if it.change != "unchanged"]
+    # Every tiling the plan touches must be clean; one it leaves alone is not its business.
+    touched = {it.parent for it in changed} | {it.code for it in changed
+                                               if it.level == "community"}
+    problems = pg.validate(draft, parents=touched, sliver_m2=sliver_m2)
     if problems:
         raise InvalidEdit(
             f"The plan cannot be activated: {problems[0].message}"
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
             detail={"problems": [p.as_dict() for p in problems]})
-    changed = [it for it in draft.items if it.change != "unchanged"]
     version = conn.execute(text(
         "INSERT INTO boundary_version (label, note, source, activated_at, effective_at, plan_id) "
         "VALUES (:label, :note, 'plan', now(), :at, :plan) RETURNING id"),
