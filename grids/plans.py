@@ -372,8 +372,7 @@ def apply_edit(conn: Connection, plan_id: int, edit: dict[str, Any], *, principa
             detail={"problems": [p.as_dict() for p in exc.problems]}) from exc
     if dry_run:
         out = _public(conn, row)
-        out["problems"] = [p.as_dict() for p in pg.validate(applied.draft,
-                                                            parents=applied.parents)]
+        out["problems"] = [p.as_dict() for p in applied.problems]
         out["summary"] = applied.summary
         return out
     store_draft(conn, plan_id, draft, applied.draft)
