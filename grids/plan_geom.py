@@ -53,6 +53,7 @@ class Problem:
     codes: tuple[str, ...]
     location: dict[str, Any] | None = None  # GeoJSON geometry in EPSG:4490
     area_m2: float | None = None
+    parent: str | None = None  # the parent whose tiling it breaks (None: a code problem)
 
     @property
     def key(self) -> tuple[str, tuple[str, ...]]:
@@ -63,6 +64,8 @@ class Problem:
                                "codes": list(self.codes), "location": self.location}
         if self.area_m2 is not None:
             out["area_m2"] = round(self.area_m2, 2)
+        if self.parent is not None:
+            out["parent"] = self.parent
         return out
 
 
@@ -339,7 +342,7 @@ def _check_parent(draft: Draft, parent: str, pg: BaseGeometry, tol: float, slive
             out.append(Problem(
                 "gap", f"{a:.1f} m² of {parent} {_near(piece)} is covered by none of its "
                 f"{'grids' if noun == 'Grid' else 'communities'}.", (parent,), _gj(piece), a))
-    return out
+    return [replace(p, parent=parent) for p in out]
 
 
 def valid_grid_code(code: str, parent: str) -> str | None:

@@ -377,10 +377,15 @@ def apply_edit(conn: Connection, plan_id: int, edit: dict[str, Any], *, principa
         return out
     store_draft(conn, plan_id, draft, applied.draft)
     log_edit(conn, row, str(edit["op"]), edit, applied.summary, principal)
-    problems = pg.validate(load_draft(conn, row), sliver_m2=sliver_m2)
+    # The plan's problems: those of the tilings the edit touched, checked again in full; the
+    # others' are as they were.
+    touched = set(applied.parents)
+    kept = [p for p in row["problems"] if p.get("parent") and p["parent"] not in touched]
+    fresh = [p.as_dict() for p in pg.validate(applied.draft, parents=touched,
+                                              sliver_m2=sliver_m2)]
     conn.execute(text("UPDATE plan SET revision = revision + 1, updated_at = now(), "
                       "problems = CAST(:p AS jsonb) WHERE id = :id"),
-                 {"p": problems_json(problems), "id": plan_id})
+                 {"p": orjson.dumps(kept + fresh).decode(), "id": plan_id})
     return get_plan(conn, plan_id, principal=principal)
 
 
