@@ -529,6 +529,9 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
     _check_base(conn, row)
     draft = load_draft(conn, row)
     changed = [it for it in draft.items if it.change != "unchanged"]
+    if not changed:
+        raise GridError(f"Plan {plan_id} changes nothing; there is nothing to activate.",
+                        detail={"edits": 0}, code="empty_plan")
     # Every tiling the plan touches must be clean; one it leaves alone is not its business.
     touched = {it.parent for it in changed} | {it.code for it in changed
                                                if it.level == "community"}

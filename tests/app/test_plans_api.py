@@ -144,7 +144,9 @@ def test_invalid_edits_and_requests_get_json_errors(client: TestClient, communit
                        ).status_code == 422  # a plan covers a street or a community
     assert client.post("/plans", json={"name": "", "region_code": community}).status_code == 422
     assert client.post(f"/plans/{plan['id']}/activate", json={"effective_at": "2020-01-01T00:00Z"},
-                       headers={"If-Match": etag}).status_code == 422
+                       headers={"If-Match": etag}).json()["code"] == "invalid_effective_at"
+    nothing = client.post(f"/plans/{plan['id']}/activate", json={}, headers={"If-Match": etag})
+    assert nothing.status_code == 422 and nothing.json()["code"] == "empty_plan"
 
 
 def test_planner_cannot_open_a_plan_outside_the_jurisdiction(anonymous: TestClient, headers
