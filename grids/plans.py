@@ -585,12 +585,16 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
 def _check_base(conn: Connection, row: dict[str, Any]) -> None:
     """409 unless the boundaries the plan was opened on are exactly those in force (locked)."""
     code = row["region_code"]
+    # Lock first (a concurrent activation of the same boundaries makes us wait for its end),
+    # then look again in a new statement, whose snapshot sees what it committed.
+    conn.execute(text("SELECT id FROM region_boundary WHERE id = ANY(:ids) ORDER BY id "
+                      "FOR UPDATE"), {"ids": list(row["base_boundaries"])})
     current = conn.execute(text(
         "SELECT b.id FROM region_boundary b JOIN region r ON r.id = b.region_id "
         "LEFT JOIN region p ON p.id = b.parent_id "
         "WHERE (b.valid_to IS NULL OR b.valid_to > now()) AND ("
         " r.code = :code OR (r.level = 'grid' AND p.code LIKE :prefix) OR"
-        " (r.level = 'community' AND p.code = :code)) ORDER BY b.id FOR UPDATE OF b"),
+        " (r.level = 'community' AND p.code = :code)) ORDER BY b.id"),
         {"code": code, "prefix": prefix_of(code) + "%"}).scalars().all()
     base = set(row["base_boundaries"])
     if set(current) == base:

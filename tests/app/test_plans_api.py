@@ -305,6 +305,47 @@ def test_every_worker_switches_within_a_second_now_and_when_scheduled(scratch: E
         other.stop()
 
 
+def test_two_concurrent_activations_on_one_grid_one_wins_the_other_gets_409(
+        scratch: Engine) -> None:
+    """Two planners, two transactions at once: the second waits for the first, then 409."""
+    import threading
+
+    from grids import plans
+    from grids.access import Principal, Scope
+
+    planner = Principal.make("user:p", "planner", Scope.of("990100"))
+    with scratch.begin() as conn:
+        opened = []
+        for name, edit in (("a", {"op": "split", "code": G1, "line": _split_line(0.3)}),
+                           ("b", {"op": "retire", "code": G1, "into": C1 + "002"})):
+            plan = plans.create_plan(conn, name=name, region_code=C1, principal=planner)
+            opened.append(plans.apply_edit(conn, plan["id"], edit, principal=planner,
+                                           if_match=plan["etag"]))
+    first, second = opened
+    outcome: dict[str, Any] = {}
+    c1 = scratch.connect()
+    t1 = c1.begin()
+    plans.activate(c1, first["id"], principal=planner, if_match=first["etag"])  # not committed
+
+    def other() -> None:
+        with scratch.connect() as c2, c2.begin():
+            try:
+                plans.activate(c2, second["id"], principal=planner, if_match=second["etag"])
+                outcome["result"] = "activated"
+            except plans.PlanConflict as exc:
+                outcome["result"] = exc.detail
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "the second activation should wait for the first"
+    t1.commit()
+    c1.close()
+    thread.join(10)
+    assert isinstance(outcome["result"], dict), outcome
+    assert outcome["result"]["other_changes"][0]["plan_id"] == first["id"]
+
+
 def test_reroute_moves_open_incidents_only_and_records_it(scratch: Engine) -> None:
     """Through the domain on a committed city: open cases follow, closed ones keep their grid."""
     from grids import plans
