@@ -32,6 +32,7 @@ STATUS: dict[type[Exception], int] = {
     LocatorUnavailable: 503,
     Forbidden: 403,
     grid_errors.Conflict: 409,
+    grid_errors.PreconditionRequired: 428,
     IllegalTransition: 409,
     features.InvalidQuery: 400,  # OGC API - Features: a bad bbox, crs or datetime is a 400
 }

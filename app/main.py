@@ -35,7 +35,7 @@ from map_ui import portal
 
 log = logging.getLogger("citygrid")
 # Bulk endpoints that may carry large bodies (everything else is capped lower).
-BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes")
+BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes", "/plans/import")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -29,6 +29,12 @@ class TopologyError(GridError):
     code = "topology_error"
 
 
+class PreconditionRequired(GridError):
+    """A write that must name the state it edits (an ``If-Match`` ETag) and did not (428)."""
+
+    code = "precondition_required"
+
+
 class Conflict(GridError):
     """The change collides with the current state (a duplicate, a stale version)."""
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Response, UploadFile
 
-from app.auth import AuthError, require
+from app.auth import require
 from app.deps import Conn
 from app.plan_schemas import (
     Activate,
@@ -28,6 +28,7 @@ from app.plan_schemas import (
 from app.schemas import ErrorPublic
 from grids import plan_history, plan_io, plans
 from grids.access import Permission, Principal
+from grids.errors import PreconditionRequired
 from layers.incidents import reroute
 
 router = APIRouter(tags=["plans"], responses={
@@ -42,18 +43,11 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100,
 GEOPACKAGE = "application/geopackage+sqlite3"
 
 
-class PreconditionRequired(AuthError):
-    """A write to a plan without If-Match: the client must say which state it edits (428)."""
-
-    status = 428
-    code = "precondition_required"
-
-
 def _need(if_match: str | None) -> str:
     if not if_match:
         raise PreconditionRequired(
             "Send If-Match with the plan's ETag (from GET /plans/{id}) to change it.",
-            detail={"header": "If-Match"})
+            detail={"field": "If-Match", "in": "header", "expected": "the plan's ETag"})
     return if_match
 
 
