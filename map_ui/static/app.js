@@ -213,18 +213,18 @@
       });
       if (theme === "coverage") html += `<div><i class="nodata"></i>${t("no_data")}</div>`;
     }
-    html += `<div><i class="outline"></i>${t("level_" + (state.outlineData ? state.outlineData.level : "street"))}</div>` +
-      `<div><i class="grid"></i>${t("legend_grid")}</div>` +
-      `<div><i class="point"></i>${t("legend_point")}</div>`;
+    html += `<div class="extra"><i class="outline"></i>${t("level_" + (state.outlineData ? state.outlineData.level : "street"))}</div>`;
+    if (state.grid) html += `<div class="extra"><i class="grid"></i>${t("legend_grid")}</div>`;
+    if (state.point) html += `<div class="extra"><i class="point"></i>${t("legend_point")}</div>`;
     if (state.heat) html += `<div><i class="heat"></i>${t("heat")}</div>`;
     if (state.cases.length) {
-      html += `<div><i class="dot" style="background:${LIGHT.red}"></i>${t("light_red")}</div>` +
-        `<div><i class="dot" style="background:${LIGHT.yellow}"></i>${t("light_yellow")}</div>` +
-        `<div><i class="dot" style="background:${LIGHT.green}"></i>${t("light_green")}</div>`;
+      html += `<div class="extra"><i class="dot" style="background:${LIGHT.red}"></i>${t("light_red")}</div>` +
+        `<div class="extra"><i class="dot" style="background:${LIGHT.yellow}"></i>${t("light_yellow")}</div>` +
+        `<div class="extra"><i class="dot" style="background:${LIGHT.green}"></i>${t("light_green")}</div>`;
     }
     if (state.unpatrolled) html += `<div><i class="unpatrolled"></i>${t("unpatrolled")}</div>`;
     if (state.track) html += `<div><i class="track"></i>${t("track")}</div>`;
-    if (!(state.config && state.config.base_map)) html += `<div class="hint">${t("basemap_none")}</div>`;
+    if (!(state.config && state.config.base_map)) html += `<div class="hint extra">${t("basemap_none")}</div>`;
     return html;
   }
   function refreshLegend() { if (state.legend) state.legend.getContainer().innerHTML = legendHtml(); }
@@ -310,7 +310,8 @@
     state.outlines.addTo(map);
     // Labels when they can be read: few enough features, and grids only close in.
     state.labels = L.layerGroup();
-    const show = data.features.length <= 250 && (data.level !== "grid" || zoom >= 15);
+    const show = data.level === "grid" ? zoom >= 16 || (zoom >= 15 && data.features.length <= 100)
+      : data.features.length <= 250;
     if (show) {
       data.features.forEach((f) => {
         const p = f.properties;
@@ -391,8 +392,9 @@
     q.set("pixels", "16");
     const data = await api(`/maps/heat?${q}`);
     if (seq !== state.heatSeq || !$("heat-on").checked) return;
-    let max = 1;
-    data.features.forEach((f) => { max = Math.max(max, f.properties.count); });
+    // Scale to the 98th percentile, so one hot bin does not wash out the rest.
+    const sorted = data.features.map((f) => f.properties.count).sort((a, b) => a - b);
+    const max = Math.max(1, sorted.length ? sorted[Math.floor((sorted.length - 1) * 0.98)] : 1);
     const pts = data.features.map((f) => {
       const g = f.geometry;
       let lon, lat;
@@ -402,9 +404,9 @@
         lat = ring.reduce((s, c) => s + c[1], 0) / ring.length;
       }
       const ll = toMap(lon, lat);
-      return [ll.lat, ll.lng, f.properties.count / max];
+      return [ll.lat, ll.lng, Math.min(1, f.properties.count / max)];
     });
-    const radius = data.kind === "points" ? 12 : 18;
+    const radius = data.kind === "points" ? 10 : 12;
     if (state.heat) state.heat.remove();
     state.heat = L.heatLayer(pts, { radius, blur: radius * 0.8, max: 1, minOpacity: 0.25 }).addTo(state.map);
     state.heatData = data;
@@ -468,7 +470,7 @@
     if (li) li.scrollIntoView({ block: "nearest" });
     await guarded(async () => {
       const c = await api(`/incidents/${id}`);
-      if (pan && c.lon != null) state.map.setView(toMap(c.lon, c.lat), Math.max(state.map.getZoom(), 15));
+      if (pan && c.lon != null) state.map.setView(toMap(c.lon, c.lat), Math.max(state.map.getZoom(), 15), { animate: false });
       const rows = [
         [t("case_category"), `${esc(c.category)} ${esc(c.category_name)}`],
         [t("state"), esc(label("state_", c.state))],
@@ -698,7 +700,7 @@
       if (state.unpatrolled) state.unpatrolled.remove();
       state.unpatrolled = L.geoJSON(fc, geoOptions({ color: "#7b2cbf", weight: 1, fillColor: "#7b2cbf",
         fillOpacity: 0.45, dashArray: "3 2" })).addTo(state.map);
-      if (state.unpatrolled.getLayers().length) state.map.fitBounds(state.unpatrolled.getBounds(), { maxZoom: 16 });
+      if (state.unpatrolled.getLayers().length) state.map.fitBounds(state.unpatrolled.getBounds(), { maxZoom: 16, animate: false });
       document.querySelectorAll("#patrol-table tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.code === code));
       refreshLegend();
     });
@@ -713,7 +715,7 @@
       const p = fc.properties || {};
       $("track-info").textContent = t("track_info").replace("{name}", p.name || "").replace("{n}", String(p.shifts || 0))
         .replace("{km}", ((p.length_m || 0) / 1000).toFixed(2)).replace("{fixes}", String(p.fixes || 0));
-      if (state.track.getLayers().length) state.map.fitBounds(state.track.getBounds(), { maxZoom: 16 });
+      if (state.track.getLayers().length) state.map.fitBounds(state.track.getBounds(), { maxZoom: 16, animate: false });
       refreshLegend();
     });
   }

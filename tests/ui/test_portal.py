@@ -12,8 +12,8 @@ import pytest
 
 from gis.transform import wgs84_to_gcj02
 from map_ui import portal
-from tests.conftest import TEST_PASSWORD
 from tests.ui.conftest import ARTIFACTS, login
+
 
 def test_page_and_config_are_public(server: str) -> None:
     with httpx.Client(base_url=server) as c:
@@ -47,11 +47,11 @@ def test_click_shows_responsibility(page, grid_point, expected: dict) -> None:
     code, lon, lat = grid_point
     assert expected["grid"]["code"] == code
     login(page)
-    page.evaluate("([lon, lat]) => window.citygrid.state.map.setView([lat, lon], 15, "
+    page.evaluate("([lon, lat]) => void window.citygrid.state.map.setView([lat, lon], 15, "
                   "{ animate: false })", [lon, lat])
     xy = page.evaluate("([lon, lat]) => { const p = window.citygrid.state.map.latLngToContainerPoint("
                        "[lat, lon]); return [p.x, p.y]; }", [lon, lat])
-    page.evaluate("window.citygrid.state.caseLayer.remove()")  # click the map, not a case
+    page.evaluate("void window.citygrid.state.caseLayer.remove()")  # click the map, not a case
     page.locator("#map").click(position={"x": xy[0], "y": xy[1]})
     _card_matches(page, expected)
     page.wait_for_function("document.querySelector('#loading').hidden")
