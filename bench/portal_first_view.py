@@ -147,17 +147,30 @@ def _folium_page(db: str, path: Path) -> dict[str, Any]:
     import folium
     from folium.plugins import HeatMap
 
+    from layers import report
+
     engine = create_engine(devdb.url(db))
     t0 = time.perf_counter()
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT ST_Y(geom), ST_X(geom) FROM incident WHERE geom IS NOT NULL")).all()
     fmap = folium.Map(location=[29.3, 120.07], zoom_start=11, tiles=None)
-    HeatMap([[round(a, 6), round(b, 6)] for a, b in rows], radius=8).add_to(fmap)
-    fmap.save(str(path))
+    fmap.default_js, fmap.default_css = [], []  # no CDN: the vendored files are inlined below
+    heat = HeatMap([[round(a, 6), round(b, 6)] for a, b in rows], radius=8)
+    heat.default_js, heat.default_css = [], []
+    heat.add_to(fmap)
+    root = fmap.get_root()
+    root.header.add_child(folium.Element(report._inline_assets()), name="inline_assets", index=0)
+    page = root.render()
+    report.check_offline(page)
+    path.write_text(page, encoding="utf-8")
     engine.dispose()
     return {"points": len(rows), "build_s": round(time.perf_counter() - t0, 1),
             "bytes": path.stat().st_size}
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def run(db: str, repeat: int) -> dict[str, Any]:
@@ -185,6 +198,7 @@ def run(db: str, repeat: int) -> dict[str, Any]:
             cdp.send("Network.enable")
             cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
             transfer = Transfer(cdp)
+            _log("portal: open the login page")
             t0 = time.perf_counter()
             page.goto(base + "/")
             page.wait_for_selector("#login-form")
@@ -203,6 +217,7 @@ def run(db: str, repeat: int) -> dict[str, Any]:
                     "first_view_bytes": transfer.bytes, "first_view_requests": transfer.requests,
                     "in_page_ms": page.evaluate("window.citygrid.state.firstViewMs"),
                     "largest": sorted(transfer.urls.items(), key=lambda kv: -kv[1])[:5]}
+            _log(f"portal: first view {view}")
             transfer.reset()
             t2 = time.perf_counter()
             page.check("#heat-on")
@@ -211,9 +226,11 @@ def run(db: str, repeat: int) -> dict[str, Any]:
             view["heat_s"] = round(time.perf_counter() - t2, 3)
             view["heat_bytes"] = transfer.bytes
             views.append(view)
+            _log(f"portal: heat {view['heat_s']} s")
             context.close()
         out["portal"] = views
 
+        _log("folium: build the page")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "heatmap.html"
             out["folium"] = _folium_page(db, path)
@@ -221,6 +238,7 @@ def run(db: str, repeat: int) -> dict[str, Any]:
             context.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")
                           else r.abort())
             page = context.new_page()
+            _log(f"folium: load {out['folium']}")
             t0 = time.perf_counter()
             page.goto(path.as_uri(), timeout=300_000, wait_until="load")
             page.wait_for_selector(".leaflet-heatmap-layer", state="attached", timeout=300_000)

@@ -147,7 +147,9 @@
     $("live-status").hidden = true;
   }
   async function showMap() {
-    state.me = await api("/auth/me");
+    // Who I am and the page settings, side by side: the first view waits on the slower one only.
+    const [me, config] = await Promise.all([api("/auth/me"), state.config || api("/portal/config.json")]);
+    state.me = me; state.config = config;
     $("login-view").hidden = true; $("map-view").hidden = false; $("logout").hidden = false;
     $("who").textContent = `${state.me.name.replace(/^user:/, "")} (${label("userrole_", state.me.role)})`;
     $("planner-link").hidden = !can("plans:read");
@@ -230,7 +232,6 @@
   function refreshLegend() { if (state.legend) state.legend.getContainer().innerHTML = legendHtml(); }
 
   async function initMap() {
-    state.config = await api("/portal/config.json");
     const base = state.config.base_map;
     state.gcj = !!(base && base.crs === "GCJ02");
     const map = L.map("map", { zoomControl: true, attributionControl: !!base, preferCanvas: true });
@@ -255,19 +256,20 @@
       timer = setTimeout(() => { guarded(drawOutlines); if (state.heat) guarded(drawHeat); }, 150);
     });
     await guarded(async () => {
-      const [streets, cats] = await Promise.all([
-        api("/regions?level=street&limit=1000"), api("/categories").catch(() => [])]);
-      const select = $("street");
-      streets.items.forEach((s) => {
-        const opt = document.createElement("option");
-        opt.value = s.code; opt.textContent = `${s.name} ${s.code.slice(0, 9)}`;
-        select.appendChild(opt);
+      // Everything the first view needs, side by side.
+      const lists = Promise.all([api("/regions?level=street&limit=1000"),
+        api("/categories").catch(() => [])]).then(([streets, cats]) => {
+        const select = $("street");
+        streets.items.forEach((s) => {
+          const opt = document.createElement("option");
+          opt.value = s.code; opt.textContent = `${s.name} ${s.code.slice(0, 9)}`;
+          select.appendChild(opt);
+        });
+        state.categories = cats;
+        fillCategories();
       });
-      state.categories = cats;
-      fillCategories();
-      // The whole jurisdiction at street level, to frame the first view.
-      await drawOutlines({ fit: true });
-      await Promise.all([guarded(loadCases), startLive()]);
+      // The whole jurisdiction at street level frames the first view.
+      await Promise.all([lists, drawOutlines({ fit: true }), guarded(loadCases), startLive()]);
     });
     state.ready = true;
     markFirstView();
@@ -299,11 +301,14 @@
     if (!opts.fit) q.set("bbox", viewBbox());
     if ($("street").value) q.set("parent", $("street").value);
     if ($("theme").value === "coverage") q.set("level", "grid");
-    const data = await api(`/portal/outlines?${q}`);
+    // The level follows the zoom by the server's rule; ask for its values at the same time.
+    const guess = $("theme").value === "coverage" ? "grid" : zoom < 13 ? "street" : zoom < 14 ? "community" : "grid";
+    let [data, values] = await Promise.all([api(`/portal/outlines?${q}`), loadValues(guess)]);
     if (seq !== state.outlineSeq) return;  // a newer view was asked for meanwhile
-    state.outlineData = data;
-    await loadValues(data.level);
+    if (data.level !== guess) values = await loadValues(data.level);
     if (seq !== state.outlineSeq) return;
+    state.outlineData = data;
+    useValues(values);
     if (state.outlines) state.outlines.remove();
     if (state.labels) state.labels.remove();
     state.outlines = L.geoJSON(data, geoOptions(styleFor, { pane: "outlines", interactive: false }));
@@ -352,15 +357,14 @@
     for (let i = 0; i < n; i++) out.push(sorted[Math.floor((sorted.length - 1) * i / n)]);
     return out.filter((v, i) => i === 0 || v > out[i - 1]);
   }
-  // The values behind the choropleth, for the level drawn (cached per level and filters).
+  // The values behind the choropleth for a level: { values, breaks } (counts cached per filters).
   async function loadValues(level) {
     const theme = $("theme").value;
-    if (theme === "none") { state.values = null; state.breaks = null; return; }
+    if (theme === "none") return { values: null, breaks: null };
     if (theme === "coverage") {
-      state.values = state.coverage ? new Map(state.coverage.grids.map((g) => [g.code, g.share])) : null;
-      state.breaks = state.values ? [0, 0.2, 0.4, 0.6, 0.8] : null;
-      if (!state.values) showError({ message: t("coverage_first") });
-      return;
+      if (!state.coverage) return { values: null, breaks: null, missing: true };
+      return { values: new Map(state.coverage.grids.map((g) => [g.code, g.share])),
+        breaks: [0, 0.2, 0.4, 0.6, 0.8] };
     }
     const q = windowParams(new URLSearchParams({ level }));
     const key = q.toString();
@@ -370,13 +374,20 @@
       state.countsCache.set(key, counts);
     }
     const field = theme === "per_km2" ? "per_km2" : theme;
-    state.values = new Map(counts.items.map((i) => [i.code, i[field]]));
-    state.breaks = quantileBreaks(counts.items.map((i) => i[field]), 5);
+    return { values: new Map(counts.items.map((i) => [i.code, i[field]])),
+      breaks: quantileBreaks(counts.items.map((i) => i[field]), 5) };
+  }
+  function useValues(v) {
+    state.values = v.values; state.breaks = v.breaks;
+    if (v.missing) showError({ message: t("coverage_first") });
   }
   function restyle() {
     guarded(async () => {
       if (!state.outlineData) return;
-      await loadValues(state.outlineData.level);
+      const seq = state.outlineSeq;
+      const values = await loadValues(state.outlineData.level);
+      if (seq !== state.outlineSeq) return;
+      useValues(values);
       if (state.outlines) state.outlines.setStyle(styleFor);
       refreshLegend();
     });
