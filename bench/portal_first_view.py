@@ -216,6 +216,12 @@ def run(db: str, repeat: int) -> dict[str, Any]:
                     "first_view_s": round(view_s, 3),
                     "first_view_bytes": transfer.bytes, "first_view_requests": transfer.requests,
                     "in_page_ms": page.evaluate("window.citygrid.state.firstViewMs"),
+                    # each request of the first view: [path, start ms after the click, ms taken]
+                    "requests": page.evaluate(
+                        "(() => { const t0 = window.citygrid.state.loginAt; return performance"
+                        ".getEntriesByType('resource').filter(e => e.startTime >= t0).map(e => "
+                        "[e.name.replace(location.origin, '').split('?')[0], "
+                        "Math.round(e.startTime - t0), Math.round(e.duration)]); })()"),
                     "largest": sorted(transfer.urls.items(), key=lambda kv: -kv[1])[:5]}
             _log(f"portal: first view {view}")
             transfer.reset()

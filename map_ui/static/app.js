@@ -348,7 +348,8 @@
     const ramp = theme === "coverage" ? COVER_RAMP : RAMP;
     let k = 0;
     state.breaks.forEach((b, i) => { if (v >= b) k = i; });
-    return { ...base, fill: true, fillColor: ramp[k], fillOpacity: 0.6 };
+    // Under the heatmap the choropleth steps back, so the two do not fight.
+    return { ...base, fill: true, fillColor: ramp[k], fillOpacity: state.heat ? 0.2 : 0.6 };
   }
   function quantileBreaks(values, n) {
     const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
@@ -421,6 +422,7 @@
     if (state.heat) state.heat.remove();
     state.heat = L.heatLayer(pts, { radius, blur: radius * 0.8, max: 1, minOpacity: 0.25 }).addTo(state.map);
     state.heatData = data;
+    if (state.outlines) state.outlines.setStyle(styleFor);
     $("heat-info").textContent = t("heat_info").replace("{n}", data.total.toLocaleString())
       .replace("{b}", String(data.features.length)).replace("{k}", t("heat_kind_" + data.kind));
     state.heatDrawn = true;
@@ -431,6 +433,7 @@
     state.heatSeq++;
     if (state.heat) { state.heat.remove(); state.heat = null; }
     state.heatDrawn = false;
+    if (state.outlines) state.outlines.setStyle(styleFor);
     $("heat-info").textContent = "";
     refreshLegend();
   }
@@ -573,6 +576,7 @@
       state.grid = L.geoJSON(geometry, geoOptions({ color: "#e76f51", weight: 2.5,
         fillColor: "#e76f51", fillOpacity: 0.3 })).addTo(state.map);
     }
+    refreshLegend();
   }
   function showRegionCard(region, staff) {
     state.lastLocate = null;
