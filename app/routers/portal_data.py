@@ -28,6 +28,8 @@ IncidentReader = Annotated[Principal, Depends(require(Permission.INCIDENTS_READ)
 KEEPALIVE_S = 15.0
 # Even without a NOTIFY (listener reconnecting), a stream asks again this often.
 SAFETY_POLL_S = 10.0
+# Streams end after max_s (default 120 s) and the browser reconnects at once with Last-Event-ID:
+# a server shutting down then waits at most that long for its open streams.
 
 
 def _bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
@@ -76,7 +78,7 @@ async def get_events(
                                                    "from now on)")] = None,
     max_s: Annotated[float, Query(ge=0, le=3600, description="Close the stream after this "
                                                              "many seconds (the browser "
-                                                             "reconnects)")] = 600,
+                                                             "reconnects)")] = 120,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     """``event: hello`` with the cursor, then one ``event: incident`` per new case (``id:`` is
@@ -104,7 +106,10 @@ async def get_events(
         sent: set[int] = set()
         deadline = time.monotonic() + max_s
         try:
-            yield b"retry: 3000\n" + _event("hello", {"after": cursor, "listening": hub.connected})
+            # The hello carries the cursor as its id, so a reconnecting browser resumes from it
+            # (Last-Event-ID) even if no incident was sent on this stream.
+            yield b"retry: 3000\n" + _event("hello", {"after": cursor, "listening": hub.connected},
+                                             cursor)
             while time.monotonic() < deadline and not await request.is_disconnected():
                 wake.clear()
                 items = await run_in_threadpool(fetch, cursor, sent)

@@ -43,6 +43,7 @@
     if (state.cases.length) renderCases();
     fillCategories();
     setLive(state.liveState || null);
+    if (!$("map-view").hidden) showWho();
   }
 
   // ---- requests ---------------------------------------------------------------------------------
@@ -151,10 +152,13 @@
     const [me, config] = await Promise.all([api("/auth/me"), state.config || api("/portal/config.json")]);
     state.me = me; state.config = config;
     $("login-view").hidden = true; $("map-view").hidden = false; $("logout").hidden = false;
-    $("who").textContent = `${state.me.name.replace(/^user:/, "")} (${label("userrole_", state.me.role)})`;
+    showWho();
     $("planner-link").hidden = !can("plans:read");
     $("register-form").hidden = true;
     if (!state.map) await initMap(); else state.map.invalidateSize();
+  }
+  function showWho() {
+    if (state.me) $("who").textContent = `${state.me.name.replace(/^user:/, "")} (${label("userrole_", state.me.role)})`;
   }
   async function login(ev) {
     ev.preventDefault();

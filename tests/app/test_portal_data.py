@@ -123,5 +123,11 @@ def test_event_stream_says_hello_and_needs_a_login(anonymous: TestClient, header
                         headers=headers("t_supervisor"))
     assert res.status_code == 200
     assert res.headers["content-type"].startswith("text/event-stream")
-    assert res.text.startswith("retry: 3000\nevent: hello\ndata: ")
+    assert res.text.startswith("retry: 3000\nid: 5\nevent: hello\ndata: ")
     assert '"after":5' in res.text
+
+
+def test_reconnect_resumes_from_last_event_id(anonymous: TestClient, headers) -> None:
+    res = anonymous.get("/portal/events", params={"max_s": 0},
+                        headers={**headers("t_supervisor"), "Last-Event-ID": "42"})
+    assert '"after":42' in res.text

@@ -77,6 +77,8 @@ def test_english_switch(page) -> None:
     page.click("#lang")
     assert page.inner_text("#locate") == "Look up"
     assert "Legend" in page.inner_text(".legend")
+    assert page.inner_text("[data-tab=tab-cases]") == "Cases"
+    assert page.inner_text("#who").endswith("(dispatcher)")
     page.screenshot(path=str(ARTIFACTS / "english.png"))
     page.click("#lang")
     assert page.inner_text("#locate") == "查询"
