@@ -19,6 +19,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -40,32 +41,44 @@ def latest_id(conn: Connection) -> int:
     return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM incident")).scalar_one())
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a stream sends next: new incidents, or (more than a batch arrived at once, e.g. a
+    bulk import) ``overflow``: no items, and the page should reload its list instead."""
+
+    items: list[dict[str, Any]]
+    overflow: bool = False
+
+
 def new_incidents(conn: Connection, *, principal: Principal, after_id: int,
-                  sent: set[int] | None = None, limit: int = MAX_BATCH) -> list[dict[str, Any]]:
+                  sent: set[int] | None = None, limit: int = MAX_BATCH) -> Batch:
     """Incidents in the caller's jurisdiction not yet sent, oldest first.
 
     "Not yet sent": an id above ``after_id``, or above ``after_id - LOOKBACK_IDS`` and not in
     ``sent`` (a late commit; pass ``sent`` as the ids sent so far). Each item is the incident as
-    ``GET /incidents/{id}`` shows it to the caller (same masking), without its history.
+    ``GET /incidents/{id}`` shows it to the caller (same masking), without its history. More than
+    ``limit`` at once gives an overflow batch rather than a flood of events.
     """
     principal.require(Permission.INCIDENTS_READ)
     scope = principal.locate_scope()
     sent = sent if sent is not None else set()
     where = ["id > :floor"]
     floor = after_id - LOOKBACK_IDS if sent else after_id
-    params: dict[str, Any] = {"floor": max(0, floor), "limit": limit + LOOKBACK_IDS}
+    params: dict[str, Any] = {"floor": max(0, floor), "limit": limit + 1 + LOOKBACK_IDS}
     if not scope.covers(None):
         where.append("region_code LIKE ANY(:scope)")
         params["scope"] = scope.like_patterns()
     ids = [i for (i,) in conn.execute(text(
         f"SELECT id FROM incident WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit"),
-        params) if i not in sent][:limit]
+        params) if i not in sent][:limit + 1]
+    if len(ids) > limit:
+        return Batch(items=[], overflow=True)
     out = []
     for incident_id in ids:
         item = handling.get(conn, incident_id, principal=principal)
         item.pop("history", None)
         out.append(item)
-    return out
+    return Batch(items=out)
 
 
 class LiveHub:

@@ -82,7 +82,8 @@ async def get_events(
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     """``event: hello`` with the cursor, then one ``event: incident`` per new case (``id:`` is
-    the incident id, so a reconnecting EventSource resumes where it stopped)."""
+    the incident id, so a reconnecting EventSource resumes where it stopped), or
+    ``event: reload`` when more than a batch arrived at once (reload the list)."""
     engine = request.app.state.engine
     hub: live.LiveHub | None = getattr(request.app.state, "portal_live", None)
     if hub is None:
@@ -96,9 +97,10 @@ async def get_events(
 
     cursor = after if after is not None else await run_in_threadpool(latest)
 
-    def fetch(cursor: int, sent: set[int]) -> list[dict]:
+    def fetch(cursor: int, sent: set[int]) -> tuple[live.Batch, int]:
         with engine.connect() as conn:
-            return live.new_incidents(conn, principal=principal, after_id=cursor, sent=sent)
+            batch = live.new_incidents(conn, principal=principal, after_id=cursor, sent=sent)
+            return batch, live.latest_id(conn) if batch.overflow else cursor
 
     async def stream() -> AsyncIterator[bytes]:
         nonlocal cursor
@@ -112,14 +114,17 @@ async def get_events(
                                              cursor)
             while time.monotonic() < deadline and not await request.is_disconnected():
                 wake.clear()
-                items = await run_in_threadpool(fetch, cursor, sent)
-                for item in items:
+                batch, latest = await run_in_threadpool(fetch, cursor, sent)
+                if batch.overflow:  # a bulk import: skip ahead, the page reloads its list
+                    cursor, sent = latest, set()
+                    yield _event("reload", {"after": cursor}, cursor)
+                for item in batch.items:
                     sent.add(item["id"])
                     cursor = max(cursor, item["id"])
                     yield _event("incident", item, item["id"])
                 sent = {i for i in sent if i > cursor - live.LOOKBACK_IDS}
-                if items:
-                    continue  # there may be more than one batch
+                if batch.items:
+                    continue  # there may be more
                 waited = 0.0
                 while waited < SAFETY_POLL_S and time.monotonic() < deadline:
                     step = min(KEEPALIVE_S, SAFETY_POLL_S - waited, deadline - time.monotonic())

@@ -402,6 +402,7 @@
   async function drawHeat() {
     const seq = ++state.heatSeq;
     state.heatDrawn = false;
+    $("heat-info").textContent = t("heat_loading");
     const q = heatParams();
     q.set("zoom", String(state.map.getZoom()));
     q.set("bbox", viewBbox());
@@ -536,6 +537,7 @@
       renderCases();
       state.countsCache.clear();
     });
+    es.addEventListener("reload", () => { state.countsCache.clear(); guarded(loadCases); });
     es.onerror = () => setLive(es.readyState === EventSource.CLOSED ? "off" : "retry");
   }
 

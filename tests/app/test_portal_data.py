@@ -97,12 +97,23 @@ def test_new_incidents_since_a_cursor_in_the_jurisdiction(conn: Connection) -> N
     outside = _incident(conn, _grid(conn, "330782002"), "live-2")
     supervisor = Principal.make("user:s", "supervisor", Scope.of("330782001"))
     dispatcher = Principal.make("user:d", "dispatcher", Scope.of("330782"))
-    got = live.new_incidents(conn, principal=supervisor, after_id=start)
+    got = live.new_incidents(conn, principal=supervisor, after_id=start).items
     assert [i["id"] for i in got] == [inside]
     assert got[0]["category"] == "E0101" and "history" not in got[0]
-    assert [i["id"] for i in live.new_incidents(conn, principal=dispatcher, after_id=start)] == [
-        inside, outside]
-    assert live.new_incidents(conn, principal=dispatcher, after_id=outside) == []
+    assert [i["id"] for i in live.new_incidents(conn, principal=dispatcher,
+                                                after_id=start).items] == [inside, outside]
+    assert live.new_incidents(conn, principal=dispatcher, after_id=outside).items == []
+
+
+def test_a_burst_asks_for_a_reload_instead_of_a_flood(conn: Connection) -> None:
+    start = live.latest_id(conn)
+    grid = _grid(conn, "330782001")
+    for k in range(4):
+        _incident(conn, grid, f"burst-{k}")
+    dispatcher = Principal.make("user:d", "dispatcher", Scope.of("330782"))
+    assert len(live.new_incidents(conn, principal=dispatcher, after_id=start, limit=4).items) == 4
+    burst = live.new_incidents(conn, principal=dispatcher, after_id=start, limit=3)
+    assert burst.overflow and burst.items == []
 
 
 def test_a_late_commit_below_the_cursor_is_still_sent(conn: Connection) -> None:
@@ -111,10 +122,10 @@ def test_a_late_commit_below_the_cursor_is_still_sent(conn: Connection) -> None:
     second = _incident(conn, grid, "late-2")
     dispatcher = Principal.make("user:d", "dispatcher", Scope.of("330782"))
     # the stream sent `second` (cursor there) before `first` became visible
-    got = live.new_incidents(conn, principal=dispatcher, after_id=second, sent={second})
+    got = live.new_incidents(conn, principal=dispatcher, after_id=second, sent={second}).items
     assert [i["id"] for i in got] == [first]
     assert live.new_incidents(conn, principal=dispatcher, after_id=second,
-                              sent={first, second}) == []
+                              sent={first, second}).items == []
 
 
 def test_event_stream_says_hello_and_needs_a_login(anonymous: TestClient, headers) -> None:
