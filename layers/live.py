@@ -10,7 +10,8 @@ safety poll.
 
 Ids are taken before commit, so a transaction holding a lower id may commit after a higher one
 was sent: :func:`new_incidents` looks back :data:`LOOKBACK_IDS` ids below its cursor and skips
-those already sent, so such a late case still appears.
+those the stream has already seen (sent, or there when it started), so such a late case still
+appears.
 """
 
 from __future__ import annotations
@@ -50,27 +51,43 @@ class Batch:
     overflow: bool = False
 
 
-def new_incidents(conn: Connection, *, principal: Principal, after_id: int,
-                  sent: set[int] | None = None, limit: int = MAX_BATCH) -> Batch:
-    """Incidents in the caller's jurisdiction not yet sent, oldest first.
-
-    "Not yet sent": an id above ``after_id``, or above ``after_id - LOOKBACK_IDS`` and not in
-    ``sent`` (a late commit; pass ``sent`` as the ids sent so far). Each item is the incident as
-    ``GET /incidents/{id}`` shows it to the caller (same masking), without its history. More than
-    ``limit`` at once gives an overflow batch rather than a flood of events.
-    """
-    principal.require(Permission.INCIDENTS_READ)
+def _scope_sql(principal: Principal, where: list[str], params: dict[str, Any]) -> None:
     scope = principal.locate_scope()
-    sent = sent if sent is not None else set()
-    where = ["id > :floor"]
-    floor = after_id - LOOKBACK_IDS if sent else after_id
-    params: dict[str, Any] = {"floor": max(0, floor), "limit": limit + 1 + LOOKBACK_IDS}
     if not scope.covers(None):
         where.append("region_code LIKE ANY(:scope)")
         params["scope"] = scope.like_patterns()
+
+
+def seen_ids(conn: Connection, *, principal: Principal, after_id: int) -> set[int]:
+    """The ids a stream starting at ``after_id`` counts as already seen: those in its
+    jurisdiction within :data:`LOOKBACK_IDS` at or below the cursor (they are not new)."""
+    principal.require(Permission.INCIDENTS_READ)
+    where = ["id > :floor", "id <= :cursor"]
+    params: dict[str, Any] = {"floor": max(0, after_id - LOOKBACK_IDS), "cursor": after_id}
+    _scope_sql(principal, where, params)
+    return {i for (i,) in conn.execute(text(
+        f"SELECT id FROM incident WHERE {' AND '.join(where)}"), params)}
+
+
+def new_incidents(conn: Connection, *, principal: Principal, after_id: int,
+                  seen: set[int] | None = None, limit: int = MAX_BATCH) -> Batch:
+    """Incidents in the caller's jurisdiction the stream has not seen, oldest first.
+
+    Without ``seen``: those with an id above ``after_id``. With ``seen`` (the ids the stream has
+    seen in the last :data:`LOOKBACK_IDS`, see :func:`seen_ids`): also those below the cursor
+    that were not visible before, i.e. a transaction that took a lower id but committed later.
+    Each item is the incident as ``GET /incidents/{id}`` shows it to the caller (same masking),
+    without its history. More than ``limit`` at once gives an overflow batch rather than a flood.
+    """
+    principal.require(Permission.INCIDENTS_READ)
+    where = ["id > :floor"]
+    floor = after_id - LOOKBACK_IDS if seen is not None else after_id
+    params: dict[str, Any] = {"floor": max(0, floor), "limit": limit + 1 + LOOKBACK_IDS}
+    _scope_sql(principal, where, params)
+    seen = seen or set()
     ids = [i for (i,) in conn.execute(text(
         f"SELECT id FROM incident WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit"),
-        params) if i not in sent][:limit + 1]
+        params) if i not in seen][:limit + 1]
     if len(ids) > limit:
         return Batch(items=[], overflow=True)
     out = []

@@ -97,15 +97,20 @@ async def get_events(
 
     cursor = after if after is not None else await run_in_threadpool(latest)
 
-    def fetch(cursor: int, sent: set[int]) -> tuple[live.Batch, int]:
+    def fetch(cursor: int, seen: set[int] | None) -> tuple[live.Batch, int, set[int]]:
         with engine.connect() as conn:
-            batch = live.new_incidents(conn, principal=principal, after_id=cursor, sent=sent)
-            return batch, live.latest_id(conn) if batch.overflow else cursor
+            if seen is None:  # what was there when the stream started is not news
+                seen = live.seen_ids(conn, principal=principal, after_id=cursor)
+            batch = live.new_incidents(conn, principal=principal, after_id=cursor, seen=seen)
+            if batch.overflow:
+                cursor = live.latest_id(conn)
+                seen = live.seen_ids(conn, principal=principal, after_id=cursor)
+            return batch, cursor, seen
 
     async def stream() -> AsyncIterator[bytes]:
         nonlocal cursor
         wake, unsubscribe = hub.subscribe()
-        sent: set[int] = set()
+        seen: set[int] | None = None
         deadline = time.monotonic() + max_s
         try:
             # The hello carries the cursor as its id, so a reconnecting browser resumes from it
@@ -114,15 +119,14 @@ async def get_events(
                                              cursor)
             while time.monotonic() < deadline and not await request.is_disconnected():
                 wake.clear()
-                batch, latest = await run_in_threadpool(fetch, cursor, sent)
+                batch, cursor, known = await run_in_threadpool(fetch, cursor, seen)
                 if batch.overflow:  # a bulk import: skip ahead, the page reloads its list
-                    cursor, sent = latest, set()
                     yield _event("reload", {"after": cursor}, cursor)
                 for item in batch.items:
-                    sent.add(item["id"])
+                    known.add(item["id"])
                     cursor = max(cursor, item["id"])
                     yield _event("incident", item, item["id"])
-                sent = {i for i in sent if i > cursor - live.LOOKBACK_IDS}
+                seen = {i for i in known if i > cursor - live.LOOKBACK_IDS}
                 if batch.items:
                     continue  # there may be more
                 waited = 0.0

@@ -252,7 +252,7 @@
     map.setView([29.3, 120.07], 11);
     map.on("click", (e) => {
       // The map's own CRS: WGS84 unless the base map is GCJ-02.
-      locate(e.latlng.lng, e.latlng.lat, state.gcj ? "gcj02" : "EPSG:4326");
+      locate(e.latlng.lng, e.latlng.lat, state.gcj ? "gcj02" : "EPSG:4326", { keepView: true });
     });
     let timer = null;
     map.on("moveend", () => {
@@ -407,6 +407,7 @@
     q.set("zoom", String(state.map.getZoom()));
     q.set("bbox", viewBbox());
     q.set("pixels", "16");
+    state.heatQuery = q.toString();
     const data = await api(`/maps/heat?${q}`);
     if (seq !== state.heatSeq || !$("heat-on").checked) return;
     // Scale to the 98th percentile, so one hot bin does not wash out the rest.
@@ -523,9 +524,11 @@
     if (state.events) state.events.close();
     const es = new EventSource("/portal/events", { withCredentials: true });
     state.events = es;
-    es.addEventListener("hello", () => setLive("on"));
+    state.liveLog = [];  // what arrived, for the UI tests
+    es.addEventListener("hello", (ev) => { state.liveLog.push(["hello", ev.lastEventId]); setLive("on"); });
     es.addEventListener("incident", (ev) => {
       const c = JSON.parse(ev.data);
+      state.liveLog.push(["incident", c.id]);
       const street = $("street").value;
       if (street && !(c.region_code || "").startsWith(street.slice(0, 9))) return;
       if (!OPEN.includes(c.state)) return;
@@ -537,7 +540,9 @@
       renderCases();
       state.countsCache.clear();
     });
-    es.addEventListener("reload", () => { state.countsCache.clear(); guarded(loadCases); });
+    es.addEventListener("reload", (ev) => {
+      state.liveLog.push(["reload", ev.lastEventId]); state.countsCache.clear(); guarded(loadCases);
+    });
     es.onerror = () => setLive(es.readyState === EventSource.CLOSED ? "off" : "retry");
   }
 
@@ -609,8 +614,9 @@
       if (state.point) state.point.remove();
       state.point = L.circleMarker(toMap(body.point.lon, body.point.lat), { radius: 6, color: "#fff",
         weight: 2, fillColor: "#d62828", fillOpacity: 1 }).addTo(state.map);
-      if (!opts.keepView && !state.map.getBounds().contains(state.point.getLatLng())) {
-        state.map.setView(state.point.getLatLng(), Math.max(state.map.getZoom(), 14), { animate: false });
+      // A pasted point is shown close up; a click keeps the view (the user is looking at it).
+      if (opts.zoomTo || (!opts.keepView && !state.map.getBounds().contains(state.point.getLatLng()))) {
+        state.map.setView(state.point.getLatLng(), Math.max(state.map.getZoom(), 15), { animate: false });
       }
       const target = body.grid || body.region;
       if (target) {
@@ -660,7 +666,7 @@
       showError({ message: t("error_coords") });
       return;
     }
-    locate(parts[0], parts[1], $("crs").value);
+    locate(parts[0], parts[1], $("crs").value, { zoomTo: true });
   }
   async function registerIncident(ev) {
     ev.preventDefault();
@@ -673,7 +679,8 @@
         description: $("reg-description").value, address: $("reg-address").value,
         lon: b.point.lon, lat: b.point.lat, crs: "EPSG:4326" } });
       const id = res.id || (res.incident && res.incident.id);
-      $("reg-result").textContent = t("registered").replace("{id}", String(id));
+      $("reg-result").innerHTML = esc(t("registered").replace("{id}", String(id))) +
+        ` <a href="#" data-case="${Number(id)}">${esc(t("show_case"))}</a>`;
       $("reg-result").hidden = false;
       $("reg-description").value = "";
     });
@@ -792,6 +799,10 @@
   });
   $("coord-form").addEventListener("submit", pasted);
   $("register-form").addEventListener("submit", registerIncident);
+  $("reg-result").addEventListener("click", (ev) => {
+    const a = ev.target.closest("a[data-case]");
+    if (a) { ev.preventDefault(); selectCase(Number(a.dataset.case)); }
+  });
   $("patrol-show").addEventListener("click", showCoverage);
   $("patrol-table").addEventListener("click", (ev) => {
     const tr = ev.target.closest("tr[data-code]");

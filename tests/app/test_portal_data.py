@@ -118,14 +118,17 @@ def test_a_burst_asks_for_a_reload_instead_of_a_flood(conn: Connection) -> None:
 
 def test_a_late_commit_below_the_cursor_is_still_sent(conn: Connection) -> None:
     grid = _grid(conn, "330782001")
+    older = _incident(conn, grid, "late-0")  # there before the stream started: not news
     first = _incident(conn, grid, "late-1")
     second = _incident(conn, grid, "late-2")
     dispatcher = Principal.make("user:d", "dispatcher", Scope.of("330782"))
-    # the stream sent `second` (cursor there) before `first` became visible
-    got = live.new_incidents(conn, principal=dispatcher, after_id=second, sent={second}).items
-    assert [i["id"] for i in got] == [first]
+    # the stream started at `older`, then sent `second` before `first` became visible
+    seen = live.seen_ids(conn, principal=dispatcher, after_id=older) - {first, second}
+    assert older in seen
+    got = live.new_incidents(conn, principal=dispatcher, after_id=second, seen=seen | {second})
+    assert [i["id"] for i in got.items] == [first]
     assert live.new_incidents(conn, principal=dispatcher, after_id=second,
-                              sent={first, second}).items == []
+                              seen=seen | {first, second}).items == []
 
 
 def test_event_stream_says_hello_and_needs_a_login(anonymous: TestClient, headers) -> None:

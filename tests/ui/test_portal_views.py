@@ -189,7 +189,10 @@ def test_new_incident_appears_live(page, server: str, street_point, other_point)
     took = time.monotonic() - t0
     assert new_id not in before
     assert page.locator(f"#cases li[data-id='{outside.json()['id']}']").count() == 0
-    assert page.locator(f"#cases li[data-id='{new_id}']").get_attribute("class").count("fresh")
+    log = _state(page, "liveLog")
+    assert ["incident", new_id] in log, log  # it came by the event stream, on its own
+    assert not [e for e in log if e[0] == "reload"], log
+    assert "fresh" in page.locator(f"#cases li[data-id='{new_id}']").get_attribute("class"), log
     assert took < 5  # by NOTIFY, not the 10 s safety poll
     page.screenshot(path=str(ARTIFACTS / "live.png"))
 
@@ -206,7 +209,7 @@ def test_dispatcher_registers_incident_from_card(page, server: str, street_point
     page.fill("#reg-description", "门户登记测试")
     page.click("#reg-submit")
     page.wait_for_selector("#reg-result:not([hidden])")
-    new_id = int("".join(ch for ch in page.inner_text("#reg-result") if ch.isdigit()))
+    new_id = int(page.get_attribute("#reg-result a", "data-case"))
     c = _session(server, "t_dispatcher")
     try:
         got = c.get(f"/incidents/{new_id}").json()
@@ -214,10 +217,15 @@ def test_dispatcher_registers_incident_from_card(page, server: str, street_point
         c.close()
     assert got["grid_code"] == code == page.inner_text("#card-grid-code")
     assert got["description"] == "门户登记测试" and got["category"] == "E0101"
+    assert page.evaluate("window.citygrid.state.map.getZoom()") >= 15  # the pasted point, close up
     page.screenshot(path=str(ARTIFACTS / "register.png"))
+    page.click("#reg-result a")  # straight to the new case, with its history
+    page.wait_for_selector("#case-detail:not([hidden])")
+    assert f"#{new_id}" in page.inner_text("#case-detail")
+    assert "门户登记测试" in page.inner_text("#case-detail")
 
 
-def test_street_supervisor_sees_only_their_street(page, other_point) -> None:
+def test_street_supervisor_sees_only_their_street(page, server: str, other_point) -> None:
     login(page, "t_supervisor")
     options = page.locator("#street option").evaluate_all("os => os.map(o => o.value)")
     assert [o for o in options if o] == [STREET + "000"]
@@ -233,6 +241,21 @@ def test_street_supervisor_sees_only_their_street(page, other_point) -> None:
                for c in _state(page, "outlineData.features.map(f => f.properties.code)"))
     counts = page.evaluate("[...window.citygrid.state.values.keys()]")
     assert counts and all(c.startswith(STREET) for c in counts)
+    # the heatmap counts only the street's incidents: what a dispatcher gets for that street
+    page.evaluate("void window.citygrid.state.map.setView([29.3, 120.07], 12, { animate: false })")
+    _idle(page)
+    page.check("#heat-on")
+    page.wait_for_function("window.citygrid.state.heatDrawn === true")
+    query = _state(page, "heatQuery")
+    mine = _state(page, "heatData.total")
+    c = _session(server, "t_dispatcher")
+    try:
+        street = c.get(f"/maps/heat?{query}&region={STREET}").json()["total"]
+        city = c.get(f"/maps/heat?{query}").json()["total"]
+    finally:
+        c.close()
+    assert 0 < mine == street < city
+    page.uncheck("#heat-on")
     # nor can it be found by name or code
     page.click("[data-tab=tab-lookup]")
     page.fill("#search", other_point[0])
@@ -297,3 +320,16 @@ def test_phone_layout(new_page) -> None:
     phone.screenshot(path=str(ARTIFACTS / "phone.png"))
     phone.click("[data-tab=tab-cases]")
     phone.screenshot(path=str(ARTIFACTS / "phone-cases.png"), full_page=True)
+
+
+def test_session_survives_a_reload_and_logout_ends_it(page) -> None:
+    login(page, "t_supervisor")
+    page.reload()
+    page.wait_for_selector("#map-view:not([hidden])")
+    page.wait_for_function("window.citygrid.state.ready === true")
+    assert page.inner_text("#who").startswith("t_supervisor")
+    page.click("#logout")
+    page.wait_for_selector("#login-form")
+    assert page.is_hidden("#map-view") and page.is_hidden("#live-status")
+    page.reload()
+    assert page.is_visible("#login-form")  # the session is gone, not just hidden
