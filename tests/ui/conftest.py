@@ -19,30 +19,40 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
-from app.db import migrate
+from app.db import is_empty, migrate
 from app.main import create_app
-from app.settings import Settings
-from tests.conftest import database_url
+from app.settings import DatabaseSettings, Settings
+from tests.conftest import _ensure_accounts, app_role_url, database_url
 
 UI_INCIDENTS = 20_000
 
 
 @pytest.fixture(scope="session")
-def db_url() -> str:
+def ui_db_url() -> str:
     url = database_url("citygrid_test_ui")
     migrate(url)
     return url
 
 
-@pytest.fixture(scope="session", autouse=True)
-def ui_data(engine) -> None:
-    """Incidents and patrols for the views (the root ``engine`` fixture loads city and users)."""
+# ``engine`` and ``settings`` are overridden here, not ``db_url``: a session fixture is cached by
+# its definition, so overriding only its dependency would hand these tests the data tests' engine
+# (or the data tests this one) whenever both run in one session.
+@pytest.fixture(scope="session")
+def engine(ui_db_url: str) -> Iterator[Engine]:
+    """The browser tests' database: demo city, test accounts, incidents, yesterday's patrols."""
+    from app.seed import load_demo
     from app.seed_incidents import load_demo_incidents
     from data.patrols import load_demo_patrols
+    from layers.incidents.catalogue import seed
 
-    with engine.begin() as conn:
+    eng = create_engine(ui_db_url)
+    with eng.begin() as conn:
+        if is_empty(conn):
+            load_demo(conn)
+        seed(conn)
+        _ensure_accounts(conn)
         if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM incident)")).scalar_one():
             load_demo_incidents(conn, n=UI_INCIDENTS)
         # Yesterday's patrols (Beijing time), once: one day at a time, so runs on later days
@@ -52,6 +62,14 @@ def ui_data(engine) -> None:
             " = (now() AT TIME ZONE 'Asia/Shanghai')::date - 1)")).scalar_one()
         if not have:
             load_demo_patrols(conn, days=1)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(ui_db_url: str) -> Settings:
+    return Settings(db=DatabaseSettings(database_url=app_role_url(ui_db_url),
+                                        migration_url=ui_db_url))
 
 
 sync_api = pytest.importorskip("playwright.sync_api")
