@@ -709,8 +709,7 @@
       tbody.innerHTML = rows.map((g) => `<tr data-code="${esc(g.code)}"><td>${esc(g.code.slice(9))} ${esc(g.name)}</td>` +
         `<td>${Math.round(g.share * 100)}%</td><td>${g.seconds_since == null ? t("never") : ago(g.seconds_since)}</td></tr>`).join("");
       $("patrol-table").hidden = false;
-      const bounds = await drawOutlines();
-      void bounds;
+      await drawOutlines();
       if (state.outlines && state.outlines.getLayers().length) {
         state.map.fitBounds(state.outlines.getBounds(), { animate: false });
       }
