@@ -11,6 +11,10 @@
   const LIGHT = { red: "#d62828", yellow: "#f4a261", green: "#2a9d8f" };
   const RAMP = ["#fff5eb", "#fdd0a2", "#fd8d3c", "#e6550d", "#a63603"];  // sequential, 5 classes
   const COVER_RAMP = ["#a50f15", "#ef3b2c", "#fc9272", "#c7e9c0", "#41ab5d"];  // low → high share
+  const SINCE_RAMP = [...COVER_RAMP].reverse();  // hours since the last patrol: recent is good
+  const PATROL_THEMES = ["coverage", "since_patrol"];
+  const isPatrolTheme = () => PATROL_THEMES.includes($("theme").value);
+  const rampFor = (theme) => theme === "coverage" ? COVER_RAMP : theme === "since_patrol" ? SINCE_RAMP : RAMP;
   const state = {
     lang: localStorage.getItem("citygrid.lang") || "zh-CN",
     csrf: null, map: null, config: null, gcj: false, me: null,
@@ -210,14 +214,15 @@
     let html = `<h3>${t("legend")}</h3>`;
     const theme = $("theme").value;
     if (theme !== "none" && state.breaks) {
-      const ramp = theme === "coverage" ? COVER_RAMP : RAMP;
+      const ramp = rampFor(theme);
       html += `<div class="legend-title">${esc(themeTitle())}</div>`;
       state.breaks.forEach((b, i) => {
         const next = state.breaks[i + 1];
-        const fmt = (v) => theme === "coverage" ? `${Math.round(v * 100)}%` : (Math.round(v * 10) / 10);
+        const fmt = (v) => theme === "coverage" ? `${Math.round(v * 100)}%`
+          : theme === "since_patrol" ? t("hours_ago").replace("{n}", String(v)) : (Math.round(v * 10) / 10);
         html += `<div><i style="background:${ramp[i]}"></i>${fmt(b)}${next !== undefined ? " – " + fmt(next) : "+"}</div>`;
       });
-      if (theme === "coverage") html += `<div><i class="nodata"></i>${t("no_data")}</div>`;
+      if (PATROL_THEMES.includes(theme)) html += `<div><i class="nodata"></i>${t(theme === "since_patrol" ? "never_patrolled" : "no_data")}</div>`;
     }
     html += `<div class="extra"><i class="outline"></i>${t("level_" + (state.outlineData ? state.outlineData.level : "street"))}</div>`;
     if (state.grid) html += `<div class="extra"><i class="grid"></i>${t("legend_grid")}</div>`;
@@ -304,9 +309,9 @@
     const q = new URLSearchParams({ zoom: String(zoom) });
     if (!opts.fit) q.set("bbox", viewBbox());
     if ($("street").value) q.set("parent", $("street").value);
-    if ($("theme").value === "coverage") q.set("level", "grid");
+    if (isPatrolTheme()) q.set("level", "grid");
     // The level follows the zoom by the server's rule; ask for its values at the same time.
-    const guess = $("theme").value === "coverage" ? "grid" : zoom < 13 ? "street" : zoom < 14 ? "community" : "grid";
+    const guess = isPatrolTheme() ? "grid" : zoom < 13 ? "street" : zoom < 14 ? "community" : "grid";
     let [data, values] = await Promise.all([api(`/portal/outlines?${q}`), loadValues(guess)]);
     if (seq !== state.outlineSeq) return;  // a newer view was asked for meanwhile
     if (data.level !== guess) values = await loadValues(data.level);
@@ -347,9 +352,9 @@
     const v = valueOf(feature.properties.code);
     if (theme === "none" || !state.breaks) return { ...base, fill: true, fillColor: "#a8dadc", fillOpacity: 0.12 };
     if (v === undefined || v === null) {
-      return { ...base, fill: true, fillColor: "#cccccc", fillOpacity: theme === "coverage" ? 0.35 : 0.1 };
+      return { ...base, fill: true, fillColor: "#cccccc", fillOpacity: PATROL_THEMES.includes(theme) ? 0.35 : 0.1 };
     }
-    const ramp = theme === "coverage" ? COVER_RAMP : RAMP;
+    const ramp = rampFor(theme);
     let k = 0;
     state.breaks.forEach((b, i) => { if (v >= b) k = i; });
     // Under the heatmap the choropleth steps back, so the two do not fight.
@@ -366,8 +371,12 @@
   async function loadValues(level) {
     const theme = $("theme").value;
     if (theme === "none") return { values: null, breaks: null };
-    if (theme === "coverage") {
+    if (PATROL_THEMES.includes(theme)) {
       if (!state.coverage) return { values: null, breaks: null, missing: true };
+      if (theme === "since_patrol") {  // hours; a grid never patrolled in the window has no value
+        return { values: new Map(state.coverage.grids.map((g) => [g.code,
+          g.seconds_since == null ? null : g.seconds_since / 3600])), breaks: [0, 6, 12, 24, 48] };
+      }
       return { values: new Map(state.coverage.grids.map((g) => [g.code, g.share])),
         breaks: [0, 0.2, 0.4, 0.6, 0.8] };
     }
@@ -700,7 +709,7 @@
         since: `${$("patrol-since").value}T00:00:00+08:00`, until: `${$("patrol-until").value}T00:00:00+08:00` });
       const cov = await api(`/patrols/coverage?${q}`);
       state.coverage = cov;
-      $("theme").value = "coverage";
+      if (!isPatrolTheme()) $("theme").value = "coverage";
       if ($("street").value !== region.slice(0, 9) && $("street").querySelector(`option[value^="${region.slice(0, 9)}"]`)) {
         $("street").value = $("street").querySelector(`option[value^="${region.slice(0, 9)}"]`).value;
       }
@@ -762,13 +771,13 @@
   });
   $("street").addEventListener("change", () => guarded(async () => {
     state.coverage = null;
-    if ($("theme").value === "coverage") $("theme").value = "incidents";
+    if (isPatrolTheme()) $("theme").value = "incidents";
     await drawOutlines({ fit: true });
     await loadCases();
     if (state.heat) await drawHeat();
   }));
   $("theme").addEventListener("change", () => {
-    if ($("theme").value === "coverage" || state.outlineData.level === "grid") guarded(drawOutlines); else restyle();
+    if (isPatrolTheme() || state.outlineData.level === "grid") guarded(drawOutlines); else restyle();
   });
   const windowChanged = () => { restyle(); if (state.heat || $("heat-on").checked) guarded(drawHeat); };
   $("since").addEventListener("change", windowChanged);

@@ -279,6 +279,15 @@ def test_patrol_coverage_unpatrolled_and_track(page, engine: Engine) -> None:
     shares = _state(page, "coverage.grids.map(g => g.share)")
     assert max(shares) > 0  # yesterday's patrols are there
     page.screenshot(path=str(ARTIFACTS / "coverage.png"))
+    # the same grids by hours since their last patrol
+    page.click("[data-tab=tab-map]")
+    page.select_option("#theme", "since_patrol")
+    page.wait_for_function("document.querySelector('.legend').innerText.includes('距上次巡查')")
+    _idle(page)
+    hours = page.evaluate("[...window.citygrid.state.values.values()].filter(v => v !== null)")
+    assert hours and min(hours) >= 0
+    page.screenshot(path=str(ARTIFACTS / "since-patrol.png"))
+    page.click("[data-tab=tab-patrol]")
     rows.first.click()  # the least covered grid
     page.wait_for_function("window.citygrid.state.unpatrolled !== null")
     _idle(page)
