@@ -158,6 +158,10 @@
     $("login-view").hidden = true; $("map-view").hidden = false; $("logout").hidden = false;
     showWho();
     $("planner-link").hidden = !can("plans:read");
+    // What the role may not read is not offered (the API would refuse it anyway).
+    const patrols = can("patrols:read");
+    document.querySelector("[data-tab=tab-patrol]").hidden = !patrols;
+    PATROL_THEMES.forEach((v) => { $("theme").querySelector(`option[value=${v}]`).hidden = !patrols; });
     $("register-form").hidden = true;
     if (!state.map) await initMap(); else state.map.invalidateSize();
   }

@@ -308,13 +308,17 @@ def test_patrol_coverage_unpatrolled_and_track(page, engine: Engine) -> None:
     page.screenshot(path=str(ARTIFACTS / "patrol.png"))
 
 
-def test_planner_link_only_for_planners(page, new_page) -> None:
+def test_what_is_offered_follows_the_role(page, new_page) -> None:
     login(page, "t_planner")
     assert page.is_visible("#planner-link")
     assert page.get_attribute("#planner-link", "href") == "/planner"
+    assert page.is_visible("[data-tab=tab-patrol]")  # planners read patrols
     other = new_page()
     login(other, "t_dispatcher")
     assert other.is_hidden("#planner-link")
+    # dispatchers may not read patrols: the tab and the patrol themes are not offered
+    assert other.is_hidden("[data-tab=tab-patrol]")
+    assert other.evaluate("document.querySelector('#theme option[value=coverage]').hidden")
 
 
 def test_phone_layout(new_page) -> None:
