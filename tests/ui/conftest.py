@@ -24,7 +24,7 @@ from sqlalchemy import Engine, create_engine, text
 from app.db import is_empty, migrate
 from app.main import create_app
 from app.settings import DatabaseSettings, Settings
-from tests.conftest import _ensure_accounts, app_role_url, database_url
+from tests.conftest import TEST_PASSWORD, _ensure_accounts, app_role_url, database_url
 
 UI_INCIDENTS = 20_000
 
@@ -72,12 +72,7 @@ def settings(ui_db_url: str) -> Settings:
                                         migration_url=ui_db_url))
 
 
-sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian chromium is not installed", allow_module_level=True)
-
-from tests.conftest import TEST_PASSWORD  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -114,6 +109,10 @@ def server(settings: Settings, engine: Engine) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
+    # Skipped (not failed) where Playwright or Debian's Chromium is missing.
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

@@ -292,6 +292,7 @@ def test_patrol_coverage_unpatrolled_and_track(page, engine: Engine) -> None:
     page.wait_for_function("window.citygrid.state.unpatrolled !== null")
     _idle(page)
     assert "未巡查" in page.inner_text(".legend")
+    page.screenshot(path=str(ARTIFACTS / "unpatrolled.png"))
     with engine.connect() as conn:
         staff, day = conn.execute(text(
             "SELECT s.code, ((f.at AT TIME ZONE 'Asia/Shanghai')::date)::text FROM patrol_fix f "
