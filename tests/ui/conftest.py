@@ -121,8 +121,8 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def new_page(browser, server: str) -> Iterator[Callable[..., object]]:
-    """``new_page(width=, height=)``: a fresh browser context on the portal; any request off
-    127.0.0.1 is blocked and recorded, and fails the test."""
+    """``new_page(width=, height=)``: a fresh browser context on the portal. Any request off
+    127.0.0.1 is blocked and fails the test, and so does any uncaught exception in the page."""
     contexts = []
     outside: list[str] = []
 
@@ -139,14 +139,17 @@ def new_page(browser, server: str) -> Iterator[Callable[..., object]]:
         contexts.append(context)
         context.route("**/*", guard)
         pg = context.new_page()
+        pg.on("pageerror", lambda exc: crashes.append(str(exc)))
         pg.set_default_timeout(20_000)
         pg.goto(server + "/")
         return pg
 
+    crashes: list[str] = []  # uncaught exceptions in the page's scripts
     yield make
     for context in contexts:
         context.close()
     assert not outside, f"the portal tried to reach outside 127.0.0.1: {outside}"
+    assert not crashes, f"the page threw: {crashes}"
 
 
 @pytest.fixture
