@@ -154,6 +154,7 @@
   async function showMap() {
     // Who I am and the page settings, side by side: the first view waits on the slower one only.
     const [me, config] = await Promise.all([api("/auth/me"), state.config || api("/portal/config.json")]);
+    if (state.me && state.me.name !== me.name) { location.reload(); return; }  // another user: start clean
     state.me = me; state.config = config;
     $("login-view").hidden = true; $("map-view").hidden = false; $("logout").hidden = false;
     showWho();
@@ -163,7 +164,10 @@
     document.querySelector("[data-tab=tab-patrol]").hidden = !patrols;
     PATROL_THEMES.forEach((v) => { $("theme").querySelector(`option[value=${v}]`).hidden = !patrols; });
     $("register-form").hidden = true;
-    if (!state.map) await initMap(); else state.map.invalidateSize();
+    if (!state.map) { await initMap(); return; }
+    // The same user again (the session had expired): bring the view up to date.
+    state.map.invalidateSize();
+    await Promise.all([guarded(loadCases), startLive(), guarded(drawOutlines)]);
   }
   function showWho() {
     if (state.me) $("who").textContent = `${state.me.name.replace(/^user:/, "")} (${label("userrole_", state.me.role)})`;
@@ -182,11 +186,13 @@
   async function logout() {
     await guarded(() => api("/auth/logout", { method: "POST" }));
     state.csrf = null;
-    showLogin();
+    // A fresh page: nothing of this user's view (streets, cases, stream) may survive the next login.
+    location.reload();
   }
 
   // ---- dates and filters ------------------------------------------------------------------------
-  const isoDay = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 10);
+  // A day in Beijing time, as YYYY-MM-DD (the API's windows are Beijing days whatever the browser's zone).
+  const isoDay = (d) => d.toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });
   function setDays(days) {
     const today = new Date();
     $("until").value = isoDay(new Date(today.getTime() + 86400000));

@@ -347,3 +347,7 @@ def test_session_survives_a_reload_and_logout_ends_it(page) -> None:
     assert page.is_hidden("#map-view") and page.is_hidden("#live-status")
     page.reload()
     assert page.is_visible("#login-form")  # the session is gone, not just hidden
+    # another user in the same tab sees their own jurisdiction, nothing of the last one's
+    login(page, "t_dispatcher")
+    assert page.locator("#street option").count() == 15  # all 14 streets and "all"
+    assert page.inner_text("#who").startswith("t_dispatcher")
