@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gis.transform import wgs84_to_gcj02
+from gis.transform import wgs84_to_bd09, wgs84_to_gcj02
 from map_ui import portal
 from tests.ui.conftest import ARTIFACTS, login
 
@@ -69,6 +69,18 @@ def test_pasted_gcj02_gives_same_grid(page, grid_point, expected: dict) -> None:
     page.click("#locate")
     _card_matches(page, expected)
     assert "GCJ-02" in page.inner_text("#card")  # the card says which CRS the input was read in
+
+
+def test_pasted_bd09_gives_same_grid(page, grid_point, expected: dict) -> None:
+    _, lon, lat = grid_point
+    blon, blat = wgs84_to_bd09(lon, lat)
+    login(page)
+    page.click("[data-tab=tab-lookup]")
+    page.fill("#coords", f"{float(blon):.7f}, {float(blat):.7f}")
+    page.select_option("#crs", "bd09")
+    page.click("#locate")
+    _card_matches(page, expected)
+    assert "BD-09" in page.inner_text("#card").upper().replace("BD09", "BD-09")
 
 
 def test_english_switch(page) -> None:
