@@ -1,14 +1,28 @@
-// CityGrid portal: log in, draw streets (and one street's communities), answer "who is responsible here?".
-// Data calls go to the API on the same origin with the http-only session cookie; writes echo the CSRF
-// token. Nothing is fetched from elsewhere unless an operator configures a base map.
+// CityGrid portal: outlines by zoom with choropleths, heatmap, open cases (live), lookup card,
+// patrol coverage. Data calls go to the API on the same origin with the http-only session cookie;
+// writes echo the CSRF token. Nothing is fetched from elsewhere unless an operator configures a
+// base map. Every answer is already cut to the user's jurisdiction by the API.
 "use strict";
 (function () {
   const STRINGS = window.CG_I18N;
   const $ = (id) => document.getElementById(id);
+  const OPEN = ["received", "registered", "dispatched", "handling", "reported", "verified"];
+  const CLOSED = ["closed", "evaluated"];
+  const LIGHT = { red: "#d62828", yellow: "#f4a261", green: "#2a9d8f" };
+  const RAMP = ["#fff5eb", "#fdd0a2", "#fd8d3c", "#e6550d", "#a63603"];  // sequential, 5 classes
+  const COVER_RAMP = ["#a50f15", "#ef3b2c", "#fc9272", "#c7e9c0", "#41ab5d"];  // low → high share
+  const SINCE_RAMP = [...COVER_RAMP].reverse();  // hours since the last patrol: recent is good
+  const PATROL_THEMES = ["coverage", "since_patrol"];
+  const isPatrolTheme = () => PATROL_THEMES.includes($("theme").value);
+  const rampFor = (theme) => theme === "coverage" ? COVER_RAMP : theme === "since_patrol" ? SINCE_RAMP : RAMP;
   const state = {
     lang: localStorage.getItem("citygrid.lang") || "zh-CN",
-    csrf: null, map: null, config: null, gcj: false,
-    streets: null, communities: null, grid: null, point: null, lastLocate: null,
+    csrf: null, map: null, config: null, gcj: false, me: null,
+    outlines: null, outlineData: null, labels: null, outlineSeq: 0, values: null, breaks: null,
+    countsCache: new Map(), coverage: null, grid: null, point: null, lastLocate: null,
+    heat: null, heatSeq: 0, heatDrawn: false, cases: [], caseLayer: null, selectedCase: null,
+    events: null, unpatrolled: null, track: null, categories: [], ready: false,
+    firstView: false, firstViewMs: null, loginAt: null,
   };
   let pending = 0;
 
@@ -25,8 +39,15 @@
     document.documentElement.lang = state.lang;
     document.title = t("title");
     document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
+      el.placeholder = t(el.dataset.i18nPlaceholder);
+    });
     if (state.lastLocate) showCard(state.lastLocate);
     if (state.legend) state.legend.getContainer().innerHTML = legendHtml();
+    if (state.cases.length) renderCases();
+    fillCategories();
+    setLive(state.liveState || null);
+    if (!$("map-view").hidden) showWho();
   }
 
   // ---- requests ---------------------------------------------------------------------------------
@@ -50,7 +71,10 @@
     busy(1);
     try {
       let res;
-      try { res = await fetch(path, opts); } catch (e) { throw new ApiError(0, { message: t("error_network") }); }
+      try { res = await fetch(path, opts); } catch (e) {
+        if (e.name === "AbortError") throw e;
+        throw new ApiError(0, { message: t("error_network") });
+      }
       if (res.status === 204) return null;
       let body = null;
       try { body = await res.json(); } catch (e) { body = null; }
@@ -68,11 +92,15 @@
   }
   async function guarded(fn) {
     try { showError(null); return await fn(); } catch (err) {
-      if (err instanceof ApiError && err.status === 401 && state.map) { showLogin(); }
+      if (err && err.name === "AbortError") return undefined;
+      if (err instanceof ApiError && err.status === 401 && state.map) {
+        showLogin(); err = new ApiError(401, { message: t("error_session") });
+      }
       showError(err);
       return undefined;
     }
   }
+  const can = (perm) => !!(state.me && state.me.permissions.includes(perm));
 
   // ---- coordinates: the map shows GCJ-02 only when the configured base map is in GCJ-02 --------
   const A = 6378245.0, EE = 0.00669342162296594323;
@@ -99,8 +127,18 @@
     const [x, y] = state.gcj ? wgsToGcj(lon, lat) : [lon, lat];
     return L.latLng(y, x);
   }
-  const geoOptions = (style) => ({ style, interactive: false,
-    coordsToLatLng: (c) => toMap(c[0], c[1]) });
+  function fromMap(latlng) {  // the map's LatLng → WGS84 [lon, lat] (one step: ~1 m, enough for a view)
+    if (!state.gcj) return [latlng.lng, latlng.lat];
+    const [x, y] = wgsToGcj(latlng.lng, latlng.lat);
+    return [2 * latlng.lng - x, 2 * latlng.lat - y];
+  }
+  const geoOptions = (style, extra = {}) => ({ style, interactive: false,
+    coordsToLatLng: (c) => toMap(c[0], c[1]), ...extra });
+  function viewBbox() {
+    const b = state.map.getBounds().pad(0.1);
+    const [x0, y0] = fromMap(b.getSouthWest()), [x1, y1] = fromMap(b.getNorthEast());
+    return [x0, y0, x1, y1].map((v) => v.toFixed(5)).join(",");
+  }
 
   // ---- session ----------------------------------------------------------------------------------
   function cookie(name) {
@@ -109,45 +147,117 @@
   }
   function showLogin() {
     $("login-view").hidden = false; $("map-view").hidden = true;
-    $("logout").hidden = true; $("who").textContent = "";
+    $("logout").hidden = true; $("who").textContent = ""; $("planner-link").hidden = true;
+    if (state.events) { state.events.close(); state.events = null; }
+    $("live-status").hidden = true;
   }
-  async function showMap(who) {
+  async function showMap() {
+    // Who I am and the page settings, side by side: the first view waits on the slower one only.
+    const [me, config] = await Promise.all([api("/auth/me"), state.config || api("/portal/config.json")]);
+    if (state.me && state.me.name !== me.name) { location.reload(); return; }  // another user: start clean
+    state.me = me; state.config = config;
     $("login-view").hidden = true; $("map-view").hidden = false; $("logout").hidden = false;
-    $("who").textContent = who || "";
-    if (!state.map) await initMap();
+    showWho();
+    $("planner-link").hidden = !can("plans:read");
+    // What the role may not read is not offered (the API would refuse it anyway).
+    const patrols = can("patrols:read");
+    document.querySelector("[data-tab=tab-patrol]").hidden = !patrols;
+    PATROL_THEMES.forEach((v) => { $("theme").querySelector(`option[value=${v}]`).hidden = !patrols; });
+    $("register-form").hidden = true;
+    if (!state.map) { await initMap(); return; }
+    // The same user again (the session had expired): bring the view up to date.
     state.map.invalidateSize();
+    await Promise.all([guarded(loadCases), startLive(), guarded(drawOutlines)]);
+  }
+  function showWho() {
+    if (state.me) $("who").textContent = `${state.me.name.replace(/^user:/, "")} (${label("userrole_", state.me.role)})`;
   }
   async function login(ev) {
     ev.preventDefault();
+    state.loginAt = performance.now();
     await guarded(async () => {
       const body = await api("/auth/session", { method: "POST",
         body: { username: $("username").value, password: $("password").value } });
       state.csrf = body.csrf_token;
       $("password").value = "";
-      await showMap(`${body.username} (${body.role})`);
+      await showMap();
     });
   }
   async function logout() {
     await guarded(() => api("/auth/logout", { method: "POST" }));
     state.csrf = null;
-    showLogin();
+    // A fresh page: nothing of this user's view (streets, cases, stream) may survive the next login.
+    location.reload();
+  }
+
+  // ---- dates and filters ------------------------------------------------------------------------
+  // A day in Beijing time, as YYYY-MM-DD (the API's windows are Beijing days whatever the browser's zone).
+  const isoDay = (d) => d.toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });
+  function setDays(days) {
+    const today = new Date();
+    $("until").value = isoDay(new Date(today.getTime() + 86400000));
+    $("since").value = isoDay(new Date(today.getTime() - (days - 1) * 86400000));
+  }
+  function windowParams(q) {  // dates are local (Beijing) days; until is exclusive
+    if ($("since").value) q.set("since", `${$("since").value}T00:00:00+08:00`);
+    if ($("until").value) q.set("until", `${$("until").value}T00:00:00+08:00`);
+    const street = $("street").value;
+    if (street) q.set("region", street);
+    return q;
+  }
+  function heatParams() {
+    const q = windowParams(new URLSearchParams());
+    const cat = $("heat-category").value;
+    if (cat) q.append("category", cat);
+    const st = $("heat-state").value;
+    const states = st === "open" ? OPEN : st === "closed" ? CLOSED : st === "voided" ? ["voided"] : [];
+    states.forEach((s) => q.append("state", s));
+    return q;
   }
 
   // ---- map --------------------------------------------------------------------------------------
-  function legendHtml() {
-    return `<h3>${t("legend")}</h3>` +
-      `<div><i class="street"></i>${t("legend_street")}</div>` +
-      `<div><i class="community"></i>${t("legend_community")}</div>` +
-      `<div><i class="grid"></i>${t("legend_grid")}</div>` +
-      `<div><i class="point"></i>${t("legend_point")}</div>` +
-      (state.config && state.config.base_map ? "" : `<div class="hint">${t("basemap_none")}</div>`);
+  function themeTitle() {
+    const theme = $("theme").value;
+    return theme === "none" ? "" : t(theme === "per_km2" ? "theme_rate" : `theme_${theme}`);
   }
+  function legendHtml() {
+    let html = `<h3>${t("legend")}</h3>`;
+    const theme = $("theme").value;
+    if (theme !== "none" && state.breaks) {
+      const ramp = rampFor(theme);
+      html += `<div class="legend-title">${esc(themeTitle())}</div>`;
+      state.breaks.forEach((b, i) => {
+        const next = state.breaks[i + 1];
+        const fmt = (v) => theme === "coverage" ? `${Math.round(v * 100)}%`
+          : theme === "since_patrol" ? t("hours_ago").replace("{n}", String(v)) : (Math.round(v * 10) / 10);
+        html += `<div><i style="background:${ramp[i]}"></i>${fmt(b)}${next !== undefined ? " – " + fmt(next) : "+"}</div>`;
+      });
+      if (PATROL_THEMES.includes(theme)) html += `<div><i class="nodata"></i>${t(theme === "since_patrol" ? "never_patrolled" : "no_data")}</div>`;
+    }
+    html += `<div class="extra"><i class="outline"></i>${t("level_" + (state.outlineData ? state.outlineData.level : "street"))}</div>`;
+    if (state.grid) html += `<div class="extra"><i class="grid"></i>${t("legend_grid")}</div>`;
+    if (state.point) html += `<div class="extra"><i class="point"></i>${t("legend_point")}</div>`;
+    if (state.heat) html += `<div><i class="heat"></i>${t("heat")}</div>`;
+    if (state.cases.length) {
+      html += `<div class="extra"><i class="dot" style="background:${LIGHT.red}"></i>${t("light_red")}</div>` +
+        `<div class="extra"><i class="dot" style="background:${LIGHT.yellow}"></i>${t("light_yellow")}</div>` +
+        `<div class="extra"><i class="dot" style="background:${LIGHT.green}"></i>${t("light_green")}</div>`;
+    }
+    if (state.unpatrolled) html += `<div><i class="unpatrolled"></i>${t("unpatrolled")}</div>`;
+    if (state.track) html += `<div><i class="track"></i>${t("track")}</div>`;
+    if (!(state.config && state.config.base_map)) html += `<div class="hint extra">${t("basemap_none")}</div>`;
+    return html;
+  }
+  function refreshLegend() { if (state.legend) state.legend.getContainer().innerHTML = legendHtml(); }
+
   async function initMap() {
-    state.config = await api("/portal/config.json");
     const base = state.config.base_map;
     state.gcj = !!(base && base.crs === "GCJ02");
-    const map = L.map("map", { zoomControl: true, attributionControl: !!base, preferCanvas: false });
+    const map = L.map("map", { zoomControl: true, attributionControl: !!base, preferCanvas: true });
     state.map = map;
+    map.createPane("outlines").style.zIndex = 350;
+    map.createPane("labels").style.zIndex = 450;
+    map.getPane("labels").style.pointerEvents = "none";
     if (base) L.tileLayer(base.url, { maxZoom: 19 }).addTo(map);
     L.control.scale({ imperial: false }).addTo(map);
     const legend = L.control({ position: "bottomright" });
@@ -157,68 +267,380 @@
     map.setView([29.3, 120.07], 11);
     map.on("click", (e) => {
       // The map's own CRS: WGS84 unless the base map is GCJ-02.
-      locate(e.latlng.lng, e.latlng.lat, state.gcj ? "gcj02" : "EPSG:4326");
+      locate(e.latlng.lng, e.latlng.lat, state.gcj ? "gcj02" : "EPSG:4326", { keepView: true });
     });
-    await guarded(loadStreets);
-    state.ready = true;  // streets drawn (or their error shown)
+    let timer = null;
+    map.on("moveend", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => { guarded(drawOutlines); if (state.heat) guarded(drawHeat); }, 150);
+    });
+    await guarded(async () => {
+      // Everything the first view needs, side by side.
+      const lists = Promise.all([api("/regions?level=street&limit=1000"),
+        api("/categories").catch(() => [])]).then(([streets, cats]) => {
+        const select = $("street");
+        streets.items.forEach((s) => {
+          const opt = document.createElement("option");
+          opt.value = s.code; opt.textContent = `${s.name} ${s.code.slice(0, 9)}`;
+          select.appendChild(opt);
+        });
+        state.categories = cats;
+        fillCategories();
+      });
+      // The whole jurisdiction at street level frames the first view.
+      await Promise.all([lists, drawOutlines({ fit: true }), guarded(loadCases), startLive()]);
+    });
+    state.ready = true;
+    markFirstView();
   }
-  async function loadStreets() {
-    const page = await api("/regions?level=street&limit=1000");
-    const select = $("street");
-    page.items.forEach((s) => {
-      const opt = document.createElement("option");
-      opt.value = s.code; opt.textContent = `${s.name} ${s.code}`;
-      select.appendChild(opt);
-    });
-    const regions = await Promise.all(page.items.map((s) => api(`/regions/${encodeURIComponent(s.code)}`)));
-    state.streets = L.layerGroup().addTo(state.map);
-    const bounds = L.latLngBounds([]);
-    regions.filter((r) => r.geometry).forEach((r) => {
-      const layer = L.geoJSON(r.geometry, geoOptions({ color: "#1d3557", weight: 2, fill: true,
-        fillColor: "#a8dadc", fillOpacity: 0.15 }));
-      layer.bindTooltip(r.name, { permanent: false });
-      layer.addTo(state.streets);
-      bounds.extend(layer.getBounds());
-    });
-    if (bounds.isValid()) state.map.fitBounds(bounds, { animate: false });
+  function markFirstView() {
+    if (state.firstView) return;
+    state.firstView = true;
+    if (state.loginAt !== null) state.firstViewMs = Math.round(performance.now() - state.loginAt);
   }
-  async function loadCommunities(street) {
-    if (state.communities) { state.communities.remove(); state.communities = null; }
-    if (!street) return;
-    const page = await api(`/regions/${encodeURIComponent(street)}/children?limit=1000`);
-    const regions = await Promise.all(page.items.map((c) => api(`/regions/${encodeURIComponent(c.code)}`)));
-    state.communities = L.layerGroup().addTo(state.map);
-    const bounds = L.latLngBounds([]);
-    regions.filter((r) => r.geometry).forEach((r) => {
-      const layer = L.geoJSON(r.geometry, geoOptions({ color: "#2a9d8f", weight: 1, dashArray: "4 3",
-        fill: false }));
-      layer.addTo(state.communities);
-      bounds.extend(layer.getBounds());
+  function fillCategories() {
+    const groups = state.categories.filter((c) => !c.parent_code);
+    const leaves = state.categories.filter((c) => c.parent_code && c.active);
+    const name = (c) => state.lang === "en" && c.name_en ? c.name_en : c.name;
+    const heat = $("heat-category"), keep = heat.value;
+    heat.innerHTML = `<option value="">${t("all")}</option>` + groups.map((g) =>
+      `<option value="${esc(g.code)}">${esc(name(g))}</option>`).join("");
+    heat.value = keep;
+    const reg = $("reg-category"), keepReg = reg.value;
+    reg.innerHTML = leaves.map((c) => `<option value="${esc(c.code)}">${esc(c.code)} ${esc(name(c))}</option>`).join("");
+    if (keepReg) reg.value = keepReg;
+  }
+
+  // Outlines: the level follows the zoom; only what is in view, simplified for the zoom.
+  async function drawOutlines(opts = {}) {
+    const map = state.map;
+    const seq = ++state.outlineSeq;
+    const zoom = map.getZoom();
+    const q = new URLSearchParams({ zoom: String(zoom) });
+    if (!opts.fit) q.set("bbox", viewBbox());
+    if ($("street").value) q.set("parent", $("street").value);
+    if (isPatrolTheme()) q.set("level", "grid");
+    // The level follows the zoom by the server's rule; ask for its values at the same time.
+    const guess = isPatrolTheme() ? "grid" : zoom < 13 ? "street" : zoom < 14 ? "community" : "grid";
+    let [data, values] = await Promise.all([api(`/portal/outlines?${q}`), loadValues(guess)]);
+    if (seq !== state.outlineSeq) return;  // a newer view was asked for meanwhile
+    if (data.level !== guess) values = await loadValues(data.level);
+    if (seq !== state.outlineSeq) return;
+    state.outlineData = data;
+    useValues(values);
+    if (state.outlines) state.outlines.remove();
+    if (state.labels) state.labels.remove();
+    state.outlines = L.geoJSON(data, geoOptions(styleFor, { pane: "outlines", interactive: false }));
+    state.outlines.addTo(map);
+    // Labels when they can be read: few enough features, and grids only close in.
+    state.labels = L.layerGroup();
+    const show = data.level === "grid" ? zoom >= 16 || (zoom >= 15 && data.features.length <= 100)
+      : data.features.length <= 250;
+    if (show) {
+      data.features.forEach((f) => {
+        const p = f.properties;
+        const text = data.level === "grid" ? p.code.slice(12) + " " + p.name.replace(/^.*?(第)/, "$1") : p.name;
+        L.marker(toMap(p.label[0], p.label[1]), { pane: "labels", interactive: false, keyboard: false,
+          icon: L.divIcon({ className: `region-label ${data.level}`, html: esc(text), iconSize: null }) })
+          .addTo(state.labels);
+      });
+    }
+    state.labels.addTo(map);
+    if (opts.fit && data.features.length) {
+      map.fitBounds(state.outlines.getBounds(), { animate: false });
+    }
+    refreshLegend();
+  }
+  function valueOf(code) {
+    return state.values ? state.values.get(code) : undefined;
+  }
+  function styleFor(feature) {
+    const level = feature.properties.level;
+    const base = { street: { color: "#1d3557", weight: 2 }, community: { color: "#2a6f97", weight: 1.2 },
+      grid: { color: "#4a5568", weight: 0.8 } }[level];
+    const theme = $("theme").value;
+    const v = valueOf(feature.properties.code);
+    if (theme === "none" || !state.breaks) return { ...base, fill: true, fillColor: "#a8dadc", fillOpacity: 0.12 };
+    if (v === undefined || v === null) {
+      return { ...base, fill: true, fillColor: "#cccccc", fillOpacity: PATROL_THEMES.includes(theme) ? 0.35 : 0.1 };
+    }
+    const ramp = rampFor(theme);
+    let k = 0;
+    state.breaks.forEach((b, i) => { if (v >= b) k = i; });
+    // Under the heatmap the choropleth steps back, so the two do not fight.
+    return { ...base, fill: true, fillColor: ramp[k], fillOpacity: state.heat ? 0.2 : 0.6 };
+  }
+  function quantileBreaks(values, n) {
+    const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+    if (!sorted.length) return null;
+    const out = [];
+    for (let i = 0; i < n; i++) out.push(sorted[Math.floor((sorted.length - 1) * i / n)]);
+    return out.filter((v, i) => i === 0 || v > out[i - 1]);
+  }
+  // The values behind the choropleth for a level: { values, breaks } (counts cached per filters).
+  async function loadValues(level) {
+    const theme = $("theme").value;
+    if (theme === "none") return { values: null, breaks: null };
+    if (PATROL_THEMES.includes(theme)) {
+      if (!state.coverage) return { values: null, breaks: null, missing: true };
+      if (theme === "since_patrol") {  // hours; a grid never patrolled in the window has no value
+        return { values: new Map(state.coverage.grids.map((g) => [g.code,
+          g.seconds_since == null ? null : g.seconds_since / 3600])), breaks: [0, 6, 12, 24, 48] };
+      }
+      return { values: new Map(state.coverage.grids.map((g) => [g.code, g.share])),
+        breaks: [0, 0.2, 0.4, 0.6, 0.8] };
+    }
+    const q = windowParams(new URLSearchParams({ level }));
+    const key = q.toString();
+    let counts = state.countsCache.get(key);
+    if (!counts) {
+      counts = await api(`/maps/counts?${q}`);
+      state.countsCache.set(key, counts);
+    }
+    const field = theme === "per_km2" ? "per_km2" : theme;
+    return { values: new Map(counts.items.map((i) => [i.code, i[field]])),
+      breaks: quantileBreaks(counts.items.map((i) => i[field]), 5) };
+  }
+  function useValues(v) {
+    state.values = v.values; state.breaks = v.breaks;
+    if (v.missing) showError({ message: t("coverage_first") });
+  }
+  function restyle() {
+    guarded(async () => {
+      if (!state.outlineData) return;
+      const seq = state.outlineSeq;
+      const values = await loadValues(state.outlineData.level);
+      if (seq !== state.outlineSeq) return;
+      useValues(values);
+      if (state.outlines) state.outlines.setStyle(styleFor);
+      refreshLegend();
     });
-    if (bounds.isValid()) state.map.fitBounds(bounds);
+  }
+
+  // ---- heatmap: server bins, drawn by leaflet-heat ----------------------------------------------
+  async function drawHeat() {
+    const seq = ++state.heatSeq;
+    state.heatDrawn = false;
+    $("heat-info").textContent = t("heat_loading");
+    const q = heatParams();
+    q.set("zoom", String(state.map.getZoom()));
+    q.set("bbox", viewBbox());
+    q.set("pixels", "16");
+    state.heatQuery = q.toString();
+    const data = await api(`/maps/heat?${q}`);
+    if (seq !== state.heatSeq || !$("heat-on").checked) return;
+    // Scale to the 98th percentile, so one hot bin does not wash out the rest.
+    const sorted = data.features.map((f) => f.properties.count).sort((a, b) => a - b);
+    const max = Math.max(1, sorted.length ? sorted[Math.floor((sorted.length - 1) * 0.98)] : 1);
+    const pts = data.features.map((f) => {
+      const g = f.geometry;
+      let lon, lat;
+      if (g.type === "Point") { [lon, lat] = g.coordinates; } else {
+        const ring = g.coordinates[0];
+        lon = ring.reduce((s, c) => s + c[0], 0) / ring.length;
+        lat = ring.reduce((s, c) => s + c[1], 0) / ring.length;
+      }
+      const ll = toMap(lon, lat);
+      return [ll.lat, ll.lng, Math.min(1, f.properties.count / max)];
+    });
+    const radius = data.kind === "points" ? 10 : 12;
+    if (state.heat) state.heat.remove();
+    state.heat = L.heatLayer(pts, { radius, blur: radius * 0.8, max: 1, minOpacity: 0.25 }).addTo(state.map);
+    state.heatData = data;
+    if (state.outlines) state.outlines.setStyle(styleFor);
+    $("heat-info").textContent = t("heat_info").replace("{n}", data.total.toLocaleString())
+      .replace("{b}", String(data.features.length)).replace("{k}", t("heat_kind_" + data.kind));
+    state.heatDrawn = true;
+    refreshLegend();
+  }
+  function toggleHeat() {
+    if ($("heat-on").checked) { guarded(drawHeat); return; }
+    state.heatSeq++;
+    if (state.heat) { state.heat.remove(); state.heat = null; }
+    state.heatDrawn = false;
+    if (state.outlines) state.outlines.setStyle(styleFor);
+    $("heat-info").textContent = "";
+    refreshLegend();
+  }
+
+  // ---- open cases, synced with the map, live ----------------------------------------------------
+  async function loadCases() {
+    const q = new URLSearchParams({ open_only: "true", limit: "50", sort: "-received_at" });
+    if ($("case-light").value) q.append("light", $("case-light").value);
+    if ($("street").value) q.set("region", $("street").value);
+    const page = await api(`/incidents?${q}`);
+    state.cases = page.items;
+    state.caseTotal = page.total;
+    renderCases();
+  }
+  function renderCases() {
+    $("case-total").textContent = t("cases_total").replace("{n}", (state.caseTotal || 0).toLocaleString())
+      .replace("{k}", String(state.cases.length));
+    $("cases").innerHTML = state.cases.map((c) => `
+      <li data-id="${c.id}" class="${c.id === state.selectedCase ? "selected" : ""} ${c.fresh ? "fresh" : ""}">
+        <i class="dot" style="background:${LIGHT[c.light] || "#999"}" title="${esc(label("light_", c.light))}"></i>
+        <span class="case-id">#${c.id}</span> ${esc(c.category_name)}
+        <span class="hint">${esc(label("state_", c.state))} · ${esc(fmtTime(c.received_at))}</span>
+      </li>`).join("");
+    if (state.caseLayer) state.caseLayer.remove();
+    state.caseLayer = L.layerGroup().addTo(state.map);
+    state.caseMarkers = new Map();
+    state.cases.forEach((c) => {
+      if (c.lon == null) return;
+      const m = L.circleMarker(toMap(c.lon, c.lat), { radius: c.id === state.selectedCase ? 9 : 6,
+        color: "#fff", weight: 1.5, fillColor: LIGHT[c.light] || "#999", fillOpacity: 0.95, bubblingMouseEvents: false })
+        .bindTooltip(`#${c.id} ${esc(c.category_name)}`);
+      m.on("click", () => selectCase(c.id, false));
+      m.addTo(state.caseLayer);
+      state.caseMarkers.set(c.id, m);
+    });
+    refreshLegend();
+  }
+  function fmtTime(s) {
+    const d = new Date(s);
+    return d.toLocaleString(state.lang === "en" ? "en-GB" : "zh-CN", { timeZone: "Asia/Shanghai",
+      month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  }
+  async function selectCase(id, pan = true) {
+    state.selectedCase = id;
+    showTab("tab-cases");
+    renderCases();
+    const li = document.querySelector(`#cases li[data-id="${id}"]`);
+    if (li) li.scrollIntoView({ block: "nearest" });
+    await guarded(async () => {
+      const c = await api(`/incidents/${id}`);
+      if (pan && c.lon != null) state.map.setView(toMap(c.lon, c.lat), Math.max(state.map.getZoom(), 15), { animate: false });
+      const rows = [
+        [t("case_category"), `${esc(c.category)} ${esc(c.category_name)}`],
+        [t("state"), esc(label("state_", c.state))],
+        [t("light"), `<i class="dot" style="background:${LIGHT[c.light] || "#999"}"></i> ${esc(label("light_", c.light))}`],
+        [t("source"), esc(label("source_", c.source))],
+        [t("case_received"), esc(fmtTime(c.received_at))],
+        [t("case_due"), c.due_at ? esc(fmtTime(c.due_at)) : "–"],
+        [t("card_grid"), esc(c.grid_code || c.region_code || "–")],
+        [t("card_responsible"), esc(c.responsible_code || "–") + (c.fallback ? ` (${esc(label("fallback_", c.fallback))})` : "")],
+        [t("address"), esc(c.address || "–")],
+        [t("description"), esc(c.description || "–")],
+      ];
+      $("case-detail").innerHTML = `<h3>#${c.id}</h3><dl>` + rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("") +
+        `</dl><h4>${t("history")}</h4><ol class="history">` + c.history.map((h) =>
+          `<li><span class="hint">${esc(fmtTime(h.at))}</span> ${esc(label("action_", h.action))}` +
+          ` → ${esc(label("state_", h.to_state))} <span class="hint">${esc(h.actor)}</span>` +
+          (h.note ? `<br><span class="note">${esc(h.note)}</span>` : "") + "</li>").join("") + "</ol>";
+      $("case-detail").hidden = false;
+    });
+  }
+  function setLive(s) {
+    state.liveState = s;
+    const el = $("live-status");
+    if (!s) { el.hidden = true; return; }
+    el.hidden = false;
+    el.className = `live ${s}`;
+    el.textContent = t(`live_${s}`);
+  }
+  async function startLive() {
+    if (!can("incidents:read") || typeof EventSource === "undefined") return;
+    if (state.events) state.events.close();
+    const es = new EventSource("/portal/events", { withCredentials: true });
+    state.events = es;
+    state.liveLog = [];  // what arrived, for the UI tests
+    es.addEventListener("hello", (ev) => { state.liveLog.push(["hello", ev.lastEventId]); setLive("on"); });
+    es.addEventListener("incident", (ev) => {
+      const c = JSON.parse(ev.data);
+      state.liveLog.push(["incident", c.id]);
+      const street = $("street").value;
+      if (street && !(c.region_code || "").startsWith(street.slice(0, 9))) return;
+      if (!OPEN.includes(c.state)) return;
+      if ($("case-light").value && c.light !== $("case-light").value) return;
+      c.fresh = true;
+      state.cases = [c, ...state.cases.filter((x) => x.id !== c.id)].slice(0, 100);
+      state.caseTotal = (state.caseTotal || 0) + 1;
+      state.liveCount = (state.liveCount || 0) + 1;
+      renderCases();
+      state.countsCache.clear();
+    });
+    es.addEventListener("reload", (ev) => {
+      state.liveLog.push(["reload", ev.lastEventId]); state.countsCache.clear(); guarded(loadCases);
+    });
+    es.onerror = () => setLive(es.readyState === EventSource.CLOSED ? "off" : "retry");
+  }
+
+  // ---- search by name or code -------------------------------------------------------------------
+  let searchTimer = null, searchSeq = 0;
+  function onSearch() {
+    clearTimeout(searchTimer);
+    const q = $("search").value.trim();
+    if (q.length < 1) { $("search-results").hidden = true; return; }
+    searchTimer = setTimeout(() => guarded(async () => {
+      const seq = ++searchSeq;
+      const page = await api(`/regions?${new URLSearchParams({ q, limit: "12" })}`);
+      if (seq !== searchSeq) return;
+      const ul = $("search-results");
+      ul.innerHTML = page.items.length ? page.items.map((r) =>
+        `<li data-code="${esc(r.code)}" data-level="${esc(r.level)}"><b>${esc(r.name)}</b> ` +
+        `<span class="hint">${esc(t("level_" + r.level))} ${esc(r.code)}</span></li>`).join("")
+        : `<li class="hint">${t("no_match")}</li>`;
+      ul.hidden = false;
+    }), 200);
+  }
+  async function chooseRegion(code) {
+    $("search-results").hidden = true;
+    await guarded(async () => {
+      const region = await api(`/regions/${encodeURIComponent(code)}`);
+      highlight(region.geometry);
+      if (state.grid) state.map.fitBounds(state.grid.getBounds(), { animate: false, maxZoom: 16 });
+      if (region.level === "grid") {
+        // The card for a grid: ask who is responsible at a point inside it.
+        const f = await api(`/portal/outlines?${new URLSearchParams({ zoom: "16", level: "grid", parent: code })}`);
+        const p = f.features.find((x) => x.properties.code === region.code);
+        if (p) await locate(p.properties.label[0], p.properties.label[1], "EPSG:4326", { keepView: true });
+      } else {
+        const staff = can("staff:read") ? await api(`/regions/${encodeURIComponent(code)}/staff`).catch(() => []) : [];
+        showRegionCard(region, staff);
+      }
+    });
+  }
+  function highlight(geometry) {
+    if (state.grid) { state.grid.remove(); state.grid = null; }
+    if (geometry) {
+      state.grid = L.geoJSON(geometry, geoOptions({ color: "#e76f51", weight: 2.5,
+        fillColor: "#e76f51", fillOpacity: 0.3 })).addTo(state.map);
+    }
+    refreshLegend();
+  }
+  function showRegionCard(region, staff) {
+    state.lastLocate = null;
+    $("register-form").hidden = true;
+    const chain = (region.chain || []).map((c) => esc(c.name)).join(" › ");
+    $("card").innerHTML = `<dl><dt>${t("level_" + region.level)}</dt><dd><span id="card-grid-code">${esc(region.code)}</span> ${esc(region.name)}</dd>` +
+      (chain ? `<dt>${t("card_chain")}</dt><dd>${chain}</dd>` : "") +
+      `<dt>${t("card_staff")}</dt><dd>${staff.length ? "<ul>" + staff.map((s) =>
+        `<li>${person(s.staff || s)}</li>`).join("") + "</ul>" : t("nobody")}</dd></dl>`;
+    $("card").hidden = false;
   }
 
   // ---- responsibility lookup --------------------------------------------------------------------
-  async function locate(lon, lat, crs) {
+  async function locate(lon, lat, crs, opts = {}) {
+    showTab("tab-lookup");
     await guarded(async () => {
       const q = new URLSearchParams({ lon: String(lon), lat: String(lat), crs });
       let body;
       try { body = await api(`/locate?${q}`); } catch (err) {
-        $("card").hidden = true; state.lastLocate = null; throw err;
+        $("card").hidden = true; $("register-form").hidden = true; state.lastLocate = null; throw err;
       }
       state.lastLocate = body;
       showCard(body);
       if (state.point) state.point.remove();
       state.point = L.circleMarker(toMap(body.point.lon, body.point.lat), { radius: 6, color: "#fff",
         weight: 2, fillColor: "#d62828", fillOpacity: 1 }).addTo(state.map);
-      if (state.grid) { state.grid.remove(); state.grid = null; }
+      // A pasted point is shown close up; a click keeps the view (the user is looking at it).
+      if (opts.zoomTo || (!opts.keepView && !state.map.getBounds().contains(state.point.getLatLng()))) {
+        state.map.setView(state.point.getLatLng(), Math.max(state.map.getZoom(), 15), { animate: false });
+      }
       const target = body.grid || body.region;
       if (target) {
         const region = await api(`/regions/${encodeURIComponent(target.code)}`);
-        if (region.geometry) {
-          state.grid = L.geoJSON(region.geometry, geoOptions({ color: "#e76f51", weight: 2,
-            fillColor: "#e76f51", fillOpacity: 0.35 })).addTo(state.map);
-        }
+        highlight(region.geometry);
       }
     });
   }
@@ -252,6 +674,9 @@
     $("card").innerHTML = (b.stale ? `<p class="warn">${t("card_stale")}</p>` : "") + "<dl>" +
       rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("") + "</dl>";
     $("card").hidden = false;
+    const inCity = b.status !== "outside";
+    $("register-form").hidden = !(can("incidents:create") && inCity);
+    $("reg-result").hidden = true;
   }
   function pasted(ev) {
     ev.preventDefault();
@@ -260,10 +685,93 @@
       showError({ message: t("error_coords") });
       return;
     }
-    locate(parts[0], parts[1], $("crs").value);
+    locate(parts[0], parts[1], $("crs").value, { zoomTo: true });
+  }
+  async function registerIncident(ev) {
+    ev.preventDefault();
+    const b = state.lastLocate;
+    if (!b) return;
+    await guarded(async () => {
+      const rand = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).slice(0, 18);
+      const res = await api("/incidents", { method: "POST", body: {
+        source: $("reg-source").value, external_id: `portal-${rand}`, category: $("reg-category").value,
+        description: $("reg-description").value, address: $("reg-address").value,
+        lon: b.point.lon, lat: b.point.lat, crs: "EPSG:4326" } });
+      const id = res.id || (res.incident && res.incident.id);
+      $("reg-result").innerHTML = esc(t("registered").replace("{id}", String(id))) +
+        ` <a href="#" data-case="${Number(id)}">${esc(t("show_case"))}</a>`;
+      $("reg-result").hidden = false;
+      $("reg-description").value = "";
+    });
   }
 
-  // ---- start ------------------------------------------------------------------------------------
+  // ---- patrol coverage --------------------------------------------------------------------------
+  function patrolRegion() {
+    if ($("street").value) return $("street").value;
+    const scope = state.me ? state.me.scope : [];
+    return scope.length === 1 && scope[0].length >= 9 ? scope[0] : null;
+  }
+  async function showCoverage() {
+    const region = patrolRegion();
+    if (!region) { showError({ message: t("patrol_choose_street") }); return; }
+    await guarded(async () => {
+      const q = new URLSearchParams({ region,
+        since: `${$("patrol-since").value}T00:00:00+08:00`, until: `${$("patrol-until").value}T00:00:00+08:00` });
+      const cov = await api(`/patrols/coverage?${q}`);
+      state.coverage = cov;
+      if (!isPatrolTheme()) $("theme").value = "coverage";
+      if ($("street").value !== region.slice(0, 9) && $("street").querySelector(`option[value^="${region.slice(0, 9)}"]`)) {
+        $("street").value = $("street").querySelector(`option[value^="${region.slice(0, 9)}"]`).value;
+      }
+      const rows = [...cov.grids].sort((a, b) => a.share - b.share);
+      const tbody = $("patrol-table").querySelector("tbody");
+      tbody.innerHTML = rows.map((g) => `<tr data-code="${esc(g.code)}"><td>${esc(g.code.slice(9))} ${esc(g.name)}</td>` +
+        `<td>${Math.round(g.share * 100)}%</td><td>${g.seconds_since == null ? t("never") : ago(g.seconds_since)}</td></tr>`).join("");
+      $("patrol-table").hidden = false;
+      await drawOutlines();
+      if (state.outlines && state.outlines.getLayers().length) {
+        state.map.fitBounds(state.outlines.getBounds(), { animate: false });
+      }
+    });
+  }
+  function ago(seconds) {
+    const h = seconds / 3600;
+    return h < 48 ? t("hours_ago").replace("{n}", h.toFixed(1)) : t("days_ago").replace("{n}", (h / 24).toFixed(1));
+  }
+  async function showUnpatrolled(code) {
+    await guarded(async () => {
+      const q = new URLSearchParams({ since: `${$("patrol-since").value}T00:00:00+08:00`,
+        until: `${$("patrol-until").value}T00:00:00+08:00` });
+      const fc = await api(`/patrols/coverage/${encodeURIComponent(code)}/unpatrolled?${q}`);
+      if (state.unpatrolled) state.unpatrolled.remove();
+      state.unpatrolled = L.geoJSON(fc, geoOptions({ color: "#7b2cbf", weight: 1, fillColor: "#7b2cbf",
+        fillOpacity: 0.45, dashArray: "3 2" })).addTo(state.map);
+      if (state.unpatrolled.getLayers().length) state.map.fitBounds(state.unpatrolled.getBounds(), { maxZoom: 16, animate: false });
+      document.querySelectorAll("#patrol-table tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.code === code));
+      refreshLegend();
+    });
+  }
+  async function showTrack(ev) {
+    ev.preventDefault();
+    await guarded(async () => {
+      const q = new URLSearchParams({ staff: $("track-staff").value.trim(), date: $("track-date").value });
+      const fc = await api(`/patrols/tracks?${q}`);
+      if (state.track) state.track.remove();
+      state.track = L.geoJSON(fc, geoOptions({ color: "#0077b6", weight: 3, opacity: 0.9 })).addTo(state.map);
+      const p = fc.properties || {};
+      $("track-info").textContent = t("track_info").replace("{name}", p.name || "").replace("{n}", String(p.shifts || 0))
+        .replace("{km}", ((p.length_m || 0) / 1000).toFixed(2)).replace("{fixes}", String(p.fixes || 0));
+      if (state.track.getLayers().length) state.map.fitBounds(state.track.getBounds(), { maxZoom: 16, animate: false });
+      refreshLegend();
+    });
+  }
+
+  // ---- tabs and start ---------------------------------------------------------------------------
+  function showTab(id) {
+    document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === id));
+    document.querySelectorAll(".panel").forEach((p) => { p.hidden = p.id !== id; });
+  }
+  document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
   $("lang").addEventListener("click", () => {
@@ -271,15 +779,67 @@
     localStorage.setItem("citygrid.lang", state.lang);
     render();
   });
-  $("street").addEventListener("change", (e) => guarded(() => loadCommunities(e.target.value)));
+  $("street").addEventListener("change", () => guarded(async () => {
+    state.coverage = null;
+    if (isPatrolTheme()) $("theme").value = "incidents";
+    await drawOutlines({ fit: true });
+    await loadCases();
+    if (state.heat) await drawHeat();
+  }));
+  $("theme").addEventListener("change", () => {
+    if (isPatrolTheme() || state.outlineData.level === "grid") guarded(drawOutlines); else restyle();
+  });
+  const windowChanged = () => { restyle(); if (state.heat || $("heat-on").checked) guarded(drawHeat); };
+  $("since").addEventListener("change", windowChanged);
+  $("until").addEventListener("change", windowChanged);
+  document.querySelectorAll(".presets button").forEach((b) => b.addEventListener("click", () => {
+    setDays(Number(b.dataset.days)); windowChanged();
+  }));
+  $("heat-on").addEventListener("change", toggleHeat);
+  $("heat-category").addEventListener("change", () => { if ($("heat-on").checked) guarded(drawHeat); });
+  $("heat-state").addEventListener("change", () => { if ($("heat-on").checked) guarded(drawHeat); });
+  $("case-light").addEventListener("change", () => guarded(loadCases));
+  $("cases").addEventListener("click", (ev) => {
+    const li = ev.target.closest("li[data-id]");
+    if (li) selectCase(Number(li.dataset.id));
+  });
+  $("search").addEventListener("input", onSearch);
+  $("search").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") {
+      ev.preventDefault();
+      const first = document.querySelector("#search-results li[data-code]");
+      if (first) chooseRegion(first.dataset.code);
+    }
+  });
+  $("search-results").addEventListener("click", (ev) => {
+    const li = ev.target.closest("li[data-code]");
+    if (li) chooseRegion(li.dataset.code);
+  });
   $("coord-form").addEventListener("submit", pasted);
+  $("register-form").addEventListener("submit", registerIncident);
+  $("reg-result").addEventListener("click", (ev) => {
+    const a = ev.target.closest("a[data-case]");
+    if (a) { ev.preventDefault(); selectCase(Number(a.dataset.case)); }
+  });
+  $("patrol-show").addEventListener("click", showCoverage);
+  $("patrol-table").addEventListener("click", (ev) => {
+    const tr = ev.target.closest("tr[data-code]");
+    if (tr) showUnpatrolled(tr.dataset.code);
+  });
+  $("track-form").addEventListener("submit", showTrack);
+  setDays(90);
+  $("theme").value = "incidents";
+  const yesterday = isoDay(new Date(Date.now() - 86400000));
+  $("patrol-since").value = yesterday;
+  $("patrol-until").value = isoDay(new Date());
+  $("track-date").value = yesterday;
   render();
   // A session cookie from earlier: reuse it if the API still accepts it.
   state.csrf = cookie("citygrid_csrf");
   if (state.csrf) {
-    api("/regions?level=street&limit=1").then(() => showMap(""), () => { state.csrf = null; showLogin(); });
+    api("/auth/me").then(() => guarded(showMap), () => { state.csrf = null; showLogin(); });
   } else {
     showLogin();
   }
-  window.citygrid = { state };  // for debugging and the UI tests
+  window.citygrid = { state, selectCase, chooseRegion, locate };  // for debugging and the UI tests
 })();
