@@ -1,0 +1,352 @@
+"""The planners' editor (``/planner``, issue 8 item 6) in a real browser against a real server.
+
+A planner splits a grid by drawing a line with Leaflet-Geoman, sees the live check and the impact
+preview, activates the plan, and a dispatcher's lookup in the new half then names the new grid.
+
+Activation commits a new boundary version, so this module runs on its own database
+(``citygrid_test_planner``, recreated and loaded with the demo city at the start of the module) and
+leaves the shared ``citygrid_test`` untouched. Every request that leaves 127.0.0.1 is blocked and
+fails the test. Screenshots go to ``tests/ui/artifacts/planner-*.png``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+import uvicorn
+from shapely.geometry import LineString, Point, shape
+from shapely.ops import unary_union
+from sqlalchemy import Engine, create_engine
+
+from app.db import migrate
+from app.main import create_app
+from app.settings import DatabaseSettings, Settings
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+
+from tests.conftest import TEST_PASSWORD, _ensure_accounts, app_role_url, database_url  # noqa: E402
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+COMMUNITY = "330782001001"  # a community inside t_planner's jurisdiction (稠城街道 330782001)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def planner_db() -> Iterator[str]:
+    """A database of its own, fresh each run: activation here commits a new boundary version."""
+    url = database_url("citygrid_test_planner", fresh=True)
+    migrate(url)
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        from app.seed import load_demo
+        from layers.incidents.catalogue import seed
+
+        load_demo(conn)
+        seed(conn)
+        _ensure_accounts(conn)
+    eng.dispose()
+    yield url
+
+
+@pytest.fixture(scope="module")
+def planner_engine(planner_db: str) -> Iterator[Engine]:
+    eng = create_engine(planner_db)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(planner_db: str) -> Iterator[str]:
+    """A uvicorn server on a free local port: the API, the portal and the planner page."""
+    settings = Settings(db=DatabaseSettings(database_url=app_role_url(planner_db),
+                                            migration_url=planner_db))
+    app = create_app(settings)
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (srv.started and getattr(app.state, "locator", None) is not None
+               and app.state.locator.snapshot is not None):
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server: str) -> Iterator[object]:
+    """A fresh browser context on /planner; any request off 127.0.0.1 is blocked and recorded."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    outside: list[str] = []
+
+    def guard(route) -> None:
+        if urlparse(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", guard)
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    pg.on("dialog", lambda d: d.accept())  # the activation's confirm()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(server + "/planner")
+    yield pg
+    context.close()
+    assert not outside, f"the editor tried to reach outside 127.0.0.1: {outside}"
+    assert not errors, f"script errors in the page: {errors}"
+
+
+def _idle(page) -> None:
+    page.wait_for_function("document.querySelector('#loading').hidden")
+
+
+def _login(page, username: str = "t_planner") -> None:
+    page.fill("#username", username)
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login-button")
+    page.wait_for_selector("#editor-view:not([hidden])")
+    page.wait_for_function("window.citygrid.state.ready === true")
+    _idle(page)
+
+
+def _open_new_plan(page, name: str) -> dict:
+    """Search the community, create a plan for it; returns the plan's features (GeoJSON)."""
+    page.fill("#region-q", COMMUNITY)
+    page.click("#search")
+    page.click(f"#region-results button[data-code='{COMMUNITY}']")
+    page.wait_for_selector("#plans-section:not([hidden])")
+    _idle(page)
+    page.fill("#plan-name", name)
+    page.click("#create-plan")
+    page.wait_for_selector("#plan-section:not([hidden])")
+    page.wait_for_function("window.citygrid.state.features !== null")
+    _idle(page)
+    return page.evaluate("window.citygrid.state.features")
+
+
+def _xy(page, lon: float, lat: float) -> tuple[float, float]:
+    """Page pixel coordinates of a lon/lat on the map."""
+    p = page.evaluate("([lon, lat]) => { const p = window.citygrid.state.map.latLngToContainerPoint("
+                      "[lat, lon]); return [p.x, p.y]; }", [lon, lat])
+    box = page.locator("#map").bounding_box()
+    return box["x"] + p[0], box["y"] + p[1]
+
+
+def _locate(server: str, lon: float, lat: float) -> dict:
+    with httpx.Client(base_url=server) as c:
+        c.post("/auth/session", json={"username": "t_dispatcher", "password": TEST_PASSWORD}
+               ).raise_for_status()
+        res = c.get("/locate", params={"lon": lon, "lat": lat})
+        res.raise_for_status()
+        return res.json()
+
+
+def test_page_and_geoman_are_served(server: str) -> None:
+    with httpx.Client(base_url=server) as c:
+        page = c.get("/planner")
+        assert page.status_code == 200 and "planner.js" in page.text
+        for asset in ("/portal/static/vendor/geoman/leaflet-geoman.min.js",
+                      "/portal/static/vendor/geoman/leaflet-geoman.css",
+                      "/portal/static/planner.js", "/portal/static/planner.css"):
+            assert c.get(asset).status_code == 200, asset
+        assert c.get("/plans").status_code == 401  # the page is public, the plans are not
+
+
+def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, server: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    _login(page)
+    assert page.evaluate("typeof L.PM") == "object"  # Geoman loaded from the vendored copy
+    features = _open_new_plan(page, "拆分测试")
+    working = [f for f in features["features"] if f["properties"]["change"] == "unchanged"]
+    assert working, "the new plan shows the community's grids"
+    target = max(working, key=lambda f: shape(f["geometry"]).area)
+    code = target["properties"]["code"]
+    poly = shape(target["geometry"])
+    page.screenshot(path=str(ARTIFACTS / "planner-plan.png"))
+
+    # Zoom to the grid, select it by clicking inside it.
+    minx, miny, maxx, maxy = poly.bounds
+    page.evaluate("([a, b, c, d]) => window.citygrid.state.map.fitBounds([[b, a], [d, c]], "
+                  "{ animate: false, padding: [60, 60] })", [minx, miny, maxx, maxy])
+    inside = poly.representative_point()
+    page.mouse.click(*_xy(page, inside.x, inside.y))
+    page.wait_for_function(f"window.citygrid.state.selected.join() === '{code}'")
+
+    # Draw a west-east line through the grid, a little beyond its edges; click the last point again.
+    y = inside.y
+    cut = LineString([(minx - (maxx - minx) * 0.1, y), (maxx + (maxx - minx) * 0.1, y)])
+    pieces = poly.difference(cut.buffer(1e-9))
+    assert pieces.geom_type == "MultiPolygon"  # the line really cuts the grid
+    page.click("#tool-split")
+    page.wait_for_selector("#tool-box:not([hidden])")
+    a, b = _xy(page, *cut.coords[0]), _xy(page, *cut.coords[1])
+    page.mouse.click(*a)
+    page.mouse.click(*b)
+    page.mouse.click(*b)
+    page.wait_for_selector("#check.ok")  # the live dry-run check passed
+    assert page.is_enabled("#apply")
+    page.screenshot(path=str(ARTIFACTS / "planner-split-drawn.png"))
+    page.click("#apply")
+    page.wait_for_function("window.citygrid.state.plan.edits.length === 1")
+    page.wait_for_selector("#impact-grids")
+    _idle(page)
+    edits = page.evaluate("window.citygrid.state.plan.edits")
+    assert edits[0]["op"] == "split"
+
+    features = page.evaluate("window.citygrid.state.features")
+    new = [f for f in features["features"] if f["properties"]["change"] == "new"]
+    assert len(new) == 1
+    new_code = new[0]["properties"]["code"]
+    assert new_code != code and new_code.startswith(COMMUNITY)
+    impact_text = page.inner_text("#impact-grids")
+    assert code in impact_text and new_code in impact_text
+    page.screenshot(path=str(ARTIFACTS / "planner-split-applied.png"))
+
+    # The old-versus-new view draws the current boundary of the split grid over the plan.
+    page.check("input[name='view'][value='diff']")
+    page.wait_for_function("window.citygrid.state.oldLayer.getLayers().length > 0")
+    _idle(page)
+    page.screenshot(path=str(ARTIFACTS / "planner-diff.png"))
+    page.check("input[name='view'][value='plan']")
+
+    # Before activation the city still answers with the old grid.
+    point = shape(new[0]["geometry"]).representative_point()
+    assert _locate(server, point.x, point.y)["grid"]["code"] == code
+
+    page.check("#reroute")
+    page.click("#activate")
+    page.wait_for_selector("#activate-result:not([hidden])")
+    assert page.inner_text("#plan-status") == "已启用"
+    page.screenshot(path=str(ARTIFACTS / "planner-activated.png"))
+
+    # A dispatcher's lookup in the new half names the new grid (the locator swaps within 1 s;
+    # allow a few seconds on a loaded test machine).
+    deadline = time.monotonic() + 5
+    while True:
+        got = _locate(server, point.x, point.y)["grid"]["code"]
+        if got == new_code or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert got == new_code
+
+    # The same answer in the portal, as the dispatcher.
+    page.context.clear_cookies()
+    page.goto(server + "/portal")
+    page.fill("#username", "t_dispatcher")
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login-button")
+    page.wait_for_function("window.citygrid.state.ready === true")
+    page.fill("#coords", f"{point.x:.7f},{point.y:.7f}")
+    page.click("#locate")
+    page.wait_for_selector("#card:not([hidden])")
+    assert page.inner_text("#card-grid-code") == new_code
+    page.screenshot(path=str(ARTIFACTS / "planner-portal-lookup.png"))
+
+
+def test_stale_etag_conflict_is_shown_in_words(page, server: str) -> None:
+    _login(page)
+    features = _open_new_plan(page, "冲突测试")
+    plan = page.evaluate("window.citygrid.state.plan")
+    working = [f for f in features["features"] if f["properties"]["change"] == "unchanged"]
+    a = working[0]["properties"]["code"]
+    # Another session of the same planner changes the plan behind the page's back.
+    with httpx.Client(base_url=server) as c:
+        s = c.post("/auth/session", json={"username": "t_planner", "password": TEST_PASSWORD}).json()
+        res = c.post(f"/plans/{plan['id']}/edits", json={"op": "recode", "code": a,
+                                                           "new_code": a[:-3] + "901"},
+                     headers={"If-Match": f'"{plan["etag"]}"', "X-CSRF-Token": s["csrf_token"]})
+        assert res.status_code == 200, res.text
+    page.click("#activate")
+    page.wait_for_selector("#error:not([hidden]) .conflict")
+    text = page.inner_text("#error")
+    assert "冲突" in text and "重新载入" in text
+    page.screenshot(path=str(ARTIFACTS / "planner-conflict.png"))
+    page.click("#conflict-reload")
+    page.wait_for_function("window.citygrid.state.plan.edits.length === 1")
+
+
+def test_invalid_reshape_is_explained_and_drawn(page) -> None:
+    _login(page)
+    features = _open_new_plan(page, "校验测试")
+    working = [f for f in features["features"] if f["properties"]["change"] == "unchanged"]
+    community = unary_union([shape(f["geometry"]) for f in working])
+    centre = community.centroid
+    # The vertex farthest from the community's centre lies on the community's outer boundary.
+    vertices = [(f, xy) for f in working for xy in _vertices(shape(f["geometry"]))]
+    target, (vx, vy) = max(vertices, key=lambda v: Point(v[1]).distance(centre))
+    code = target["properties"]["code"]
+    minx, miny, maxx, maxy = community.bounds
+    page.evaluate("([a, b, c, d]) => window.citygrid.state.map.fitBounds([[b, a], [d, c]], "
+                  "{ animate: false, padding: [120, 120] })", [minx, miny, maxx, maxy])
+    inside = shape(target["geometry"]).representative_point()
+    page.mouse.click(*_xy(page, inside.x, inside.y))
+    page.wait_for_function(f"window.citygrid.state.selected.join() === '{code}'")
+    page.click("#tool-reshape")
+    # Drag that vertex outward, well outside the community: the live check must refuse it.
+    start = _xy(page, vx, vy)
+    cx, cy = _xy(page, centre.x, centre.y)
+    dx, dy = start[0] - cx, start[1] - cy
+    scale = 80 / max(1.0, (dx * dx + dy * dy) ** 0.5)
+    end = (start[0] + dx * scale, start[1] + dy * scale)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=5)
+    page.mouse.move(*end, steps=5)
+    page.mouse.up()
+    page.wait_for_selector("#check.bad")
+    assert page.is_disabled("#apply")
+    assert page.locator("#problems li b").count() >= 1
+    assert page.evaluate("window.citygrid.state.problemLayer.getLayers().length") >= 1
+    page.screenshot(path=str(ARTIFACTS / "planner-invalid.png"))
+    page.click("#cancel")
+    assert page.evaluate("window.citygrid.state.plan.edits.length") == 0
+
+
+def _vertices(geom) -> list[tuple[float, float]]:
+    polys = geom.geoms if geom.geom_type == "MultiPolygon" else [geom]
+    return [xy for p in polys for xy in p.exterior.coords[:-1]]
+
+
+def test_english_switch(page) -> None:
+    _login(page)
+    assert page.inner_text("#search") == "搜索"
+    page.click("#lang")
+    assert page.inner_text("#search") == "Search"
+    assert "Legend" in page.inner_text(".legend")
+    page.screenshot(path=str(ARTIFACTS / "planner-english.png"))
+    page.click("#lang")
+    assert page.inner_text("#search") == "搜索"
