@@ -7,6 +7,12 @@ built after the swap, so single lookups are fresh at once and the batch path cat
 
 If the database connection is lost, the last snapshot keeps answering and :attr:`stale` is True
 until a reload succeeds again.
+
+Scheduled changes (a plan activated with a future ``effective_at``, an assignment starting
+later) send their NOTIFY when they are written, not when they take effect. So after every reload
+the service also reads the next instant at which a boundary or assignment starts or ends
+(:attr:`next_change_at`), and the listener reloads when that instant passes: the switch happens
+within the listener's poll (≤ 0.5 s) plus one reload of it.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from grids.locate import Snapshot, load_snapshot, reload_staff
@@ -34,6 +41,19 @@ PEOPLE_TABLES = frozenset({"staff", "assignment"})
 # large, so a coarser table answers gaps and 'outside' as well at a sixteenth of the memory.
 RASTER_CELL_DEG = 1e-4
 AREAS_RASTER_CELL_DEG = 4e-4
+# The next time something the locator holds starts or ends (NULL: nothing scheduled).
+_NEXT_CHANGE = text(
+    "SELECT least((SELECT min(valid_from) FROM region_boundary WHERE valid_from > now()), "
+    "(SELECT min(valid_to) FROM region_boundary WHERE valid_to > now()), "
+    "(SELECT min(valid_from) FROM assignment WHERE valid_from > now()), "
+    "(SELECT min(valid_to) FROM assignment WHERE valid_to > now()))"
+)
+POLL_S = 0.5
+
+
+def next_change(conn: Connection) -> datetime | None:
+    """When the boundaries or assignments in force next change by themselves (scheduled)."""
+    return conn.execute(_NEXT_CHANGE).scalar()
 
 
 class LocatorService:
@@ -46,6 +66,7 @@ class LocatorService:
         self.snapshot: Snapshot | None = None
         self.stale = True
         self.reloads = 0
+        self.next_change_at: datetime | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,6 +90,7 @@ class LocatorService:
         """Load a new snapshot now and swap it in (used at start and after the API's own writes)."""
         with self._lock, self.engine.connect() as conn:
             snap = load_snapshot(conn)
+            self.next_change_at = next_change(conn)
             self.snapshot = snap
             self.stale = False
             self.reloads += 1
@@ -83,6 +105,7 @@ class LocatorService:
                 snap = load_snapshot(conn)
             else:
                 snap = reload_staff(conn, self.snapshot)
+            self.next_change_at = next_change(conn)
             self.snapshot = snap
             self.stale = False
             self.reloads += 1
@@ -111,6 +134,7 @@ class LocatorService:
             "reloads": self.reloads,
             "loaded_at": snap.loaded_at.isoformat() if snap else None,
             "boundary_version": snap.version_id if snap else None,
+            "next_change_at": self.next_change_at.isoformat() if self.next_change_at else None,
             "grids": len(snap.grids) if snap else 0,
             "raster": snap.grids.raster_stats() if snap else None,
         }
@@ -124,6 +148,17 @@ class LocatorService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=3)
+
+    def _wait_s(self) -> float:
+        """How long to wait for a notification: the poll, or less if a change is due sooner."""
+        due = self.next_change_at
+        if due is None:
+            return POLL_S
+        return min(POLL_S, max(0.001, (due - datetime.now(UTC)).total_seconds() + 0.005))
+
+    def _scheduled_change_due(self) -> bool:
+        due = self.next_change_at
+        return due is not None and datetime.now(UTC) >= due
 
     def _dsn(self) -> str:
         url = make_url(self.engine.url).set(drivername="postgresql")
@@ -140,8 +175,12 @@ class LocatorService:
                         self.reload()
                         self._notify_subscribers(None)
                     while not self._stop.is_set():
-                        tables = {n.payload for n in conn.notifies(timeout=0.5, stop_after=1)}
-                        if tables:
+                        tables = {n.payload for n in conn.notifies(timeout=self._wait_s(),
+                                                                   stop_after=1)}
+                        if not tables and self._scheduled_change_due():
+                            self.reload()  # a scheduled boundary or assignment took effect
+                            self._notify_subscribers(None)
+                        elif tables:
                             # Let a burst of statements settle, then drain and reload once.
                             time.sleep(self.debounce_s)
                             tables |= {n.payload for n in conn.notifies(timeout=0.001)}

@@ -1,0 +1,197 @@
+"""Request and response models of the plans API (issue 8; contract in PLANS_API.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+GridCode = Annotated[str, Field(pattern=r"^[0-9]{15}$", description="15-digit grid code")]
+CommunityCode = Annotated[str, Field(pattern=r"^[0-9]{12}$",
+                                     description="12-digit community code")]
+GeoJSONPolygon = Annotated[dict[str, Any], Field(
+    description="GeoJSON Polygon (or MultiPolygon), lon/lat CGCS2000 (EPSG:4490)")]
+
+
+class PlanCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    region_code: str = Field(max_length=15, description="A street (9/12 digits) or community")
+    note: str = Field("", max_length=2000)
+    restore_version: int | None = Field(None, ge=1, le=2**31 - 1, description=(
+        "Open the plan with the region's boundaries as of this past version"))
+
+
+class ProblemPublic(BaseModel):
+    kind: str
+    message: str
+    codes: list[str]
+    location: dict[str, Any] | None = None
+    area_m2: float | None = None
+
+
+class EditPublic(BaseModel):
+    seq: int
+    op: str
+    summary: str
+    by: str
+    at: datetime
+
+
+class PlanPublic(BaseModel):
+    id: int
+    name: str
+    region_code: str
+    note: str
+    status: Literal["draft", "activated", "discarded"]
+    etag: str
+    base_version: int
+    restored_from: int | None = None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    activated_version: int | None = None
+    activated_at: datetime | None = None
+    effective_at: datetime | None = None
+    edits: list[EditPublic]
+    problems: list[ProblemPublic]
+    summary: str | None = Field(None, description="What a dry-run edit would do")
+
+
+class PlanList(BaseModel):
+    items: list[PlanPublic]
+
+
+class Reshape(BaseModel):
+    op: Literal["reshape"]
+    code: GridCode
+    geometry: GeoJSONPolygon
+
+
+class Split(BaseModel):
+    op: Literal["split"]
+    code: GridCode
+    line: dict[str, Any] = Field(description="GeoJSON LineString crossing the grid")
+    new_code: GridCode | None = None
+    new_name: str | None = Field(None, min_length=1, max_length=200)
+
+
+class Merge(BaseModel):
+    op: Literal["merge"]
+    codes: list[GridCode] = Field(min_length=2, max_length=50)
+    keep: GridCode
+
+
+class Move(BaseModel):
+    op: Literal["move"]
+    code: GridCode
+    parent_code: CommunityCode
+    new_code: GridCode | None = None
+
+
+class Create(BaseModel):
+    op: Literal["create"]
+    parent_code: CommunityCode
+    geometry: GeoJSONPolygon
+    name: str | None = Field(None, min_length=1, max_length=200)
+    code: GridCode | None = None
+
+
+class Retire(BaseModel):
+    op: Literal["retire"]
+    code: GridCode
+    into: GridCode
+
+
+class Recode(BaseModel):
+    op: Literal["recode"]
+    code: GridCode
+    new_code: GridCode
+
+
+Edit = Annotated[Reshape | Split | Merge | Move | Create | Retire | Recode,
+                 Field(discriminator="op")]
+
+
+class ValidationPublic(BaseModel):
+    ok: bool
+    problems: list[ProblemPublic]
+
+
+class Activate(BaseModel):
+    effective_at: datetime | None = Field(None, description="When the new boundaries take "
+                                                            "effect (ISO 8601); default now")
+    reroute_open_incidents: bool = False
+
+
+class ActivationPublic(BaseModel):
+    plan: PlanPublic
+    boundary_version: int
+    effective_at: datetime
+    changed: int
+    rerouted: int
+
+
+class GridImpact(BaseModel):
+    code: str
+    level: str
+    change: str
+    origin_code: str | None
+    old_area_m2: float
+    new_area_m2: float
+    delta_m2: float
+    delta_pct: float | None
+
+
+class IncidentMove(BaseModel):
+    id: int
+    from_grid: str | None
+    to_grid: str | None
+
+
+class IncidentImpact(BaseModel):
+    open_moving: int
+    items: list[IncidentMove]
+    note: str
+
+
+class WorkerMove(BaseModel):
+    staff_code: str
+    name: str
+    duty: str
+    from_grid: str
+    to_grid: str | None
+    change: str
+
+
+class WorkerBrief(BaseModel):
+    staff_code: str
+    name: str
+
+
+class WorkerImpact(BaseModel):
+    moving: list[WorkerMove]
+    without_grid: list[WorkerBrief]
+
+
+class ImpactPublic(BaseModel):
+    plan_id: int
+    grids: list[GridImpact]
+    incidents: IncidentImpact
+    workers: WorkerImpact
+    grids_without_worker: list[str]
+    households: dict[str, Any]
+
+
+class VersionPublic(BaseModel):
+    version: int
+    label: str
+    activated_at: datetime | None
+    effective_at: datetime | None
+    plan_id: int | None
+    note: str
+    region_code: str | None
+
+
+class VersionList(BaseModel):
+    items: list[VersionPublic]

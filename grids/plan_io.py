@@ -1,0 +1,116 @@
+"""A plan's area to and from a GeoPackage, for desktop GIS (QGIS) round trips.
+
+Export writes two layers in EPSG:4490: ``plan_grids`` (the draft's live grids: code, name,
+level, parent_code, change, area_m2) and ``context`` (the grids just outside the region, for
+snapping; ignored on import). Import reads ``plan_grids`` (or the file's first layer) through
+:func:`grids.io.read_regions` (all its checks, CRS handling included), opens a new plan over the
+region and makes its draft the file: codes in the file and the plan take the file's shape,
+codes only in the file are new grids, codes only in the plan are retired. The plan's first edit
+records that diff. Gaps and overlaps in the file are not refused: they are the plan's problems,
+shown like any other, and activation waits until they are fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pyogrio
+import shapely
+from sqlalchemy import Connection, text
+
+from grids import io, plans
+from grids import plan_geom as pg
+from grids.access import Principal
+from grids.codes import normalise
+from grids.errors import RegionNotFound
+
+LAYER = "plan_grids"
+
+
+def export_plan(conn: Connection, plan_id: int, path: str | Path, *, principal: Principal
+                ) -> int:
+    """Write the plan's grids and context to a GeoPackage; returns the number of plan grids."""
+    path = Path(path)
+    fc = plans.features(conn, plan_id, principal=principal, digits=15)
+    live = [f for f in fc["features"] if f["properties"]["change"] not in ("retired", "context")]
+    context = [f for f in fc["features"] if f["properties"]["change"] == "context"]
+    if path.exists():
+        path.unlink()
+    for layer, feats in ((LAYER, live), ("context", context)):
+        frame = gpd.GeoDataFrame(
+            {"code": [f["properties"]["code"] for f in feats],
+             "name": [f["properties"]["name"] for f in feats],
+             "level": ["grid"] * len(feats),
+             "parent_code": [f["properties"]["parent_code"] for f in feats],
+             "change": [f["properties"]["change"] for f in feats],
+             "area_m2": [f["properties"]["area_m2"] for f in feats]},
+            geometry=gpd.GeoSeries([shapely.geometry.shape(f["geometry"]) for f in feats],
+                                   crs="EPSG:4490"),
+            crs="EPSG:4490")
+        frame.to_file(path, driver="GPKG", layer=layer, engine="pyogrio",
+                      geometry_type="MultiPolygon")
+    return len(live)
+
+
+def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: str,
+                principal: Principal, crs: str | None = None) -> dict[str, Any]:
+    """Open a plan over ``region_code`` whose draft is the file's grids; returns PlanPublic."""
+    path = Path(path)
+    code = normalise(region_code)
+    if not principal.scope.covers(code):
+        raise RegionNotFound(f"No region {code} in your jurisdiction.",
+                             detail={"field": "region_code", "value": code})
+    try:
+        layers = [name for name, _ in pyogrio.list_layers(path)]
+    except Exception:  # noqa: BLE001 - read_regions reports an unreadable file properly
+        layers = []
+    frame = io.read_regions(path, layer=LAYER if LAYER in layers else None, crs=crs,
+                            level="grid")
+    plan = plans.create_plan(conn, name=name, region_code=region_code, principal=principal,
+                             note=f"imported from {path.name}")
+    row = plans.plan_row(conn, plan["id"], principal, lock=True)
+    draft = plans.load_draft(conn, row)
+    incoming = {c: (n, p, g)
+                for c, n, p, g in zip(frame["code"], frame["name"], frame["parent_code"],
+                                      frame.geometry.values, strict=True)}
+    items: list[pg.Item] = []
+    changed, retired = [], []
+    for it in draft.items:
+        if it.level != "grid":
+            items.append(it)
+            continue
+        got = incoming.pop(it.code, None)
+        if got is None:
+            items.append(replace(it, geom=None, touched=True))
+            retired.append(it.code)
+            continue
+        nm, parent, geom = got
+        assert it.geom is not None
+        # a file saved again by a desktop GIS may re-node or round: same within NOISE_M2
+        moved = pg.area_m2(shapely.symmetric_difference(it.geom, geom))
+        if parent == it.parent and nm == it.name and moved <= pg.NOISE_M2:
+            items.append(it)
+        else:
+            items.append(replace(it, geom=shapely.set_precision(geom, pg.GRID_DEG),
+                                 parent=parent or it.parent, name=nm, touched=True))
+            changed.append(it.code)
+    new = sorted(incoming)
+    for c in new:
+        nm, parent, geom = incoming[c]
+        items.append(pg.Item(code=c, level="grid", name=nm, parent=parent or c[:12],
+                             geom=shapely.set_precision(geom, pg.GRID_DEG), touched=True))
+    result = draft.with_items(items)
+    plans.store_draft(conn, plan["id"], draft, result)
+    plans.log_edit(conn, row, "import",
+                    {"op": "import", "file": path.name, "changed": changed, "new": new,
+                     "retired": retired},
+                    f"imported {path.name}: {len(changed)} changed, {len(new)} new, "
+                    f"{len(retired)} retired", principal)
+    problems = pg.validate(plans.load_draft(conn, row))
+    conn.execute(text("UPDATE plan SET revision = revision + 1, updated_at = now(), "
+                      "problems = CAST(:p AS jsonb) WHERE id = :id"),
+                 {"p": plans.problems_json(problems), "id": plan["id"]})
+    return plans.get_plan(conn, plan["id"], principal=principal)

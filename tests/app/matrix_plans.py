@@ -1,0 +1,54 @@
+"""Access-matrix rows for the plans router (merged by tests/app/test_access_matrix.py).
+
+Plans are created per test, so the routes that address one plan by id are called with an id
+that does not exist: a role with the permission gets a clean 404 (inside or outside alike), the
+others 403, anonymous callers 401. Opening a plan, importing one and the diff map address a
+community, so they follow the jurisdiction like the rest of the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+NO_PLAN = 2_000_000_000
+ETAG = {"If-Match": '"1-1"'}
+
+
+def _status_import(role: str, place: Any, scope: Any) -> int:
+    # the file is not a GeoPackage: 422 once the community is found in the jurisdiction
+    return 422 if scope.covers(place.grid[:12]) else 404
+
+
+SAMPLES: dict[tuple[str, str], Callable[[Any], tuple[str, str, dict[str, Any]]]] = {
+    ("POST", "/plans"): lambda p: ("POST", "/plans", {"json": {
+        "name": "matrix", "region_code": p.grid[:12]}}),
+    ("GET", "/plans"): lambda p: ("GET", "/plans", {}),
+    ("POST", "/plans/import"): lambda p: ("POST", "/plans/import", {
+        "files": {"file": ("x.gpkg", b"not a geopackage")},
+        "data": {"region_code": p.grid[:12], "name": "matrix"}}),
+    ("GET", "/plans/{plan_id}"): lambda p: ("GET", f"/plans/{NO_PLAN}", {}),
+    ("DELETE", "/plans/{plan_id}"): lambda p: ("DELETE", f"/plans/{NO_PLAN}", {}),
+    ("GET", "/plans/{plan_id}/features"): lambda p: ("GET", f"/plans/{NO_PLAN}/features", {}),
+    ("POST", "/plans/{plan_id}/edits"): lambda p: ("POST", f"/plans/{NO_PLAN}/edits", {
+        "json": {"op": "recode", "code": p.grid, "new_code": p.grid[:12] + "999"},
+        "headers": ETAG}),
+    ("POST", "/plans/{plan_id}/validate"): lambda p: ("POST", f"/plans/{NO_PLAN}/validate", {}),
+    ("GET", "/plans/{plan_id}/impact"): lambda p: ("GET", f"/plans/{NO_PLAN}/impact", {}),
+    ("POST", "/plans/{plan_id}/activate"): lambda p: ("POST", f"/plans/{NO_PLAN}/activate", {
+        "json": {}, "headers": ETAG}),
+    ("GET", "/plans/{plan_id}/export.gpkg"): lambda p: (
+        "GET", f"/plans/{NO_PLAN}/export.gpkg", {}),
+    ("GET", "/boundaries/versions"): lambda p: ("GET", "/boundaries/versions", {}),
+    ("GET", "/boundaries/diff"): lambda p: ("GET", "/boundaries/diff", {"params": {
+        "region": p.grid[:12], "from": 1}}),
+}
+PLACELESS = {("GET", "/plans"), ("GET", "/boundaries/versions")}
+SUCCESS = {("POST", "/plans"): 201}
+ADDRESSES = {("POST", "/plans"): lambda p: p.grid[:12],
+             ("GET", "/boundaries/diff"): lambda p: p.grid[:12]}
+MISSING = {("GET", "/plans/{plan_id}"), ("DELETE", "/plans/{plan_id}"),
+           ("GET", "/plans/{plan_id}/features"), ("POST", "/plans/{plan_id}/edits"),
+           ("POST", "/plans/{plan_id}/validate"), ("GET", "/plans/{plan_id}/impact"),
+           ("POST", "/plans/{plan_id}/activate"), ("GET", "/plans/{plan_id}/export.gpkg")}
+OVERRIDES = {("POST", "/plans/import"): _status_import}
