@@ -15,13 +15,14 @@
       plans_title: "规划方案", plan_name_placeholder: "新方案名称", create_plan: "新建方案",
       no_plans: "该区域暂无草稿方案。", open: "打开",
       view: "视图", view_plan: "方案", view_old: "现行边界", view_diff: "新旧对比",
+      problems_title: "校验问题", edits_title: "修改记录", impact_title: "影响预览", activate_title: "启用方案",
       edit_title: "编辑", tool_reshape: "修改边界", tool_split: "划线拆分", tool_merge: "合并",
       tool_create: "新建网格", tool_retire: "撤销网格", tool_recode: "改代码", tool_move: "移交社区",
       apply: "应用修改", cancel: "取消", validate: "整体校验", refresh: "刷新",
       selection_none: "点击地图上的网格以选中；合并时可多选。",
       selection: "已选：",
       need_one: "请先在地图上选中一个网格。",
-      hint_reshape: "拖动顶点修改边界；点击边中点可加顶点，右键顶点可删除。顶点会吸附到相邻网格的边。",
+      hint_reshape: "拖动顶点修改边界，右键顶点可删除。顶点会吸附到相邻网格的边和顶点。",
       hint_split: "在网格上画一条穿过它的线：逐点单击，最后一点再单击一次结束。线会吸附到边界。",
       hint_merge: "在地图上单击要合并的相邻网格（至少两个），并选择保留哪个代码。",
       hint_create: "逐点单击画出新网格，单击第一个点闭合。它会从所覆盖的网格中划出。",
@@ -60,8 +61,14 @@
       conflict_edit: "冲突：你打开方案后，它已被别人修改。", conflict_last: "最近一次修改",
       conflict_activate: "冲突：这些网格在你打开方案后已经改变（可能另一个方案已先启用）。",
       conflict_reload: "请重新载入方案后再试。", reload: "重新载入",
+      conflict_status: "这个方案已是“{status}”状态，只有草稿可以修改或启用。",
+      conflict_other: "期间启用的边界版本", plan: "方案",
+      conflict_new_plan: "请在现行边界上新建方案。",
+      households_none: "登记库中没有住户或地址数据，无法统计", no_grid: "（无网格）",
+      duty_primary: "主责", duty_backup: "备岗", duty_head: "负责人",
+      incidents_note: "已结事件无论方案如何都保留原网格。",
       error: "出错了", error_network: "无法连接服务器。", error_session: "登录已失效，请重新登录。",
-      legend: "图例", legend_selected: "已选中", legend_problem: "校验问题", legend_old: "现行边界",
+      legend: "图例", legend_selected: "已选中", legend_problem: "校验问题", legend_old: "现行边界（对比）", old_suffix: "（旧）", legend_drawn: "正在绘制",
       basemap_none: "无底图：仅显示本市边界", basemap_gcj: "底图为GCJ-02，编辑器不显示以免坐标偏移",
     },
     en: {
@@ -72,14 +79,15 @@
       plans_title: "Plans", plan_name_placeholder: "New plan name", create_plan: "New plan",
       no_plans: "No draft plan for this area.", open: "Open",
       view: "View", view_plan: "Plan", view_old: "Current", view_diff: "Old vs new",
-      edit_title: "Edit", tool_reshape: "Reshape", tool_split: "Split by line", tool_merge: "Merge",
+      problems_title: "Validation", edits_title: "Edits", impact_title: "Impact preview",
+      activate_title: "Activate", edit_title: "Edit", tool_reshape: "Reshape", tool_split: "Split by line", tool_merge: "Merge",
       tool_create: "New grid", tool_retire: "Retire", tool_recode: "Re-code", tool_move: "Move",
       apply: "Apply", cancel: "Cancel", validate: "Validate all", refresh: "Refresh",
       selection_none: "Click a grid on the map to select it; merging takes several.",
       selection: "Selected: ",
       need_one: "Select one grid on the map first.",
-      hint_reshape: "Drag vertices to reshape; click a middle marker to add a vertex, right-click a vertex to "
-        + "remove it. Vertices snap to the neighbours' edges.",
+      hint_reshape: "Drag vertices to reshape; right-click a vertex to remove it. Vertices snap to the "
+        + "neighbours' edges and vertices.",
       hint_split: "Draw a line across the grid: click point by point, click the last point again to finish. "
         + "The line snaps to edges.",
       hint_merge: "Click the neighbouring grids to merge (two or more) and choose which code stays.",
@@ -125,9 +133,15 @@
       conflict_activate: "Conflict: these grids changed after you opened the plan (another plan may have "
         + "been activated first).",
       conflict_reload: "Reload the plan and try again.", reload: "Reload",
+      conflict_status: "This plan is {status}; only a draft can be edited or activated.",
+      conflict_other: "Boundary version activated meanwhile:", plan: "plan",
+      conflict_new_plan: "Open a new plan on the current boundaries.",
+      households_none: "The registry holds no households or addresses: nothing to count",
+      no_grid: "(no grid)", duty_primary: "primary", duty_backup: "backup", duty_head: "head",
+      incidents_note: "Closed incidents keep their grid whatever the plan does.",
       error: "Error", error_network: "Cannot reach the server.",
       error_session: "The session has ended; please log in again.",
-      legend: "Legend", legend_selected: "Selected", legend_problem: "Problem", legend_old: "Current boundary",
+      legend: "Legend", legend_selected: "Selected", legend_problem: "Problem", legend_old: "Current boundary (diff)", old_suffix: " (old)", legend_drawn: "Being drawn",
       basemap_none: "No base map: the city's own outlines only",
       basemap_gcj: "Base map is GCJ-02: hidden in the editor so edits are not shifted",
     },
@@ -139,8 +153,10 @@
     retired: { color: "#9b1c1c", weight: 1.5, dashArray: "5 4", fillColor: "#e5383b", fillOpacity: 0.12 },
     context: { color: "#868e96", weight: 1, dashArray: "3 3", fillColor: "#ced4da", fillOpacity: 0.15 },
   };
+  const DRAWN_COLOUR = "#7b2cbf";  // what the planner draws (split line, new grid) before it is applied
   const SELECTED_STYLE = { color: "#d62828", weight: 4 };
-  const OLD_STYLE = { color: "#222", weight: 2, dashArray: "6 4", fill: false, interactive: false,
+  const OLD_STYLE = { color: "#222", weight: 2, dashArray: "6 4", fillColor: "#6c757d", fillOpacity: 0.3,
+    interactive: false,
     pmIgnore: true, snapIgnore: true };
   const PROBLEM_STYLE = { color: "#d00000", weight: 3, fillColor: "#d00000", fillOpacity: 0.45,
     pmIgnore: true, snapIgnore: true };
@@ -248,6 +264,7 @@
     return String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
       '"': "&quot;", "'": "&#39;" }[c]));
   }
+  function who(name) { return String(name == null ? "" : name).replace(/^user:/, ""); }
   function fmtTime(iso) {
     if (!iso) return "";
     const d = new Date(iso);
@@ -262,19 +279,22 @@
   function conflictNode(err) {
     const div = document.createElement("div");
     const d = err.detail || {};
-    const activating = !d.last_edit && !d.current_etag;
-    let html = `<strong>${esc(activating ? t("conflict_activate") : t("conflict_edit"))}</strong> `;
-    if (err.message && err.message !== "409") html += `${esc(err.message)} `;
+    let head = t("conflict_edit");
+    if (d.other_changes || d.changed_boundaries || d.constraint) head = t("conflict_activate");
+    else if (d.status) head = t("conflict_status").replace("{status}", tOr("status_" + d.status, d.status));
+    let html = `<strong>${esc(head)}</strong> `;
     if (d.last_edit) {
       const e = d.last_edit;
-      html += `${esc(t("conflict_last"))}: ${esc(e.by || "?")} · ${esc(fmtTime(e.at))} · ${esc(e.op || "")} ` +
+      html += `${esc(t("conflict_last"))}: ${esc(who(e.by) || "?")} · ${esc(fmtTime(e.at))} · ${esc(e.op || "")} ` +
         `${esc(e.summary || "")}. `;
     }
-    const codes = d.codes || d.grids || (d.conflicts && d.conflicts.map((c) => c.code || c));
-    if (Array.isArray(codes) && codes.length) html += `${esc(t("impact_code"))}: ${codes.map(esc).join(", ")}. `;
-    if (d.plan_id || d.other_plan) html += `(${esc(d.other_plan ? JSON.stringify(d.other_plan) : "#" + d.plan_id)}) `;
-    html += `${esc(t("conflict_reload"))} <button type="button" id="conflict-reload" class="small">` +
-      `${esc(t("reload"))}</button>`;
+    (d.other_changes || []).forEach((o) => {
+      html += `${esc(t("conflict_other"))} ${esc(o.boundary_version)} (${esc(o.label || "")}` +
+        `${o.plan_id ? `, ${esc(t("plan"))} #${esc(o.plan_id)}` : ""}, ${esc(fmtTime(o.activated_at))}). `;
+    });
+    if (err.message && err.message !== "409") html += `<span class="hint">${esc(err.message)}</span> `;
+    html += `${esc(d.other_changes || d.changed_boundaries ? t("conflict_new_plan") : t("conflict_reload"))} ` +
+      `<button type="button" id="conflict-reload" class="small">${esc(t("reload"))}</button>`;
     div.className = "conflict";
     div.innerHTML = html;
     div.querySelector("#conflict-reload").addEventListener("click", () => {
@@ -327,6 +347,8 @@
     const rows = ["unchanged", "changed", "new", "retired", "context"].map((c) =>
       `<div>${swatch(CHANGE_STYLE[c])}${esc(t("change_" + c))}</div>`);
     rows.push(`<div>${swatch({ ...SELECTED_STYLE, weight: 3, fillOpacity: 0, fillColor: "#ffffff" })}${esc(t("legend_selected"))}</div>`);
+    rows.push(`<div>${swatch({ color: DRAWN_COLOUR, weight: 3, fillColor: DRAWN_COLOUR, fillOpacity: 0.2 })}` +
+      `${esc(t("legend_drawn"))}</div>`);
     rows.push(`<div>${swatch(OLD_STYLE)}${esc(t("legend_old"))}</div>`);
     rows.push(`<div>${swatch(PROBLEM_STYLE)}${esc(t("legend_problem"))}</div>`);
     const base = state.config && state.config.base_map;
@@ -349,8 +371,8 @@
     state.legend = legend;
     map.pm.setLang(state.lang === "en" ? "en" : "zh");
     map.pm.setGlobalOptions({ snappable: true, snapDistance: 15, allowSelfIntersection: false,
-      finishOnEnter: true, templineStyle: { color: "#d62828" }, hintlineStyle: { color: "#d62828",
-        dashArray: [5, 5] }, pathOptions: { color: "#d62828", weight: 3 } });
+      finishOnEnter: true, templineStyle: { color: DRAWN_COLOUR }, hintlineStyle: { color: DRAWN_COLOUR,
+        dashArray: [5, 5] }, pathOptions: { color: DRAWN_COLOUR, weight: 3 } });
     state.gridLayer = L.featureGroup().addTo(map);
     state.oldLayer = L.featureGroup().addTo(map);
     state.problemLayer = L.featureGroup().addTo(map);
@@ -425,7 +447,7 @@
       b.textContent = `#${p.id} ${p.name}`;
       b.addEventListener("click", () => guarded(() => openPlan(p.id)));
       li.appendChild(b);
-      li.appendChild(document.createTextNode(` · ${p.created_by || ""} · ${fmtTime(p.updated_at)}`));
+      li.appendChild(document.createTextNode(` · ${who(p.created_by)} · ${fmtTime(p.updated_at)}`));
       list.appendChild(li);
     });
   }
@@ -435,15 +457,18 @@
       const { body, etag } = await api("/plans", { method: "POST", withEtag: true,
         body: { name: $("plan-name").value.trim(), region_code: state.region.code } });
       $("plan-name").value = "";
+      await committed(body.id, () => true);
       await listPlans();
       setPlan(body, etag);
       await loadFeatures(true);
+      await refreshImpact();
     });
   }
   async function openPlan(id) {
     const { body, etag } = await api(`/plans/${encodeURIComponent(id)}`, { withEtag: true });
     setPlan(body, etag);
     await loadFeatures(true);
+    await refreshImpact();
   }
   function setPlan(plan, etag) {
     const samePlan = state.plan && state.plan.id === plan.id;
@@ -465,13 +490,13 @@
     $("plan-meta").innerHTML =
       `<span>${esc(t("status"))}: <b id="plan-status">${esc(tOr("status_" + p.status, p.status))}</b></span>` +
       `<span>${esc(t("base_version"))}: ${esc(p.base_version)}</span>` +
-      `<span>${esc(t("created_by"))}: ${esc(p.created_by)}</span>` +
+      `<span>${esc(t("created_by"))}: ${esc(who(p.created_by))}</span>` +
       `<span class="etag">${esc(t("etag"))}: <code id="plan-etag">${esc(state.etag)}</code></span>`;
   }
   function showEdits() {
     const edits = (state.plan && state.plan.edits) || [];
     $("edits").innerHTML = edits.length ? edits.map((e) =>
-      `<li><b>${esc(e.op)}</b> ${esc(e.summary)} <span class="hint">${esc(e.by)} · ${esc(fmtTime(e.at))}</span></li>`
+      `<li><b>${esc(e.op)}</b> ${esc(e.summary)} <span class="hint">${esc(who(e.by))} · ${esc(fmtTime(e.at))}</span></li>`
     ).join("") : `<li class="hint">${esc(t("no_edits"))}</li>`;
   }
 
@@ -495,8 +520,8 @@
     feats.forEach((f) => {
       if (!f.geometry) return;
       const change = f.properties.change;
-      const layer = L.geoJSON(f, { style: () => ({ ...(CHANGE_STYLE[change] || CHANGE_STYLE.unchanged),
-        className: `grid grid-${change}` }), bubblingMouseEvents: false });
+      const layer = L.geoJSON(f, { style: () => ({ ...baseStyle(change),
+        className: `grid grid-${change}` }) });
       layer.eachLayer((poly) => {
         poly.feature = f;
         state.gridLayer.addLayer(poly);
@@ -524,10 +549,18 @@
   function featureOf(code) {
     return state.features && state.features.features.find((f) => f.properties.code === code);
   }
+  // The plan's own style for a grid; in the old-versus-new view the new grids are outlines over the
+  // grey current boundaries, and unchanged grids fade.
+  function baseStyle(change) {
+    const style = { ...(CHANGE_STYLE[change] || CHANGE_STYLE.unchanged) };
+    if (state.view !== "diff") return style;
+    if (change === "unchanged" || change === "context") return { ...style, fillOpacity: 0.05, opacity: 0.4 };
+    return { ...style, weight: 3, fillOpacity: 0.08 };
+  }
   function styleSelection() {
     Object.entries(state.byCode).forEach(([code, poly]) => {
       const change = poly.feature.properties.change;
-      const base = { ...(CHANGE_STYLE[change] || CHANGE_STYLE.unchanged) };
+      const base = baseStyle(change);
       poly.setStyle(state.selected.includes(code) ? { ...base, ...SELECTED_STYLE } : base);
       if (state.selected.includes(code)) poly.bringToFront();
     });
@@ -581,8 +614,9 @@
       const style = state.view === "old"
         ? { ...CHANGE_STYLE.unchanged, interactive: false, pmIgnore: true, snapIgnore: true } : OLD_STYLE;
       L.geoJSON(g.geometry, { style, interactive: false, pmIgnore: true, snapIgnore: true, onEachFeature: (_, l) => {
-        l.bindTooltip(`${g.code.slice(-3)}`, { permanent: state.view === "old", direction: "center",
-          className: "grid-label old-label" });
+        const label = state.view === "old" ? g.code.slice(-3) : `${g.code.slice(-3)}${t("old_suffix")}`;
+        l.bindTooltip(label, { permanent: true, direction: state.view === "old" ? "center" : "top",
+          offset: state.view === "old" ? [0, 0] : [0, -10], className: "grid-label old-label" });
       } }).eachLayer((l) => state.oldLayer.addLayer(l));
     });
     applyView();
@@ -592,8 +626,9 @@
     const showNew = state.view !== "old";
     if (showNew && !map.hasLayer(state.gridLayer)) state.gridLayer.addTo(map);
     if (!showNew && map.hasLayer(state.gridLayer)) map.removeLayer(state.gridLayer);
-    state.oldLayer.bringToFront();
+    state.gridLayer.bringToFront();  // new outlines above the grey current boundaries
     state.problemLayer.bringToFront();
+    if (state.features) styleSelection();
     document.querySelectorAll(".tools button").forEach((b) => {
       b.disabled = !state.plan || state.plan.status !== "draft" || state.view === "old";
     });
@@ -615,6 +650,7 @@
   function showToolBox() {
     const tool = state.tool;
     $("tool-box").hidden = !tool;
+    $("tool-buttons").hidden = false;
     document.querySelectorAll(".tools button").forEach((b) => b.classList.toggle("active", b.dataset.tool === tool));
     if (!tool) return;
     $("tool-hint").textContent = t("hint_" + tool);
@@ -658,8 +694,9 @@
     const map = state.map;
     if (tool === "reshape") {
       const poly = state.byCode[state.selected[0]];
+      // Generated boundaries are dense: without the middle markers the vertices stay legible.
       poly.pm.enable({ snappable: true, snapDistance: 15, allowSelfIntersection: false, draggable: false,
-        removeVertexOn: "contextmenu" });
+        removeVertexOn: "contextmenu", hideMiddleMarkers: true });
       poly.on("pm:edit", onReshape);
     } else if (tool === "split") {
       map.pm.enableDraw("Line", { snappable: true, snapDistance: 15 });
@@ -689,7 +726,7 @@
     state.drawn = e.layer;
     e.layer.options.pmIgnore = true;
     e.layer.options.snapIgnore = true;
-    e.layer.setStyle({ color: "#d62828", weight: 3 });
+    e.layer.setStyle({ color: DRAWN_COLOUR, weight: 3, fillColor: DRAWN_COLOUR, fillOpacity: 0.2 });
     rebuildPending();
   }
   function value(id) { const el = $(id); return el ? el.value.trim() : ""; }
@@ -784,8 +821,8 @@
       box.textContent = `✗ ${t("check_bad")}${result.error.message}` + (result.error.code ? ` (${result.error.code})` : "");
       return;
     }
-    box.textContent = `✗ ${t("check_bad")}${result.problems.length} ${t("check_problems")}` +
-      (result.message ? ` — ${result.message}` : "");
+    box.textContent = result.problems.length ? `✗ ${t("check_bad")}${result.problems.length} ${t("check_problems")}`
+      : `✗ ${t("check_bad")}${result.message || ""}`;
   }
   async function applyEdit() {
     const edit = currentEdit();
@@ -800,6 +837,7 @@
         if (failure.problems.length) { setCheck(failure); return; }
         throw err;
       }
+      await committed(state.plan.id, hasEtag(res.etag || res.body.etag));
       const tool = state.tool;
       state.pending = null;  // the screen must not be reset to the old shape: the edit is stored
       cancelTool();
@@ -813,12 +851,28 @@
       $("tool-hint").textContent = "";
       $("tool-fields").innerHTML = "";
       $("check").className = "check ok";
-      $("check").textContent = `${t("applied")}${last ? `${last.op} ${last.summary || ""}` : tool}`;
-      $("apply").disabled = true;
+      $("check").textContent = `✓ ${t("applied")}${last ? last.summary || last.op : tool}`;
+      $("tool-buttons").hidden = true;
       state.impact = null;
       await refreshImpact();
     });
   }
+
+  // The API answers a write before its transaction has committed (FastAPI ends the connection
+  // dependency after the response is sent), so a read right after it may still see the old plan.
+  // Wait until GET /plans/{id} shows the new ETag (usually at once) before reading the result.
+  async function committed(planId, done) {
+    for (let i = 0; i < 30; i += 1) {
+      try {
+        const got = await api(`/plans/${encodeURIComponent(planId)}`, { withEtag: true });
+        if (done(got.body, got.etag || got.body.etag)) return;
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 404)) throw err;  // not committed yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const hasEtag = (want) => (_, etag) => etag === want;
 
   // ---- problems ---------------------------------------------------------------------------------
   function problemKind(p) { return tOr("kind_" + p.kind, p.kind); }
@@ -877,8 +931,9 @@
   function person(w) {
     if (w == null || typeof w !== "object") return esc(w);
     const who = [w.staff_code, w.name].filter(Boolean).map(esc).join(" ");
-    const move = w.from_grid || w.to_grid ? ` ${esc(w.from_grid || "–")} → ${esc(w.to_grid || "–")}` : "";
-    return (who || esc(JSON.stringify(w))) + move;
+    const move = w.from_grid || w.to_grid ? ` ${esc(w.from_grid || "–")} → ${esc(w.to_grid || t("no_grid"))}` : "";
+    const duty = w.duty ? ` <span class="hint">${esc(tOr("duty_" + w.duty, w.duty))}</span>` : "";
+    return (who || esc(JSON.stringify(w))) + move + duty;
   }
   function showImpact(impact) {
     const box = $("impact");
@@ -898,7 +953,8 @@
         `</thead><tbody>${rows}</tbody></table>`
       : `<p class="hint">${esc(t("impact_no_change"))}</p>`);
     html += `<h4>${esc(t("impact_incidents"))}: <span id="impact-incidents">${esc(inc.open_moving ?? 0)}</span></h4>` +
-      listOf(inc.items, (i) => `#${esc(i.id)} ${esc(i.from_grid || "–")} → ${esc(i.to_grid || "–")}`);
+      listOf(inc.items, (i) => `#${esc(i.id)} ${esc(i.from_grid || "–")} → ${esc(i.to_grid || "–")}`) +
+      `<p class="hint">${esc(t("incidents_note"))}</p>`;
     html += `<h4>${esc(t("impact_workers_moving"))}: ${esc((workers.moving || []).length)}</h4>` +
       listOf(workers.moving, person);
     html += `<h4 class="${(workers.without_grid || []).length ? "warn" : ""}">${esc(t("impact_without_grid"))}: ` +
@@ -906,9 +962,12 @@
     const orphan = impact.grids_without_worker || [];
     html += `<h4 class="${orphan.length ? "warn" : ""}">${esc(t("impact_grids_without_worker"))}: ${esc(orphan.length)}</h4>` +
       (orphan.length ? `<p>${orphan.map(esc).join(", ")}</p>` : "");
-    if (impact.households) {
-      const h = impact.households;
-      const n = typeof h === "object" ? (h.moving ?? h.count ?? h.total ?? (Array.isArray(h.items) ? h.items.length : "")) : h;
+    const h = impact.households;
+    if (h && h.available === false) {
+      html += `<h4>${esc(t("impact_households"))}</h4><p class="hint">${esc(t("households_none"))}` +
+        (h.note ? ` (${esc(h.note)})` : "") + "</p>";
+    } else if (h) {
+      const n = h.moving ?? h.count ?? h.total ?? (Array.isArray(h.items) ? h.items.length : "");
       html += `<h4>${esc(t("impact_households"))}: ${esc(n)}</h4>` +
         (Array.isArray(h.items) ? listOf(h.items, (x) => esc(typeof x === "object"
           ? [x.address || x.name || x.id, x.from_grid && `${x.from_grid} → ${x.to_grid}`].filter(Boolean).join(" ")
@@ -935,23 +994,27 @@
         if (failure.problems.length) { showProblems(failure.problems); }
         throw err;
       }
+      await committed(res.plan.id, hasEtag(res.plan.etag));
       if (state.tool) cancelTool();
+      $("tool-box").hidden = true;
       setPlan(res.plan, res.plan.etag);
       const box = $("activate-result");
       box.innerHTML = `<strong>✓ ${esc(t("activated"))}</strong><dl>` +
         `<dt>${esc(t("boundary_version"))}</dt><dd id="activated-version">${esc(res.boundary_version)}</dd>` +
         `<dt>${esc(t("effective"))}</dt><dd>${esc(fmtTime(res.effective_at))}</dd>` +
-        `<dt>${esc(t("rerouted"))}</dt><dd>${esc(res.rerouted)}</dd></dl>` +
+        `<dt>${esc(t("rerouted"))}</dt><dd id="activated-rerouted">${esc(res.rerouted)}</dd></dl>` +
         `<p><a href="/portal">${esc(t("to_portal"))}</a></p>`;
       box.hidden = false;
       await loadFeatures(false);
       await listPlans();
+      box.scrollIntoView({ block: "nearest" });
     });
   }
   async function discard() {
     if (!state.plan || !window.confirm(t("discard_confirm"))) return;
     await guarded(async () => {
       await api(`/plans/${encodeURIComponent(state.plan.id)}`, { method: "DELETE", ifMatch: state.etag });
+      await committed(state.plan.id, (p) => p.status === "discarded");
       if (state.tool) cancelTool();
       state.plan = null; state.features = null;
       state.gridLayer.clearLayers(); state.oldLayer.clearLayers(); state.problemLayer.clearLayers();

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -166,10 +167,18 @@ def _xy(page, lon: float, lat: float) -> tuple[float, float]:
     return box["x"] + p[0], box["y"] + p[1]
 
 
-def _locate(server: str, lon: float, lat: float) -> dict:
+@contextmanager
+def _dispatcher(server: str) -> Iterator[httpx.Client]:
+    """The API as t_dispatcher through a portal session (cookie + CSRF header)."""
     with httpx.Client(base_url=server) as c:
-        c.post("/auth/session", json={"username": "t_dispatcher", "password": TEST_PASSWORD}
-               ).raise_for_status()
+        res = c.post("/auth/session", json={"username": "t_dispatcher", "password": TEST_PASSWORD})
+        res.raise_for_status()
+        c.headers["X-CSRF-Token"] = res.json()["csrf_token"]
+        yield c
+
+
+def _locate(server: str, lon: float, lat: float) -> dict:
+    with _dispatcher(server) as c:
         res = c.get("/locate", params={"lon": lon, "lat": lat})
         res.raise_for_status()
         return res.json()
@@ -235,7 +244,8 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
 
     features = page.evaluate("window.citygrid.state.features")
     new = [f for f in features["features"] if f["properties"]["change"] == "new"]
-    assert len(new) == 1
+    assert len(new) == 1, [(f["properties"]["code"], f["properties"]["change"])
+                           for f in features["features"]]
     new_code = new[0]["properties"]["code"]
     assert new_code != code and new_code.startswith(COMMUNITY)
     impact_text = page.inner_text("#impact-grids")
@@ -246,17 +256,34 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
     page.check("input[name='view'][value='diff']")
     page.wait_for_function("window.citygrid.state.oldLayer.getLayers().length > 0")
     _idle(page)
+    assert f"{code[-3:]}（旧）" in page.inner_text("#map")  # the split grid's current boundary
     page.screenshot(path=str(ARTIFACTS / "planner-diff.png"))
     page.check("input[name='view'][value='plan']")
 
-    # Before activation the city still answers with the old grid.
+    # Before activation the city still answers with the old grid, and an open incident reported
+    # in the new half lands there; the refreshed preview lists it as moving to the new grid.
     point = shape(new[0]["geometry"]).representative_point()
     assert _locate(server, point.x, point.y)["grid"]["code"] == code
+    with _dispatcher(server) as c:
+        res = c.post("/incidents", json={"source": "hotline_12345", "external_id": "planner-ui-1",
+                                         "category": "E0101", "description": "垃圾堆放",
+                                         "lon": point.x, "lat": point.y})
+        assert res.status_code == 201, res.text
+        incident = res.json()["id"]
+        assert res.json()["grid_code"] == code, res.json()
+    page.click("#impact-refresh")
+    page.wait_for_function("document.querySelector('#impact-incidents')?.textContent === '1'")
+    _idle(page)
+    assert f"#{incident} {code} → {new_code}" in page.inner_text("#impact")
+    page.screenshot(path=str(ARTIFACTS / "planner-impact.png"))
 
     page.check("#reroute")
     page.click("#activate")
     page.wait_for_selector("#activate-result:not([hidden])")
+    _idle(page)
     assert page.inner_text("#plan-status") == "已启用"
+    assert int(page.inner_text("#activated-version")) > 1
+    assert page.inner_text("#activated-rerouted") == "1"
     page.screenshot(path=str(ARTIFACTS / "planner-activated.png"))
 
     # A dispatcher's lookup in the new half names the new grid (the locator swaps within 1 s;
@@ -268,6 +295,8 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
             break
         time.sleep(0.2)
     assert got == new_code
+    with _dispatcher(server) as c:  # the open incident was re-routed, as the planner chose
+        assert c.get(f"/incidents/{incident}").json()["grid_code"] == new_code
 
     # The same answer in the portal, as the dispatcher.
     page.context.clear_cookies()
@@ -277,9 +306,12 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
     page.click("#login-button")
     page.wait_for_function("window.citygrid.state.ready === true")
     page.fill("#coords", f"{point.x:.7f},{point.y:.7f}")
+    page.evaluate("([lon, lat]) => window.citygrid.state.map.setView([lat, lon], 15, { animate: false })",
+                  [point.x, point.y])
     page.click("#locate")
     page.wait_for_selector("#card:not([hidden])")
     assert page.inner_text("#card-grid-code") == new_code
+    page.wait_for_function("document.querySelector('#loading').hidden")
     page.screenshot(path=str(ARTIFACTS / "planner-portal-lookup.png"))
 
 
