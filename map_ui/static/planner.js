@@ -533,14 +533,46 @@
           return;
         }
         state.byCode[f.properties.code] = poly;
-        poly.bindTooltip(`${f.properties.code.slice(-3)}`, { permanent: true, direction: "center",
-          className: "grid-label" });
+        state.gridLayer.addLayer(label(f.geometry, f.properties.code.slice(-3), "grid-label"));
         poly.on("click", (ev) => onGridClick(f.properties.code, ev));
       });
     });
     state.selected = state.selected.filter((c) => state.byCode[c]);
     styleSelection();
     applyView();
+  }
+  // A permanent label inside a (Multi)Polygon: the middle of the widest horizontal chord through
+  // the centroid of its largest ring, so a grid with a hole is not labelled inside the hole.
+  function labelPoint(geometry) {
+    const polys = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates;
+    const ringArea = (r) => Math.abs(r.reduce((acc, p, i) => {
+      const q = r[(i + 1) % r.length]; return acc + p[0] * q[1] - q[0] * p[1];
+    }, 0)) / 2;
+    const poly = polys.reduce((best, p) => (ringArea(p[0]) > ringArea(best[0]) ? p : best));
+    const outer = poly[0];
+    const cy = outer.reduce((acc, p) => acc + p[1], 0) / outer.length;
+    const ys = [cy, ...[0.5, 0.35, 0.65].map((f) => {
+      const lo = Math.min(...outer.map((p) => p[1])), hi = Math.max(...outer.map((p) => p[1]));
+      return lo + (hi - lo) * f;
+    })];
+    for (const y of ys) {
+      const xs = [];
+      poly.forEach((ring) => ring.forEach((p, i) => {
+        const q = ring[(i + 1) % ring.length];
+        if ((p[1] > y) !== (q[1] > y)) xs.push(p[0] + ((y - p[1]) / (q[1] - p[1])) * (q[0] - p[0]));
+      }));
+      xs.sort((a, b) => a - b);
+      let best = null;
+      for (let i = 0; i + 1 < xs.length; i += 2) {
+        if (!best || xs[i + 1] - xs[i] > best[1] - best[0]) best = [xs[i], xs[i + 1]];
+      }
+      if (best) return L.latLng(y, (best[0] + best[1]) / 2);
+    }
+    return L.latLng(outer[0][1], outer[0][0]);
+  }
+  function label(geometry, text, className, offset = [0, 0]) {
+    return L.tooltip({ permanent: true, direction: "center", className, offset, interactive: false })
+      .setLatLng(labelPoint(geometry)).setContent(esc(text));
   }
   function workingCodes() {
     return state.features.features.filter((f) => !["context", "retired"].includes(f.properties.change))
@@ -553,7 +585,7 @@
   // grey current boundaries, and unchanged grids fade.
   function baseStyle(change) {
     const style = { ...(CHANGE_STYLE[change] || CHANGE_STYLE.unchanged) };
-    if (state.view !== "diff") return style;
+    if (state.view !== "diff") return change === "retired" ? { ...style, fillOpacity: 0 } : style;
     if (change === "unchanged" || change === "context") return { ...style, fillOpacity: 0.05, opacity: 0.4 };
     return { ...style, weight: 3, fillOpacity: 0.08 };
   }
@@ -613,11 +645,11 @@
       if (state.view === "diff" && !changed) return;  // the diff shows only what changes
       const style = state.view === "old"
         ? { ...CHANGE_STYLE.unchanged, interactive: false, pmIgnore: true, snapIgnore: true } : OLD_STYLE;
-      L.geoJSON(g.geometry, { style, interactive: false, pmIgnore: true, snapIgnore: true, onEachFeature: (_, l) => {
-        const label = state.view === "old" ? g.code.slice(-3) : `${g.code.slice(-3)}${t("old_suffix")}`;
-        l.bindTooltip(label, { permanent: true, direction: state.view === "old" ? "center" : "top",
-          offset: state.view === "old" ? [0, 0] : [0, -10], className: "grid-label old-label" });
-      } }).eachLayer((l) => state.oldLayer.addLayer(l));
+      L.geoJSON(g.geometry, { style, interactive: false, pmIgnore: true, snapIgnore: true })
+        .eachLayer((l) => state.oldLayer.addLayer(l));
+      const text = state.view === "old" ? g.code.slice(-3) : `${g.code.slice(-3)}${t("old_suffix")}`;
+      state.oldLayer.addLayer(label(g.geometry, text, "grid-label old-label",
+        state.view === "old" ? [0, 0] : [0, -14]));
     });
     applyView();
   }
@@ -943,7 +975,8 @@
       `<td class="change-${esc(g.change)}">${esc(tOr("change_" + g.change, g.change))}</td>` +
       `<td class="num">${fmtNum(g.old_area_m2)}</td><td class="num">${fmtNum(g.new_area_m2)}</td>` +
       `<td class="num">${g.delta_m2 > 0 ? "+" : ""}${fmtNum(g.delta_m2)}` +
-      (g.delta_pct != null && Number.isFinite(g.delta_pct) ? ` (${g.delta_pct > 0 ? "+" : ""}${fmtNum(g.delta_pct, 1)}%)` : "") +
+      (g.delta_pct != null && Number.isFinite(g.delta_pct)
+        ? `<span class="pct">${g.delta_pct > 0 ? "+" : ""}${fmtNum(g.delta_pct, 1)}%</span>` : "") +
       `</td></tr>`).join("");
     const inc = impact.incidents || {};
     const workers = impact.workers || {};

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 import uvicorn
-from shapely.geometry import LineString, Point, shape
+from shapely.geometry import LineString, Point, Polygon, shape
 from shapely.ops import unary_union
 from sqlalchemy import Engine, create_engine
 
@@ -377,6 +377,66 @@ def test_invalid_reshape_is_explained_and_drawn(page) -> None:
 def _vertices(geom) -> list[tuple[float, float]]:
     polys = geom.geoms if geom.geom_type == "MultiPolygon" else [geom]
     return [xy for p in polys for xy in p.exterior.coords[:-1]]
+
+
+def _fit(page, geom, padding: int = 80) -> None:
+    minx, miny, maxx, maxy = geom.bounds
+    page.evaluate("([a, b, c, d, p]) => window.citygrid.state.map.fitBounds([[b, a], [d, c]], "
+                  "{ animate: false, padding: [p, p] })", [minx, miny, maxx, maxy, padding])
+
+
+def test_merge_and_create_in_the_editor(page) -> None:
+    _login(page)
+    features = _open_new_plan(page, "合并新建测试")
+    working = {f["properties"]["code"]: shape(f["geometry"]) for f in features["features"]
+               if f["properties"]["change"] == "unchanged"}
+    a, b = next((a, b) for a in sorted(working) for b in sorted(working)
+                if a < b and working[a].intersection(working[b]).length > 0)
+    _fit(page, working[a].union(working[b]))
+
+    # Merge: with the tool on, clicks add grids to the selection; the lower code is kept.
+    page.click("#tool-merge")
+    for code in (a, b):
+        inside = working[code].representative_point()
+        page.mouse.click(*_xy(page, inside.x, inside.y))
+    page.wait_for_function(f"window.citygrid.state.selected.join() === '{a},{b}'")
+    page.select_option("#f-keep", a)
+    page.wait_for_selector("#check.ok")
+    page.click("#apply")
+    page.wait_for_function("window.citygrid.state.plan.edits.length === 1")
+    _idle(page)
+    changes = {f["properties"]["code"]: f["properties"]["change"]
+               for f in page.evaluate("window.citygrid.state.features")["features"]}
+    assert changes[a] == "changed" and changes[b] == "retired"
+    page.screenshot(path=str(ARTIFACTS / "planner-merged.png"))
+
+    # Create: draw a small square inside another grid, closing it on its first corner.
+    other = next(c for c in sorted(working) if c not in (a, b))
+    poly = working[other]
+    _fit(page, poly, 40)
+    centre = poly.representative_point()
+    side = min(poly.bounds[2] - poly.bounds[0], poly.bounds[3] - poly.bounds[1]) / 5
+    square = [(centre.x - side / 2, centre.y - side / 2), (centre.x + side / 2, centre.y - side / 2),
+              (centre.x + side / 2, centre.y + side / 2), (centre.x - side / 2, centre.y + side / 2)]
+    assert poly.contains(Polygon(square))
+    page.click("#tool-create")
+    for corner in [*square, square[0]]:
+        page.mouse.click(*_xy(page, *corner))
+    page.fill("#f-name", "新建测试网格")
+    page.wait_for_selector("#check.ok")
+    page.screenshot(path=str(ARTIFACTS / "planner-create-drawn.png"))
+    page.click("#apply")
+    page.wait_for_function("window.citygrid.state.plan.edits.length === 2")
+    _idle(page)
+    feats = page.evaluate("window.citygrid.state.features")["features"]
+    created = [f for f in feats if f["properties"]["change"] == "new"]
+    assert len(created) == 1 and created[0]["properties"]["name"] == "新建测试网格"
+    # The drawn square, up to the clicks' pixel rounding (a pixel is metres at this zoom).
+    assert shape(created[0]["geometry"]).symmetric_difference(Polygon(square)).area \
+        < 0.05 * Polygon(square).area
+    assert next(f for f in feats if f["properties"]["code"] == other)["properties"]["change"] \
+        == "changed"  # carved out of the grid it covers
+    page.screenshot(path=str(ARTIFACTS / "planner-created.png"))
 
 
 def test_english_switch(page) -> None:
