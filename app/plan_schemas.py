@@ -28,6 +28,7 @@ class ProblemPublic(BaseModel):
     codes: list[str]
     location: dict[str, Any] | None = None
     area_m2: float | None = None
+    parent: str | None = Field(None, description="The parent whose tiling the problem breaks")
 
 
 class EditPublic(BaseModel):

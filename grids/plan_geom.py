@@ -22,7 +22,7 @@ Numbers
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,6 +53,7 @@ class Problem:
     codes: tuple[str, ...]
     location: dict[str, Any] | None = None  # GeoJSON geometry in EPSG:4490
     area_m2: float | None = None
+    parent: str | None = None  # the parent whose tiling it breaks (None: a code problem)
 
     @property
     def key(self) -> tuple[str, tuple[str, ...]]:
@@ -63,6 +64,8 @@ class Problem:
                                "codes": list(self.codes), "location": self.location}
         if self.area_m2 is not None:
             out["area_m2"] = round(self.area_m2, 2)
+        if self.parent is not None:
+            out["parent"] = self.parent
         return out
 
 
@@ -228,7 +231,8 @@ def _near(geom: BaseGeometry) -> str:
 
 
 def validate(draft: Draft, *, parents: Iterable[str] | None = None,
-             tolerance_m2: float = TOLERANCE_M2, sliver_m2: float = SLIVER_M2) -> list[Problem]:
+             tolerance_m2: float = TOLERANCE_M2, sliver_m2: float = SLIVER_M2,
+             only: set[str] | None = None, zone: BaseGeometry | None = None) -> list[Problem]:
     """Every problem of the draft's tiling under ``parents`` (None: all), plus code problems.
 
     For each parent P (the plan's region, and for a street plan each live community) and its
@@ -236,30 +240,38 @@ def validate(draft: Draft, *, parents: Iterable[str] | None = None,
     outside P, overlaps between two children, pieces of P covered by no child, and slivers (a
     child or a part of it under ``sliver_m2``) or children in several pieces. Areas are
     compared with ``tolerance_m2`` (strictly greater is a problem).
+
+    ``only`` and ``zone`` restrict the check to what an edit touched: the children with those
+    codes (and their pairs with any sibling), and gaps inside ``zone``. Used to check one edit
+    in a large plan; the answer for everything else is unchanged by the edit.
     """
     if parents is None:
         wanted = [draft.region_code] + [c.code for c in draft.live("community")]
     else:
-        wanted = [p for p in dict.fromkeys(parents)]
+        wanted = list(dict.fromkeys(parents))
     out: list[Problem] = []
     for parent in wanted:
         pg = draft.parent_geom(parent)
         if pg is None:
             continue
-        out.extend(_check_parent(draft, parent, pg, tolerance_m2, sliver_m2))
+        out.extend(_check_parent(draft, parent, pg, tolerance_m2, sliver_m2, only, zone))
     out.extend(check_codes(draft))
     order = {k: i for i, k in enumerate(KINDS)}
     out.sort(key=lambda p: (order.get(p.kind, 99), p.codes))
     return out
 
 
-def _check_parent(draft: Draft, parent: str, pg: BaseGeometry, tol: float,
-                  sliver_m2: float) -> list[Problem]:
+def _check_parent(draft: Draft, parent: str, pg: BaseGeometry, tol: float, sliver_m2: float,
+                  only: set[str] | None, zone: BaseGeometry | None) -> list[Problem]:
     out: list[Problem] = []
     kids = draft.children(parent)
     noun = "Grid" if kids and kids[0].level == "grid" else "Community"
     good: list[Item] = []
     for k in kids:
+        if only is not None and k.code not in only:
+            if k.geom is not None and not k.geom.is_empty and k.geom.is_valid:
+                good.append(k)
+            continue
         why = explain_invalid(k.geom)
         if why is not None:
             loc = why["location"]
@@ -272,53 +284,65 @@ def _check_parent(draft: Draft, parent: str, pg: BaseGeometry, tol: float,
             out.append(Problem("empty", f"{noun} {k.code} has no area left.", (k.code,)))
         else:
             good.append(k)
-    for k in good:
+    checked = [k for k in good if only is None or k.code in only]
+    geoms = [k.geom for k in good]
+    local = pg if zone is None else _inter(pg, shapely.buffer(zone, 1e-6))
+    near = geoms if zone is None else [g for g in geoms if shapely.intersects(g, local)]
+    covered = _union(near) if near else shapely.MultiPolygon()
+    # Fast paths: when the union sticks out nowhere and the areas add up, no child is outside
+    # and no two overlap; only then is each child (or pair) examined.
+    sticks_out = area_m2(_diff(covered, pg)) > tol
+    for k in checked:
         assert k.geom is not None
-        outside = _diff(k.geom, pg)
-        a = area_m2(outside)
-        if a > tol:
-            out.append(Problem(
-                "outside_parent",
-                f"{noun} {k.code} extends {a:.1f} m² outside its parent {parent} {_near(outside)}.",
-                (k.code, parent), _gj(outside), a))
-        total = area_m2(k.geom)
+        if sticks_out:
+            outside = _diff(k.geom, pg)
+            a = area_m2(outside)
+            if a > tol:
+                out.append(Problem(
+                    "outside_parent",
+                    f"{noun} {k.code} extends {a:.1f} m² outside its parent {parent} "
+                    f"{_near(outside)}.", (k.code, parent), _gj(outside), a))
         pieces = parts(k.geom)
-        for piece in pieces:
-            pa = area_m2(piece) if len(pieces) > 1 else total
+        areas = [area_m2(piece) for piece in pieces]
+        for piece, pa in zip(pieces, areas, strict=True):
             if pa < sliver_m2:
                 out.append(Problem(
                     "sliver",
                     f"{noun} {k.code} has a sliver of {pa:.1f} m² {_near(piece)} (under "
                     f"{sliver_m2:g} m²).", (k.code,), _gj(piece), pa))
-        big = [p for p in pieces if area_m2(p) >= sliver_m2]
+        big = [a for a in areas if a >= sliver_m2]
         if len(big) > 1:
             out.append(Problem(
                 "disconnected",
                 f"{noun} {k.code} falls into {len(big)} separate pieces; a grid is one area.",
-                (k.code,), _gj(k.geom), total))
-    geoms = [k.geom for k in good]
-    if len(geoms) > 1:
+                (k.code,), _gj(k.geom), sum(areas)))
+    excess = sum(area_m2(g) for g in near) - area_m2(covered)
+    if len(geoms) > 1 and checked and excess > tol:
         tree = shapely.STRtree(geoms)
-        left, right = tree.query(geoms, predicate="intersects")
-        for i, j in zip(left.tolist(), right.tolist(), strict=True):
-            if i >= j:
-                continue
-            inter = _inter(geoms[i], geoms[j])
-            a = area_m2(inter)
-            if a > tol:
-                ci, cj = sorted((good[i].code, good[j].code))
-                out.append(Problem(
-                    "overlap", f"{noun}s {ci} and {cj} overlap by {a:.1f} m² {_near(inter)}.",
-                    (ci, cj), _gj(inter), a))
-    covered = _union(geoms) if geoms else shapely.MultiPolygon()
-    gap = _diff(pg, covered)
+        index = {id(k): i for i, k in enumerate(good)}
+        seen: set[tuple[int, int]] = set()
+        for k in checked:
+            i = index[id(k)]
+            for j in tree.query(geoms[i], predicate="intersects").tolist():
+                pair = (min(i, j), max(i, j))
+                if i == j or pair in seen:
+                    continue
+                seen.add(pair)
+                inter = _inter(geoms[i], geoms[j])
+                a = area_m2(inter)
+                if a > tol:
+                    ci, cj = sorted((good[i].code, good[j].code))
+                    out.append(Problem(
+                        "overlap", f"{noun}s {ci} and {cj} overlap by {a:.1f} m² "
+                        f"{_near(inter)}.", (ci, cj), _gj(inter), a))
+    gap = _diff(local, covered)
     for piece in parts(gap):
         a = area_m2(piece)
         if a > tol:
             out.append(Problem(
                 "gap", f"{a:.1f} m² of {parent} {_near(piece)} is covered by none of its "
                 f"{'grids' if noun == 'Grid' else 'communities'}.", (parent,), _gj(piece), a))
-    return out
+    return [replace(p, parent=parent) for p in out]
 
 
 def valid_grid_code(code: str, parent: str) -> str | None:
@@ -360,9 +384,27 @@ def check_codes(draft: Draft) -> list[Problem]:
 
 
 def new_problems(before: list[Problem], after: list[Problem]) -> list[Problem]:
-    """The problems of ``after`` that ``before`` did not have (by kind and codes)."""
-    old = {p.key for p in before}
-    return [p for p in after if p.key not in old]
+    """The problems of ``after`` that ``before`` did not have.
+
+    Problems with an area (gap, overlap, outside_parent, sliver) are new when more than the
+    tolerance of their area lies outside every earlier problem of the same kind and codes, so
+    a second gap in a community that already had one is still caught; the others are compared
+    by kind and codes.
+    """
+    old_keys = {p.key for p in before}
+    areas: dict[tuple[str, tuple[str, ...]], list[BaseGeometry]] = {}
+    for p in before:
+        if p.location is not None and p.location.get("type") != "Point":
+            areas.setdefault(p.key, []).append(shapely.geometry.shape(p.location))
+    fresh = []
+    for p in after:
+        if p.key not in old_keys:
+            fresh.append(p)
+        elif p.location is not None and p.location.get("type") != "Point" and p.key in areas:
+            rest = _diff(shapely.geometry.shape(p.location), _union(areas[p.key]))
+            if area_m2(rest) > TOLERANCE_M2:
+                fresh.append(p)
+    return fresh
 
 
 # ------------------------------------------------------------------------------------------
@@ -375,6 +417,7 @@ class Applied:
     draft: Draft
     parents: tuple[str, ...]  # whose tiling to re-check
     summary: str
+    problems: tuple[Problem, ...] = ()  # after the edit, where it acted (none new, by apply)
 
 
 def _reject(kind: str, message: str, codes: Iterable[str] = (),
@@ -698,8 +741,9 @@ def create(draft: Draft, *, parent_code: str, geometry: Any, name: str | None = 
                    + (f" from {', '.join(gave)}" if gave else ""))
 
 
-OPS = {"reshape": reshape, "split": split, "merge": merge, "move": move, "create": create,
-       "retire": retire, "recode": recode}
+OPS: dict[str, Callable[..., Applied]] = {
+    "reshape": reshape, "split": split, "merge": merge, "move": move, "create": create,
+    "retire": retire, "recode": recode}
 
 
 def apply(draft: Draft, edit: dict[str, Any], *, sliver_m2: float = SLIVER_M2) -> Applied:
@@ -716,9 +760,18 @@ def apply(draft: Draft, edit: dict[str, Any], *, sliver_m2: float = SLIVER_M2) -
         result = fn(draft, **args)
     except TypeError as exc:
         raise _reject("unsupported", f"Wrong fields for {edit['op']}: {exc}.") from exc
-    before = validate(draft, parents=result.parents, sliver_m2=sliver_m2)
-    after = validate(result.draft, parents=result.parents, sliver_m2=sliver_m2)
+    # Only what the edit replaced is checked again: those children, their pairs, and gaps
+    # where they were or are now.
+    kept = {id(it) for it in result.draft.items}
+    gone = [it for it in draft.items if id(it) not in kept]
+    was = {id(it) for it in draft.items}
+    came = [it for it in result.draft.items if id(it) not in was]
+    zone = _union([it.geom for it in (*gone, *came) if it.geom is not None])
+    before = validate(draft, parents=result.parents, sliver_m2=sliver_m2,
+                      only={it.code for it in gone}, zone=zone)
+    after = validate(result.draft, parents=result.parents, sliver_m2=sliver_m2,
+                     only={it.code for it in came}, zone=zone)
     fresh = new_problems(before, after)
     if fresh:
         raise EditRejected(fresh)
-    return result
+    return replace(result, problems=tuple(after))

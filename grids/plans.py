@@ -315,7 +315,8 @@ def store_draft(conn: Connection, plan_id: int, old: pg.Draft, new: pg.Draft) ->
     gone = [it.rid for it in old.items if it.rid is not None and it.rid not in kept_rids]
     if gone:
         conn.execute(text("DELETE FROM plan_region WHERE id = ANY(:ids)"), {"ids": gone})
-    inserts, updates = [], []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     for it in new.items:
         if id(it) in before:
             continue
@@ -371,16 +372,20 @@ def apply_edit(conn: Connection, plan_id: int, edit: dict[str, Any], *, principa
             detail={"problems": [p.as_dict() for p in exc.problems]}) from exc
     if dry_run:
         out = _public(conn, row)
-        out["problems"] = [p.as_dict() for p in pg.validate(applied.draft,
-                                                            parents=applied.parents)]
+        out["problems"] = [p.as_dict() for p in applied.problems]
         out["summary"] = applied.summary
         return out
     store_draft(conn, plan_id, draft, applied.draft)
     log_edit(conn, row, str(edit["op"]), edit, applied.summary, principal)
-    problems = pg.validate(load_draft(conn, row), sliver_m2=sliver_m2)
+    # The plan's problems: those of the tilings the edit touched, checked again in full; the
+    # others' are as they were.
+    touched = set(applied.parents)
+    kept = [p for p in row["problems"] if p.get("parent") and p["parent"] not in touched]
+    fresh = [p.as_dict() for p in pg.validate(applied.draft, parents=touched,
+                                              sliver_m2=sliver_m2)]
     conn.execute(text("UPDATE plan SET revision = revision + 1, updated_at = now(), "
                       "problems = CAST(:p AS jsonb) WHERE id = :id"),
-                 {"p": problems_json(problems), "id": plan_id})
+                 {"p": orjson.dumps(kept + fresh).decode(), "id": plan_id})
     return get_plan(conn, plan_id, principal=principal)
 
 
@@ -504,7 +509,8 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
              sliver_m2: float = pg.SLIVER_M2) -> dict[str, Any]:
     """Make the plan the boundaries in force from ``effective_at`` (None = now), atomically.
 
-    The whole plan must be valid (else :class:`InvalidEdit`, 422); the boundaries it was opened
+    Every community (and, for a moved grid, the street) whose tiling the plan changes must be
+    clean (else :class:`InvalidEdit`, 422); the boundaries it was opened
     on must be unchanged (else :class:`PlanConflict`, 409). Changed regions' boundaries close at
     ``effective_at`` and new ones start there, as one new boundary version; assignments follow a
     re-coded grid and end on a retired one. Returns ``{plan, boundary_version, effective_at,
@@ -522,13 +528,19 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
                         code="invalid_effective_at")
     _check_base(conn, row)
     draft = load_draft(conn, row)
-    problems = pg.validate(draft, sliver_m2=sliver_m2)
+    changed = [it for it in draft.items if it.change != "unchanged"]
+    if not changed:
+        raise GridError(f"Plan {plan_id} changes nothing; there is nothing to activate.",
+                        detail={"edits": 0}, code="empty_plan")
+    # Every tiling the plan touches must be clean; one it leaves alone is not its business.
+    touched = {it.parent for it in changed} | {it.code for it in changed
+                                               if it.level == "community"}
+    problems = pg.validate(draft, parents=touched, sliver_m2=sliver_m2)
     if problems:
         raise InvalidEdit(
             f"The plan cannot be activated: {problems[0].message}"
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
             detail={"problems": [p.as_dict() for p in problems]})
-    changed = [it for it in draft.items if it.change != "unchanged"]
     version = conn.execute(text(
         "INSERT INTO boundary_version (label, note, source, activated_at, effective_at, plan_id) "
         "VALUES (:label, :note, 'plan', now(), :at, :plan) RETURNING id"),
@@ -573,12 +585,16 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
 def _check_base(conn: Connection, row: dict[str, Any]) -> None:
     """409 unless the boundaries the plan was opened on are exactly those in force (locked)."""
     code = row["region_code"]
+    # Lock first (a concurrent activation of the same boundaries makes us wait for its end),
+    # then look again in a new statement, whose snapshot sees what it committed.
+    conn.execute(text("SELECT id FROM region_boundary WHERE id = ANY(:ids) ORDER BY id "
+                      "FOR UPDATE"), {"ids": list(row["base_boundaries"])})
     current = conn.execute(text(
         "SELECT b.id FROM region_boundary b JOIN region r ON r.id = b.region_id "
         "LEFT JOIN region p ON p.id = b.parent_id "
         "WHERE (b.valid_to IS NULL OR b.valid_to > now()) AND ("
         " r.code = :code OR (r.level = 'grid' AND p.code LIKE :prefix) OR"
-        " (r.level = 'community' AND p.code = :code)) ORDER BY b.id FOR UPDATE OF b"),
+        " (r.level = 'community' AND p.code = :code)) ORDER BY b.id"),
         {"code": code, "prefix": prefix_of(code) + "%"}).scalars().all()
     base = set(row["base_boundaries"])
     if set(current) == base:

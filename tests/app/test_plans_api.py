@@ -144,7 +144,9 @@ def test_invalid_edits_and_requests_get_json_errors(client: TestClient, communit
                        ).status_code == 422  # a plan covers a street or a community
     assert client.post("/plans", json={"name": "", "region_code": community}).status_code == 422
     assert client.post(f"/plans/{plan['id']}/activate", json={"effective_at": "2020-01-01T00:00Z"},
-                       headers={"If-Match": etag}).status_code == 422
+                       headers={"If-Match": etag}).json()["code"] == "invalid_effective_at"
+    nothing = client.post(f"/plans/{plan['id']}/activate", json={}, headers={"If-Match": etag})
+    assert nothing.status_code == 422 and nothing.json()["code"] == "empty_plan"
 
 
 def test_planner_cannot_open_a_plan_outside_the_jurisdiction(anonymous: TestClient, headers
@@ -301,6 +303,47 @@ def test_every_worker_switches_within_a_second_now_and_when_scheduled(scratch: E
             print(f"both workers switched {late:.3f} s after the scheduled time")
     finally:
         other.stop()
+
+
+def test_two_concurrent_activations_on_one_grid_one_wins_the_other_gets_409(
+        scratch: Engine) -> None:
+    """Two planners, two transactions at once: the second waits for the first, then 409."""
+    import threading
+
+    from grids import plans
+    from grids.access import Principal, Scope
+
+    planner = Principal.make("user:p", "planner", Scope.of("990100"))
+    with scratch.begin() as conn:
+        opened = []
+        for name, edit in (("a", {"op": "split", "code": G1, "line": _split_line(0.3)}),
+                           ("b", {"op": "retire", "code": G1, "into": C1 + "002"})):
+            plan = plans.create_plan(conn, name=name, region_code=C1, principal=planner)
+            opened.append(plans.apply_edit(conn, plan["id"], edit, principal=planner,
+                                           if_match=plan["etag"]))
+    first, second = opened
+    outcome: dict[str, Any] = {}
+    c1 = scratch.connect()
+    t1 = c1.begin()
+    plans.activate(c1, first["id"], principal=planner, if_match=first["etag"])  # not committed
+
+    def other() -> None:
+        with scratch.connect() as c2, c2.begin():
+            try:
+                plans.activate(c2, second["id"], principal=planner, if_match=second["etag"])
+                outcome["result"] = "activated"
+            except plans.PlanConflict as exc:
+                outcome["result"] = exc.detail
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "the second activation should wait for the first"
+    t1.commit()
+    c1.close()
+    thread.join(10)
+    assert isinstance(outcome["result"], dict), outcome
+    assert outcome["result"]["other_changes"][0]["plan_id"] == first["id"]
 
 
 def test_reroute_moves_open_incidents_only_and_records_it(scratch: Engine) -> None:

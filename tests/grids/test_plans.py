@@ -279,6 +279,18 @@ def test_restore_a_past_version_through_a_new_plan(tiny_city: Connection) -> Non
                                 shapely.from_wkb(bytes(original.wkb)), 1e-9)
 
 
+def test_a_second_gap_in_a_community_that_already_has_one_is_refused(tiny_city: Connection
+                                                                        ) -> None:
+    plan = open_plan(tiny_city, region=STREET)
+    assert [p["kind"] for p in plan["problems"]] == ["gap"]  # C2's, in the data
+    with pytest.raises(plans.InvalidEdit) as err:
+        edit(tiny_city, plan, op="reshape", code=G3, geometry=gj(cell(2.2, 0, 3, 0.5)))
+    assert [p["kind"] for p in err.value.detail["problems"]] == ["gap"]
+    # a change elsewhere in the plan is fine: the old gap is not the edit's doing
+    plan = edit(tiny_city, plan, op="recode", code=G1, new_code=C1 + "005")
+    assert [p["kind"] for p in plan["problems"]] == ["gap"]
+
+
 def test_discarded_plan_cannot_change(tiny_city: Connection) -> None:
     plan = open_plan(tiny_city)
     plans.discard(tiny_city, plan["id"], principal=PLANNER)

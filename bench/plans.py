@@ -1,0 +1,175 @@
+"""Redraw plans in the 10,000-grid city: live validation of one edit, activation of 50 grids.
+
+    python -m bench.plans            # needs citygrid_bench (python -m bench.city makes it)
+
+1. **Validation of a single-grid edit** (target < 100 ms): ``grids.plans.apply_edit`` with
+   ``dry_run=True`` on a plan over the community with the most grids: a reshape of one grid (one
+   vertex moved 20 m, so the neighbours give way) and a split. Each call reads the plan from the
+   database, snaps, applies and checks the community before and after: what the editor's live
+   validation costs per request, minus HTTP.
+2. **Activation of a 50-grid plan** (target < 2 s): a plan over a street in which 25 grids have
+   been split (50 grids change: 25 reshaped by the cut, 25 new); ``layers.incidents.reroute.
+   activate_plan`` (without re-routing) timed: validation of the touched communities, the check
+   that the base boundaries are unchanged (locked), the new version, 25 boundaries closed and
+   50 opened, assignments, the database guard checked at once (SET CONSTRAINTS ... IMMEDIATE).
+
+Everything runs in transactions that are rolled back: the bench city is left as it was (the
+commit itself, a WAL flush, is not timed).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import shapely
+from shapely.ops import split
+from sqlalchemy import Connection, create_engine, text
+
+from bench import city
+from grids import plans
+from grids.access import Principal
+from layers.incidents import reroute
+
+SYSTEM = Principal.system("bench:plans")
+REPEAT = 30
+
+
+def _geom(conn: Connection, code: str) -> Any:
+    wkb = conn.execute(text("SELECT ST_AsBinary(geom) FROM region_current WHERE code = :c"),
+                       {"c": code}).scalar_one()
+    return shapely.from_wkb(bytes(wkb))
+
+
+def _cut(geom: Any) -> dict[str, Any] | None:
+    """A horizontal line cutting ``geom`` into two parts of at least a fifth each."""
+    x0, y0, x1, y1 = geom.bounds
+    for f in (0.5, 0.4, 0.6, 0.3, 0.7):
+        y = y0 + f * (y1 - y0)
+        blade = shapely.LineString([(x0 - 1e-3, y), (x1 + 1e-3, y)])
+        pieces = list(split(geom, blade).geoms)
+        if len(pieces) == 2 and min(p.area for p in pieces) > 0.2 * geom.area:
+            return shapely.geometry.mapping(blade)
+    return None
+
+
+def _moved_vertex(conn: Connection, grid: str, neighbour: str) -> dict[str, Any]:
+    """``grid`` with the first vertex it shares with ``neighbour`` moved 20 m into it."""
+    g, n = _geom(conn, grid), _geom(conn, neighbour)
+    poly = max(g.geoms, key=lambda p: p.area) if g.geom_type == "MultiPolygon" else g
+    ring = list(poly.exterior.coords)[:-1]
+    shared = [i for i, xy in enumerate(ring) if n.boundary.distance(shapely.Point(xy)) < 1e-9]
+    i = shared[len(shared) // 2] if shared else 0
+    x, y = ring[i]
+    c = n.centroid
+    d = ((c.x - x) ** 2 + (c.y - y) ** 2) ** 0.5
+    step = 20 / 111_320  # ~20 m
+    ring[i] = (x + (c.x - x) / d * step, y + (c.y - y) / d * step)
+    return {"type": "Polygon", "coordinates": [ring + [ring[0]]]}
+
+
+def bench_validation(conn: Connection) -> dict[str, Any]:
+    community = conn.execute(text(
+        "SELECT parent_code FROM region_current WHERE level = 'grid' GROUP BY parent_code "
+        "ORDER BY count(*) DESC, parent_code LIMIT 1")).scalar_one()
+    plan = plans.create_plan(conn, name="bench validation", region_code=community,
+                             principal=SYSTEM)
+    grid, neighbour = conn.execute(text(
+        "SELECT a.code, b.code FROM region_current a JOIN region_current b "
+        "ON a.parent_code = b.parent_code AND a.code < b.code AND a.geom && b.geom "
+        "AND ST_Length(ST_Intersection(ST_Boundary(a.geom), ST_Boundary(b.geom))) > 0 "
+        "WHERE a.parent_code = :c ORDER BY a.code LIMIT 1"), {"c": community}).one()
+    n_grids = conn.execute(text("SELECT count(*) FROM region_current WHERE parent_code = :c"),
+                           {"c": community}).scalar_one()
+    edits = {
+        "reshape": {"op": "reshape", "code": grid, "geometry": _moved_vertex(conn, grid,
+                                                                              neighbour)},
+        "split": {"op": "split", "code": grid, "line": _cut(_geom(conn, grid))},
+    }
+    out: dict[str, Any] = {"community": community, "grids_in_community": n_grids, "grid": grid}
+    for name, edit in edits.items():
+        if edit.get("line", True) is None:
+            continue
+        times = []
+        for _ in range(REPEAT):
+            t0 = time.perf_counter()
+            res = plans.apply_edit(conn, plan["id"], edit, principal=SYSTEM,
+                                   if_match=plan["etag"], dry_run=True)
+            times.append((time.perf_counter() - t0) * 1000)
+        assert res["problems"] == [], res["problems"]
+        times.sort()
+        out[name] = {"median_ms": round(statistics.median(times), 1),
+                     "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
+                     "max_ms": round(times[-1], 1), "runs": REPEAT,
+                     "summary": res["summary"]}
+    return out
+
+
+def bench_activation(conn: Connection, n_splits: int = 25) -> dict[str, Any]:
+    street = conn.execute(text(
+        "SELECT c.parent_code FROM region_current g JOIN region_current c "
+        "ON c.code = g.parent_code WHERE g.level = 'grid' GROUP BY c.parent_code "
+        "HAVING count(*) >= :n ORDER BY count(*), c.parent_code LIMIT 1"),
+        {"n": 2 * n_splits}).scalar_one()
+    t0 = time.perf_counter()
+    plan = plans.create_plan(conn, name="bench activation", region_code=street,
+                             principal=SYSTEM)
+    opened_s = time.perf_counter() - t0
+    grids = conn.execute(text(
+        "SELECT g.code FROM region_current g JOIN region_current c ON c.code = g.parent_code "
+        "WHERE c.parent_code = :s AND g.level = 'grid' ORDER BY g.code"),
+        {"s": street}).scalars().all()
+    done, t0 = 0, time.perf_counter()
+    for code in grids:
+        line = _cut(_geom(conn, code))
+        if line is None:
+            continue
+        try:
+            plan = plans.apply_edit(conn, plan["id"], {"op": "split", "code": code,
+                                                       "line": line},
+                                    principal=SYSTEM, if_match=plan["etag"])
+        except plans.InvalidEdit:
+            continue  # e.g. a part under the sliver size: try the next grid
+        done += 1
+        if done == n_splits:
+            break
+    edits_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = reroute.activate_plan(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"])
+    took = time.perf_counter() - t0
+    return {"street": street, "grids_in_street": len(grids), "splits": done,
+            "changed": result["changed"], "activation_s": round(took, 3),
+            "open_plan_s": round(opened_s, 3),
+            "edit_s_each": round(edits_s / max(done, 1), 3)}
+
+
+def main() -> None:
+    print(city.ensure())
+    engine = create_engine(city.url())
+    try:
+        with engine.connect() as conn:
+            tx = conn.begin()
+            v = bench_validation(conn)
+            tx.rollback()
+            print(f"validation (dry-run edit, {v['grids_in_community']}-grid community "
+                  f"{v['community']}):")
+            for name in ("reshape", "split"):
+                if name in v:
+                    r = v[name]
+                    print(f"  {name:8s} median {r['median_ms']} ms, p95 {r['p95_ms']} ms, "
+                          f"max {r['max_ms']} ms over {r['runs']} runs ({r['summary']})")
+        with engine.connect() as conn:
+            tx = conn.begin()
+            a = bench_activation(conn)
+            tx.rollback()
+            print(f"activation of a {a['changed']}-grid plan ({a['splits']} splits in street "
+                  f"{a['street']}, {a['grids_in_street']} grids): {a['activation_s']} s "
+                  f"(opening the plan {a['open_plan_s']} s, each split edit "
+                  f"{a['edit_s_each']} s)")
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
