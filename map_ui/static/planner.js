@@ -67,6 +67,12 @@
       households_none: "登记库中没有住户或地址数据，无法统计", no_grid: "（无网格）",
       duty_primary: "主责", duty_backup: "备岗", duty_head: "负责人",
       incidents_note: "已结事件无论方案如何都保留原网格。",
+      err_invalid_effective_at: "生效时间不能早于现在。", err_reroute_needs_immediate: "只有立即生效时才能改派未结事件。",
+      err_empty_plan: "方案没有任何修改，无需启用。", err_invalid_edit: "方案有未解决的问题，见“校验问题”。",
+      err_precondition_required: "缺少版本标记（If-Match），请重新载入方案。", err_forbidden: "没有权限。",
+      err_plan_not_found: "方案不存在，或不在你的辖区内。",
+      err_region_not_found: "区域不存在，或不在你的辖区内。", err_csrf_failed: "安全校验失败，请重新登录。", err_invalid_request: "请求内容有误。",
+      reroute_future: "定时生效时不能改派；生效后可在事件中处理。",
       error: "出错了", error_network: "无法连接服务器。", error_session: "登录已失效，请重新登录。",
       legend: "图例", legend_selected: "已选中", legend_problem: "校验问题", legend_old: "现行边界（对比）", old_suffix: "（旧）", legend_drawn: "正在绘制",
       basemap_none: "无底图：仅显示本市边界", basemap_gcj: "底图为GCJ-02，编辑器不显示以免坐标偏移",
@@ -139,6 +145,16 @@
       households_none: "The registry holds no households or addresses: nothing to count",
       no_grid: "(no grid)", duty_primary: "primary", duty_backup: "backup", duty_head: "head",
       incidents_note: "Closed incidents keep their grid whatever the plan does.",
+      err_invalid_effective_at: "The effective time cannot be in the past.",
+      err_reroute_needs_immediate: "Open incidents can be re-routed only when the plan takes effect now.",
+      err_empty_plan: "The plan changes nothing: there is nothing to activate.",
+      err_invalid_edit: "The plan has unresolved problems: see Validation.",
+      err_precondition_required: "The plan's ETag (If-Match) is missing: reload the plan.",
+      err_forbidden: "Not allowed.", err_plan_not_found: "No such plan in your jurisdiction.",
+      err_region_not_found: "No such region in your jurisdiction.",
+      err_csrf_failed: "The security check failed; please log in again.",
+      err_invalid_request: "The request is not valid.",
+      reroute_future: "A scheduled plan cannot re-route; handle the incidents once it takes effect.",
       error: "Error", error_network: "Cannot reach the server.",
       error_session: "The session has ended; please log in again.",
       legend: "Legend", legend_selected: "Selected", legend_problem: "Problem", legend_old: "Current boundary (diff)", old_suffix: " (old)", legend_drawn: "Being drawn",
@@ -241,6 +257,7 @@
     } else {
       let text = err.message || String(err);
       if (err instanceof ApiError && err.status === 401) text = t("error_session");
+      else if (err.code && t("err_" + err.code) !== "err_" + err.code) text = `${t("err_" + err.code)} (${text})`;
       else if (err.code) text += ` (${err.code})`;
       box.textContent = `${t("error")}: ${text}`;
     }
@@ -817,9 +834,10 @@
     const seq = ++state.checkSeq;
     let result;
     try {
-      await api(`/plans/${encodeURIComponent(state.plan.id)}/edits?dry_run=true`, { method: "POST",
-        body: edit, ifMatch: state.etag });
-      result = { ok: true, problems: [] };
+      const body = await api(`/plans/${encodeURIComponent(state.plan.id)}/edits?dry_run=true`, {
+        method: "POST", body: edit, ifMatch: state.etag });
+      // Problems the edit does not add (already in the data) do not block it, but are shown.
+      result = { ok: true, problems: body.problems || [], summary: body.summary };
     } catch (err) {
       result = checkFailure(err);
     }
@@ -837,7 +855,7 @@
     state.check = result;
     if (!result) { $("check").innerHTML = `<span class="hint">${esc(t("check_idle"))}</span>`; }
     showCheck(result);
-    if (result && !result.running) showProblems(result.ok ? [] : result.problems);
+    if (result && !result.running) showProblems(result.problems || []);
     $("apply").disabled = !(result && result.ok) || !state.plan || state.plan.status !== "draft";
   }
   function showCheck(result) {
@@ -845,7 +863,11 @@
     box.className = "check";
     if (!result) { box.innerHTML = `<span class="hint">${esc(t("check_idle"))}</span>`; return; }
     if (result.running) { box.classList.add("running"); box.textContent = t("check_running"); return; }
-    if (result.ok) { box.classList.add("ok"); box.textContent = `✓ ${t("check_ok")}`; return; }
+    if (result.ok) {
+      box.classList.add("ok");
+      box.textContent = `✓ ${t("check_ok")}` + (result.summary ? ` (${result.summary})` : "");
+      return;
+    }
     box.classList.add("bad");
     if (result.error) {
       box.textContent = "";
@@ -997,8 +1019,7 @@
       (orphan.length ? `<p>${orphan.map(esc).join(", ")}</p>` : "");
     const h = impact.households;
     if (h && h.available === false) {
-      html += `<h4>${esc(t("impact_households"))}</h4><p class="hint">${esc(t("households_none"))}` +
-        (h.note ? ` (${esc(h.note)})` : "") + "</p>";
+      html += `<h4>${esc(t("impact_households"))}</h4><p class="hint">${esc(t("households_none"))}</p>`;
     } else if (h) {
       const n = h.moving ?? h.count ?? h.total ?? (Array.isArray(h.items) ? h.items.length : "");
       html += `<h4>${esc(t("impact_households"))}: ${esc(n)}</h4>` +
@@ -1076,6 +1097,13 @@
   $("impact-refresh").addEventListener("click", refreshImpact);
   $("activate-form").addEventListener("submit", activate);
   $("discard").addEventListener("click", discard);
+  $("effective-at").addEventListener("input", () => {
+    // The API re-routes only on immediate activation (422 reroute_needs_immediate otherwise).
+    const later = $("effective-at").value && new Date($("effective-at").value) > new Date();
+    $("reroute").disabled = !!later;
+    if (later) $("reroute").checked = false;
+    $("reroute-hint").hidden = !later;
+  });
   document.querySelectorAll('input[name="view"]').forEach((r) => r.addEventListener("change", (e) => setView(e.target.value)));
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && state.tool) cancelTool(); });
   render();

@@ -409,6 +409,16 @@ def test_merge_and_create_in_the_editor(page) -> None:
                for f in page.evaluate("window.citygrid.state.features")["features"]}
     assert changes[a] == "changed" and changes[b] == "retired"
     page.screenshot(path=str(ARTIFACTS / "planner-merged.png"))
+    # The current boundaries still show both grids; editing is off in that view.
+    page.check("input[name='view'][value='old']")
+    page.wait_for_function("window.citygrid.state.oldLayer.getLayers().length > 0")
+    _idle(page)
+    assert page.is_disabled("#tool-split")
+    labels = page.locator(".old-label").all_inner_texts()
+    assert a[-3:] in labels and b[-3:] in labels
+    page.screenshot(path=str(ARTIFACTS / "planner-current.png"))
+    page.check("input[name='view'][value='plan']")
+    assert page.is_enabled("#tool-split")
 
     # Create: draw a small square inside another grid, closing it on its first corner.
     other = next(c for c in sorted(working) if c not in (a, b))
@@ -444,7 +454,11 @@ def test_english_switch(page) -> None:
     assert page.inner_text("#search") == "搜索"
     page.click("#lang")
     assert page.inner_text("#search") == "Search"
+    _open_new_plan(page, "english")
+    assert page.inner_text("#tool-split") == "Split by line"
     assert "Legend" in page.inner_text(".legend")
+    assert page.inner_text("#plan-status") == "draft"
     page.screenshot(path=str(ARTIFACTS / "planner-english.png"))
     page.click("#lang")
     assert page.inner_text("#search") == "搜索"
+    assert page.inner_text("#plan-status") == "草稿"
