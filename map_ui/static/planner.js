@@ -170,7 +170,7 @@
     context: { color: "#868e96", weight: 1, dashArray: "3 3", fillColor: "#ced4da", fillOpacity: 0.15 },
   };
   const DRAWN_COLOUR = "#7b2cbf";  // what the planner draws (split line, new grid) before it is applied
-  const SELECTED_STYLE = { color: "#d62828", weight: 4 };
+  const SELECTED_STYLE = { color: "#111111", weight: 4 };
   const OLD_STYLE = { color: "#222", weight: 2, dashArray: "6 4", fillColor: "#6c757d", fillOpacity: 0.3,
     interactive: false,
     pmIgnore: true, snapIgnore: true };
@@ -587,6 +587,16 @@
     }
     return L.latLng(outer[0][1], outer[0][0]);
   }
+  // The (Multi)Polygon part of a problem's location (a GeometryCollection may hold lines too).
+  function polygonal(g) {
+    if (g.type === "Polygon" || g.type === "MultiPolygon") return g;
+    if (g.type === "GeometryCollection") {
+      const polys = g.geometries.map(polygonal).filter(Boolean);
+      if (polys.length) return { type: "MultiPolygon", coordinates: polys.flatMap((q) =>
+        q.type === "Polygon" ? [q.coordinates] : q.coordinates) };
+    }
+    return null;
+  }
   function label(geometry, text, className, offset = [0, 0]) {
     return L.tooltip({ permanent: true, direction: "center", className, offset, interactive: false })
       .setLatLng(labelPoint(geometry)).setContent(esc(text));
@@ -950,6 +960,11 @@
           fillOpacity: 1, pmIgnore: true, snapIgnore: true }) });
       layer.bindTooltip(`${problemKind(p)}: ${p.message}`, { sticky: true, className: "problem-tip" });
       layer.eachLayer((l) => { l.options.pmIgnore = true; l.options.snapIgnore = true; });
+      const spot = polygonal(p.location);
+      if (spot) {  // a pin too: a thin sliver or overlap is hard to see
+        L.circleMarker(labelPoint(spot), { radius: 7, color: "#fff", weight: 2, fillColor: "#d00000",
+          fillOpacity: 1, pmIgnore: true, snapIgnore: true }).addTo(layer);
+      }
       layer.addTo(state.problemLayer);
       const btn = li.querySelector("button");
       if (btn) btn.addEventListener("click", () => {
