@@ -144,11 +144,11 @@ def _login(page, username: str = "t_planner") -> None:
     _idle(page)
 
 
-def _open_new_plan(page, name: str) -> dict:
+def _open_new_plan(page, name: str, community: str = COMMUNITY) -> dict:
     """Search the community, create a plan for it; returns the plan's features (GeoJSON)."""
-    page.fill("#region-q", COMMUNITY)
+    page.fill("#region-q", community)
     page.click("#search")
-    page.click(f"#region-results button[data-code='{COMMUNITY}']")
+    page.click(f"#region-results button[data-code='{community}']")
     page.wait_for_selector("#plans-section:not([hidden])")
     _idle(page)
     page.fill("#plan-name", name)
@@ -462,3 +462,86 @@ def test_english_switch(page) -> None:
     page.click("#lang")
     assert page.inner_text("#search") == "搜索"
     assert page.inner_text("#plan-status") == "草稿"
+
+
+def test_valid_reshape_moves_a_shared_vertex(page) -> None:
+    community = "330782001003"
+    _login(page)
+    features = _open_new_plan(page, "移动顶点", community)
+    working = {f["properties"]["code"]: shape(f["geometry"]) for f in features["features"]
+               if f["properties"]["change"] == "unchanged"}
+    outline = unary_union(list(working.values())).boundary
+    # A vertex of grid a on its border with grid b, well inside the community.
+    a, b, (vx, vy) = next(
+        (a, b, xy) for a in sorted(working) for xy in _vertices(working[a]) for b in sorted(working)
+        if b != a and working[b].boundary.distance(Point(xy)) < 1e-9
+        and outline.distance(Point(xy)) > 0.002)
+    _fit(page, working[a].union(working[b]))
+    inside = working[a].representative_point()
+    page.mouse.click(*_xy(page, inside.x, inside.y))
+    page.wait_for_function(f"window.citygrid.state.selected.join() === '{a}'")
+    page.click("#tool-reshape")
+    # Drag it 40 px towards the inside of b: a takes that sliver from b.
+    start = _xy(page, vx, vy)
+    target = working[b].representative_point()
+    tx, ty = _xy(page, target.x, target.y)
+    d = ((tx - start[0]) ** 2 + (ty - start[1]) ** 2) ** 0.5
+    end = (start[0] + (tx - start[0]) * 40 / d, start[1] + (ty - start[1]) * 40 / d)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*end, steps=8)
+    page.mouse.up()
+    page.wait_for_selector("#check.ok")
+    page.screenshot(path=str(ARTIFACTS / "planner-reshape.png"))
+    page.click("#apply")
+    page.wait_for_function("window.citygrid.state.plan.edits.length === 1")
+    _idle(page)
+    assert page.evaluate("window.citygrid.state.plan.edits[0].op") == "reshape"
+    changes = {f["properties"]["code"]: f["properties"]["change"]
+               for f in page.evaluate("window.citygrid.state.features")["features"]}
+    assert changes[a] == "changed" and changes[b] == "changed"
+    assert b in page.inner_text("#impact-grids")
+
+
+def test_activation_after_another_plan_is_a_conflict_in_words(page, server: str) -> None:
+    community = "330782001002"
+    _login(page)
+    features = _open_new_plan(page, "后启用的方案", community)
+    working = sorted(f["properties"]["code"] for f in features["features"]
+                     if f["properties"]["change"] == "unchanged")
+    # This plan re-codes a grid in the editor.
+    first = working[0]
+    geom = shape(next(f for f in features["features"] if f["properties"]["code"] == first)["geometry"])
+    _fit(page, geom)
+    inside = geom.representative_point()
+    page.mouse.click(*_xy(page, inside.x, inside.y))
+    page.wait_for_function(f"window.citygrid.state.selected.join() === '{first}'")
+    page.click("#tool-recode")
+    page.fill("#f-recode", first[:-3] + "950")
+    page.wait_for_selector("#check.ok")
+    page.click("#apply")
+    page.wait_for_function("window.citygrid.state.plan.edits.length === 1")
+    _idle(page)
+
+    # Meanwhile another planner's plan over the same community re-codes another grid and is
+    # activated first.
+    with httpx.Client(base_url=server) as c:
+        s = c.post("/auth/session", json={"username": "t_planner", "password": TEST_PASSWORD}).json()
+        c.headers["X-CSRF-Token"] = s["csrf_token"]
+        other = c.post("/plans", json={"name": "先启用的方案", "region_code": community})
+        assert other.status_code == 201, other.text
+        pid = other.json()["id"]
+        res = c.post(f"/plans/{pid}/edits", json={"op": "recode", "code": working[1],
+                                                  "new_code": working[1][:-3] + "960"},
+                     headers={"If-Match": other.headers["ETag"]})
+        assert res.status_code == 200, res.text
+        res = c.post(f"/plans/{pid}/activate", json={}, headers={"If-Match": res.headers["ETag"]})
+        assert res.status_code == 200, res.text
+        version = res.json()["boundary_version"]
+
+    page.click("#activate")
+    page.wait_for_selector("#error:not([hidden]) .conflict")
+    text = page.inner_text("#error")
+    assert "期间启用的边界版本" in text and str(version) in text and "先启用的方案" in text
+    assert page.inner_text("#plan-status") == "草稿"
+    page.screenshot(path=str(ARTIFACTS / "planner-activate-conflict.png"))
