@@ -57,6 +57,8 @@ class PlanPublic(BaseModel):
     edits: list[EditPublic]
     problems: list[ProblemPublic]
     summary: str | None = Field(None, description="What a dry-run edit would do")
+    stale: bool = Field(False, description="A draft whose boundaries were changed by someone "
+                                           "else since it was opened: activation will be 409")
 
 
 class PlanList(BaseModel):

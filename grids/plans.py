@@ -116,6 +116,10 @@ def _public(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
         "activated_version": row["activated_version_id"], "activated_at": row["activated_at"],
         "effective_at": row["effective_at"],
         "edits": _edits(conn, row["id"]), "problems": row["problems"],
+        # A draft whose boundaries someone else has changed since it was opened cannot be
+        # activated (409); the editor can say so before the planner goes on.
+        "stale": row["status"] == "draft"
+        and set(_current_ids(conn, row["region_code"])) != set(row["base_boundaries"]),
     }
 
 
@@ -582,6 +586,17 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
             "effective_at": at, "changed": len(changed)}
 
 
+def _current_ids(conn: Connection, code: str) -> list[int]:
+    """The boundaries not yet ended of the region ``code``, its communities and grids."""
+    return list(conn.execute(text(
+        "SELECT b.id FROM region_boundary b JOIN region r ON r.id = b.region_id "
+        "LEFT JOIN region p ON p.id = b.parent_id "
+        "WHERE (b.valid_to IS NULL OR b.valid_to > now()) AND ("
+        " r.code = :code OR (r.level = 'grid' AND p.code LIKE :prefix) OR"
+        " (r.level = 'community' AND p.code = :code)) ORDER BY b.id"),
+        {"code": code, "prefix": prefix_of(code) + "%"}).scalars())
+
+
 def _check_base(conn: Connection, row: dict[str, Any]) -> None:
     """409 unless the boundaries the plan was opened on are exactly those in force (locked)."""
     code = row["region_code"]
@@ -589,13 +604,7 @@ def _check_base(conn: Connection, row: dict[str, Any]) -> None:
     # then look again in a new statement, whose snapshot sees what it committed.
     conn.execute(text("SELECT id FROM region_boundary WHERE id = ANY(:ids) ORDER BY id "
                       "FOR UPDATE"), {"ids": list(row["base_boundaries"])})
-    current = conn.execute(text(
-        "SELECT b.id FROM region_boundary b JOIN region r ON r.id = b.region_id "
-        "LEFT JOIN region p ON p.id = b.parent_id "
-        "WHERE (b.valid_to IS NULL OR b.valid_to > now()) AND ("
-        " r.code = :code OR (r.level = 'grid' AND p.code LIKE :prefix) OR"
-        " (r.level = 'community' AND p.code = :code)) ORDER BY b.id"),
-        {"code": code, "prefix": prefix_of(code) + "%"}).scalars().all()
+    current = _current_ids(conn, code)
     base = set(row["base_boundaries"])
     if set(current) == base:
         return

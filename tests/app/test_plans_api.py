@@ -158,6 +158,18 @@ def test_planner_cannot_open_a_plan_outside_the_jurisdiction(anonymous: TestClie
     assert anonymous.get("/plans").status_code == 403
 
 
+def test_a_plan_outside_the_jurisdiction_is_not_found(anonymous: TestClient, headers) -> None:
+    anonymous.headers.update(headers("t_admin"))
+    plan, etag = _open(anonymous, "330782002001")  # 江东街道, outside the planner's street
+    anonymous.headers.update(headers("t_planner"))
+    assert anonymous.get(f"/plans/{plan['id']}").status_code == 404
+    assert plan["id"] not in {p["id"] for p in anonymous.get("/plans").json()["items"]}
+    res = anonymous.post(f"/plans/{plan['id']}/activate", json={}, headers={"If-Match": etag})
+    assert res.status_code == 404 and res.json()["code"] == "plan_not_found"
+    anonymous.headers.update(headers("t_supervisor"))
+    assert anonymous.get(f"/plans/{plan['id']}").status_code == 403
+
+
 def test_list_discard_and_geopackage_round_trip(client: TestClient, community: str,
                                                 tmp_path) -> None:
     import geopandas as gpd

@@ -162,6 +162,8 @@ def test_two_plans_on_one_grid_the_second_activation_is_refused(tiny_city: Conne
     first = edit(tiny_city, first, op="split", code=G1, line=line(-0.1, 0.5, 1.1, 0.5))
     second = edit(tiny_city, second, op="retire", code=G2, into=G1)
     done = plans.activate(tiny_city, first["id"], principal=PLANNER, if_match=first["etag"])
+    assert plans.get_plan(tiny_city, second["id"], principal=PLANNER)["stale"] is True
+    assert second["stale"] is False
     with pytest.raises(plans.PlanConflict) as err:
         plans.activate(tiny_city, second["id"], principal=PLANNER, if_match=second["etag"])
     assert err.value.detail["other_changes"][0]["plan_id"] == first["id"]
