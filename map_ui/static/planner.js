@@ -64,6 +64,8 @@
       conflict_status: "这个方案已是“{status}”状态，只有草稿可以修改或启用。",
       conflict_other: "期间启用的边界版本", plan: "方案",
       conflict_new_plan: "请在现行边界上新建方案。",
+      plan_stale: "打开此方案后，这些网格的现行边界已被他人修改（另一方案已启用或直接编辑），启用会冲突。请在现行边界上新建方案。",
+      stale_badge: "已过时",
       households_none: "登记库中没有住户或地址数据，无法统计", no_grid: "（无网格）",
       duty_primary: "主责", duty_backup: "备岗", duty_head: "负责人",
       incidents_note: "已结事件无论方案如何都保留原网格。",
@@ -142,6 +144,10 @@
       conflict_status: "This plan is {status}; only a draft can be edited or activated.",
       conflict_other: "Boundary version activated meanwhile:", plan: "plan",
       conflict_new_plan: "Open a new plan on the current boundaries.",
+      plan_stale: "Since this plan was opened, someone else changed these grids' current boundaries (another "
+        + "plan was activated, or a direct edit): activating it will conflict. Open a new plan on the current "
+        + "boundaries.",
+      stale_badge: "out of date",
       households_none: "The registry holds no households or addresses: nothing to count",
       no_grid: "(no grid)", duty_primary: "primary", duty_backup: "backup", duty_head: "head",
       incidents_note: "Closed incidents keep their grid whatever the plan does.",
@@ -461,7 +467,7 @@
       const li = document.createElement("li");
       const b = document.createElement("button");
       b.type = "button"; b.className = "link"; b.dataset.plan = p.id;
-      b.textContent = `#${p.id} ${p.name}`;
+      b.textContent = `#${p.id} ${p.name}` + (p.stale ? ` ⚠ ${t("stale_badge")}` : "");
       b.addEventListener("click", () => guarded(() => openPlan(p.id)));
       li.appendChild(b);
       li.appendChild(document.createTextNode(` · ${who(p.created_by)} · ${fmtTime(p.updated_at)}`));
@@ -508,7 +514,8 @@
       `<span>${esc(t("status"))}: <b id="plan-status">${esc(tOr("status_" + p.status, p.status))}</b></span>` +
       `<span>${esc(t("base_version"))}: ${esc(p.base_version)}</span>` +
       `<span>${esc(t("created_by"))}: ${esc(who(p.created_by))}</span>` +
-      `<span class="etag">${esc(t("etag"))}: <code id="plan-etag">${esc(state.etag)}</code></span>`;
+      `<span class="etag">${esc(t("etag"))}: <code id="plan-etag">${esc(state.etag)}</code></span>` +
+      (p.stale && p.status === "draft" ? `<p id="plan-stale" class="stale">⚠ ${esc(t("plan_stale"))}</p>` : "");
   }
   function showEdits() {
     const edits = (state.plan && state.plan.edits) || [];

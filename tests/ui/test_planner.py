@@ -545,3 +545,6 @@ def test_activation_after_another_plan_is_a_conflict_in_words(page, server: str)
     assert "期间启用的边界版本" in text and str(version) in text and "先启用的方案" in text
     assert page.inner_text("#plan-status") == "草稿"
     page.screenshot(path=str(ARTIFACTS / "planner-activate-conflict.png"))
+    page.click("#conflict-reload")  # reopened, the plan says it is out of date
+    page.wait_for_selector("#plan-stale")
+    assert "启用会冲突" in page.inner_text("#plan-stale")
