@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -502,6 +503,22 @@ def test_valid_reshape_moves_a_shared_vertex(page) -> None:
     assert changes[a] == "changed" and changes[b] == "changed"
     assert b in page.inner_text("#impact-grids")
 
+    # Retire a: its area joins b.
+    inside = shape(next(f for f in page.evaluate("window.citygrid.state.features")["features"]
+                        if f["properties"]["code"] == a)["geometry"]).representative_point()
+    page.mouse.click(*_xy(page, inside.x, inside.y))
+    page.wait_for_function(f"window.citygrid.state.selected.join() === '{a}'")
+    page.click("#tool-retire")
+    page.select_option("#f-into", b)
+    page.wait_for_selector("#check.ok")
+    page.click("#apply")
+    page.wait_for_function("window.citygrid.state.plan.edits.length === 2")
+    _idle(page)
+    changes = {f["properties"]["code"]: f["properties"]["change"]
+               for f in page.evaluate("window.citygrid.state.features")["features"]}
+    assert changes[a] == "retired" and changes[b] == "changed"
+    page.screenshot(path=str(ARTIFACTS / "planner-retired.png"))
+
 
 def test_activation_after_another_plan_is_a_conflict_in_words(page, server: str) -> None:
     community = "330782001002"
@@ -548,3 +565,37 @@ def test_activation_after_another_plan_is_a_conflict_in_words(page, server: str)
     page.click("#conflict-reload")  # reopened, the plan says it is out of date
     page.wait_for_selector("#plan-stale")
     assert "启用会冲突" in page.inner_text("#plan-stale")
+
+
+def test_scheduled_activation_keeps_the_old_boundaries_until_then(page, server: str) -> None:
+    community = "330782001004"
+    _login(page)
+    features = _open_new_plan(page, "定时启用", community)
+    working = {f["properties"]["code"]: shape(f["geometry"]) for f in features["features"]
+               if f["properties"]["change"] == "unchanged"}
+    a, b = next((a, b) for a in sorted(working) for b in sorted(working)
+                if a < b and working[a].intersection(working[b]).length > 0)
+    _fit(page, working[a].union(working[b]))
+    page.click("#tool-merge")
+    for code in (a, b):
+        inside = working[code].representative_point()
+        page.mouse.click(*_xy(page, inside.x, inside.y))
+    page.wait_for_selector("#check.ok")
+    page.click("#apply")
+    page.wait_for_function("window.citygrid.state.plan.edits.length === 1")
+    _idle(page)
+
+    page.check("#reroute")
+    when = (datetime.now().astimezone() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    page.fill("#effective-at", when.strftime("%Y-%m-%dT%H:%M"))  # the browser's local time
+    assert page.is_disabled("#reroute") and not page.is_checked("#reroute")
+    page.click("#activate")
+    page.wait_for_selector("#activate-result:not([hidden])")
+    _idle(page)
+    plan = page.evaluate("window.citygrid.state.plan")
+    assert plan["status"] == "activated"
+    assert datetime.fromisoformat(plan["effective_at"]) == when
+    # Until then the city keeps the old boundaries: b's point still names b.
+    point = working[b].representative_point()
+    assert _locate(server, point.x, point.y)["grid"]["code"] == b
+    page.screenshot(path=str(ARTIFACTS / "planner-scheduled.png"))
