@@ -66,6 +66,7 @@
       conflict_new_plan: "请在现行边界上新建方案。",
       plan_stale: "打开此方案后，这些网格的现行边界已被他人修改（另一方案已启用或直接编辑），启用会冲突。请在现行边界上新建方案。",
       stale_badge: "已过时",
+      scheduled_note: "定时生效：到生效时间前，全市查询仍按现行边界回答。",
       households_none: "登记库中没有住户或地址数据，无法统计", no_grid: "（无网格）",
       duty_primary: "主责", duty_backup: "备岗", duty_head: "负责人",
       incidents_note: "已结事件无论方案如何都保留原网格。",
@@ -148,6 +149,7 @@
         + "plan was activated, or a direct edit): activating it will conflict. Open a new plan on the current "
         + "boundaries.",
       stale_badge: "out of date",
+      scheduled_note: "Scheduled: until then every lookup still answers with the current boundaries.",
       households_none: "The registry holds no households or addresses: nothing to count",
       no_grid: "(no grid)", duty_primary: "primary", duty_backup: "backup", duty_head: "head",
       incidents_note: "Closed incidents keep their grid whatever the plan does.",
@@ -1079,6 +1081,7 @@
         `<dt>${esc(t("boundary_version"))}</dt><dd id="activated-version">${esc(res.boundary_version)}</dd>` +
         `<dt>${esc(t("effective"))}</dt><dd>${esc(fmtTime(res.effective_at))}</dd>` +
         `<dt>${esc(t("rerouted"))}</dt><dd id="activated-rerouted">${esc(res.rerouted)}</dd></dl>` +
+        (new Date(res.effective_at) > new Date() ? `<p class="hint" id="activated-scheduled">${esc(t("scheduled_note"))}</p>` : "") +
         `<p><a href="/portal">${esc(t("to_portal"))}</a></p>`;
       box.hidden = false;
       await loadFeatures(false);

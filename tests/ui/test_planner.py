@@ -595,6 +595,7 @@ def test_scheduled_activation_keeps_the_old_boundaries_until_then(page, server: 
     plan = page.evaluate("window.citygrid.state.plan")
     assert plan["status"] == "activated"
     assert datetime.fromisoformat(plan["effective_at"]) == when
+    assert page.is_visible("#activated-scheduled")
     # Until then the city keeps the old boundaries: b's point still names b.
     point = working[b].representative_point()
     assert _locate(server, point.x, point.y)["grid"]["code"] == b
