@@ -36,6 +36,7 @@ import pandas as pd
 import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from gis.crs import parse_crs, to_lonlat
 from gis.errors import UnknownCRS
@@ -436,12 +437,33 @@ def import_regions(
                                      version_id=version_id)
         if progress is not None:
             progress(done, total)
+    overlaps = check_sibling_overlaps(conn)
+    if overlaps:
+        raise ImportRejected(
+            f"Import {label!r} was rejected: {overlaps[0]}.",
+            detail={"errors": [_err(None, None, "geometry", reason) for reason in overlaps]})
     return {
         "version_id": version_id,
         "regions": done,
         "replaced": replaced,
         "by_level": {lv: int(n) for lv, n in ordered["level"].value_counts().items()},
     }
+
+
+def check_sibling_overlaps(conn: Connection) -> list[str]:
+    """Ask the database guard (migration 0007) now rather than at commit: the reasons it refuses
+    the boundaries written in this transaction (siblings overlapping by more than 1 m²), or [].
+
+    The check runs in a savepoint; when it fails the caller must roll back.
+    """
+    try:
+        with conn.begin_nested():
+            conn.execute(text("SET CONSTRAINTS region_boundary_no_overlapping_siblings IMMEDIATE"))
+    except DBAPIError as exc:
+        diag = getattr(exc.orig, "diag", None)
+        return [str(getattr(diag, "message_primary", None) or exc.orig)]
+    conn.execute(text("SET CONSTRAINTS region_boundary_no_overlapping_siblings DEFERRED"))
+    return []
 
 
 def _region_frame(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

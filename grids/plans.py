@@ -31,12 +31,12 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
 
 from grids import plan_geom as pg
 from grids.access import Principal, prefix_of
 from grids.codes import level_of, normalise
 from grids.errors import Conflict, GridError, RegionNotFound
+from grids.io import check_sibling_overlaps
 
 STATUSES = ("draft", "activated", "discarded")
 
@@ -569,15 +569,11 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
             "WHERE pr.id = :rid"),
             [{"v": version, "at": at, "rid": it.rid} for it in opening])
     _carry_assignments(conn, draft, at)
-    try:
-        with conn.begin_nested():
-            conn.execute(text("SET CONSTRAINTS region_boundary_no_overlapping_siblings IMMEDIATE"))
-    except DBAPIError as exc:
-        raise PlanConflict(
-            "The database refused the new boundaries: "
-            f"{getattr(getattr(exc.orig, 'diag', None), 'message_primary', exc.orig)}.",
-            detail={"constraint": "region_boundary_no_overlapping_siblings"}) from exc
-    conn.execute(text("SET CONSTRAINTS region_boundary_no_overlapping_siblings DEFERRED"))
+    refused = check_sibling_overlaps(conn)
+    if refused:
+        raise PlanConflict(f"The database refused the new boundaries: {refused[0]}.",
+                           detail={"constraint": "region_boundary_no_overlapping_siblings",
+                                   "reasons": refused})
     conn.execute(text(
         "UPDATE plan SET status = 'activated', revision = revision + 1, updated_at = now(), "
         "activated_version_id = :v, activated_at = now(), effective_at = :at, "

@@ -149,6 +149,26 @@ def test_invalid_edits_and_requests_get_json_errors(client: TestClient, communit
     assert nothing.status_code == 422 and nothing.json()["code"] == "empty_plan"
 
 
+def test_two_plans_on_one_grid_the_second_activation_is_409_json(client: TestClient,
+                                                                 community: str) -> None:
+    code, blade = _grid_with_a_clean_cut(client, community)
+    etags = []
+    for _ in range(2):
+        plan, etag = _open(client, community)
+        res = client.post(f"/plans/{plan['id']}/edits", headers={"If-Match": etag},
+                          json={"op": "split", "code": code, "line": blade})
+        assert res.status_code == 200, res.text
+        etags.append((plan["id"], res.headers["etag"]))
+    (first, e1), (second, e2) = etags
+    assert client.post(f"/plans/{first}/activate", json={},
+                       headers={"If-Match": e1}).status_code == 200
+    assert client.get(f"/plans/{second}").json()["stale"] is True
+    res = client.post(f"/plans/{second}/activate", json={}, headers={"If-Match": e2})
+    assert res.status_code == 409
+    body = ErrorPublic.model_validate(res.json())
+    assert body.code == "conflict" and body.detail["other_changes"][0]["plan_id"] == first
+
+
 def test_planner_cannot_open_a_plan_outside_the_jurisdiction(anonymous: TestClient, headers
                                                              ) -> None:
     anonymous.headers.update(headers("t_planner"))

@@ -185,6 +185,21 @@ def test_raw_sql_overlapping_sibling_is_refused_by_the_database(tiny_city: Conne
     assert "overlaps its sibling" in str(err.value.orig)
 
 
+def test_an_import_that_overlaps_a_sibling_is_rejected_with_the_reason(tiny_city: Connection
+                                                                        ) -> None:
+    import geopandas as gpd
+
+    from grids.errors import ImportRejected
+    from grids.io import import_regions
+
+    frame = gpd.GeoDataFrame({"code": [C1 + "007"], "name": ["新网格"], "level": ["grid"],
+                              "parent_code": [C1]}, geometry=[cell(0.5, 0, 1.5, 1)],
+                             crs="EPSG:4490")
+    with pytest.raises(ImportRejected) as err:
+        import_regions(tiny_city, frame, label="overlapping")
+    assert "overlaps its sibling" in err.value.detail["errors"][0]["reason"]
+
+
 def test_raw_sql_may_pass_through_an_overlap_within_one_transaction(tiny_city: Connection
                                                                      ) -> None:
     """The guard is deferred: moving a shared edge takes two UPDATEs, the first overlaps."""
