@@ -66,6 +66,10 @@
       conflict_new_plan: "请在现行边界上新建方案。",
       plan_stale: "打开此方案后，这些网格的现行边界已被他人修改（另一方案已启用或直接编辑），启用会冲突。请在现行边界上新建方案。",
       stale_badge: "已过时",
+      history_title: "边界版本历史", hist_from: "从", hist_to: "到", hist_show: "对比", hist_clear: "清除",
+      hist_restore: "恢复“从”版本（新建方案）", hist_now: "现行边界", hist_no_change: "两个版本之间本区域没有变化。",
+      hist_changes: "本区域的变化", hist_restore_name: "恢复到版本",
+      hist_legend: "虚线红色为“从”版本，实线绿色为“到”版本。",
       scheduled_note: "定时生效：到生效时间前，全市查询仍按现行边界回答。",
       households_none: "登记库中没有住户或地址数据，无法统计", no_grid: "（无网格）",
       duty_primary: "主责", duty_backup: "备岗", duty_head: "负责人",
@@ -149,6 +153,11 @@
         + "plan was activated, or a direct edit): activating it will conflict. Open a new plan on the current "
         + "boundaries.",
       stale_badge: "out of date",
+      history_title: "Boundary history", hist_from: "From", hist_to: "To", hist_show: "Compare",
+      hist_clear: "Clear", hist_restore: "Restore “From” (new plan)", hist_now: "current boundaries",
+      hist_no_change: "Nothing changed in this area between the two versions.",
+      hist_changes: "Changes in this area", hist_restore_name: "Restore version",
+      hist_legend: "Dashed red: the “From” version; solid green: the “To” version.",
       scheduled_note: "Scheduled: until then every lookup still answers with the current boundaries.",
       households_none: "The registry holds no households or addresses: nothing to count",
       no_grid: "(no grid)", duty_primary: "primary", duty_backup: "backup", duty_head: "head",
@@ -215,6 +224,8 @@
     if (state.tool) showToolBox();
     if (state.check) showCheck(state.check);
     showImpact(state.impact);
+    const nowOpt = $("hist-to").querySelector('option[value=""]');
+    if (nowOpt) nowOpt.textContent = t("hist_now");
   }
 
   // ---- requests ---------------------------------------------------------------------------------
@@ -444,6 +455,8 @@
   }
   async function chooseRegion(region) {
     state.region = region;
+    if (state.historyLayer) state.historyLayer.clearLayers();
+    $("hist-summary").innerHTML = "";
     document.querySelectorAll("#region-results button").forEach((b) =>
       b.classList.toggle("chosen", b.dataset.code === region.code));
     const full = await api(`/regions/${encodeURIComponent(region.code)}`);
@@ -458,6 +471,66 @@
     $("region-name").textContent = `${region.name} ${region.code}`;
     $("plans-section").hidden = false;
     await listPlans();
+    await listVersions();
+  }
+
+  // ---- history: versions, a diff map between two, restore as a new plan -------------------------
+  async function listVersions() {
+    const body = await api("/boundaries/versions");
+    state.versions = body.items;
+    const opt = (v) => `<option value="${esc(v.version)}">v${esc(v.version)} · ${esc(v.label || "")} · ` +
+      `${esc(fmtTime(v.effective_at || v.activated_at))}</option>`;
+    const oldest = body.items.length ? body.items[body.items.length - 1].version : "";
+    $("hist-from").innerHTML = body.items.map(opt).join("");
+    $("hist-from").value = String(oldest);
+    $("hist-to").innerHTML = `<option value="">${esc(t("hist_now"))}</option>` + body.items.map(opt).join("");
+    $("history-section").hidden = !body.items.length;
+  }
+  async function showHistory() {
+    await guarded(async () => {
+      const q = new URLSearchParams({ region: state.region.code, from: $("hist-from").value });
+      if ($("hist-to").value) q.set("to", $("hist-to").value);
+      const fc = await api(`/boundaries/diff?${q}`);
+      if (!state.historyLayer) state.historyLayer = L.featureGroup().addTo(state.map);
+      state.historyLayer.clearLayers();
+      // The new side first, the old one dashed on top of it, so both outlines stay visible.
+      const sides = [...fc.features].sort((x, y) => (x.properties.side === "from") - (y.properties.side === "from"));
+      sides.forEach((f) => {
+        if (!f.geometry) return;
+        const from = f.properties.side === "from";
+        L.geoJSON(f, { interactive: false, pmIgnore: true, snapIgnore: true, style: from
+          ? { color: "#9b1c1c", weight: 2.5, dashArray: "6 4", fillColor: "#e5383b", fillOpacity: 0.1 }
+          : { color: "#1b6f65", weight: 2.5, fillColor: "#2a9d8f", fillOpacity: 0.15 } })
+          .eachLayer((l) => state.historyLayer.addLayer(l));
+        if (!from || f.properties.change === "retired") {
+          state.historyLayer.addLayer(label(f.geometry, f.properties.code.slice(-3), "grid-label hist-label"));
+        }
+      });
+      state.historyLayer.bringToFront();
+      const byCode = {};
+      fc.features.forEach((f) => { byCode[f.properties.code] = f.properties.change; });
+      const codes = Object.keys(byCode).sort();
+      $("hist-summary").innerHTML = codes.length
+        ? `<p class="hint">${esc(t("hist_legend"))}</p><h4>${esc(t("hist_changes"))}</h4><ul id="hist-list">` +
+          codes.map((c) => `<li>${esc(c)} <span class="change-${esc(byCode[c])}">` +
+            `${esc(tOr("change_" + byCode[c], byCode[c]))}</span></li>`).join("") + "</ul>"
+        : `<p class="hint" id="hist-list">${esc(t("hist_no_change"))}</p>`;
+      const b = state.historyLayer.getBounds();
+      if (b.isValid()) state.map.fitBounds(b, { animate: false, padding: [40, 40] });
+    });
+  }
+  async function restoreVersion() {
+    await guarded(async () => {
+      const v = Number($("hist-from").value);
+      const { body, etag } = await api("/plans", { method: "POST", withEtag: true,
+        body: { name: `${t("hist_restore_name")} v${v}`, region_code: state.region.code, restore_version: v } });
+      await committed(body.id, () => true);
+      if (state.historyLayer) state.historyLayer.clearLayers();
+      await listPlans();
+      setPlan(body, etag);
+      await loadFeatures(true);
+      await refreshImpact();
+    });
   }
   async function listPlans() {
     const body = await api("/plans?status=draft");
@@ -1122,6 +1195,12 @@
   $("impact-refresh").addEventListener("click", refreshImpact);
   $("activate-form").addEventListener("submit", activate);
   $("discard").addEventListener("click", discard);
+  $("hist-show").addEventListener("click", showHistory);
+  $("hist-clear").addEventListener("click", () => {
+    if (state.historyLayer) state.historyLayer.clearLayers();
+    $("hist-summary").innerHTML = "";
+  });
+  $("hist-restore").addEventListener("click", restoreVersion);
   $("effective-at").addEventListener("input", () => {
     // The API re-routes only on immediate activation (422 reroute_needs_immediate otherwise).
     const later = $("effective-at").value && new Date($("effective-at").value) > new Date();

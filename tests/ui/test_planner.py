@@ -178,6 +178,18 @@ def _dispatcher(server: str) -> Iterator[httpx.Client]:
         yield c
 
 
+def _settled(c: httpx.Client, plan_id: int, etag: str | None = None) -> None:
+    """Wait until a write to a plan is visible: the API answers before it commits (see
+    docs/notes-planui.md), so a request sent at once may not find the new state yet."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        res = c.get(f"/plans/{plan_id}")
+        if res.status_code == 200 and (etag is None or res.headers["ETag"] == etag):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"plan {plan_id} did not reach {etag}")
+
+
 def _locate(server: str, lon: float, lat: float) -> dict:
     with _dispatcher(server) as c:
         res = c.get("/locate", params={"lon": lon, "lat": lat})
@@ -272,6 +284,9 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
         assert res.status_code == 201, res.text
         incident = res.json()["id"]
         assert res.json()["grid_code"] == code, res.json()
+        deadline = time.monotonic() + 5  # committed (the API answers before it commits)
+        while c.get(f"/incidents/{incident}").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
     page.click("#impact-refresh")
     page.wait_for_function("document.querySelector('#impact-incidents')?.textContent === '1'")
     _idle(page)
@@ -325,10 +340,12 @@ def test_stale_etag_conflict_is_shown_in_words(page, server: str) -> None:
     # Another session of the same planner changes the plan behind the page's back.
     with httpx.Client(base_url=server) as c:
         s = c.post("/auth/session", json={"username": "t_planner", "password": TEST_PASSWORD}).json()
+        c.headers["X-CSRF-Token"] = s["csrf_token"]
         res = c.post(f"/plans/{plan['id']}/edits", json={"op": "recode", "code": a,
                                                            "new_code": a[:-3] + "901"},
-                     headers={"If-Match": f'"{plan["etag"]}"', "X-CSRF-Token": s["csrf_token"]})
+                     headers={"If-Match": f'"{plan["etag"]}"'})
         assert res.status_code == 200, res.text
+        _settled(c, plan["id"], res.headers["ETag"])
     page.click("#activate")
     page.wait_for_selector("#error:not([hidden]) .conflict")
     text = page.inner_text("#error")
@@ -548,12 +565,15 @@ def test_activation_after_another_plan_is_a_conflict_in_words(page, server: str)
         other = c.post("/plans", json={"name": "先启用的方案", "region_code": community})
         assert other.status_code == 201, other.text
         pid = other.json()["id"]
+        _settled(c, pid)
         res = c.post(f"/plans/{pid}/edits", json={"op": "recode", "code": working[1],
                                                   "new_code": working[1][:-3] + "960"},
                      headers={"If-Match": other.headers["ETag"]})
         assert res.status_code == 200, res.text
+        _settled(c, pid, res.headers["ETag"])
         res = c.post(f"/plans/{pid}/activate", json={}, headers={"If-Match": res.headers["ETag"]})
         assert res.status_code == 200, res.text
+        _settled(c, pid, res.headers["ETag"])
         version = res.json()["boundary_version"]
 
     page.click("#activate")
@@ -600,3 +620,34 @@ def test_scheduled_activation_keeps_the_old_boundaries_until_then(page, server: 
     point = working[b].representative_point()
     assert _locate(server, point.x, point.y)["grid"]["code"] == b
     page.screenshot(path=str(ARTIFACTS / "planner-scheduled.png"))
+
+
+def test_history_diff_and_restore(page) -> None:
+    """After the split test's activation, community 001 differs between the demo version and now;
+    the diff map shows it and restoring the demo version opens a plan that undoes it."""
+    _login(page)
+    page.fill("#region-q", COMMUNITY)
+    page.click("#search")
+    page.click(f"#region-results button[data-code='{COMMUNITY}']")
+    page.wait_for_selector("#history-section:not([hidden])")
+    _idle(page)
+    page.select_option("#hist-from", "1")  # the demo city's version
+    page.select_option("#hist-to", "")  # the boundaries now
+    page.click("#hist-show")
+    page.wait_for_selector("#hist-list")
+    _idle(page)
+    rows = page.locator("#hist-list li").all_inner_texts()
+    new = [r.split()[0] for r in rows if "新增" in r]
+    changed = [r.split()[0] for r in rows if "已改" in r]
+    assert len(new) == 1 and len(changed) == 1, rows  # the split: one grid cut, one new
+    assert page.evaluate("window.citygrid.state.historyLayer.getLayers().length") >= 3
+    page.screenshot(path=str(ARTIFACTS / "planner-history.png"))
+
+    page.click("#hist-restore")
+    page.wait_for_selector("#plan-section:not([hidden])")
+    page.wait_for_function("window.citygrid.state.plan && window.citygrid.state.plan.restored_from === 1")
+    _idle(page)
+    changes = {f["properties"]["code"]: f["properties"]["change"]
+               for f in page.evaluate("window.citygrid.state.features")["features"]}
+    assert changes[new[0]] == "retired" and changes[changed[0]] == "changed"
+    page.screenshot(path=str(ARTIFACTS / "planner-restore.png"))
