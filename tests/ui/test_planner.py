@@ -651,3 +651,13 @@ def test_history_diff_and_restore(page) -> None:
                for f in page.evaluate("window.citygrid.state.features")["features"]}
     assert changes[new[0]] == "retired" and changes[changed[0]] == "changed"
     page.screenshot(path=str(ARTIFACTS / "planner-restore.png"))
+
+
+def test_without_plan_permission_the_page_says_so(page) -> None:
+    _login(page, "t_dispatcher")
+    page.fill("#region-q", COMMUNITY)
+    page.click("#search")
+    page.click(f"#region-results button[data-code='{COMMUNITY}']")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.inner_text("#error").startswith("出错了: 没有权限。")
+    assert page.is_hidden("#plan-section")
