@@ -607,9 +607,25 @@
       const b = L.latLngBounds([]);
       state.gridLayer.eachLayer((l) => { if (l.feature && l.feature.properties.change !== "context") b.extend(l.getBounds()); });
       if (b.isValid()) state.map.fitBounds(b, { animate: false, padding: [20, 20] });
+      await drawCommunities();
     }
     if (state.view !== "plan") await drawOld();
   }
+  const isStreetPlan = () => !!state.plan && state.plan.region_code.endsWith("000");
+  // In a street plan, the communities' current outlines (grids snap to them too).
+  async function drawCommunities() {
+    if (state.communityLayer) { state.communityLayer.remove(); state.communityLayer = null; }
+    if (!isStreetPlan()) return;
+    const page = await api(`/regions/${encodeURIComponent(state.plan.region_code)}/children?limit=1000`);
+    const regions = await Promise.all(page.items.map((c) => api(`/regions/${encodeURIComponent(c.code)}`)));
+    state.communityLayer = L.featureGroup().addTo(state.map);
+    regions.filter((r) => r.geometry).forEach((r) => {
+      L.geoJSON(r.geometry, { style: { color: "#2a9d8f", weight: 3, fill: false }, interactive: false,
+        pmIgnore: true }).eachLayer((l) => state.communityLayer.addLayer(l));
+    });
+  }
+  // Grid labels: the last 3 digits; in a street plan the community's 3 digits too (001-004).
+  function shortCode(code) { return isStreetPlan() ? `${code.slice(9, 12)}-${code.slice(12)}` : code.slice(-3); }
   function drawFeatures() {
     state.gridLayer.clearLayers();
     state.byCode = {};
@@ -632,7 +648,7 @@
           return;
         }
         state.byCode[f.properties.code] = poly;
-        state.gridLayer.addLayer(label(f.geometry, f.properties.code.slice(-3), "grid-label"));
+        state.gridLayer.addLayer(label(f.geometry, shortCode(f.properties.code), "grid-label"));
         poly.on("click", (ev) => onGridClick(f.properties.code, ev));
       });
     });
@@ -756,7 +772,7 @@
         ? { ...CHANGE_STYLE.unchanged, interactive: false, pmIgnore: true, snapIgnore: true } : OLD_STYLE;
       L.geoJSON(g.geometry, { style, interactive: false, pmIgnore: true, snapIgnore: true })
         .eachLayer((l) => state.oldLayer.addLayer(l));
-      const text = state.view === "old" ? g.code.slice(-3) : `${g.code.slice(-3)}${t("old_suffix")}`;
+      const text = state.view === "old" ? shortCode(g.code) : `${shortCode(g.code)}${t("old_suffix")}`;
       state.oldLayer.addLayer(label(g.geometry, text, "grid-label old-label",
         state.view === "old" ? [0, 0] : [0, -14]));
     });
@@ -1170,6 +1186,7 @@
       if (state.tool) cancelTool();
       state.plan = null; state.features = null;
       state.gridLayer.clearLayers(); state.oldLayer.clearLayers(); state.problemLayer.clearLayers();
+      if (state.communityLayer) { state.communityLayer.remove(); state.communityLayer = null; }
       $("plan-section").hidden = true;
       await listPlans();
       showNotice(t("discarded"));
