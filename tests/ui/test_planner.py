@@ -661,3 +661,16 @@ def test_without_plan_permission_the_page_says_so(page) -> None:
     page.wait_for_selector("#error:not([hidden])")
     assert page.inner_text("#error").startswith("出错了: 没有权限。")
     assert page.is_hidden("#plan-section")
+
+
+def test_discard_a_draft(page) -> None:
+    _login(page)
+    _open_new_plan(page, "放弃测试", "330782001005")
+    plan_id = page.evaluate("window.citygrid.state.plan.id")
+    assert page.locator(f"#plan-list button[data-plan='{plan_id}']").count() == 1
+    page.click("#discard")
+    page.wait_for_selector("#error.notice:not([hidden])")
+    assert page.inner_text("#error") == "方案已放弃。"
+    assert page.is_hidden("#plan-section")
+    _idle(page)
+    assert page.locator(f"#plan-list button[data-plan='{plan_id}']").count() == 0
