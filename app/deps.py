@@ -51,7 +51,10 @@ def refresh_after_write(app) -> None:
         app.state.directory.reload(conn)
 
 
-Conn = Annotated[Connection, Depends(get_conn)]
+# scope="function": the transaction ends (commits or fails) before the response is sent. FastAPI's
+# default for yield dependencies ends it after, which lets a client read the old state right after
+# a 200, or be told 200 for a commit that then fails (tests/app/test_unit_of_work.py).
+Conn = Annotated[Connection, Depends(get_conn, scope="function")]
 CurrentPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 

@@ -1,0 +1,75 @@
+"""A write is committed before the client is told it succeeded.
+
+FastAPI runs the exit of a ``yield`` dependency after the response by default; the request's
+transaction (``app.deps.get_conn``) must end before it, or a client that reads right after a 200
+can see the old state, and a commit that fails (a deferred constraint) would follow a 200. This
+test writes through a real server and reads straight after each answer from another connection.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine, create_engine, text
+
+from app import users
+from app.db import migrate
+from app.main import create_app
+from app.settings import DatabaseSettings, Settings
+from grids.access import Principal
+from tests.conftest import app_role_url, database_url
+from tests.tiny_city import CITY, write_tiny_city
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[tuple[str, str, Engine]]:
+    url = database_url("citygrid_test_uow", fresh=True)
+    migrate(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        write_tiny_city(conn)
+        key = users.create_api_key(conn, name="uow", role="admin", region_code=CITY,
+                                   rate_limit_per_minute=100_000,
+                                   principal=Principal.system())["key"]
+    app = create_app(Settings(db=DatabaseSettings(database_url=app_role_url(url),
+                                                  migration_url=url)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", key, engine
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
+
+
+def test_a_write_is_visible_to_a_read_sent_right_after_its_answer(live) -> None:
+    base, key, engine = live
+    stale = 0
+    with engine.connect() as reader:
+        for i in range(30):
+            status = "on_leave" if i % 2 == 0 else "available"
+            req = urllib.request.Request(
+                f"{base}/staff/W1", method="PATCH", data=json.dumps({"status": status}).encode(),
+                headers={"X-API-Key": key, "content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as res:
+                assert res.status == 200
+            seen = reader.execute(text("SELECT status FROM staff WHERE code = 'W1'")).scalar()
+            reader.rollback()  # a fresh snapshot for the next read
+            stale += seen != status
+    assert stale == 0, f"{stale} of 30 reads right after a 200 saw the state before the write"
