@@ -321,6 +321,7 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
     page.fill("#password", TEST_PASSWORD)
     page.click("#login-button")
     page.wait_for_function("window.citygrid.state.ready === true")
+    page.click("[data-tab=tab-lookup]")
     page.fill("#coords", f"{point.x:.7f},{point.y:.7f}")
     page.evaluate("([lon, lat]) => window.citygrid.state.map.setView([lat, lon], 15, { animate: false })",
                   [point.x, point.y])
