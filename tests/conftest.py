@@ -7,9 +7,13 @@ The database is the private cluster that ``make test`` starts (``app.devdb``), o
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from fastapi import FastAPI, Request
@@ -42,6 +46,36 @@ def app_role_url(owner_url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(owner_url).set(username=APP_ROLE).render_as_string(hide_password=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(app: FastAPI, *, port: int | None = None, timeout: float = 60) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on ``port`` (default: a free one) in a thread; yield its base URL
+    once the locator has loaded (tests that need committed transactions, SSE or a real browser)."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not (server.started and getattr(app.state, "locator", None) is not None
+               and app.state.locator.snapshot is not None):
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def database_url(name: str, *, fresh: bool = False) -> str:

@@ -17,7 +17,7 @@
   const rampFor = (theme) => theme === "coverage" ? COVER_RAMP : theme === "since_patrol" ? SINCE_RAMP : RAMP;
   const state = {
     lang: localStorage.getItem("citygrid.lang") || "zh-CN",
-    csrf: null, map: null, config: null, gcj: false, me: null,
+    csrf: null, map: null, config: null, gcj: false, me: null, errorSource: null,
     outlines: null, outlineData: null, labels: null, outlineSeq: 0, values: null, breaks: null,
     countsCache: new Map(), coverage: null, grid: null, point: null, lastLocate: null,
     heat: null, heatSeq: 0, heatDrawn: false, cases: [], caseLayer: null, selectedCase: null,
@@ -82,21 +82,27 @@
       return body;
     } finally { busy(-1); }
   }
-  function showError(err) {
+  // An error stays up until the user acts again, or until the background refresh that raised it
+  // (outlines, heat, cases: named by ``source``) succeeds: a refresh must not hide the user's error.
+  function showError(err, source = "action") {
     const box = $("error");
-    if (!err) { box.hidden = true; box.textContent = ""; return; }
+    if (!err) { box.hidden = true; box.textContent = ""; state.errorSource = null; return; }
     let text = err.message || String(err);
     if (err.code) text += ` (${err.code})`;
     box.textContent = `${t("error")}: ${text}`;
     box.hidden = false;
+    state.errorSource = source;
   }
-  async function guarded(fn) {
-    try { showError(null); return await fn(); } catch (err) {
+  async function guarded(fn, source = "action") {
+    try {
+      if (source === "action" || state.errorSource === source) showError(null);
+      return await fn();
+    } catch (err) {
       if (err && err.name === "AbortError") return undefined;
       if (err instanceof ApiError && err.status === 401 && state.map) {
         showLogin(); err = new ApiError(401, { message: t("error_session") });
       }
-      showError(err);
+      showError(err, source);
       return undefined;
     }
   }
@@ -272,7 +278,10 @@
     let timer = null;
     map.on("moveend", () => {
       clearTimeout(timer);
-      timer = setTimeout(() => { guarded(drawOutlines); if (state.heat) guarded(drawHeat); }, 150);
+      timer = setTimeout(() => {
+        guarded(drawOutlines, "outlines");
+        if (state.heat) guarded(drawHeat, "heat");
+      }, 150);
     });
     await guarded(async () => {
       // Everything the first view needs, side by side.
@@ -560,7 +569,7 @@
       state.countsCache.clear();
     });
     es.addEventListener("reload", (ev) => {
-      state.liveLog.push(["reload", ev.lastEventId]); state.countsCache.clear(); guarded(loadCases);
+      state.liveLog.push(["reload", ev.lastEventId]); state.countsCache.clear(); guarded(loadCases, "cases");
     });
     es.onerror = () => setLive(es.readyState === EventSource.CLOSED ? "off" : "retry");
   }

@@ -9,14 +9,10 @@ test writes through a real server and reads straight after each answer from anot
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine, create_engine, text
 
 from app import users
@@ -24,7 +20,7 @@ from app.db import migrate
 from app.main import create_app
 from app.settings import DatabaseSettings, Settings
 from grids.access import Principal
-from tests.conftest import app_role_url, database_url
+from tests.conftest import app_role_url, database_url, live_server
 from tests.tiny_city import CITY, write_tiny_city
 
 
@@ -40,21 +36,10 @@ def live() -> Iterator[tuple[str, str, Engine]]:
                                    principal=Principal.system())["key"]
     app = create_app(Settings(db=DatabaseSettings(database_url=app_role_url(url),
                                                   migration_url=url)))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", key, engine
+        with live_server(app) as base:
+            yield base, key, engine
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         engine.dispose()
 
 

@@ -9,22 +9,24 @@ tests commit.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine, create_engine, text
 
 from app.db import is_empty, migrate
 from app.main import create_app
 from app.settings import DatabaseSettings, Settings
-from tests.conftest import TEST_PASSWORD, _ensure_accounts, app_role_url, database_url
+from tests.conftest import (
+    TEST_PASSWORD,
+    _ensure_accounts,
+    app_role_url,
+    database_url,
+    live_server,
+)
 
 UI_INCIDENTS = 20_000
 
@@ -79,32 +81,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(settings: Settings, engine: Engine) -> Iterator[str]:
     """A uvicorn server on a free local port: the API plus the portal, on the demo city."""
-    app = create_app(settings)  # create_app mounts the portal
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not (srv.started and getattr(app.state, "locator", None) is not None
-               and app.state.locator.snapshot is not None):
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with live_server(create_app(settings)) as url:  # create_app mounts the portal
+        yield url
 
 
 @pytest.fixture(scope="session")

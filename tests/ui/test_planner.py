@@ -11,8 +11,6 @@ fails the test. Screenshots go to ``tests/ui/artifacts/planner-*.png``.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +20,6 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-import uvicorn
 from shapely.geometry import LineString, Point, Polygon, shape
 from shapely.ops import unary_union
 from sqlalchemy import Engine, create_engine
@@ -36,18 +33,18 @@ CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian chromium is not installed", allow_module_level=True)
 
-from tests.conftest import TEST_PASSWORD, _ensure_accounts, app_role_url, database_url  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    TEST_PASSWORD,
+    _ensure_accounts,
+    app_role_url,
+    database_url,
+    live_server,
+)
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 COMMUNITY = "330782001001"  # a community inside t_planner's jurisdiction (稠城街道 330782001)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,23 +76,8 @@ def server(planner_db: str) -> Iterator[str]:
     """A uvicorn server on a free local port: the API, the portal and the planner page."""
     settings = Settings(db=DatabaseSettings(database_url=app_role_url(planner_db),
                                             migration_url=planner_db))
-    app = create_app(settings)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not (srv.started and getattr(app.state, "locator", None) is not None
-               and app.state.locator.snapshot is not None):
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with live_server(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -105,6 +105,11 @@ def test_far_point_shows_error(page) -> None:
     message = page.inner_text("#error")
     assert message.startswith("出错了") and len(message) > len("出错了: ")
     assert page.is_hidden("#card")
+    # A background refresh (the outlines after a pan) does not hide the user's error.
+    page.evaluate("() => { const m = window.citygrid.state.map; m.panBy([40, 0], {animate: false}); }")
+    page.wait_for_timeout(400)
+    page.wait_for_function("document.querySelector('#loading').hidden")
+    assert page.is_visible("#error") and page.inner_text("#error") == message
     page.screenshot(path=str(ARTIFACTS / "error.png"))
 
 

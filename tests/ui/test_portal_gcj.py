@@ -4,23 +4,21 @@ back, so the answer is the place under the cursor on the (shifted) base map, not
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
 from app.main import create_app
 from app.settings import Settings
 from gis.transform import wgs84_to_gcj02
-from tests.ui.conftest import ARTIFACTS, _free_port, login
+from tests.conftest import free_port, live_server
+from tests.ui.conftest import ARTIFACTS, login
 
 
 @pytest.fixture(scope="module")
 def gcj_server(settings: Settings, engine: Engine) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     old = {k: os.environ.get(k) for k in ("CITYGRID_BASEMAP_URL", "CITYGRID_BASEMAP_CRS")}
     # A local URL (nothing answers it with tiles: the test is about overlays, and stays offline).
     os.environ["CITYGRID_BASEMAP_URL"] = f"http://127.0.0.1:{port}/no-tiles/{{z}}/{{x}}/{{y}}.png"
@@ -33,18 +31,8 @@ def gcj_server(settings: Settings, engine: Engine) -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not (srv.started and getattr(app.state, "locator", None) is not None
-               and app.state.locator.snapshot is not None):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with live_server(app, port=port) as url:
+        yield url
 
 
 def test_overlays_shift_and_clicks_shift_back(browser, gcj_server: str, grid_point, expected
