@@ -246,7 +246,7 @@ def cell_bins_sql(*, k: int, r: int, since: datetime | None, until: datetime | N
             rbox = ("floor(ST_X(g) / :size) BETWEEN :ix0 AND :ix1 "
                     "AND floor(ST_Y(g) / :size) BETWEEN :iy0 AND :iy1")
         parts.append(
-            "SELECT floor(ST_X(g) / :size), floor(ST_Y(g) / :size), 1 FROM (SELECT "
+            "SELECT floor(ST_X(g) / :size) AS ix, floor(ST_Y(g) / :size) AS iy, 1 AS n FROM (SELECT "
             f"ST_Transform(i.geom, 3857) AS g FROM incident i WHERE i.geom IS NOT NULL AND "
             f"{raw_time} AND {raw_where}) p WHERE {rbox}")
     if not parts:

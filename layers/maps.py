@@ -198,8 +198,11 @@ def _square_bins_sql(size: float, zoom: float, bbox: tuple[float, float, float, 
 
 
 def _bins_sql(size: float, zoom: float, box: tuple[int, int, int, int] | None,
-              filters: IncidentFilter, scope: Scope) -> tuple[str, dict[str, Any], str]:
-    level = map_tally.level_for(size) if zoom == int(zoom) else None
+              filters: IncidentFilter, scope: Scope, *, raw: bool = False
+              ) -> tuple[str, dict[str, Any], str]:
+    """``(ix, iy, n)`` per bin in ``box``: from the tallies when they can answer, else (or if
+    ``raw``) from every matching row."""
+    level = map_tally.level_for(size) if zoom == int(zoom) and not raw else None
     detail = bool(filters.categories or filters.states)
     if level is not None and map_tally.street_wide(scope, filters.region) and \
             (not detail or level[0] == map_tally.DETAIL_LEVEL):
