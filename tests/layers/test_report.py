@@ -93,5 +93,5 @@ def test_report_shows_patrol_coverage_when_the_month_has_fixes(conn: Connection,
     out = tmp_path / "report.html"
     summary = monthly_report(conn, month="2026-10", region="330782001", out_path=out)
     page = out.read_text(encoding="utf-8")
-    assert summary["patrol_data"] and "巡查覆盖率 patrol coverage" in page
+    assert summary["patrol_data"] and "patrol coverage" in page  # the layer (name JSON-escaped)
     assert "grids patrolled 1 of" in page
