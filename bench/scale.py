@@ -2,6 +2,7 @@
 
     python -m bench.scale setup      # once: creates/fills citygrid_scale (idempotent, ~10 min)
     python -m bench.scale measure    # read-only timings, printed as JSON (a few minutes)
+    python -m bench.scale intake     # bulk intake of 100k rows with the tally triggers off/on
 
 **Setup** (``citygrid_scale`` in the private cluster, the 10,000-grid city of :mod:`bench.city`):
 
@@ -31,6 +32,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -267,18 +269,25 @@ def measure(repeat: int = 20, tiles_per_zoom: int = 6) -> dict[str, Any]:
         bbox = city.city_bbox(DBNAME)
         heat: dict[str, Any] = {}
         for zoom in (12, 11):
-            runs, fast = timed(lambda z=zoom: maps.heat(conn, principal=admin, zoom=z, bbox=bbox,
-                                                        filters=month), repeat)
-            raw_runs, raw = timed(lambda z=zoom: map_tally.raw_heat_bins(
-                conn, zoom=z, pixels=32, bbox=bbox, filters=month), max(3, repeat // 4))
+            def fast_heat(z: int = zoom) -> dict[str, Any]:
+                return maps.heat(conn, principal=admin, zoom=z, bbox=bbox, filters=month)
+
+            def raw_heat(z: int = zoom) -> dict[tuple[int, int], int]:
+                return map_tally.raw_heat_bins(conn, zoom=z, pixels=32, bbox=bbox, filters=month)
+
+            runs, fast = timed(fast_heat, repeat)
+            raw_runs, raw = timed(raw_heat, max(3, repeat // 4))
             got = {tuple(f["properties"]["ix_iy"]): f["properties"]["count"]
                    for f in fast["features"]}
             heat[f"square_z{zoom}_month"] = {
                 "tallied_ms": pctl(runs), "raw_sql_ms": pctl(raw_runs),
                 "bins": len(fast["features"]), "total": fast["total"],
                 "equal_to_raw": got == raw, "source": fast.get("source")}
-        runs, hexes = timed(lambda: maps.heat(conn, principal=admin, zoom=12, bbox=bbox,
-                                              filters=month, shape="hex"), 5)
+        def hex_heat() -> dict[str, Any]:
+            return maps.heat(conn, principal=admin, zoom=12, bbox=bbox, filters=month,
+                             shape="hex")
+
+        runs, hexes = timed(hex_heat, 5)
         heat["hex_z12_month"] = {"ms": pctl(runs), "bins": len(hexes["features"]),
                                  "total": hexes["total"], "source": hexes.get("source")}
         result["heat"] = heat
@@ -291,15 +300,17 @@ def measure(repeat: int = 20, tiles_per_zoom: int = 6) -> dict[str, Any]:
                     cold: list[float] = []
                     sizes = []
                     for x, y in sample:
-                        r, data = timed(lambda la=layer, zz=z, xx=x, yy=y, f=flt: maps.tile(
-                            conn, la, zz, xx, yy, principal=admin, filters=f, cache=None), 3)
+                        r, data = timed(functools.partial(
+                            maps.tile, conn, layer, z, x, y, principal=admin, filters=flt,
+                            cache=None), 3)
                         cold += r
                         sizes.append(len(data))
                     cache = maps.TileCache()
                     warm: list[float] = []
                     for x, y in sample:
-                        r, _ = timed(lambda la=layer, zz=z, xx=x, yy=y, f=flt, c=cache: maps.tile(
-                            conn, la, zz, xx, yy, principal=admin, filters=f, cache=c), 3)
+                        r, _ = timed(functools.partial(
+                            maps.tile, conn, layer, z, x, y, principal=admin, filters=flt,
+                            cache=cache), 3)
                         warm += r
                     tiles[f"{label}/{layer}/z{z}"] = {
                         "no_cache_ms": pctl(cold), "cache_ms": pctl(warm),
@@ -313,15 +324,67 @@ def measure(repeat: int = 20, tiles_per_zoom: int = 6) -> dict[str, Any]:
     return result
 
 
+TALLY_TRIGGERS = ("incident_tally_insert", "incident_tally_update", "incident_tally_delete")
+
+
+def intake_cost(rows: int = 100_000) -> dict[str, Any]:
+    """Bulk intake of ``rows`` (``bench.bulk_intake``'s rows and code path) into the 5M-row
+    database, with the tally triggers disabled (the baseline) and then enabled; each run's
+    rows are deleted again (with the same trigger setting)."""
+    from bench.bulk_intake import make_csv
+    from grids.access import Principal
+    from grids.locate import load_snapshot
+    from layers.incidents import intake
+
+    engine = create_engine(city.url(DBNAME))
+    out: dict[str, Any] = {"rows": rows}
+    try:
+        with engine.connect() as conn:
+            snap = load_snapshot(conn)
+        snap.grids.build_raster(1e-4)
+        snap.areas.build_raster(1e-4)
+        body = make_csv(rows, snap)
+        principal = Principal.system("bench")
+        for label, enabled in (("triggers_off", False), ("triggers_on", True)):
+            verb = "ENABLE" if enabled else "DISABLE"
+            with engine.begin() as conn:
+                for trig in TALLY_TRIGGERS:
+                    conn.execute(text(f"ALTER TABLE incident {verb} TRIGGER {trig}"))
+            try:
+                t0 = time.perf_counter()
+                frame = intake.read_bulk(body, filename="day.csv")
+                with engine.begin() as conn:
+                    result = intake.bulk(conn, snap, frame, principal=principal)
+                took = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                with engine.begin() as conn:
+                    conn.execute(text("DELETE FROM incident_event WHERE incident_id IN "
+                                      "(SELECT id FROM incident WHERE external_id LIKE 'bench-%')"))
+                    conn.execute(text("DELETE FROM incident WHERE external_id LIKE 'bench-%'"))
+                out[label] = {"imported": result["imported"], "s": round(took, 2),
+                              "rows_per_s": round(rows / took),
+                              "delete_s": round(time.perf_counter() - t1, 2)}
+            finally:
+                with engine.begin() as conn:
+                    for trig in TALLY_TRIGGERS:
+                        conn.execute(text(f"ALTER TABLE incident ENABLE TRIGGER {trig}"))
+            print(label, out[label], flush=True)
+    finally:
+        engine.dispose()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("setup", "measure"))
+    ap.add_argument("what", choices=("setup", "measure", "intake"))
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
     if args.what == "setup":
         subprocess.run([sys.executable, "-m", "app.devdb", "up", DBNAME], check=True,
                        stdout=subprocess.DEVNULL)
         print(json.dumps(setup(), indent=2))
+    elif args.what == "intake":
+        print(json.dumps(intake_cost(), indent=2))
     else:
         print(json.dumps(measure(repeat=args.repeat), indent=2))
 

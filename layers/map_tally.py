@@ -123,7 +123,8 @@ def split_window(since: datetime | None, until: datetime | None, *, days: bool) 
             out.spans.append(("m", ms.date(), ys.date()))
         if ye is not None and me is not None and ye < me:
             out.spans.append(("m", ye.date(), me.date()))
-    else:
+    else:  # both bounded, whole months inside one year
+        assert ms is not None and me is not None
         out.spans.append(("m", ms.date(), me.date()))
     if s is not None and ms is not None and s < ms:
         _ends(out, s, ms, days)
