@@ -272,8 +272,7 @@ def counts(conn: Connection, *, principal: Principal, level: str,
         raise MapRequestError("level is grid, community or street.",
                               detail={"field": "level", "expected": list(LEVEL_COLUMN)})
     scope = _scope(principal)
-    sql, params = _grid_counts(filters, scope, LEVEL_COLUMN[level].removesuffix("_code")
-                               + "_code")
+    sql, params = _grid_counts(filters, scope, column)
     rscope = "TRUE"
     if not scope.covers(None):
         rscope = "r.code LIKE ANY(:f_scope)"
