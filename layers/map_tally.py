@@ -321,17 +321,21 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
     parts = []
     if spans:
         when = "(" + " OR ".join(f"({s})" for s in spans) + ")"
-        # all rows when unfiltered; open and overdue always from detail rows
-        total = detail_sql(categories, states, params)
-        filt = detail_sql(categories, states, params) if (categories or states) else \
-            "t.category_id <> 0 AND t.state <> '*'"
+        # open detail rows, in the words of the partial index incident_grid_tally_open_idx
+        opened = "t.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES)) + ")"
+        if categories or states:
+            rows = total = detail_sql(categories, states, params)
+            filt = total
+        else:
+            total, filt = "t.category_id = 0", "TRUE"
+            rows = f"(t.category_id = 0 OR {opened})"
         parts.append(
             f"SELECT t.{column} AS code, "
             f"coalesce(sum(t.n) FILTER (WHERE {total}), 0) AS incidents, "
-            f"coalesce(sum(t.n) FILTER (WHERE {filt} AND t.state = ANY(:open)), 0) AS open, "
-            f"coalesce(sum(t.n) FILTER (WHERE {filt} AND t.state = ANY(:open) "
+            f"coalesce(sum(t.n) FILTER (WHERE {filt} AND {opened}), 0) AS open, "
+            f"coalesce(sum(t.n) FILTER (WHERE {filt} AND {opened} "
             "AND t.due_day < :today), 0) AS overdue "
-            f"FROM incident_grid_tally t WHERE {when} AND {place}{limit} GROUP BY 1")
+            f"FROM incident_grid_tally t WHERE {when} AND {rows} AND {place}{limit} GROUP BY 1")
         # open cases of those periods falling due today, before now
         ilimit = f" AND coalesce(i.{column}, '') IN ({codes_sql})" if codes_sql else ""
         rng = " OR ".join(f"({_t0_range(n, s)})" for n, s in enumerate(window.spans))

@@ -129,6 +129,18 @@ END $fn$;"""
 KEY_COLUMNS = ("geom", "received_at", "category_id", "state", "region_code", "grid_code",
                "community_code", "street_code", "due_at")
 _DELTA_COLS = ", ".join(KEY_COLUMNS)
+# Readers sum either the everything-rows or (open/overdue, filters) the detail rows; these
+# partial indexes keep an unfiltered read from wading through the detail rows, and carry n
+# so the read is index-only once the visibility map is set.
+INDEXES = f"""
+CREATE INDEX IF NOT EXISTS incident_cell_tally_all_idx ON incident_cell_tally (k, span, t0, cx, cy)
+    INCLUDE (rkey, n) WHERE category_id = 0;
+CREATE INDEX IF NOT EXISTS incident_grid_tally_all_idx ON incident_grid_tally (span, t0, grid_code)
+    INCLUDE (region_code, community_code, street_code, n) WHERE category_id = 0;
+CREATE INDEX IF NOT EXISTS incident_grid_tally_open_idx ON incident_grid_tally (span, t0, grid_code)
+    INCLUDE (region_code, community_code, street_code, category_id, state, due_day, n)
+    WHERE state IN {OPEN};
+"""
 
 UPGRADE = rf"""
 CREATE TABLE incident_cell_tally (
@@ -159,6 +171,7 @@ CREATE TABLE incident_grid_tally (
         community_code, street_code, category_id, state, due_day)
 );
 CREATE INDEX incident_grid_tally_grid_idx ON incident_grid_tally (grid_code, span, t0);
+{INDEXES}
 -- The overdue count's remainder: open incidents falling due today.
 CREATE INDEX incident_open_due_idx ON incident (due_at) WHERE state IN {OPEN};
 
