@@ -203,8 +203,8 @@ def setup() -> dict[str, Any]:
                 "ARRAY['incident', 'incident_cell_tally', 'incident_grid_tally', 'patrol_fix',"
                 " 'boundary_tile_geom']) c"))}
             out["tally_rows"] = {r[0]: r[1] for r in conn.execute(text(
-                "SELECT 'cell k' || k || ' ' || span, count(*) FROM incident_cell_tally "
-                "GROUP BY k, span UNION ALL SELECT 'grid ' || span, count(*) "
+                "SELECT 'cell k' || k || ' ' || span::text, count(*) FROM incident_cell_tally "
+                "GROUP BY k, span UNION ALL SELECT 'grid ' || span::text, count(*) "
                 "FROM incident_grid_tally GROUP BY span"))}
     finally:
         engine.dispose()
