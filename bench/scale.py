@@ -10,7 +10,8 @@
   tenth of the grids), over the year before :data:`END`: grids get a weight (random, times
   five Gaussian hot spots round the centre, the markets and the station), points are uniform
   inside their grid, hours follow a working-day shape, categories the demo catalogue's leaves,
-  states follow age (older than 30 days: closed/evaluated/voided). The tally triggers are
+  states follow age (older than 30 days: closed/evaluated/voided; 5–30 days: 10 % still open,
+  挂账; the last 5 days: 60 % open). The tally triggers are
   disabled during the load and the tallies rebuilt once (``citygrid_tally_rebuild()``),
   then ``VACUUM ANALYZE``. The table is then clustered on ``received_at``: intake writes in
   time order, the draw wrote grid by grid (the raw baselines profit from it as much).
@@ -124,6 +125,9 @@ def setup_incidents(conn: Connection, *, n: int = INCIDENTS, parts: int = 10) ->
             WHEN t.at < CAST(:end AS timestamptz) - interval '30 days' THEN
                 (ARRAY['closed','closed','closed','closed','closed','closed','closed','closed',
                        'evaluated','voided'])[1 + floor(random() * 10)::int]
+            WHEN t.at < CAST(:end AS timestamptz) - interval '5 days' THEN
+                CASE WHEN random() < 0.1 THEN ({open_states})[1 + floor(random() * 6)::int]
+                     ELSE 'closed' END
             ELSE ({open_states} || ARRAY['closed','closed','closed','closed'])
                  [1 + floor(random() * 10)::int] END AS state, pk.p2 AS p3 OFFSET 0) st
         WHERE g.gi % :parts = :part""",
@@ -143,6 +147,26 @@ def setup_incidents(conn: Connection, *, n: int = INCIDENTS, parts: int = 10) ->
     count = _sql(conn, "SELECT count(*) FROM incident WHERE external_id LIKE 'scale-%'").scalar()
     return {"incidents": count, "load_s": round(load_s, 1), "cluster_s": round(cluster_s, 1),
             "tally_rebuild_s": round(time.perf_counter() - t1, 1)}
+
+
+def settle_states(conn: Connection) -> dict[str, Any]:
+    """Databases drawn before the 5–30-day rule held 60 % open cases there: close 5 in 6 of
+    them (one UPDATE, through the tally triggers). Skipped when already settled."""
+    where = ("state IN ('received','registered','dispatched','handling','reported','verified') "
+             "AND received_at >= CAST(:end AS timestamptz) - interval '30 days' "
+             "AND received_at < CAST(:end AS timestamptz) - interval '5 days'")
+    total = _sql(conn, "SELECT count(*) FROM incident WHERE received_at >= CAST(:end AS "
+                       "timestamptz) - interval '30 days' AND received_at < CAST(:end AS "
+                       "timestamptz) - interval '5 days'", end=END).scalar()
+    still = _sql(conn, f"SELECT count(*) FROM incident WHERE {where}", end=END).scalar()
+    if not total or still <= 0.2 * total:
+        return {"open_5_30_days": still, "skipped": True}
+    t0 = time.perf_counter()
+    _sql(conn, "SELECT setseed(0.5)")
+    n = _sql(conn, f"UPDATE incident SET state = 'closed', closed_at = received_at + interval "
+                   f"'100 hours', closed_on_time = true WHERE {where} AND random() < 5.0 / 6",
+             end=END).rowcount
+    return {"closed": n, "update_s": round(time.perf_counter() - t0, 1)}
 
 
 def setup_fixes(conn: Connection, *, workers: int = FIX_WORKERS) -> dict[str, Any]:
@@ -189,6 +213,9 @@ def setup() -> dict[str, Any]:
         with engine.begin() as conn:
             out["incidents"] = setup_incidents(conn)
         print(out["incidents"], flush=True)
+        with engine.begin() as conn:
+            out["states"] = settle_states(conn)
+        print(out["states"], flush=True)
         with engine.begin() as conn:
             out["fixes"] = setup_fixes(conn)
         print(out["fixes"], flush=True)

@@ -390,17 +390,20 @@ TILE_CACHE = TileCache()
 ZOOM_BANDS = (11, 13, 22)
 
 _GRIDS_TILE = (
-    "WITH t AS (SELECT ST_TileEnvelope(:z, :x, :y) AS env, "
-    "ST_TileEnvelope(:z, :x, :y, margin => :margin) AS q), "
-    "g AS (SELECT r.code, r.name, b.geom FROM boundary_tile_geom b, t, region_current r "
-    "WHERE b.max_zoom = :band AND b.geom && t.q AND r.boundary_id = b.boundary_id "
+    # The envelope is written out (not taken from a CTE) so the planner sees its size.
+    "WITH g AS (SELECT r.code, {name} AS name, b.geom FROM boundary_tile_geom b "
+    "JOIN region_current r ON r.boundary_id = b.boundary_id "
+    "WHERE b.max_zoom = :band AND b.geom && ST_TileEnvelope(:z, :x, :y, margin => :margin) "
     "AND r.level = 'grid' AND {rscope}), "
     "n AS ({counts}), "
     "mvt AS (SELECT g.code, g.name, coalesce(n.incidents, 0)::int AS incidents, "
     "coalesce(n.open, 0)::int AS open, coalesce(n.overdue, 0)::int AS overdue, "
-    "ST_AsMVTGeom(g.geom, t.env, :extent, :buffer, true) AS geom "
-    "FROM g LEFT JOIN n USING (code), t) "
+    "ST_AsMVTGeom(g.geom, ST_TileEnvelope(:z, :x, :y), :extent, :buffer, true) AS geom "
+    "FROM g LEFT JOIN n USING (code)) "
     "SELECT ST_AsMVT(mvt, 'grids', :extent, 'geom') FROM mvt WHERE geom IS NOT NULL")
+# Below this zoom grid features carry no name (a city tile holds thousands of grids; names
+# are read closer in): the name strings were half the tile's bytes and encoding time.
+NAME_ZOOM = 12
 _POINTS_TILE = (
     "WITH t AS (SELECT ST_TileEnvelope(:z, :x, :y) AS env, "
     "ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4490) AS q), "
@@ -426,8 +429,9 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
          cache: TileCache | None = TILE_CACHE) -> bytes:
     """One Mapbox vector tile of ``layer`` (grids, incidents, bins) at z/x/y, possibly empty.
 
-    ``grids`` carries code, name and, for incidents matching ``filters`` (counted by the grid
-    assigned at intake): incidents, open and overdue; outlines are pre-simplified per zoom band.
+    ``grids`` carries code, name (from zoom :data:`NAME_ZOOM` on) and, for incidents matching
+    ``filters`` (counted by the grid assigned at intake): incidents, open and overdue; outlines
+    are pre-simplified per zoom band.
     ``bins`` holds square heat bins of ``bin_pixels`` screen pixels (a power of two), aligned
     across tiles, with a ``count``. ``incidents`` holds points from zoom :data:`POINT_ZOOM` on,
     if the tile (with its buffer) holds at most :data:`MAX_POINTS_PER_TILE` of them; a denser
@@ -466,7 +470,10 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
         params |= base | {"size": size}
         data = bytes(conn.execute(text(_BINS_TILE.format(bins=bins)), params).scalar() or b"")
     elif layer == "grids":
-        counts, params = _grid_counts(filters, scope, "grid_code", codes_sql="SELECT code FROM g")
+        # Few grids in a tile: count just those (index probes); many: one pass over the
+        # period's rows of every grid (covering partial indexes), joined by hash.
+        counts, params = _grid_counts(filters, scope, "grid_code",
+                                      codes_sql="SELECT code FROM g" if z >= 13 else None)
         rscope = "r.code LIKE ANY(:f_scope)" if not scope.covers(None) else "TRUE"
         if not scope.covers(None):
             params["f_scope"] = scope.like_patterns()
@@ -474,7 +481,8 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
             rscope += " AND r.code LIKE :f_region"
             params["f_region"] = prefix_of(filters.region) + "%"
         params |= base | {"band": next(b for b in ZOOM_BANDS if z <= b)}
-        sql = _GRIDS_TILE.format(rscope=rscope, counts=counts)
+        sql = _GRIDS_TILE.format(rscope=rscope, counts=counts,
+                                 name="r.name" if z >= NAME_ZOOM else "NULL::text")
         data = bytes(conn.execute(text(sql), params).scalar() or b"")
     if cache is not None:
         cache.put(key, data, generation)
