@@ -197,7 +197,7 @@ def detail_sql(categories: tuple[str, ...], states: tuple[str, ...], params: dic
                *, alias: str = "t") -> str:
     """Which tally rows to sum: the all-rows, or the detail rows matching the filters."""
     if not categories and not states:
-        return f"{alias}.category_id = 0 AND {alias}.state = '*'"
+        return f"{alias}.category_id = 0 AND {alias}.n <> 0"  # everything-rows (state '*')
     cond = [f"{alias}.category_id <> 0", f"{alias}.state <> '*'"]
     if categories:
         cond.append(category_sql(categories, params, alias=alias))
@@ -322,13 +322,14 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
     if spans:
         when = "(" + " OR ".join(f"({s})" for s in spans) + ")"
         # open detail rows, in the words of the partial index incident_grid_tally_open_idx
-        opened = "t.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES)) + ")"
+        opened = ("(t.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES))
+                  + ") AND t.n <> 0)")
         if categories or states:
             rows = total = detail_sql(categories, states, params)
             filt = total
         else:
-            total, filt = "t.category_id = 0", "TRUE"
-            rows = f"(t.category_id = 0 OR {opened})"
+            total, filt = "(t.category_id = 0 AND t.n <> 0)", "TRUE"
+            rows = f"({total} OR {opened})"
         parts.append(
             f"SELECT t.{column} AS code, "
             f"coalesce(sum(t.n) FILTER (WHERE {total}), 0) AS incidents, "

@@ -131,15 +131,16 @@ KEY_COLUMNS = ("geom", "received_at", "category_id", "state", "region_code", "gr
 _DELTA_COLS = ", ".join(KEY_COLUMNS)
 # Readers sum either the everything-rows or (open/overdue, filters) the detail rows; these
 # partial indexes keep an unfiltered read from wading through the detail rows, and carry n
-# so the read is index-only once the visibility map is set.
+# so the read is index-only once the visibility map is set. Rows netted to 0 (a case that moved
+# on) stay in the table but leave these indexes.
 INDEXES = f"""
 CREATE INDEX IF NOT EXISTS incident_cell_tally_all_idx ON incident_cell_tally (k, span, t0, cx, cy)
-    INCLUDE (rkey, n) WHERE category_id = 0;
+    INCLUDE (rkey, n) WHERE category_id = 0 AND n <> 0;
 CREATE INDEX IF NOT EXISTS incident_grid_tally_all_idx ON incident_grid_tally (span, t0, grid_code)
-    INCLUDE (region_code, community_code, street_code, n) WHERE category_id = 0;
+    INCLUDE (region_code, community_code, street_code, n) WHERE category_id = 0 AND n <> 0;
 CREATE INDEX IF NOT EXISTS incident_grid_tally_open_idx ON incident_grid_tally (span, t0, grid_code)
     INCLUDE (region_code, community_code, street_code, category_id, state, due_day, n)
-    WHERE state IN {OPEN};
+    WHERE state IN {OPEN} AND n <> 0;
 """
 
 UPGRADE = rf"""
