@@ -235,7 +235,10 @@ def cell_bins_sql(*, k: int, r: int, since: datetime | None, until: datetime | N
     if box is not None:
         params |= {"cx0": box[0] * r, "cx1": box[2] * r + r - 1,
                    "cy0": box[1] * r, "cy1": box[3] * r + r - 1}
-        common.append("t.cx BETWEEN :cx0 AND :cx1 AND t.cy BETWEEN :cy0 AND :cy1")
+        params |= {"bx0": params["cx0"] >> 5, "bx1": params["cx1"] >> 5,
+                   "by0": params["cy0"] >> 5, "by1": params["cy1"] >> 5}
+        common.append("t.cx BETWEEN :cx0 AND :cx1 AND t.cy BETWEEN :cy0 AND :cy1 "
+                      "AND (t.cx >> 5) BETWEEN :bx0 AND :bx1 AND (t.cy >> 5) BETWEEN :by0 AND :by1")
     parts = [f"SELECT floor(t.cx::float8 / :r) AS ix, floor(t.cy::float8 / :r) AS iy, t.n "
              f"FROM incident_cell_tally t WHERE {' AND '.join(common)} AND {span}"
              for span in span_sql(window, params)]

@@ -393,7 +393,7 @@ _GRIDS_TILE = (
     # The envelope is written out (not taken from a CTE) so the planner sees its size.
     "WITH g AS (SELECT r.code, {name} AS name, b.geom FROM boundary_tile_geom b "
     "JOIN region_current r ON r.boundary_id = b.boundary_id "
-    "WHERE b.max_zoom = :band AND b.geom && ST_TileEnvelope(:z, :x, :y, margin => :margin) "
+    "WHERE b.max_zoom = {band} AND b.geom && ST_TileEnvelope(:z, :x, :y, margin => :margin) "
     "AND r.level = 'grid' AND {rscope}), "
     "n AS ({counts}), "
     "mvt AS (SELECT g.code, g.name, coalesce(n.incidents, 0)::int AS incidents, "
@@ -414,8 +414,7 @@ _POINTS_TILE = (
     "SELECT ST_AsMVT(mvt, 'incidents', :extent, 'geom') FROM mvt WHERE geom IS NOT NULL")
 _POINTS_COUNT = (
     "SELECT count(*) FROM (SELECT 1 FROM incident i WHERE i.geom && "
-    "ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4490) AND {where} "
-    "LIMIT :max_points + 1) s")
+    "ST_Transform(ST_TileEnvelope(:z, :x, :y), 4490) AND {where} LIMIT :max_points + 1) s")
 _BINS_TILE = (
     "WITH t AS (SELECT ST_TileEnvelope(:z, :x, :y) AS env), "
     "mvt AS (SELECT b.n::int AS count, ST_AsMVTGeom(ST_MakeEnvelope(b.ix * :size, b.iy * :size, "
@@ -433,9 +432,10 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
     ``filters`` (counted by the grid assigned at intake): incidents, open and overdue; outlines
     are pre-simplified per zoom band.
     ``bins`` holds square heat bins of ``bin_pixels`` screen pixels (a power of two), aligned
-    across tiles, with a ``count``. ``incidents`` holds points from zoom :data:`POINT_ZOOM` on,
-    if the tile (with its buffer) holds at most :data:`MAX_POINTS_PER_TILE` of them; a denser
-    tile holds its ``bins`` layer instead, never a cut-off sample of points.
+    across tiles, with a ``count``. ``incidents`` holds points (with those in the tile's buffer)
+    from zoom :data:`POINT_ZOOM` on, if the tile itself holds at most
+    :data:`MAX_POINTS_PER_TILE` of them; a denser tile holds its ``bins`` layer instead, never a
+    cut-off sample of points.
     """
     if layer not in LAYERS:
         raise MapRequestError(f"Unknown layer {layer[:20]!r}.",
@@ -457,7 +457,15 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
     if layer == "incidents":
         where, params = filters.sql(scope)
         params |= base
-        n = conn.execute(text(_POINTS_COUNT.format(where=where)), params).scalar_one()
+        # How many points the tile holds: the tally's count of the tile as one bin when it
+        # can answer, else a count that stops at the cap.
+        whole, cparams, source = _bins_sql(EARTH_M / 2 ** z, z,
+                                           map_tally.tile_bin_box(z, x, y, 1), filters, scope)
+        if source == "tally":
+            n = conn.execute(text(f"SELECT coalesce(sum(n), 0) FROM ({whole}) c"),
+                             cparams).scalar_one()
+        else:
+            n = conn.execute(text(_POINTS_COUNT.format(where=where)), params).scalar_one()
         if n <= MAX_POINTS_PER_TILE:
             data = bytes(conn.execute(text(_POINTS_TILE.format(where=where)), params).scalar()
                          or b"")
@@ -480,8 +488,10 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
         if filters.region:
             rscope += " AND r.code LIKE :f_region"
             params["f_region"] = prefix_of(filters.region) + "%"
-        params |= base | {"band": next(b for b in ZOOM_BANDS if z <= b)}
+        params |= base
+        # the band is a literal so the planner picks that band's partial GiST index
         sql = _GRIDS_TILE.format(rscope=rscope, counts=counts,
+                                 band=int(next(b for b in ZOOM_BANDS if z <= b)),
                                  name="r.name" if z >= NAME_ZOOM else "NULL::text")
         data = bytes(conn.execute(text(sql), params).scalar() or b"")
     if cache is not None:

@@ -53,6 +53,11 @@ GRID_COMBOS = [(s, d) for s in ("y", "m", "d") for d in (False, True)]
 BANDS = {11: EARTH_M / 2 ** 11 / 4096, 13: EARTH_M / 2 ** 13 / 4096, 22: 0.0}
 
 
+BAND_INDEXES = "\n".join(
+    f"CREATE INDEX boundary_tile_geom_z{z}_idx ON boundary_tile_geom USING gist (geom) "
+    f"WHERE max_zoom = {z};" for z in BANDS)
+
+
 def _values(rows: list[tuple]) -> str:
     def lit(v: object) -> str:
         if isinstance(v, bool):
@@ -131,11 +136,14 @@ KEY_COLUMNS = ("geom", "received_at", "category_id", "state", "region_code", "gr
 _DELTA_COLS = ", ".join(KEY_COLUMNS)
 # Readers sum either the everything-rows or (open/overdue, filters) the detail rows; these
 # partial indexes keep an unfiltered read from wading through the detail rows, and carry n
-# so the read is index-only once the visibility map is set. Rows netted to 0 (a case that moved
+# so the read is index-only once the visibility map is set. Cells are indexed by blocks of
+# 32 x 32 (``cx >> 5``, ``cy >> 5``): a tile of z15 is one block of level-12 cells, so a tile
+# reads its own cells and not a whole column of the city. Rows netted to 0 (a case that moved
 # on) stay in the table but leave these indexes.
 INDEXES = f"""
-CREATE INDEX IF NOT EXISTS incident_cell_tally_all_idx ON incident_cell_tally (k, span, t0, cx, cy)
-    INCLUDE (rkey, n) WHERE category_id = 0 AND n <> 0;
+CREATE INDEX IF NOT EXISTS incident_cell_tally_all_idx
+    ON incident_cell_tally (k, span, (cx >> 5), (cy >> 5), t0)
+    INCLUDE (cx, cy, rkey, n) WHERE category_id = 0 AND n <> 0;
 CREATE INDEX IF NOT EXISTS incident_grid_tally_all_idx ON incident_grid_tally (span, t0, grid_code)
     INCLUDE (region_code, community_code, street_code, n) WHERE category_id = 0 AND n <> 0;
 CREATE INDEX IF NOT EXISTS incident_grid_tally_open_idx ON incident_grid_tally (span, t0, grid_code)
@@ -218,7 +226,7 @@ CREATE TABLE boundary_tile_geom (
     geom        geometry(Geometry, 3857) NOT NULL,
     PRIMARY KEY (boundary_id, max_zoom)
 );
-CREATE INDEX boundary_tile_geom_geom_idx ON boundary_tile_geom USING gist (geom);
+{BAND_INDEXES}
 
 CREATE OR REPLACE FUNCTION citygrid_boundary_tile_geom() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
