@@ -1,10 +1,10 @@
 """Exact incident counts from the tallies of migration 0008, plus the raw rows they cannot cover.
 
-The tallies count incidents per period (local year ``y``, month ``m``, day ``d``) and per Web
+The tallies count incidents per period (local month ``m``, day ``d``) and per Web
 Mercator cell (``incident_cell_tally``) or per place assigned at intake (``incident_grid_tally``).
-A query's time window is split (:func:`split_window`) into whole periods, read from a tally,
-and the remainder at its ends (less than a period), read from ``incident`` itself; the two are
-added. So every answer equals the raw query's, whatever the window; only the cost changes.
+A query's time window is split (:func:`split_window`) into whole months (and days where the
+tally keeps them), read from a tally, and the remainder at its ends, read from ``incident``
+itself; the two are added. So every answer equals the raw query's, whatever the window; only the cost changes.
 
 A cell tally answers when:
 
@@ -95,13 +95,12 @@ def _ceil_day(t: datetime) -> datetime:
 
 
 def split_window(since: datetime | None, until: datetime | None, *, days: bool) -> Window:
-    """Split ``[since, until)`` into whole local years, months, (``days``) days and raw ends.
+    """Split ``[since, until)`` into whole local months, (``days``) whole days and raw ends.
 
     >>> w = split_window(datetime(2025, 9, 15, 12, tzinfo=CITY_TZ),
     ...                  datetime(2027, 3, 1, tzinfo=CITY_TZ), days=True)
-    >>> [(s, str(a), str(b)) for s, a, b in w.spans]  # doctest: +NORMALIZE_WHITESPACE
-    [('y', '2026-01-01', '2027-01-01'), ('m', '2025-10-01', '2026-01-01'),
-     ('m', '2027-01-01', '2027-03-01'), ('d', '2025-09-16', '2025-10-01')]
+    >>> [(s, str(a), str(b)) for s, a, b in w.spans]
+    [('m', '2025-10-01', '2027-03-01'), ('d', '2025-09-16', '2025-10-01')]
     >>> [(a.isoformat(), b.isoformat()) for a, b in w.raw]
     [('2025-09-15T12:00:00+08:00', '2025-09-16T00:00:00+08:00')]
     """
@@ -115,17 +114,7 @@ def split_window(since: datetime | None, until: datetime | None, *, days: bool) 
     if ms is not None and me is not None and ms >= me:  # no whole month
         _ends(out, s, u, days)
         return out
-    ys = (ms if ms.month == 1 else ms.replace(year=ms.year + 1, month=1)) if ms else None
-    ye = me.replace(month=1) if me else None
-    if ys is None or ye is None or ys < ye:
-        out.spans.append(("y", ys.date() if ys else None, ye.date() if ye else None))
-        if ms is not None and ys is not None and ms < ys:
-            out.spans.append(("m", ms.date(), ys.date()))
-        if ye is not None and me is not None and ye < me:
-            out.spans.append(("m", ye.date(), me.date()))
-    else:  # both bounded, whole months inside one year
-        assert ms is not None and me is not None
-        out.spans.append(("m", ms.date(), me.date()))
+    out.spans.append(("m", ms.date() if ms else None, me.date() if me else None))
     if s is not None and ms is not None and s < ms:
         _ends(out, s, ms, days)
     if u is not None and me is not None and me < u:
@@ -317,21 +306,26 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
     today = datetime.now(CITY_TZ).date()
     params["today"] = today
     params["today_start"] = datetime.combine(today, time(0), CITY_TZ)
-    window = split_window(since, until, days=True)
+    filtered = bool(categories or states)
+    # Days are kept as everything-rows only: a filtered count reads partial months raw.
+    window = split_window(since, until, days=not filtered)
     place = scope_sql(scope, region, params, column="t.region_code")
     limit = f" AND t.{column} IN ({codes_sql})" if codes_sql else ""
+    ilimit = f" AND coalesce(i.{column}, '') IN ({codes_sql})" if codes_sql else ""
     spans = span_sql(window, params)
+    months = [c for c, sp in zip(spans, window.spans, strict=True) if sp[0] == "m"]
+    days = [c for c, sp in zip(spans, window.spans, strict=True) if sp[0] == "d"]
     parts = []
-    if spans:
-        when = "(" + " OR ".join(f"({s})" for s in spans) + ")"
-        # open detail rows, in the words of the partial index incident_grid_tally_open_idx
-        opened = ("(t.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES))
-                  + ") AND t.n <> 0)")
-        if categories or states:
-            rows = total = detail_sql(categories, states, params)
-            filt = total
+    # open detail rows, in the words of the partial index incident_grid_tally_open_idx
+    opened = ("(t.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES))
+              + ") AND t.n <> 0)")
+    everything = "(t.category_id = 0 AND t.n <> 0)"
+    if months:
+        when = "(" + " OR ".join(f"({c})" for c in months) + ")"
+        if filtered:
+            rows = total = filt = detail_sql(categories, states, params)
         else:
-            total, filt = "(t.category_id = 0 AND t.n <> 0)", "TRUE"
+            total, filt = everything, "TRUE"
             rows = f"({total} OR {opened})"
         parts.append(
             f"SELECT t.{column} AS code, "
@@ -340,16 +334,27 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
             f"coalesce(sum(t.n) FILTER (WHERE {filt} AND {opened} "
             "AND t.due_day < :today), 0) AS overdue "
             f"FROM incident_grid_tally t WHERE {when} AND {rows} AND {place}{limit} GROUP BY 1")
-        # open cases of those periods falling due today, before now
-        ilimit = f" AND coalesce(i.{column}, '') IN ({codes_sql})" if codes_sql else ""
-        rng = " OR ".join(f"({_t0_range(n, s)})" for n, s in enumerate(window.spans))
+        # open cases of those months falling due today, before now
+        rng = " OR ".join(f"({_t0_range(n, sp)})" for n, sp in enumerate(window.spans)
+                          if sp[0] == "m")
         parts.append(
             f"SELECT coalesce(i.{column}, '') AS code, 0, 0, count(*) FROM incident i "
             f"WHERE i.state = ANY(:open) AND i.due_at >= :today_start AND i.due_at < now() "
             f"AND ({rng}) AND {raw_where}{ilimit} GROUP BY 1")
+    if days:  # unfiltered only: totals from the tally, open and overdue from open rows
+        when = "(" + " OR ".join(f"({c})" for c in days) + ")"
+        parts.append(
+            f"SELECT t.{column} AS code, sum(t.n), 0, 0 FROM incident_grid_tally t "
+            f"WHERE {when} AND {everything} AND {place}{limit} GROUP BY 1")
+        rng = " OR ".join(f"({_t0_range(n, sp)})" for n, sp in enumerate(window.spans)
+                          if sp[0] == "d")
+        opens = "i.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES)) + ")"
+        parts.append(
+            f"SELECT coalesce(i.{column}, '') AS code, 0, count(*), "
+            f"count(*) FILTER (WHERE i.due_at < now()) FROM incident i WHERE {opens} "
+            f"AND ({rng}) AND {raw_where}{ilimit} GROUP BY 1")
     raw_time = raw_time_sql(window, params)
     if raw_time is not None:
-        ilimit = f" AND coalesce(i.{column}, '') IN ({codes_sql})" if codes_sql else ""
         parts.append(
             f"SELECT coalesce(i.{column}, '') AS code, count(*), "
             "count(*) FILTER (WHERE i.state = ANY(:open)), "

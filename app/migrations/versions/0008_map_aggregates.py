@@ -13,8 +13,10 @@ the tallies cannot answer exactly):
   9 digits of ``region_code`` (the street), so jurisdictions and region filters down to a
   street still use the tally.
 * ``incident_grid_tally``: incidents per place assigned at intake (region, grid, community,
-  street), per period (y, m, d), with the same all/detail split; detail rows of open states
-  also carry the local day of ``due_at`` (``infinity`` otherwise), for the overdue count.
+  street), per month with the same all/detail split (detail rows of open states also carry the
+  local day of ``due_at``, ``infinity`` otherwise, for the overdue count), and per day with
+  everything-rows only (a grid has about one case a day: detail rows per day would copy the
+  incident table; open cases of those days are read from ``incident_open_received_idx``).
 
 Both are maintained by statement-level triggers with transition tables: one aggregated
 ``INSERT .. ON CONFLICT DO UPDATE`` per writing statement (sorted by key, so two writers lock
@@ -45,10 +47,11 @@ CELL_LEVELS = (8, 10, 12)
 TZ = "Asia/Shanghai"
 OPEN = "('received', 'registered', 'dispatched', 'handling', 'reported', 'verified')"
 # (span, level, detail) combinations stored in incident_cell_tally.
-CELL_COMBOS = ([("y", 8, d) for d in (False, True)] + [("m", 8, d) for d in (False, True)]
-               + [("d", 8, d) for d in (False, True)]
-               + [(s, k, False) for k in (10, 12) for s in ("y", "m")])
-GRID_COMBOS = [(s, d) for s in ("y", "m", "d") for d in (False, True)]
+# Each combination costs intake an upsert per distinct key; years are summed from months at
+# read time, and days are kept only where they are cheap (see the module doc).
+CELL_COMBOS = ([("m", 8, d) for d in (False, True)] + [("d", 8, d) for d in (False, True)]
+               + [("m", k, False) for k in (10, 12)])
+GRID_COMBOS = [("m", False), ("m", True), ("d", False)]
 # zoom band -> simplification tolerance in metres (one MVT unit, 4096 per tile, at the band's top)
 BANDS = {11: EARTH_M / 2 ** 11 / 4096, 13: EARTH_M / 2 ** 13 / 4096, 22: 0.0}
 
@@ -179,10 +182,11 @@ CREATE TABLE incident_grid_tally (
     CONSTRAINT incident_grid_tally_key PRIMARY KEY (span, t0, region_code, grid_code,
         community_code, street_code, category_id, state, due_day)
 );
-CREATE INDEX incident_grid_tally_grid_idx ON incident_grid_tally (grid_code, span, t0);
 {INDEXES}
--- The overdue count's remainder: open incidents falling due today.
+-- The overdue count's remainder: open incidents falling due today; and open incidents of the
+-- days the grid tally keeps without detail.
 CREATE INDEX incident_open_due_idx ON incident (due_at) WHERE state IN {OPEN};
+CREATE INDEX incident_open_received_idx ON incident (received_at) WHERE state IN {OPEN};
 
 {_trigger_function("citygrid_tally_insert",
                    f"(SELECT {_DELTA_COLS}, 1 AS s FROM new_rows) AS ins")}
@@ -261,7 +265,7 @@ DROP TRIGGER IF EXISTS incident_tally_truncate ON incident;
 DROP TRIGGER IF EXISTS region_boundary_tile_geom ON region_boundary;
 DROP FUNCTION IF EXISTS citygrid_tally_insert(), citygrid_tally_update(), citygrid_tally_delete(),
     citygrid_tally_truncate(), citygrid_tally_rebuild(), citygrid_boundary_tile_geom();
-DROP INDEX IF EXISTS incident_open_due_idx;
+DROP INDEX IF EXISTS incident_open_due_idx, incident_open_received_idx;
 DROP TABLE IF EXISTS incident_cell_tally, incident_grid_tally, boundary_tile_geom;
 """
 
