@@ -94,8 +94,10 @@ def _ceil_day(t: datetime) -> datetime:
     return f if f == t else f + timedelta(days=1)
 
 
-def split_window(since: datetime | None, until: datetime | None, *, days: bool) -> Window:
-    """Split ``[since, until)`` into whole local months, (``days``) whole days and raw ends.
+def split_window(since: datetime | None, until: datetime | None, *, days: bool,
+                 years: bool = False) -> Window:
+    """Split ``[since, until)`` into whole local (``years``) years, months, (``days``) days and
+    raw ends.
 
     >>> w = split_window(datetime(2025, 9, 15, 12, tzinfo=CITY_TZ),
     ...                  datetime(2027, 3, 1, tzinfo=CITY_TZ), days=True)
@@ -114,7 +116,16 @@ def split_window(since: datetime | None, until: datetime | None, *, days: bool) 
     if ms is not None and me is not None and ms >= me:  # no whole month
         _ends(out, s, u, days)
         return out
-    out.spans.append(("m", ms.date() if ms else None, me.date() if me else None))
+    ys = (ms if ms.month == 1 else ms.replace(year=ms.year + 1, month=1)) if ms else None
+    ye = me.replace(month=1) if me else None
+    if years and (ys is None or ye is None or ys < ye):
+        out.spans.append(("y", ys.date() if ys else None, ye.date() if ye else None))
+        if ms is not None and ys is not None and ms < ys:
+            out.spans.append(("m", ms.date(), ys.date()))
+        if ye is not None and me is not None and ye < me:
+            out.spans.append(("m", ye.date(), me.date()))
+    else:
+        out.spans.append(("m", ms.date() if ms else None, me.date() if me else None))
     if s is not None and ms is not None and s < ms:
         _ends(out, s, ms, days)
     if u is not None and me is not None and me < u:
@@ -308,12 +319,17 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
     params["today_start"] = datetime.combine(today, time(0), CITY_TZ)
     filtered = bool(categories or states)
     # Days are kept as everything-rows only: a filtered count reads partial months raw.
-    window = split_window(since, until, days=not filtered)
+    window = split_window(since, until, days=not filtered, years=not filtered)
     place = scope_sql(scope, region, params, column="t.region_code")
     limit = f" AND t.{column} IN ({codes_sql})" if codes_sql else ""
     ilimit = f" AND coalesce(i.{column}, '') IN ({codes_sql})" if codes_sql else ""
     spans = span_sql(window, params)
     months = [c for c, sp in zip(spans, window.spans, strict=True) if sp[0] == "m"]
+    years = [c for c, sp in zip(spans, window.spans, strict=True) if sp[0] == "y"]
+    # the months of those years, for their open cases (years keep everything-rows only)
+    year_months = [" AND ".join(["t.span = 'm'"] + ([f"t.t0 >= :lo{n}"] if sp[1] else [])
+                                + ([f"t.t0 < :hi{n}"] if sp[2] else []))
+                   for n, sp in enumerate(window.spans) if sp[0] == "y"]
     days = [c for c, sp in zip(spans, window.spans, strict=True) if sp[0] == "d"]
     parts = []
     # open detail rows, in the words of the partial index incident_grid_tally_open_idx
@@ -341,11 +357,29 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
             f"SELECT coalesce(i.{column}, '') AS code, 0, 0, count(*) FROM incident i "
             f"WHERE i.state = ANY(:open) AND i.due_at >= :today_start AND i.due_at < now() "
             f"AND ({rng}) AND {raw_where}{ilimit} GROUP BY 1")
+    if years:  # unfiltered only: totals from year rows, open and overdue from month rows
+        parts.append(
+            f"SELECT t.{column} AS code, sum(t.n) AS incidents, 0 AS open, 0 AS overdue "
+            f"FROM incident_grid_tally t "
+            f"WHERE ({' OR '.join(f'({c})' for c in years)}) AND {everything} "
+            f"AND {place}{limit} GROUP BY 1")
+        parts.append(
+            f"SELECT t.{column} AS code, 0, sum(t.n), "
+            "coalesce(sum(t.n) FILTER (WHERE t.due_day < :today), 0) "
+            f"FROM incident_grid_tally t WHERE ({' OR '.join(f'({c})' for c in year_months)}) "
+            f"AND {opened} AND {place}{limit} GROUP BY 1")
+        rng = " OR ".join(f"({_t0_range(n, sp)})" for n, sp in enumerate(window.spans)
+                          if sp[0] == "y")
+        parts.append(
+            f"SELECT coalesce(i.{column}, '') AS code, 0, 0, count(*) FROM incident i "
+            f"WHERE i.state = ANY(:open) AND i.due_at >= :today_start AND i.due_at < now() "
+            f"AND ({rng}) AND {raw_where}{ilimit} GROUP BY 1")
     if days:  # unfiltered only: totals from the tally, open and overdue from open rows
         when = "(" + " OR ".join(f"({c})" for c in days) + ")"
         parts.append(
-            f"SELECT t.{column} AS code, sum(t.n), 0, 0 FROM incident_grid_tally t "
-            f"WHERE {when} AND {everything} AND {place}{limit} GROUP BY 1")
+            f"SELECT t.{column} AS code, sum(t.n) AS incidents, 0 AS open, 0 AS overdue "
+            f"FROM incident_grid_tally t WHERE {when} AND {everything} AND {place}{limit} "
+            "GROUP BY 1")
         rng = " OR ".join(f"({_t0_range(n, sp)})" for n, sp in enumerate(window.spans)
                           if sp[0] == "d")
         opens = "i.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES)) + ")"

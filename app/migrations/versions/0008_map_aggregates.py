@@ -13,7 +13,8 @@ the tallies cannot answer exactly):
   9 digits of ``region_code`` (the street), so jurisdictions and region filters down to a
   street still use the tally.
 * ``incident_grid_tally``: incidents per place assigned at intake (region, grid, community,
-  street), per month with the same all/detail split (detail rows of open states also carry the
+  street), per local year (everything-rows only: unfiltered all-time grid tiles), per month
+  with the same all/detail split (detail rows of open states also carry the
   local day of ``due_at``, ``infinity`` otherwise, for the overdue count), and per day with
   everything-rows only (a grid has about one case a day: detail rows per day would copy the
   incident table; open cases of those days are read from ``incident_open_received_idx``).
@@ -51,7 +52,7 @@ OPEN = "('received', 'registered', 'dispatched', 'handling', 'reported', 'verifi
 # read time, and days are kept only where they are cheap (see the module doc).
 CELL_COMBOS = ([("m", 8, d) for d in (False, True)] + [("d", 8, d) for d in (False, True)]
                + [("m", k, False) for k in (10, 12)])
-GRID_COMBOS = [("m", False), ("m", True), ("d", False)]
+GRID_COMBOS = [("y", False), ("m", False), ("m", True), ("d", False)]
 # zoom band -> simplification tolerance in metres (one MVT unit, 4096 per tile, at the band's top)
 BANDS = {11: EARTH_M / 2 ** 11 / 4096, 13: EARTH_M / 2 ** 13 / 4096, 22: 0.0}
 
@@ -185,6 +186,7 @@ CREATE TABLE incident_grid_tally (
 {INDEXES}
 -- The overdue count's remainder: open incidents falling due today; and open incidents of the
 -- days the grid tally keeps without detail.
+CREATE INDEX incident_grid_tally_grid_idx ON incident_grid_tally (grid_code, span, t0);
 CREATE INDEX incident_open_due_idx ON incident (due_at) WHERE state IN {OPEN};
 CREATE INDEX incident_open_received_idx ON incident (received_at) WHERE state IN {OPEN};
 
