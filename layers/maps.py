@@ -86,6 +86,16 @@ class IncidentFilter:
         return " AND ".join(where), params
 
 
+def _custom_plans(conn: Connection) -> None:
+    """Plan the map queries for their actual values, for the rest of this transaction.
+
+    psycopg prepares a statement run five times on a connection, and PostgreSQL then switches
+    to a generic plan that cannot see the tile's size or the window's length: measured on the
+    5M-incident city, a z14 grid tile went from ~10 ms to ~110 ms after ten runs.
+    """
+    conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 def _scope(principal: Principal) -> Scope:
     """Where a principal may see incidents on the map: the same rule as incident queries."""
     principal.require(Permission.MAPS_READ)
@@ -131,6 +141,7 @@ def heat(conn: Connection, *, principal: Principal, zoom: float,
         raise MapRequestError("zoom is 0..22.", detail={"field": "zoom", "value": zoom})
     scope = _scope(principal)
     _bbox_params(bbox)  # validates
+    _custom_plans(conn)
     size = cell_size_m(zoom, pixels=pixels)
     out: dict[str, Any] = {"type": "FeatureCollection", "zoom": zoom, "crs": "EPSG:4326",
                            "shape": shape, "cell_m": round(size, 3)}
@@ -272,6 +283,7 @@ def counts(conn: Connection, *, principal: Principal, level: str,
         raise MapRequestError("level is grid, community or street.",
                               detail={"field": "level", "expected": list(LEVEL_COLUMN)})
     scope = _scope(principal)
+    _custom_plans(conn)
     sql, params = _grid_counts(filters, scope, column)
     rscope = "TRUE"
     if not scope.covers(None):
@@ -452,6 +464,7 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
     generation = cache.generation if cache is not None else 0
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
+    _custom_plans(conn)
     base = {"z": z, "x": x, "y": y, "extent": MVT_EXTENT, "buffer": MVT_BUFFER,
             "margin": MVT_BUFFER / MVT_EXTENT, "max_points": MAX_POINTS_PER_TILE}
     if layer == "incidents":
