@@ -1,6 +1,6 @@
 """Issue 6 at scale: 10,000 grids, 5,000,000 incidents, 5,000,000 GPS fixes; heat and tiles.
 
-    python -m bench.scale setup      # once: creates/fills citygrid_scale (idempotent, ~10 min)
+    python -m bench.scale setup      # once: creates/fills citygrid_scale (idempotent, ~20 min)
     python -m bench.scale measure    # read-only timings, printed as JSON (a few minutes)
     python -m bench.scale intake     # bulk intake of 100k rows with the tally triggers off/on
 
@@ -28,7 +28,8 @@
   tiles holding data), with the month filter and without any filter: p50/p95 with the cache
   excluded (``cache=None``), and with the cache included (the same requests again through a
   warm :class:`layers.maps.TileCache`);
-* hex heat city-wide for the month (tallied cells into hexagons) beside raw ``ST_HexagonGrid``.
+* hex heat city-wide for the month (raw rows, arithmetic hexagon assignment; hexagons do not
+  align with the tally's square cells).
 """
 
 from __future__ import annotations
