@@ -192,3 +192,23 @@ def test_grid_counts_from_the_tallies_equal_raw(city: Connection, since, until) 
                    if any(r[1:])}
             raw = _raw_counts(city, column, f)
             assert got == raw and raw, (column, f)
+
+
+@pytest.mark.parametrize("since,until", [WINDOWS[0], WINDOWS[1], WINDOWS[3]])
+def test_hexagons_from_the_tallies_equal_raw(city: Connection, since, until) -> None:
+    f = maps.IncidentFilter(since=since and T(since), until=until and T(until))
+    scope = Scope.everything()
+    for zoom in (12, 14):
+        size = maps.cell_size_m(zoom)
+        sql, params, source = maps._hex_bins_sql(size, None, f, scope)
+        assert source == "tally"
+        got = sorted(tuple(r) for r in city.execute(text(sql), params))
+        sql, params, source = maps._hex_bins_sql(size, None, f, scope, raw=True)
+        raw = sorted(tuple(r) for r in city.execute(text(sql), params))
+        assert source == "raw" and got == raw and raw
+    # each point in the hexagon that covers it
+    out = maps.heat(city, principal=Principal.system(), zoom=14, shape="hex", filters=f,
+                    point_threshold=0)
+    assert out["source"] == "tally" and out["total"] == city.execute(text(
+        "SELECT count(*) FROM incident i WHERE i.geom IS NOT NULL AND " + f.sql(scope)[0]),
+        f.sql(scope)[1]).scalar()

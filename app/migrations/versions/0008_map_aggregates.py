@@ -226,6 +226,22 @@ BEGIN
 END $fn$;
 SELECT citygrid_tally_rebuild();
 
+-- The hexagon (i, j) of ST_HexagonGrid's layout (flat top, edge s, column i at x = 1.5 s i, odd
+-- columns half a row up) holding point (x, y): the nearer centre of the two candidate columns;
+-- a tie keeps the lower column.
+CREATE OR REPLACE FUNCTION citygrid_hex(x float8, y float8, s float8) RETURNS int[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+SELECT CASE WHEN power(x - 1.5 * s * c.i0, 2)
+                   + power(c.y0 - sqrt(3) * s * round(c.y0 / (sqrt(3) * s)), 2)
+              <= power(x - 1.5 * s * (c.i0 + 1), 2)
+                 + power(c.y1 - sqrt(3) * s * round(c.y1 / (sqrt(3) * s)), 2)
+            THEN ARRAY[c.i0, round(c.y0 / (sqrt(3) * s))::int]
+            ELSE ARRAY[c.i0 + 1, round(c.y1 / (sqrt(3) * s))::int] END
+FROM (SELECT i0, y - CASE WHEN i0 % 2 <> 0 THEN sqrt(3) * s / 2 ELSE 0 END AS y0,
+             y - CASE WHEN i0 % 2 <> 0 THEN 0 ELSE sqrt(3) * s / 2 END AS y1
+      FROM (SELECT floor(x / (1.5 * s))::int AS i0) a) c
+$fn$;
+
 CREATE TABLE boundary_tile_geom (
     boundary_id integer NOT NULL REFERENCES region_boundary (id) ON DELETE CASCADE,
     max_zoom    smallint NOT NULL,
@@ -267,6 +283,7 @@ DROP TRIGGER IF EXISTS incident_tally_truncate ON incident;
 DROP TRIGGER IF EXISTS region_boundary_tile_geom ON region_boundary;
 DROP FUNCTION IF EXISTS citygrid_tally_insert(), citygrid_tally_update(), citygrid_tally_delete(),
     citygrid_tally_truncate(), citygrid_tally_rebuild(), citygrid_boundary_tile_geom();
+DROP FUNCTION IF EXISTS citygrid_hex(float8, float8, float8);
 DROP INDEX IF EXISTS incident_open_due_idx, incident_open_received_idx;
 DROP TABLE IF EXISTS incident_cell_tally, incident_grid_tally, boundary_tile_geom;
 """
