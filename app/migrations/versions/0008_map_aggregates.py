@@ -62,6 +62,27 @@ BAND_INDEXES = "\n".join(
     f"WHERE max_zoom = {z};" for z in BANDS)
 
 
+def _hex_function() -> str:
+    """``citygrid_hex(x, y, s)``: the hexagon (i, j) of ``ST_HexagonGrid``'s layout (flat top,
+    edge s, column i at x = 1.5 s i, odd columns half a row up) holding (x, y): the nearer
+    centre of the two candidate columns; a tie keeps the lower column. One expression, so
+    PostgreSQL inlines it (a body with FROM is called row by row: 5 s for 424,598 points)."""
+    i0 = "floor(x / (1.5 * s))"
+    o0 = f"(CASE WHEN {i0}::int % 2 <> 0 THEN sqrt(3) * s / 2 ELSE 0 END)"
+    y0, y1 = f"(y - {o0})", f"(y - (sqrt(3) * s / 2 - {o0}))"
+    j0, j1 = f"round({y0} / (sqrt(3) * s))", f"round({y1} / (sqrt(3) * s))"
+    d0 = f"power(x - 1.5 * s * {i0}, 2) + power({y0} - sqrt(3) * s * {j0}, 2)"
+    d1 = f"power(x - 1.5 * s * ({i0} + 1), 2) + power({y1} - sqrt(3) * s * {j1}, 2)"
+    return (
+        "CREATE OR REPLACE FUNCTION citygrid_hex(x float8, y float8, s float8) RETURNS int[]\n"
+        "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$\n"
+        f"SELECT CASE WHEN {d0} <= {d1} THEN ARRAY[{i0}::int, {j0}::int]\n"
+        f"ELSE ARRAY[{i0}::int + 1, {j1}::int] END\n$fn$;")
+
+
+HEX_FUNCTION = _hex_function()
+
+
 def _values(rows: list[tuple]) -> str:
     def lit(v: object) -> str:
         if isinstance(v, bool):
@@ -226,21 +247,7 @@ BEGIN
 END $fn$;
 SELECT citygrid_tally_rebuild();
 
--- The hexagon (i, j) of ST_HexagonGrid's layout (flat top, edge s, column i at x = 1.5 s i, odd
--- columns half a row up) holding point (x, y): the nearer centre of the two candidate columns;
--- a tie keeps the lower column.
-CREATE OR REPLACE FUNCTION citygrid_hex(x float8, y float8, s float8) RETURNS int[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
-SELECT CASE WHEN power(x - 1.5 * s * c.i0, 2)
-                   + power(c.y0 - sqrt(3) * s * round(c.y0 / (sqrt(3) * s)), 2)
-              <= power(x - 1.5 * s * (c.i0 + 1), 2)
-                 + power(c.y1 - sqrt(3) * s * round(c.y1 / (sqrt(3) * s)), 2)
-            THEN ARRAY[c.i0, round(c.y0 / (sqrt(3) * s))::int]
-            ELSE ARRAY[c.i0 + 1, round(c.y1 / (sqrt(3) * s))::int] END
-FROM (SELECT i0, y - CASE WHEN i0 % 2 <> 0 THEN sqrt(3) * s / 2 ELSE 0 END AS y0,
-             y - CASE WHEN i0 % 2 <> 0 THEN 0 ELSE sqrt(3) * s / 2 END AS y1
-      FROM (SELECT floor(x / (1.5 * s))::int AS i0) a) c
-$fn$;
+{HEX_FUNCTION}
 
 CREATE TABLE boundary_tile_geom (
     boundary_id integer NOT NULL REFERENCES region_boundary (id) ON DELETE CASCADE,
