@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -21,22 +22,23 @@ GRIDS = 10_000
 SEED = 330782
 
 
-def url() -> str:
-    return devdb.url(DBNAME)
+def url(dbname: str = DBNAME) -> str:
+    return devdb.url(dbname)
 
 
-def _grid_count(engine) -> int:
+def _grid_count(engine: Any) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(
             "SELECT count(*) FROM region_current WHERE level = 'grid'")).scalar_one())
 
 
-def ensure(verbose: bool = True) -> dict[str, int]:
-    """Create, migrate and load ``citygrid_bench`` if needed; reuse it when already loaded."""
-    subprocess.run([sys.executable, "-m", "app.devdb", "up", DBNAME], cwd=ROOT, check=True,
+def ensure(verbose: bool = True, *, dbname: str = DBNAME) -> dict[str, int]:
+    """Create, migrate and load ``dbname`` (default ``citygrid_bench``) if needed; reuse it when
+    already loaded. ``bench.scale`` uses the same city in ``citygrid_scale``."""
+    subprocess.run([sys.executable, "-m", "app.devdb", "up", dbname], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
-    migrate(url())
-    engine = create_engine(url())
+    migrate(url(dbname))
+    engine = create_engine(url(dbname))
     try:
         with engine.connect() as conn:
             regions = int(conn.execute(text("SELECT count(*) FROM region")).scalar_one())
@@ -54,8 +56,9 @@ def ensure(verbose: bool = True) -> dict[str, int]:
         grids = _grid_count(engine)
         if grids != GRIDS:
             raise SystemExit(
-                f"{DBNAME} holds {grids} grids, not {GRIDS}; drop it "
-                f"(psql -h 127.0.0.1 -p 54329 -U citygrid -d postgres -c 'DROP DATABASE {DBNAME}') "
+                f"{dbname} holds {grids} grids, not {GRIDS}; drop it "
+                f"(psql -h 127.0.0.1 -p $CITYGRID_PGPORT -U citygrid -d postgres "
+                f"-c 'DROP DATABASE {dbname}') "
                 "and run again")
         with engine.connect() as conn:
             row = conn.execute(text(
@@ -68,9 +71,9 @@ def ensure(verbose: bool = True) -> dict[str, int]:
         engine.dispose()
 
 
-def city_bbox() -> tuple[float, float, float, float]:
+def city_bbox(dbname: str = DBNAME) -> tuple[float, float, float, float]:
     """lon/lat bounds of the city region."""
-    engine = create_engine(url())
+    engine = create_engine(url(dbname))
     try:
         with engine.connect() as conn:
             b = conn.execute(text(

@@ -19,7 +19,11 @@ Definitions (also written into every result and workbook, see :data:`FORMULAS`):
 * **按期结案率** = due and closed on time / due to close.
 * **返工率** = closed in the month with at least one rework / closed in the month.
 * **handling time**: received → closed, in hours, over the cases closed in the month (mean, p90).
-* **patrol coverage**: null until patrol data (table ``patrol_fix``) is there.
+* **patrol coverage 巡查覆盖率**: the unit's grid area within 50 m of a filtered patrol track in
+  the month, over the unit's grid area (area-weighted, as :mod:`layers.patrols.coverage` rolls
+  up). Grids are those in force now; a worker's grids are those they were the primary of at any
+  time in the month. Null for departments (they do not patrol) and when the month has no fixes.
+  ``patrolled_grids`` counts the unit's grids with any patrolled area.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ LEVELS = {
 }
 COLUMNS = ("code", "name", "received", "registered", "closed", "closed_on_time", "reworked",
            "due", "due_closed", "due_closed_on_time", "closure_rate", "on_time_rate",
-           "rework_rate", "mean_handling_h", "p90_handling_h", "patrol_coverage")
+           "rework_rate", "mean_handling_h", "p90_handling_h", "grids", "patrolled_grids",
+           "patrol_coverage")
 FORMULAS: dict[str, str] = {
     "received": "受理数: incidents received in the month",
     "registered": "立案数: received in the month, state neither 'received' nor 'voided'",
@@ -59,14 +64,18 @@ FORMULAS: dict[str, str] = {
     "rework_rate": "返工率 = reworked / closed (null if closed = 0)",
     "mean_handling_h": "mean hours received_at → closed_at over cases closed in the month",
     "p90_handling_h": "90th percentile (continuous) of the same hours",
-    "patrol_coverage": "share of the unit's grids patrolled in the month; null: no patrol data",
+    "grids": "网格数: the unit's grids (in force now; worker: primary in the month)",
+    "patrolled_grids": "已巡查网格数: of `grids`, those with any area within 50 m of a track",
+    "patrol_coverage": "巡查覆盖率 = Σ grid area within 50 m of a filtered patrol track in the "
+                       "month / Σ grid area, over the unit's grids (null: department, or no "
+                       "fixes in the month)",
 }
 LABELS_ZH = {"code": "编码", "name": "名称", "received": "受理数", "registered": "立案数",
              "closed": "结案数", "closed_on_time": "按期结案数", "reworked": "返工数",
              "due": "应结案数", "due_closed": "应结已结数", "due_closed_on_time": "应结按期数",
              "closure_rate": "结案率", "on_time_rate": "按期结案率", "rework_rate": "返工率",
              "mean_handling_h": "平均处置时长(h)", "p90_handling_h": "P90处置时长(h)",
-             "patrol_coverage": "巡查覆盖率"}
+             "grids": "网格数", "patrolled_grids": "已巡查网格数", "patrol_coverage": "巡查覆盖率"}
 
 
 class AssessmentError(GridError):
@@ -133,7 +142,8 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     codes = [r["code"] for r in rows if r["code"] is not None]
     names: dict[str, str] = (dict(conn.execute(text(names_sql), {"codes": codes}).all())
                              if codes else {})
-    patrols = conn.execute(text("SELECT to_regclass('patrol_fix') IS NOT NULL")).scalar()
+    patrol = (_patrol_coverage(conn, level=level, start=start, end=end, scope=scope,
+                               region=region) if level != "department" else None)
     out_rows = []
     for r in rows:
         out_rows.append({
@@ -146,16 +156,94 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
             "rework_rate": _rate(r["reworked"], r["closed"]),
             "mean_handling_h": None if r["mean_h"] is None else round(float(r["mean_h"]), 2),
             "p90_handling_h": None if r["p90_h"] is None else round(float(r["p90_h"]), 2),
-            "patrol_coverage": None})
+            **_patrol_figures(patrol, r["code"])})
+    if patrol:  # units patrolled (or with grids) but without a case in the month
+        seen = {r["code"] for r in out_rows}
+        extra = sorted(c for c in patrol if c not in seen)
+        names |= dict(conn.execute(text(names_sql), {"codes": extra}).all()) if extra else {}
+        for code in extra:
+            out_rows.append({"code": code, "name": names.get(code, "(none)"),
+                             **{c: 0 for c in COLUMNS[2:10]},
+                             **{c: None for c in COLUMNS[10:15]}, **_patrol_figures(patrol, code)})
+        out_rows.sort(key=lambda r: (r["code"] is None, r["code"] or ""))
     notes = [f"Month {month} in {CITY_TZ.key}: [{start.isoformat()}, {end.isoformat()}).",
              "Incidents count for the unit assigned at intake; code null: none was assigned "
              "(fallback to a higher level)."]
-    notes.append("patrol_coverage is null: patrol tables exist but coverage is not computed yet."
-                 if patrols else
-                 "patrol_coverage is null: there is no patrol data (table patrol_fix) yet.")
+    if level == "department":
+        notes.append("patrol_coverage is null for departments: they handle cases, grid workers "
+                     "patrol.")
+    elif patrol is None:
+        notes.append("patrol_coverage is null: no patrol fixes in the month.")
+    else:
+        notes.append(f"patrol_coverage: tracks filtered as in layers.patrols.tracks, buffered "
+                     f"{PATROL_BUFFER_M:g} m in EPSG:4549.")
     return {"month": month, "level": level, "region": region, "timezone": CITY_TZ.key,
             "as_of": params["as_of"].isoformat(), "rows": out_rows, "formulas": FORMULAS,
             "notes": notes}
+
+
+PATROL_BUFFER_M = 50.0
+
+
+def _patrol_figures(patrol: dict[str, list[float]] | None, code: str | None) -> dict[str, Any]:
+    if patrol is None or code not in patrol:
+        return {"grids": None, "patrolled_grids": None, "patrol_coverage": None}
+    area, done, n, hit = patrol[code]
+    return {"grids": int(n), "patrolled_grids": int(hit),
+            "patrol_coverage": round(done / area, 4) if area else None}
+
+
+def _patrol_coverage(conn: Connection, *, level: str, start: datetime, end: datetime,
+                     scope: Any, region: str | None) -> dict[str, list[float]] | None:
+    """Per unit of ``level``: [grid m², patrolled m², grids, patrolled grids]; None: no fixes."""
+    import shapely
+
+    from layers.patrols import coverage
+
+    if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix WHERE at >= :s AND "
+                             "at < :e)"), {"s": start, "e": end}).scalar():
+        return None
+    prefix = prefix_of(region) if region else ""
+    rows = conn.execute(text(
+        "SELECT code, name, ST_AsBinary(ST_Transform(geom, 4549)) AS g, ST_XMin(geom) AS x0, "
+        "ST_YMin(geom) AS y0, ST_XMax(geom) AS x1, ST_YMax(geom) AS y1 FROM region_current "
+        "WHERE level = 'grid' AND code LIKE :p AND code LIKE ANY(:patterns) ORDER BY code"),
+        {"p": prefix + "%", "patterns": scope.like_patterns()}).all()
+    if not rows:
+        return {}
+    grids = coverage.Grids(code=[r.code for r in rows], name=[r.name for r in rows],
+                           geom=shapely.from_wkb([bytes(r.g) for r in rows]),
+                           box=(min(r.x0 for r in rows), min(r.y0 for r in rows),
+                                max(r.x1 for r in rows), max(r.y1 for r in rows)))
+    fx = coverage.window_fixes(conn, grids, start, end, PATROL_BUFFER_M)
+    parts = coverage.covered_parts(grids.geom, fx, PATROL_BUFFER_M)
+    area = shapely.area(grids.geom)
+    done = [0.0 if p is None else float(shapely.area(p)) for p in parts]
+    if level == "worker":
+        owners: dict[str, list[str]] = {}
+        for grid, staff in conn.execute(text(
+                "SELECT r.code, s.code FROM assignment a JOIN region r ON r.id = a.region_id "
+                "JOIN staff s ON s.id = a.staff_id WHERE a.duty = 'primary' AND r.code = ANY(:g) "
+                "AND a.valid_from < :e AND (a.valid_to IS NULL OR a.valid_to > :s)"),
+                {"g": grids.code, "s": start, "e": end}):
+            owners.setdefault(grid, []).append(staff)
+    out: dict[str, list[float]] = {}
+    for code, a, d in zip(grids.code, area.tolist(), done, strict=True):
+        if level == "grid":
+            keys = [code]
+        elif level == "community":
+            keys = [code[:12]]
+        elif level == "street":
+            keys = [code[:9] + "000"]
+        else:
+            keys = sorted(set(owners.get(code, [])))
+        for key in keys:
+            s = out.setdefault(key, [0.0, 0.0, 0, 0])
+            s[0] += a
+            s[1] += d
+            s[2] += 1
+            s[3] += d > 0
+    return out
 
 
 def to_xlsx(figures: dict[str, Any]) -> bytes:

@@ -6,7 +6,7 @@ under ``map_ui/vendor/`` (versions and licences there) and inlined; Folium's oth
 dropped, and the written file is checked to load no ``http(s)://`` script, stylesheet or image.
 
 What it shows: a heat layer (server-side bins weighted by count: never every point), incidents per
-grid as a choropleth, patrol coverage (or a note that there is no patrol data yet) and a table of
+grid as a choropleth, patrol coverage per grid (or a note that the month has no fixes) and a table of
 the worst grids by cases missed on time.
 """
 
@@ -109,6 +109,13 @@ def _colour(n: int, top: int) -> str:
     return ramp[min(len(ramp) - 1, int(len(ramp) * n / (top + 1)))]
 
 
+def _coverage_colour(share: float | None) -> str:
+    if share is None:
+        return "#f7f7f7"
+    ramp = ["#d73027", "#fc8d59", "#fee08b", "#d9ef8b", "#91cf60", "#1a9850"]
+    return ramp[min(len(ramp) - 1, int(share * len(ramp)))]
+
+
 def monthly_report(conn: Connection, *, month: str, region: str | None = None,
                    out_path: str | Path) -> dict[str, Any]:
     """Write the month's map report for ``region`` (default: the whole city) to ``out_path``.
@@ -124,7 +131,10 @@ def monthly_report(conn: Connection, *, month: str, region: str | None = None,
     grids = _grids(conn, window, prefix)
     figures = assessment.monthly(conn, principal=Principal.system("report"), month=month,
                                  level="grid", region=region)
-    patrols = conn.execute(text("SELECT to_regclass('patrol_fix') IS NOT NULL")).scalar()
+    cover = {r["code"]: r["patrol_coverage"] for r in figures["rows"] if r["code"]}
+    patrols = any(v is not None for v in cover.values())
+    for f in grids["features"]:
+        f["properties"]["coverage"] = cover.get(f["properties"]["code"])
     bounds = conn.execute(text(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e"
         " FROM region_current WHERE level = 'grid' AND code LIKE :p) s"),
@@ -143,6 +153,14 @@ def monthly_report(conn: Connection, *, month: str, region: str | None = None,
         tooltip=folium.GeoJsonTooltip(fields=["code", "name", "incidents"],
                                       aliases=["网格", "名称", "事件"]),
     ).add_to(fmap)
+    if patrols:
+        folium.GeoJson(
+            grids, name="巡查覆盖率 patrol coverage", show=False,
+            style_function=lambda f: {"fillColor": _coverage_colour(f["properties"]["coverage"]),
+                                      "color": "#666", "weight": 0.5, "fillOpacity": 0.7},
+            tooltip=folium.GeoJsonTooltip(fields=["code", "name", "coverage"],
+                                          aliases=["网格", "名称", "覆盖率"]),
+        ).add_to(fmap)
     heat = HeatMap(cells, name="热力 heat", radius=14, blur=18, min_opacity=0.3,
                    max_val=max((c[2] for c in cells), default=1))
     heat.default_js = []
@@ -153,7 +171,7 @@ def monthly_report(conn: Connection, *, month: str, region: str | None = None,
     worst = sorted((r for r in figures["rows"] if r["code"]),
                    key=lambda r: (-(r["due"] - r["due_closed_on_time"]), -r["received"]))[:WORST]
     cols = ("code", "name", "received", "due", "due_closed", "due_closed_on_time",
-            "closure_rate", "on_time_rate", "rework_rate", "p90_handling_h")
+            "closure_rate", "on_time_rate", "rework_rate", "p90_handling_h", "patrol_coverage")
 
     def cell(v: Any) -> str:
         return "" if v is None else html.escape(f"{v:.1%}" if isinstance(v, float) and v <= 1
@@ -161,9 +179,13 @@ def monthly_report(conn: Connection, *, month: str, region: str | None = None,
 
     table = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>"
                     for r in worst)
-    coverage = ("Patrol coverage: patrol tables exist but coverage is not drawn yet."
-                if patrols else "巡查覆盖: no patrol data yet (table patrol_fix does not exist), "
-                "so coverage is not shown.")
+    if patrols:
+        shares = [v for v in cover.values() if v is not None]
+        coverage = (f"巡查覆盖率 (patrol coverage, layer off by default): grids patrolled "
+                    f"{sum(v > 0 for v in shares)} of {len(shares)}; mean share "
+                    f"{sum(shares) / len(shares):.1%} (50 m of filtered tracks).")
+    else:
+        coverage = "巡查覆盖: no patrol data in the month, so coverage is not shown."
     total = sum(f["properties"]["incidents"] for f in grids["features"])
     head = (f"<div id='report'><h2>{html.escape(month)} 月度网格事件报告 · "
             f"{html.escape(region or '全市')}</h2><p>事件 {total} 件 · 网格 "

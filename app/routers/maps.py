@@ -56,6 +56,9 @@ class FeatureCollection(BaseModel):
     crs: str
     shape: Literal["square", "hex"]
     cell_m: float
+    source: Literal["tally", "raw"] = Field(
+        description="How the bins were counted: migration 0008's tallies plus the raw rows at "
+                    "the window's ends, or every row; the numbers are the same")
     features: list[dict[str, Any]]
 
 
@@ -90,7 +93,8 @@ def _bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
 
 
 @router.get("/maps/heat", response_model=FeatureCollection,
-            summary="Incidents binned on the server (points only when few match)")
+            summary="Incidents binned on the server (points only when few match); bins that "
+                    "meet the bbox come whole")
 def heat(conn: Conn, principal: MapReader, filters: MapFilters,
          zoom: Annotated[float, Query(ge=0, le=22)],
          bbox: Annotated[str | None, Query(max_length=100,

@@ -111,3 +111,74 @@ def test_workbook_has_figures_and_formulas(mounted, anonymous: TestClient,  # no
     formulas = {r[0]: r[2] for r in wb["口径"].iter_rows(min_row=2, values_only=True) if r[0]}
     assert formulas["closure_rate"].startswith("结案率 = due_closed / due")
     assert "按期结案率" in formulas["on_time_rate"] and "返工率" in formulas["rework_rate"]
+
+
+def _patrol(conn: Connection, grid: str) -> str:
+    """A walk through three points inside ``grid`` on 12 October, by its primary worker."""
+    from datetime import datetime, timedelta
+
+    import shapely
+
+    from gis.transform import transformer
+    from layers.patrols import intake
+
+    staff, pts = conn.execute(text(
+        "SELECT s.code, ST_AsText(ST_GeneratePoints(r.geom, 3, 5)) FROM region_current r "
+        "JOIN assignment a ON a.region_id = r.id AND a.duty = 'primary' AND a.valid_to IS NULL "
+        "JOIN staff s ON s.id = a.staff_id WHERE r.code = :g LIMIT 1"), {"g": grid}).one()
+    to_m, to_ll = transformer("EPSG:4490", "EPSG:4549"), transformer("EPSG:4549", "EPSG:4490")
+    line = shapely.LineString([to_m.transform(p.x, p.y)
+                               for p in shapely.get_parts(shapely.from_wkt(pts))])
+    t0 = datetime.fromisoformat("2026-10-12T09:00:00+08:00")
+    fixes = []
+    for i in range(int(line.length // 20) + 1):
+        p = line.interpolate(i * 20.0)
+        lon, lat = to_ll.transform(p.x, p.y)
+        fixes.append({"staff_code": staff, "lon": lon, "lat": lat, "accuracy_m": 8.0,
+                      "time": (t0 + timedelta(seconds=30 * i)).isoformat()})
+    assert intake.ingest(conn, fixes, principal=Principal.system())["accepted"] == len(fixes)
+    return staff
+
+
+def test_patrol_coverage_per_grid_street_and_worker(conn: Connection, grids) -> None:
+    from datetime import datetime
+
+    from layers.patrols import coverage
+
+    a, b, _ = grids
+    staff = _patrol(conn, a)
+    system = Principal.system()
+    exact = coverage.coverage(conn, region="330782001", principal=system, buffer_m=50,
+                              since=datetime.fromisoformat("2026-10-01T00:00:00+08:00"),
+                              until=datetime.fromisoformat("2026-11-01T00:00:00+08:00"))
+    share = {g["code"]: g["share"] for g in exact["grids"]}
+    assert share[a] > 0.05
+    by_grid = {r["code"]: r for r in assessment.monthly(
+        conn, principal=system, month="2026-10", level="grid", region="330782001")["rows"]}
+    assert by_grid[a]["patrol_coverage"] == pytest.approx(share[a], abs=1e-4)
+    assert by_grid[a]["patrolled_grids"] == 1 == by_grid[a]["grids"]
+    assert by_grid[b]["patrol_coverage"] == 0.0  # no case needed: every grid of the street is listed
+    assert len(by_grid) == len(exact["grids"])
+    street = assessment.monthly(conn, principal=system, month="2026-10", level="street",
+                                region="330782001")
+    total = next(t for t in exact["totals"] if t["code"] == "330782001000")
+    assert street["rows"][0]["patrol_coverage"] == pytest.approx(total["share"], abs=1e-4)
+    assert street["rows"][0]["patrolled_grids"] >= 1
+    workers = {r["code"]: r for r in assessment.monthly(
+        conn, principal=system, month="2026-10", level="worker", region="330782001")["rows"]}
+    assert workers[staff]["patrol_coverage"] > 0 and workers[staff]["grids"] >= 1
+    # no fixes in September: null, with a note
+    sept = assessment.monthly(conn, principal=system, month="2026-09", level="grid",
+                              region="330782001")
+    assert all(r["patrol_coverage"] is None for r in sept["rows"])
+    assert any("no patrol fixes" in n for n in sept["notes"])
+    book = assessment.to_xlsx(street)
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(book))
+    header = [c.value for c in wb["考核"][3]]
+    assert "patrol_coverage" in header and wb["考核"].cell(
+        row=4, column=header.index("patrol_coverage") + 1).value == street["rows"][0][
+            "patrol_coverage"]
+    formulas = {r[0]: r[2] for r in wb["口径"].iter_rows(min_row=2, values_only=True) if r[0]}
+    assert formulas["patrol_coverage"].startswith("巡查覆盖率 = ")

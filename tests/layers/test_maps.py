@@ -180,6 +180,8 @@ def test_heat_and_counts_keep_to_the_jurisdiction(mounted, anonymous: TestClient
     disp = anonymous.get("/maps/heat", params={"zoom": 13, **WINDOW},
                          headers=headers("t_dispatcher")).json()
     assert disp["total"] == 80  # dispatchers see the whole city
+    # a street-wide jurisdiction and a whole month: both answered from the tallies
+    assert sup.json()["source"] == disp["source"] == "tally"
 
     res = anonymous.get("/maps/counts", params={"level": "grid", **WINDOW},
                         headers=headers("t_supervisor"))

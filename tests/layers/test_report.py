@@ -81,3 +81,20 @@ def test_report_draws_offline_in_chromium(report) -> None:
             browser.close()
     assert errors == [] and blocked == []
     assert paths > 0 and rows > 1
+
+
+def test_report_shows_patrol_coverage_when_the_month_has_fixes(conn: Connection,
+                                                               tmp_path: Path) -> None:
+    from tests.layers.test_assessment import _patrol
+
+    grid = grid_in(conn, "330782001", 0)
+    scatter(conn, grid, 10, tag="repc", received_at="2026-10-12T09:00:00+08:00")
+    _patrol(conn, grid)
+    out = tmp_path / "report.html"
+    summary = monthly_report(conn, month="2026-10", region="330782001", out_path=out)
+    page = out.read_text(encoding="utf-8")
+    assert summary["patrol_data"] and "patrol coverage" in page  # the layer (name JSON-escaped)
+    import re
+
+    # the walk's 50 m buffer may reach a neighbour; every grid of the street is counted
+    assert re.search(r"grids patrolled [1-9][0-9]* of [0-9]+;", page)

@@ -1,0 +1,211 @@
+"""The tallies of migration 0008 against the raw rows: kept exact by the triggers through
+inserts, updates and deletes, and every tallied answer equal to the raw query's.
+
+Incidents are made inside each test's rolled-back transaction, spread over months, days,
+categories, states and two streets, so windows fall on whole years/months/days and between.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Connection, text
+
+from grids.access import Principal, Scope
+from layers import map_tally, maps
+
+STREET_A, STREET_B = "330782001", "330782002"
+T = datetime.fromisoformat
+
+
+def grids(conn: Connection, prefix: str, n: int) -> list[str]:
+    return list(conn.execute(text(
+        "SELECT code FROM region_current WHERE level = 'grid' AND code LIKE :p ORDER BY code "
+        "LIMIT :n"), {"p": prefix + "%", "n": n}).scalars())
+
+
+def spread(conn: Connection, grid: str, n: int, *, tag: str, seed: float) -> None:
+    """``n`` incidents in ``grid``: random points, received over 2025-11-20..2026-11-10 at any
+    hour, categories E0101/E0501/S0101, states open and closed, due 3 days later."""
+    conn.execute(text("SELECT setseed(:s)"), {"s": seed})
+    conn.execute(text(
+        "INSERT INTO incident (source, external_id, category_id, geom, state, region_code, "
+        "grid_code, community_code, street_code, received_at, due_at) "
+        "SELECT 'hotline_12345', :tag || '-' || d.path[1], "
+        "(SELECT id FROM category WHERE code = (ARRAY['E0101','E0501','S0101'])"
+        "[1 + (d.path[1] % 3)]), d.geom, "
+        "(ARRAY['handling','closed','received','closed','dispatched'])[1 + (d.path[1] % 5)], "
+        "r.code, r.code, left(r.code, 12), left(r.code, 9) || '000', w.at, "
+        "w.at + interval '3 days' "
+        "FROM region_current r CROSS JOIN LATERAL ST_Dump(ST_GeneratePoints(r.geom, :n, 11)) d "
+        "CROSS JOIN LATERAL (SELECT TIMESTAMPTZ '2025-11-20 00:00+08' "
+        "+ random() * interval '355 days' + 0 * d.path[1] * interval '1 s' AS at OFFSET 0) w "
+        "WHERE r.code = :g"), {"tag": tag, "n": n, "g": grid})
+
+
+@pytest.fixture
+def city(conn: Connection) -> Connection:
+    for k, g in enumerate(grids(conn, STREET_A, 3) + grids(conn, STREET_B, 2)):
+        spread(conn, g, 120, tag=f"tally-{k}", seed=0.1 * (k + 1))
+    return conn
+
+
+def tally_snapshot(conn: Connection) -> tuple[set, set]:
+    cells = {tuple(r) for r in conn.execute(text(
+        "SELECT k, span, t0, cx, cy, rkey, category_id, state, n FROM incident_cell_tally "
+        "WHERE n <> 0"))}
+    grid = {tuple(r) for r in conn.execute(text(
+        "SELECT span, t0, region_code, grid_code, community_code, street_code, category_id, "
+        "state, due_day::text, n FROM incident_grid_tally WHERE n <> 0"))}
+    return cells, grid
+
+
+def test_triggers_keep_the_tallies_equal_to_a_rebuild(city: Connection) -> None:
+    conn = city
+    # workflow steps, a move, an edit that touches no key, a deletion, a bulk update
+    conn.execute(text("UPDATE incident SET state = 'closed', closed_at = received_at + "
+                      "interval '1 day' WHERE external_id LIKE 'tally-0-%' AND state = 'handling'"))
+    conn.execute(text("UPDATE incident SET received_at = received_at - interval '40 days' "
+                      "WHERE external_id LIKE 'tally-1-1%'"))
+    conn.execute(text("UPDATE incident SET description = 'edited' WHERE external_id LIKE "
+                      "'tally-2-%'"))
+    conn.execute(text("UPDATE incident SET geom = ST_Translate(geom, 0.003, 0.002), "
+                      "due_at = due_at + interval '2 days' WHERE external_id LIKE 'tally-3-2%'"))
+    conn.execute(text("DELETE FROM incident WHERE external_id LIKE 'tally-4-3%'"))
+    kept = tally_snapshot(conn)
+    assert len(kept[0]) > 100 and len(kept[1]) > 100
+    conn.execute(text("SELECT citygrid_tally_rebuild()"))
+    assert tally_snapshot(conn) == kept
+
+
+WINDOWS = [
+    (None, None),
+    ("2026-10-01T00:00:00+08:00", "2026-11-01T00:00:00+08:00"),  # one month
+    ("2026-01-01T00:00:00+08:00", "2027-01-01T00:00:00+08:00"),  # one year
+    ("2025-12-14T13:30:00+08:00", "2026-10-17T08:00:00+08:00"),  # months, days, raw ends
+    ("2026-03-03T10:00:00+08:00", "2026-03-05T09:00:00+08:00"),  # days and raw
+    ("2026-06-15T02:00:00Z", None),
+    (None, "2026-02-10T00:00:00+08:00"),
+]
+
+
+@pytest.mark.parametrize("since,until", WINDOWS)
+def test_heat_from_the_tallies_equals_raw_binning(city: Connection, since, until) -> None:
+    admin = Principal.system()
+    f = maps.IncidentFilter(since=since and T(since), until=until and T(until))
+    for zoom, pixels in ((12, 32), (14, 32), (16, 16)):
+        got = maps.heat(city, principal=admin, zoom=zoom, pixels=pixels, filters=f,
+                        point_threshold=0)
+        assert got["source"] == "tally"
+        raw = map_tally.raw_heat_bins(city, zoom=zoom, pixels=pixels, bbox=None, filters=f)
+        assert {tuple(ft["properties"]["ix_iy"]): ft["properties"]["count"]
+                for ft in got["features"]} == raw
+        assert got["total"] == sum(raw.values()) > 0 or since == "2026-03-03T10:00:00+08:00"
+
+
+def test_filters_bbox_and_jurisdiction_on_the_tallies(city: Connection) -> None:
+    since, until = T("2025-12-20T06:00:00+08:00"), T("2026-09-09T00:00:00+08:00")
+    bbox_grid = grids(city, STREET_A, 1)[0]
+    x0, y0, x1, y1 = city.execute(text(
+        "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM region_current "
+        "WHERE code = :g"), {"g": bbox_grid}).one()
+    cases = [
+        (maps.IncidentFilter(since=since, until=until, categories=("E01",)), None, None),
+        (maps.IncidentFilter(since=since, until=until, states=("closed", "handling")), None, None),
+        (maps.IncidentFilter(since=since, categories=("S0101",), states=("closed",)), None, None),
+        (maps.IncidentFilter(until=until, region=STREET_B), None, None),
+        (maps.IncidentFilter(since=since, until=until), (x0, y0, x1, y1), None),
+        (maps.IncidentFilter(since=since, until=until), None, Scope.of(STREET_A + "000")),
+    ]
+    for f, bbox, scope in cases:
+        principal = (Principal.system() if scope is None
+                     else Principal.make("u", "supervisor", scope))
+        got = maps.heat(city, principal=principal, zoom=12, bbox=bbox, filters=f,
+                        point_threshold=0)
+        assert got["source"] == "tally", f
+        raw = map_tally.raw_heat_bins(city, zoom=12, pixels=32, bbox=bbox, filters=f,
+                                      scope=principal.locate_scope())
+        assert {tuple(ft["properties"]["ix_iy"]): ft["properties"]["count"]
+                for ft in got["features"]} == raw, f
+        assert raw
+    # finer than a street, or details below level 8: the raw path, same numbers
+    f = maps.IncidentFilter(since=since, until=until, categories=("E01",))
+    assert maps.heat(city, principal=Principal.system(), zoom=15, filters=f,
+                     point_threshold=0)["source"] == "raw"
+
+
+def _bins(conn: Connection, z: int, x: int, y: int, f: maps.IncidentFilter, *, raw: bool):
+    size = maps.EARTH_M / 2 ** z * 16 / 256
+    sql, params, source = maps._bins_sql(size, z, map_tally.tile_bin_box(z, x, y, 16), f,
+                                         Scope.everything(), raw=raw)
+    return source, {(int(a), int(b)): int(n) for a, b, n in conn.execute(text(sql), params)}
+
+
+def test_bin_tiles_from_the_tallies_equal_raw(city: Connection) -> None:
+    lon, lat = city.execute(text(
+        "SELECT ST_X(geom), ST_Y(geom) FROM incident WHERE external_id LIKE 'tally-%' "
+        "AND received_at >= '2026-04-02' AND received_at < '2026-07-18' ORDER BY id LIMIT 1")
+    ).one()
+    month = maps.IncidentFilter(since=T("2026-04-01T00:00:00+08:00"),
+                                until=T("2026-07-19T15:00:00+08:00"))
+    for z in range(10, 17):
+        n = 2 ** z
+        x = int((lon + 180) / 360 * n)
+        y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+        for f in (maps.IncidentFilter(), month):
+            src, got = _bins(city, z, x, y, f, raw=False)
+            assert src == "tally"
+            assert got == _bins(city, z, x, y, f, raw=True)[1] and got, (z, f)
+
+
+def _raw_counts(conn: Connection, column: str, f: maps.IncidentFilter) -> dict:
+    where, params = f.sql(Scope.everything())
+    return {r[0]: tuple(r[1:]) for r in conn.execute(text(
+        f"SELECT coalesce(i.{column}, '') AS code, count(*), "
+        "count(*) FILTER (WHERE i.state = ANY(:open)), "
+        "count(*) FILTER (WHERE i.state = ANY(:open) AND i.due_at < now()) "
+        f"FROM incident i WHERE {where} GROUP BY 1"),
+        params | {"open": sorted(maps_open())})}
+
+
+def maps_open() -> frozenset[str]:
+    from layers.incidents.workflow import OPEN_STATES
+
+    return OPEN_STATES
+
+
+@pytest.mark.parametrize("since,until", WINDOWS[:4])
+def test_grid_counts_from_the_tallies_equal_raw(city: Connection, since, until) -> None:
+    # some open cases falling due today, before and after now
+    city.execute(text("UPDATE incident SET received_at = now() - interval '2 days', "
+                      "due_at = now() - interval '1 minute' WHERE external_id LIKE 'tally-0-1%'"))
+    city.execute(text("UPDATE incident SET received_at = now() - interval '2 days', "
+                      "due_at = now() + interval '1 minute' WHERE external_id LIKE 'tally-0-2%'"))
+    for f in (maps.IncidentFilter(since=since and T(since), until=until and T(until)),
+              maps.IncidentFilter(since=since and T(since), until=until and T(until),
+                                  categories=("E0501",), states=("closed", "handling"))):
+        for column in ("grid_code", "street_code"):
+            sql, params = maps._grid_counts(f, Scope.everything(), column)
+            got = {r[0]: tuple(r[1:]) for r in city.execute(text(sql), params)
+                   if any(r[1:])}
+            raw = _raw_counts(city, column, f)
+            assert got == raw and raw, (column, f)
+
+
+def test_each_point_lands_in_the_hexagon_that_covers_it(city: Connection) -> None:
+    f = maps.IncidentFilter(since=T("2026-01-01T00:00:00+08:00"))
+    for zoom in (12, 15):
+        size = maps.cell_size_m(zoom)
+        out = maps.heat(city, principal=Principal.system(), zoom=zoom, shape="hex", filters=f,
+                        point_threshold=0)
+        where, params = f.sql(Scope.everything())
+        n, covered = city.execute(text(
+            "SELECT count(*), count(*) FILTER (WHERE ST_Covers(ST_Hexagon(:s, h[1], h[2], "
+            "ST_SetSRID(ST_MakePoint(0, 0), 3857)), g)) FROM (SELECT g, "
+            "citygrid_hex(ST_X(g), ST_Y(g), :s) AS h FROM (SELECT ST_Transform(i.geom, 3857) AS g "
+            f"FROM incident i WHERE i.geom IS NOT NULL AND {where}) p) q"),
+            params | {"s": size}).one()
+        assert n == covered == out["total"] > 0
+        assert sum(ft["properties"]["count"] for ft in out["features"]) == n
