@@ -164,7 +164,7 @@ def area_m2(geom: BaseGeometry | None) -> float:
 
     >>> from shapely import box
     >>> round(area_m2(box(120.0, 29.0, 120.001, 29.001)))
-    10794
+    10800
     """
     if geom is None or geom.is_empty:
         return 0.0
