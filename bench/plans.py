@@ -106,6 +106,29 @@ def bench_validation(conn: Connection) -> dict[str, Any]:
     return out
 
 
+# Baseline: the same community checked by PostGIS alone, the way one would in SQL: pairwise
+# overlaps above 1 m² and the gap left inside the parent, both measured in EPSG:4549.
+POSTGIS_CHECK = text("""
+WITH g AS (SELECT code, geom FROM region_current WHERE level = 'grid' AND parent_code = :c)
+SELECT (SELECT count(*) FROM g a JOIN g b ON a.code < b.code AND ST_Intersects(a.geom, b.geom)
+        AND ST_Area(ST_Transform(ST_Intersection(a.geom, b.geom), 4549)) > 1) AS overlaps,
+       (SELECT ST_Area(ST_Transform(ST_Difference(p.geom, (SELECT ST_Union(geom) FROM g)), 4549))
+        FROM region_current p WHERE p.code = :c) AS gap_m2
+""")
+
+
+def bench_postgis_check(conn: Connection, community: str) -> dict[str, Any]:
+    times = []
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        row = conn.execute(POSTGIS_CHECK, {"c": community}).one()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"median_ms": round(statistics.median(times), 1),
+            "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1), "runs": REPEAT,
+            "overlaps": row.overlaps, "gap_m2": round(row.gap_m2 or 0.0, 1)}
+
+
 def bench_activation(conn: Connection, n_splits: int = 25) -> dict[str, Any]:
     street = conn.execute(text(
         "SELECT c.parent_code FROM region_current g JOIN region_current c "
@@ -152,6 +175,7 @@ def main() -> None:
             tx = conn.begin()
             v = bench_validation(conn)
             tx.rollback()
+            base = bench_postgis_check(conn, v["community"])
             print(f"validation (dry-run edit, {v['grids_in_community']}-grid community "
                   f"{v['community']}):")
             for name in ("reshape", "split"):
@@ -159,6 +183,9 @@ def main() -> None:
                     r = v[name]
                     print(f"  {name:8s} median {r['median_ms']} ms, p95 {r['p95_ms']} ms, "
                           f"max {r['max_ms']} ms over {r['runs']} runs ({r['summary']})")
+            print(f"  baseline: PostGIS alone checking the whole community (overlaps > 1 m², gap "
+                  f"in the parent) median {base['median_ms']} ms, p95 {base['p95_ms']} ms "
+                  f"(found {base['overlaps']} overlaps, gap {base['gap_m2']} m²)")
         with engine.connect() as conn:
             tx = conn.begin()
             a = bench_activation(conn)
