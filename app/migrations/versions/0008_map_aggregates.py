@@ -107,7 +107,11 @@ def _cell_upsert(src: str) -> str:
            CASE WHEN c.detail THEN p.state ELSE '*' END, sum(p.s)
     FROM (SELECT ST_X(g) AS x, ST_Y(g) AS y, received_at AT TIME ZONE '{TZ}' AS loc,
                  coalesce(left(region_code, 9), '') AS rkey, category_id, state, s
-          FROM (SELECT ST_Transform(geom, 3857) AS g, * FROM {src} WHERE geom IS NOT NULL) q
+          -- OFFSET 0 keeps this subquery from being flattened into the join with the
+          -- combinations below, which would transform every point once per combination and
+          -- coordinate (12 PROJ calls a row instead of 1): 4.5 s -> 3.5 s for 100k rows.
+          FROM (SELECT ST_Transform(geom, 3857) AS g, * FROM {src} WHERE geom IS NOT NULL
+                OFFSET 0) q
          ) p
     CROSS JOIN (VALUES {_values(CELL_COMBOS)}) AS c (span, k, detail)
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
