@@ -46,6 +46,12 @@ class UnknownCRS(GisError):
     code = "unknown_crs"
 
 
+class InvalidBBox(GisError):
+    """A bounding box that is not four finite numbers ``minlon,minlat,maxlon,maxlat`` in range."""
+
+    code = "invalid_bbox"
+
+
 class InvalidCoordinate(GisError):
     """A coordinate that is not a finite number (``nan``) or out of range (``out_of_range``)."""
 

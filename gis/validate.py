@@ -31,10 +31,18 @@ import numpy as np
 import shapely
 from numpy.typing import ArrayLike, NDArray
 
-from gis.errors import InvalidCoordinate, InvalidGeometry, PointFarOutside, SwappedCoordinate
+from gis.errors import (
+    InvalidBBox,
+    InvalidCoordinate,
+    InvalidGeometry,
+    PointFarOutside,
+    SwappedCoordinate,
+)
 from gis.transform import in_china, transformer
 
 __all__ = [
+    "check_bbox",
+    "parse_bbox",
     "CODES",
     "PointCheck",
     "check_geometry",
@@ -326,3 +334,44 @@ def check_geometry(geom: shapely.Geometry | None, *, field: str = "geometry") ->
         f"{field} is invalid: {problem['message']}.",
         detail={"field": field, "reason": problem["reason"], "location": problem["location"]},
     )
+
+
+BBox = tuple[float, float, float, float]
+
+
+def check_bbox(bbox: BBox, *, max_lat: float = 90.0, field: str = "bbox") -> BBox:
+    """``bbox`` if it is ``(minlon, minlat, maxlon, maxlat)``, finite, in range, min < max.
+
+    ``max_lat`` narrows the latitudes (85 for anything drawn in Web Mercator).
+
+    >>> check_bbox((120.0, 29.0, 120.1, 29.1))
+    (120.0, 29.0, 120.1, 29.1)
+    >>> check_bbox((120.1, 29.0, 120.0, 29.1))
+    Traceback (most recent call last):
+    gis.errors.InvalidBBox: bbox must be minlon,minlat,maxlon,maxlat with min < max.
+    """
+    x0, y0, x1, y1 = bbox
+    if not (-180 <= x0 < x1 <= 180 and -max_lat <= y0 < y1 <= max_lat):  # False for NaN
+        raise InvalidBBox("bbox must be minlon,minlat,maxlon,maxlat with min < max.",
+                          detail={"field": field, "value": list(bbox),
+                                  "expected": f"lon in [-180, 180], lat in [-{max_lat:g}, "
+                                              f"{max_lat:g}], min < max"})
+    return bbox
+
+
+def parse_bbox(text: str, *, max_lat: float = 90.0, field: str = "bbox") -> BBox:
+    """Parse ``"minlon,minlat,maxlon,maxlat"`` and :func:`check_bbox` it.
+
+    >>> parse_bbox("120,29,120.5,29.5")
+    (120.0, 29.0, 120.5, 29.5)
+    >>> parse_bbox("120,29,120.5")
+    Traceback (most recent call last):
+    gis.errors.InvalidBBox: bbox is minlon,minlat,maxlon,maxlat: four numbers.
+    """
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidBBox("bbox is minlon,minlat,maxlon,maxlat: four numbers.",
+                          detail={"field": field, "value": text,
+                                  "expected": "four comma-separated numbers"}) from None
+    return check_bbox((x0, y0, x1, y1), max_lat=max_lat, field=field)

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
+from gis.validate import check_bbox
 from grids.access import Scope
 from grids.errors import GridError
 
@@ -81,10 +82,7 @@ def outlines(conn: Connection, *, scope: Scope, zoom: float,
     params: dict[str, Any] = {"level": level, "tol": tolerance_deg(zoom),
                               "digits": decimals_for_zoom(zoom), "max": MAX_FEATURES + 1}
     if bbox is not None:
-        x0, y0, x1, y1 = bbox
-        if not (-180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90):
-            raise OutlineRequestError("bbox must be minlon,minlat,maxlon,maxlat with min < max.",
-                                      detail={"field": "bbox", "value": list(bbox)})
+        x0, y0, x1, y1 = check_bbox(bbox)
         where.append("r.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490)")
         params |= {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
     if not scope.covers(None):

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from gis.validate import check_bbox
 from grids.access import Permission, Principal, Scope, prefix_of
 from grids.errors import GridError
 from layers import map_tally
@@ -114,10 +115,7 @@ def cell_size_m(zoom: float, *, pixels: int = 32) -> float:
 def _bbox_params(bbox: tuple[float, float, float, float] | None) -> tuple[str, dict[str, Any]]:
     if bbox is None:
         return "TRUE", {}
-    x0, y0, x1, y1 = bbox
-    if not (-180 <= x0 < x1 <= 180 and -85 <= y0 < y1 <= 85):
-        raise MapRequestError("bbox must be minlon,minlat,maxlon,maxlat with min < max.",
-                              detail={"field": "bbox", "value": list(bbox)})
+    x0, y0, x1, y1 = check_bbox(bbox, max_lat=85.0)  # Web Mercator underneath
     return ("i.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490)",
             {"x0": x0, "y0": y0, "x1": x1, "y1": y1})
 

@@ -54,6 +54,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tiny_city_engine(name: str, *, users: tuple[tuple[str, str], ...] = (),
+                     catalogue: bool = False) -> Engine:
+    """A database of its own, created fresh with the tiny hand-drawn city (tests/tiny_city.py),
+    for tests that need committed changes seen by other connections. ``users`` are
+    ``(username, role)`` pairs over the tiny city, password ``tiny-city-password``."""
+    from app import users as user_accounts
+    from layers.incidents.catalogue import seed
+    from tests.tiny_city import write_tiny_city
+
+    url = database_url(name, fresh=True)
+    migrate(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        write_tiny_city(conn)
+        if catalogue:
+            seed(conn)
+        for username, role in users:
+            user_accounts.create_user(conn, username=username, password="tiny-city-password",
+                                      role=role, region_code="990100",
+                                      principal=Principal.system("test"))
+    return engine
+
+
 @contextmanager
 def live_server(app: FastAPI, *, port: int | None = None, timeout: float = 60) -> Iterator[str]:
     """Serve ``app`` with uvicorn on ``port`` (default: a free one) in a thread; yield its base URL

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from app.auth import require
 from app.deps import Conn
 from app.schemas import ErrorPublic
+from gis.validate import parse_bbox
 from grids.access import Permission, Principal
 from layers import assessment, maps
 
@@ -82,14 +83,7 @@ class RegionCounts(BaseModel):
 
 
 def _bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
-    if bbox is None:
-        return None
-    try:
-        x0, y0, x1, y1 = (float(v) for v in bbox.split(","))
-    except ValueError:
-        raise maps.MapRequestError("bbox is minlon,minlat,maxlon,maxlat.",
-                                   detail={"field": "bbox"}) from None
-    return x0, y0, x1, y1
+    return None if bbox is None else parse_bbox(bbox, max_lat=85.0)
 
 
 @router.get("/maps/heat", response_model=FeatureCollection,

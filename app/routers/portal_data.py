@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from app.auth import require
 from app.deps import Conn
 from app.schemas import ErrorPublic
+from gis.validate import parse_bbox
 from grids import outlines as outline_domain
 from grids.access import Permission, Principal
 from layers import live
@@ -33,14 +34,7 @@ SAFETY_POLL_S = 10.0
 
 
 def _bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
-    if bbox is None:
-        return None
-    try:
-        x0, y0, x1, y1 = (float(v) for v in bbox.split(","))
-    except ValueError:
-        raise outline_domain.OutlineRequestError(
-            "bbox is minlon,minlat,maxlon,maxlat.", detail={"field": "bbox"}) from None
-    return x0, y0, x1, y1
+    return None if bbox is None else parse_bbox(bbox)
 
 
 @router.get("/outlines", response_class=Response,

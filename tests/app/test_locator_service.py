@@ -13,19 +13,14 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from app.db import migrate
 from app.locator_service import LocatorService
-from tests.conftest import database_url
-from tests.tiny_city import G1, at, write_tiny_city
+from tests.conftest import tiny_city_engine
+from tests.tiny_city import G1, at
 
 
 @pytest.fixture(scope="module")
 def scratch() -> Iterator[Engine]:
-    url = database_url("citygrid_test_scratch", fresh=True)
-    migrate(url)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        write_tiny_city(conn)
+    engine = tiny_city_engine("citygrid_test_scratch")
     yield engine
     engine.dispose()
 

@@ -14,29 +14,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from app.db import migrate
 from layers import maps
-from tests.conftest import database_url
-from tests.tiny_city import G1, at, write_tiny_city
+from tests.conftest import tiny_city_engine
+from tests.tiny_city import G1, at
 
 
 @pytest.fixture(scope="module")
 def scratch() -> Iterator[Engine]:
-    url = database_url("citygrid_test_tiles", fresh=True)
-    migrate(url)
-    engine = create_engine(url)
-    from app import users
-    from grids.access import Principal
-    from layers.incidents import catalogue
-
-    with engine.begin() as conn:
-        write_tiny_city(conn)
-        catalogue.seed(conn)
-        users.create_user(conn, username="tiles_sup", password="tiny-city-password",
-                          role="supervisor", region_code="990100",
-                          principal=Principal.system("test"))
+    engine = tiny_city_engine("citygrid_test_tiles", users=(("tiles_sup", "supervisor"),),
+                              catalogue=True)
     yield engine
     engine.dispose()
 

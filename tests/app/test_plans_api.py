@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from app.plan_schemas import ActivationPublic, ImpactPublic, PlanList, PlanPublic, VersionList
 from app.schemas import ErrorPublic
-from tests.tiny_city import C1, G1, X0, Y0, U, at, write_tiny_city
+from tests.tiny_city import C1, G1, X0, Y0, U, at
 
 PLANNER_STREET = "330782001"
 
@@ -243,19 +243,9 @@ def test_restore_version_opens_a_plan_with_the_old_boundaries(client: TestClient
 
 @pytest.fixture(scope="module")
 def scratch() -> Iterator[Engine]:
-    from app.db import migrate
-    from tests.conftest import database_url
+    from tests.conftest import tiny_city_engine
 
-    url = database_url("citygrid_test_plans", fresh=True)
-    migrate(url)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        write_tiny_city(conn)
-        from app import users
-        from grids.access import Principal
-
-        users.create_user(conn, username="planner_tiny", password="tiny-city-password",
-                          role="planner", region_code="990100", principal=Principal.system("t"))
+    engine = tiny_city_engine("citygrid_test_plans", users=(("planner_tiny", "planner"),))
     yield engine
     engine.dispose()
 

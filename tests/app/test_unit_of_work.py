@@ -13,24 +13,21 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from app import users
-from app.db import migrate
 from app.main import create_app
 from app.settings import DatabaseSettings, Settings
 from grids.access import Principal
-from tests.conftest import app_role_url, database_url, live_server
-from tests.tiny_city import CITY, write_tiny_city
+from tests.conftest import app_role_url, live_server, tiny_city_engine
+from tests.tiny_city import CITY
 
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[tuple[str, str, Engine]]:
-    url = database_url("citygrid_test_uow", fresh=True)
-    migrate(url)
-    engine = create_engine(url)
+    engine = tiny_city_engine("citygrid_test_uow")
+    url = engine.url.render_as_string(hide_password=False)
     with engine.begin() as conn:
-        write_tiny_city(conn)
         key = users.create_api_key(conn, name="uow", role="admin", region_code=CITY,
                                    rate_limit_per_minute=100_000,
                                    principal=Principal.system())["key"]

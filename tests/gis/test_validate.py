@@ -172,3 +172,23 @@ def test_check_geometry_raises_with_location():
     }
     assert body["message"] == "boundary is invalid: Self-intersection at [1 1]."
     check_geometry(shapely.box(0, 0, 1, 1))  # valid: no error
+
+
+@pytest.mark.parametrize("text", ["120,29,120.5", "a,b,c,d", "120,29,120.5,nan", "120.5,29,120,29.5",
+                                  "120,29,120.5,95"])
+def test_bad_bboxes_name_the_field(text: str) -> None:
+    from gis.errors import InvalidBBox
+    from gis.validate import parse_bbox
+
+    with pytest.raises(InvalidBBox) as err:
+        parse_bbox(text)
+    assert err.value.detail["field"] == "bbox" and err.value.detail["expected"]
+
+
+def test_mercator_bbox_stops_at_85_degrees() -> None:
+    from gis.errors import InvalidBBox
+    from gis.validate import check_bbox
+
+    assert check_bbox((0.0, -89.0, 1.0, 89.0)) == (0.0, -89.0, 1.0, 89.0)
+    with pytest.raises(InvalidBBox):
+        check_bbox((0.0, -89.0, 1.0, 89.0), max_lat=85.0)
