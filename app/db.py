@@ -15,14 +15,18 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def make_engine(settings: DatabaseSettings) -> Engine:
-    """The app's engine. Statement timeout keeps a runaway query from holding a worker."""
+    """The app's engine. Statement timeout keeps a runaway query from holding a worker.
+
+    JIT compilation is off: the service's queries run in milliseconds and PostgreSQL's cost
+    threshold misfires on them (a month's grid tile: 40 ms of JIT on a 40 ms query).
+    """
     return create_engine(
         settings.database_url,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_pre_ping=True,
         connect_args={
-            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "options": f"-c statement_timeout={settings.statement_timeout_ms} -c jit=off",
             "connect_timeout": 5,
         },
     )

@@ -93,8 +93,11 @@ def _custom_plans(conn: Connection) -> None:
     psycopg prepares a statement run five times on a connection, and PostgreSQL then switches
     to a generic plan that cannot see the tile's size or the window's length: measured on the
     5M-incident city, a z14 grid tile went from ~10 ms to ~110 ms after ten runs.
+    JIT is off too: these queries take milliseconds, and a misestimated one (a month's grid
+    tile) spent 40 ms compiling itself for 40 ms of work.
     """
     conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    conn.execute(text("SET LOCAL jit = off"))
 
 
 def _scope(principal: Principal) -> Scope:
@@ -391,7 +394,19 @@ TILE_CACHE = TileCache()
 
 # Grid outlines come pre-simplified per zoom band (migration 0008): the band's top zoom.
 ZOOM_BANDS = (11, 13, 22)
+# Up to this zoom they also come cut per tile (migration 0009): the tile only encodes them.
+PRETILED_MAX_ZOOM = 13
 
+# Up to this many grids in a tile, their counts are read grid by grid (each ~10 µs of index
+# probes); more, and one pass over every grid's rows is cheaper (~20-35 ms for 10,000 grids).
+FEW_GRIDS = 1500
+
+_GRIDS_FEATURES = (
+    "mvt AS (SELECT g.code, g.name, coalesce(n.incidents, 0)::int AS incidents, "
+    "coalesce(n.open, 0)::int AS open, coalesce(n.overdue, 0)::int AS overdue, {geom} AS geom "
+    "FROM g LEFT JOIN n USING (code)) "
+    # ST_AsMVT skips rows whose geometry is NULL (a WHERE here would cut every outline twice)
+    "SELECT ST_AsMVT(mvt, 'grids', :extent, 'geom') FROM mvt")
 _GRIDS_TILE = (
     # The envelope is written out (not taken from a CTE) so the planner sees its size.
     "WITH g AS (SELECT r.code, {name} AS name, b.geom FROM boundary_tile_geom b "
@@ -399,11 +414,13 @@ _GRIDS_TILE = (
     "WHERE b.max_zoom = {band} AND b.geom && ST_TileEnvelope(:z, :x, :y, margin => :margin) "
     "AND r.level = 'grid' AND {rscope}), "
     "n AS ({counts}), "
-    "mvt AS (SELECT g.code, g.name, coalesce(n.incidents, 0)::int AS incidents, "
-    "coalesce(n.open, 0)::int AS open, coalesce(n.overdue, 0)::int AS overdue, "
-    "ST_AsMVTGeom(g.geom, ST_TileEnvelope(:z, :x, :y), :extent, :buffer, true) AS geom "
-    "FROM g LEFT JOIN n USING (code)) "
-    "SELECT ST_AsMVT(mvt, 'grids', :extent, 'geom') FROM mvt WHERE geom IS NOT NULL")
+    + _GRIDS_FEATURES.format(
+        geom="ST_AsMVTGeom(g.geom, ST_TileEnvelope(:z, :x, :y), :extent, :buffer, true)"))
+_GRIDS_PIECES = (
+    "WITH g AS (SELECT r.code, {name} AS name, p.geom FROM grid_tile_piece p "
+    "JOIN region_current r ON r.boundary_id = p.boundary_id "
+    "WHERE p.z = :z AND p.x = :x AND p.y = :y AND r.level = 'grid' AND {rscope}), "
+    "n AS ({counts}), " + _GRIDS_FEATURES.format(geom="g.geom"))
 # Below this zoom grid features carry no name (a city tile holds thousands of grids; names
 # are read closer in): the name strings were half the tile's bytes and encoding time.
 NAME_ZOOM = 12
@@ -414,7 +431,7 @@ _POINTS_TILE = (
     "ST_AsMVTGeom(ST_Transform(i.geom, 3857), t.env, :extent, :buffer, true) AS geom "
     "FROM incident i JOIN category c ON c.id = i.category_id, t "
     "WHERE i.geom && t.q AND {where}) "
-    "SELECT ST_AsMVT(mvt, 'incidents', :extent, 'geom') FROM mvt WHERE geom IS NOT NULL")
+    "SELECT ST_AsMVT(mvt, 'incidents', :extent, 'geom') FROM mvt")
 _POINTS_COUNT = (
     "SELECT count(*) FROM (SELECT 1 FROM incident i WHERE i.geom && "
     "ST_Transform(ST_TileEnvelope(:z, :x, :y), 4490) AND {where} LIMIT :max_points + 1) s")
@@ -423,17 +440,18 @@ _BINS_TILE = (
     "mvt AS (SELECT b.n::int AS count, ST_AsMVTGeom(ST_MakeEnvelope(b.ix * :size, b.iy * :size, "
     "(b.ix + 1) * :size, (b.iy + 1) * :size, 3857), t.env, :extent, 0, true) AS geom "
     "FROM ({bins}) b, t) "
-    "SELECT ST_AsMVT(mvt, 'bins', :extent, 'geom') FROM mvt WHERE geom IS NOT NULL")
+    "SELECT ST_AsMVT(mvt, 'bins', :extent, 'geom') FROM mvt")
 
 
 def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Principal,
          filters: IncidentFilter = IncidentFilter(), bin_pixels: int = 16,
-         cache: TileCache | None = TILE_CACHE) -> bytes:
+         cache: TileCache | None = TILE_CACHE, pretiled: bool = True) -> bytes:
     """One Mapbox vector tile of ``layer`` (grids, incidents, bins) at z/x/y, possibly empty.
 
     ``grids`` carries code, name (from zoom :data:`NAME_ZOOM` on) and, for incidents matching
     ``filters`` (counted by the grid assigned at intake): incidents, open and overdue; outlines
-    are pre-simplified per zoom band.
+    are pre-simplified per zoom band and, up to :data:`PRETILED_MAX_ZOOM`, pre-cut per tile
+    (``pretiled=False`` cuts them here instead: the tests compare the two).
     ``bins`` holds square heat bins of ``bin_pixels`` screen pixels (a power of two), aligned
     across tiles, with a ``count``. ``incidents`` holds points (with those in the tile's buffer)
     from zoom :data:`POINT_ZOOM` on, if the tile itself holds at most
@@ -483,9 +501,16 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
         data = bytes(conn.execute(text(_BINS_TILE.format(bins=bins)), params).scalar() or b"")
     elif layer == "grids":
         # Few grids in a tile: count just those (index probes); many: one pass over the
-        # period's rows of every grid (covering partial indexes), joined by hash.
+        # period's rows of every grid (covering partial indexes), joined by hash. A pre-cut
+        # tile says how many it holds (an index-only count); a deeper one holds few.
+        pieces = FEW_GRIDS
+        if pretiled and z <= PRETILED_MAX_ZOOM:
+            pieces = conn.execute(text(
+                "SELECT count(*) FROM grid_tile_piece WHERE z = :z AND x = :x AND y = :y"),
+                base).scalar_one()
         counts, params = _grid_counts(filters, scope, "grid_code",
-                                      codes_sql="SELECT code FROM g" if z >= 13 else None)
+                                      codes_sql="SELECT code FROM g" if pieces <= FEW_GRIDS
+                                      else None)
         rscope = "r.code LIKE ANY(:f_scope)" if not scope.covers(None) else "TRUE"
         if not scope.covers(None):
             params["f_scope"] = scope.like_patterns()
@@ -493,10 +518,13 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
             rscope += " AND r.code LIKE :f_region"
             params["f_region"] = prefix_of(filters.region) + "%"
         params |= base
-        # the band is a literal so the planner picks that band's partial GiST index
-        sql = _GRIDS_TILE.format(rscope=rscope, counts=counts,
-                                 band=int(next(b for b in ZOOM_BANDS if z <= b)),
-                                 name="r.name" if z >= NAME_ZOOM else "NULL::text")
+        name = "r.name" if z >= NAME_ZOOM else "NULL::text"
+        if pretiled and z <= PRETILED_MAX_ZOOM:
+            sql = _GRIDS_PIECES.format(rscope=rscope, counts=counts, name=name)
+        else:
+            # the band is a literal so the planner picks that band's partial GiST index
+            sql = _GRIDS_TILE.format(rscope=rscope, counts=counts, name=name,
+                                     band=int(next(b for b in ZOOM_BANDS if z <= b)))
         data = bytes(conn.execute(text(sql), params).scalar() or b"")
     if cache is not None:
         cache.put(key, data, generation)
