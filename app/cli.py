@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -95,6 +95,7 @@ def demo_load(
             typer.echo("a city is already loaded")
     if patrols:
         from data.patrols import load_demo_patrols
+        from layers.patrols.grid_cover import refresh_range
 
         with _writing() as conn:
             if conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix)")).scalar():
@@ -103,6 +104,11 @@ def demo_load(
                 t0 = time.perf_counter()
                 counts = load_demo_patrols(conn, days=patrols)
                 typer.echo(f"patrols: {counts} in {time.perf_counter() - t0:.1f} s")
+                t0 = time.perf_counter()
+                cover = refresh_range(conn, date.fromisoformat(str(counts["from"])),
+                                      date.fromisoformat(str(counts["to"])) - timedelta(days=1))
+                typer.echo(f"patrol coverage per grid and day: {cover} "
+                           f"in {time.perf_counter() - t0:.1f} s")
     if incidents:
         with _writing() as conn:
             if conn.execute(text("SELECT EXISTS (SELECT 1 FROM incident)")).scalar():
@@ -111,6 +117,25 @@ def demo_load(
             t0 = time.perf_counter()
             counts = load_demo_incidents(conn, n=incidents)
             typer.echo(f"incidents: {counts} in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command("coverage-refresh")
+def coverage_refresh(
+    first: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"],
+                                            help="First city day")],
+    last: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"],
+                                           help="Last city day (inclusive)")],
+) -> None:
+    """Recompute the daily patrol coverage the map tiles carry (e.g. after a boundary change)."""
+    from layers.patrols.grid_cover import refresh_range
+
+    if last < first or (last - first).days > 366:
+        typer.secho("--to must not be before --from, and at most a year after it", fg="red")
+        raise typer.Exit(2)
+    with _writing() as conn:
+        t0 = time.perf_counter()
+        done = refresh_range(conn, first.date(), last.date())
+    typer.echo(f"coverage: {done} in {time.perf_counter() - t0:.1f} s")
 
 
 @app.command()

@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, create_engine, text
@@ -207,6 +207,18 @@ def setup_fixes(conn: Connection, *, workers: int = FIX_WORKERS) -> dict[str, An
     return {"fixes": count, "load_s": round(time.perf_counter() - t0, 1)}
 
 
+def setup_cover(conn: Connection) -> dict[str, Any]:
+    """Daily coverage per grid (the grid tiles' attributes) for the fixes' days; skipped if there.
+    The fixes are loaded by SQL above, not through the intake that would keep it."""
+    if _sql(conn, "SELECT count(*) FROM patrol_grid_cover WHERE span = 'd'").scalar():
+        return {"skipped": True}
+    from layers.patrols.grid_cover import refresh_range
+
+    t0 = time.perf_counter()
+    done = refresh_range(conn, date.fromisoformat(FIX_DAYS[0]), date.fromisoformat(FIX_DAYS[-1]))
+    return done | {"refresh_s": round(time.perf_counter() - t0, 1)}
+
+
 def setup() -> dict[str, Any]:
     out: dict[str, Any] = {"city": city.ensure(verbose=True, dbname=DBNAME)}
     engine = create_engine(city.url(DBNAME))
@@ -220,10 +232,14 @@ def setup() -> dict[str, Any]:
         with engine.begin() as conn:
             out["fixes"] = setup_fixes(conn)
         print(out["fixes"], flush=True)
+        with engine.begin() as conn:
+            out["grid_cover"] = setup_cover(conn)
+        print(out["grid_cover"], flush=True)
         t0 = time.perf_counter()
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE incident, incident_cell_tally, incident_grid_tally, "
-                              "patrol_fix, boundary_tile_geom"))
+                              "patrol_fix, boundary_tile_geom, grid_tile_piece, "
+                              "patrol_grid_cover"))
         out["vacuum_s"] = round(time.perf_counter() - t0, 1)
         with engine.connect() as conn:
             out["sizes"] = {r[0]: r[1] for r in conn.execute(text(

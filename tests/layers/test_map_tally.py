@@ -7,6 +7,7 @@ categories, states and two streets, so windows fall on whole years/months/days a
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 
@@ -209,3 +210,13 @@ def test_each_point_lands_in_the_hexagon_that_covers_it(city: Connection) -> Non
             params | {"s": size}).one()
         assert n == covered == out["total"] > 0
         assert sum(ft["properties"]["count"] for ft in out["features"]) == n
+        # heat's hexagons are citygrid_hex's, hexagon by hexagon
+        expected = sorted((c, json.dumps(json.loads(g), sort_keys=True)) for c, g in city.execute(text(
+            "SELECT count(*), ST_AsGeoJSON(ST_Transform(ST_Hexagon(:s, h[1], h[2], "
+            "ST_SetSRID(ST_MakePoint(0, 0), 3857)), 4326), 6) FROM (SELECT "
+            "citygrid_hex(ST_X(g), ST_Y(g), :s) AS h FROM (SELECT ST_Transform(i.geom, 3857) AS g "
+            f"FROM incident i WHERE i.geom IS NOT NULL AND {where}) p) q GROUP BY h"),
+            params | {"s": size}))
+        got = sorted((ft["properties"]["count"], json.dumps(ft["geometry"], sort_keys=True))
+                     for ft in out["features"])
+        assert got == expected

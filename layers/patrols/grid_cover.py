@@ -1,0 +1,161 @@
+"""Daily patrol coverage per grid, kept in ``patrol_grid_cover`` (migration 0010) for the map.
+
+A grid tile carries each grid's patrol coverage beside its incident counts; computing coverage
+for the thousands of grids of a low-zoom tile on each request would take seconds, so it is kept:
+
+- **Day rows** (span ``'d'``): for a city day (Asia/Shanghai) and a grid, the share of the grid
+  within :data:`BUFFER_M` of that day's filtered tracks and the time of the latest good fix in it:
+  exactly what :func:`layers.patrols.coverage.coverage` gives for that day's window (a test holds
+  them equal). Only grids that were patrolled get rows.
+- **Month rows** (span ``'m'``): per grid, the sum of its daily shares over the month and its
+  latest fix, rebuilt from the day rows whenever one of them changes.
+- **When:** :func:`refresh` recomputes the days and the neighbourhood a batch of fixes touched
+  (its box with :data:`~layers.patrols.coverage.MARGIN_M` and the buffer around it: a late fix can
+  change the filtering of its neighbours and the segments next to it), in the caller's
+  transaction: the fix intake calls it for every batch, the demo and bench loaders for their range.
+- **Reading:** :func:`window_sql` sums whole months from month rows and the days around them
+  from day rows; the figure is the **mean daily patrolled share** over the window's days
+  (日均巡查覆盖率), since shares of unions over different days do not add up to a window's share.
+
+Coverage is computed with the grids in force when it is computed; after a boundary change,
+``citygrid coverage-refresh`` recomputes a range of days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import shapely
+from sqlalchemy import Connection, text
+
+from layers.patrols import coverage as cov
+
+CITY_TZ = ZoneInfo("Asia/Shanghai")
+BUFFER_M = 50.0
+LonLatBox = tuple[float, float, float, float]
+
+
+def city_day(t: datetime) -> date:
+    return t.astimezone(CITY_TZ).date()
+
+
+def day_boxes(times: Iterable[datetime], lon: Iterable[float],
+              lat: Iterable[float]) -> dict[date, LonLatBox]:
+    """Per city day, the lon/lat box of the fixes that fall on it."""
+    boxes: dict[date, list[float]] = {}
+    for t, x, y in zip(times, lon, lat, strict=True):
+        b = boxes.setdefault(city_day(t), [x, y, x, y])
+        b[0], b[1], b[2], b[3] = min(b[0], x), min(b[1], y), max(b[2], x), max(b[3], y)
+    return {d: (b[0], b[1], b[2], b[3]) for d, b in boxes.items()}
+
+
+def _grids(conn: Connection, box: LonLatBox | None) -> cov.Grids | None:
+    """The grids in force (all of them: this is the system's record, not a caller's view) whose
+    box meets ``box`` grown by the buffer and the margin."""
+    where, params = "TRUE", {}
+    if box is not None:
+        pad = (BUFFER_M + cov.MARGIN_M) * cov.DEG_PER_M
+        where = "geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490)"
+        params = {"x0": box[0] - pad, "y0": box[1] - pad, "x1": box[2] + pad, "y1": box[3] + pad}
+    rows = conn.execute(text(
+        "SELECT code, name, ST_AsBinary(ST_Transform(geom, 4549)) AS g, ST_XMin(geom) AS x0, "
+        "ST_YMin(geom) AS y0, ST_XMax(geom) AS x1, ST_YMax(geom) AS y1 FROM region_current "
+        f"WHERE level = 'grid' AND {where} ORDER BY code"), params).all()
+    if not rows:
+        return None
+    return cov.Grids(code=[r.code for r in rows], name=[r.name for r in rows],
+                 geom=shapely.from_wkb([bytes(r.g) for r in rows]),
+                 box=(min(r.x0 for r in rows), min(r.y0 for r in rows),
+                      max(r.x1 for r in rows), max(r.y1 for r in rows)))
+
+
+def refresh(conn: Connection, days: Mapping[date, LonLatBox | None]) -> dict[str, Any]:
+    """Recompute the day rows of ``days`` (each with the box its new fixes fall in, or None for
+    every grid) and the month rows over them. Returns ``{days, grids, rows}``."""
+    touched: dict[date, set[str]] = {}
+    written = grids_done = 0
+    for day, box in sorted(days.items()):
+        grids = _grids(conn, box)
+        if grids is None:
+            continue
+        since = datetime.combine(day, time(0), CITY_TZ)
+        fx = cov.window_fixes(conn, grids, since, since + timedelta(days=1), BUFFER_M)
+        parts = cov.covered_parts(grids.geom, fx, BUFFER_M)
+        area = shapely.area(grids.geom)
+        done = np.array([0.0 if p is None else shapely.area(p) for p in parts])
+        last = cov.last_patrolled(grids.geom, fx)
+        keep = [i for i in range(len(grids.code)) if done[i] > 0 or not np.isnan(last[i])]
+        conn.execute(text("DELETE FROM patrol_grid_cover WHERE span = 'd' AND t0 = :d "
+                          "AND grid_code = ANY(:codes)"), {"d": day, "codes": grids.code})
+        if keep:
+            conn.execute(text(
+                "INSERT INTO patrol_grid_cover (span, t0, grid_code, share, last_fix_at) "
+                "SELECT 'd', :d, c, s, l FROM unnest(CAST(:c AS text[]), CAST(:s AS real[]), "
+                "CAST(:l AS timestamptz[])) AS u(c, s, l)"),
+                {"d": day, "c": [grids.code[i] for i in keep],
+                 "s": [min(1.0, float(done[i] / area[i])) if area[i] else 0.0 for i in keep],
+                 "l": [None if np.isnan(last[i]) else datetime.fromtimestamp(float(last[i]), UTC)
+                       for i in keep]})
+        written += len(keep)
+        grids_done += len(grids.code)
+        touched.setdefault(day.replace(day=1), set()).update(grids.code)
+    for month, codes in touched.items():
+        params = {"m": month, "codes": sorted(codes)}
+        conn.execute(text("DELETE FROM patrol_grid_cover WHERE span = 'm' AND t0 = :m "
+                          "AND grid_code = ANY(:codes)"), params)
+        conn.execute(text(
+            "INSERT INTO patrol_grid_cover (span, t0, grid_code, share, last_fix_at) "
+            "SELECT 'm', :m, grid_code, sum(share), max(last_fix_at) FROM patrol_grid_cover "
+            "WHERE span = 'd' AND t0 >= :m AND t0 < CAST(:m AS date) + interval '1 month' "
+            "AND grid_code = ANY(:codes) GROUP BY grid_code"), params)
+    return {"days": len(days), "grids": grids_done, "rows": written}
+
+
+def refresh_range(conn: Connection, first: date, last: date) -> dict[str, Any]:
+    """Recompute every grid for the days ``first`` to ``last`` (inclusive)."""
+    n = (last - first).days + 1
+    return refresh(conn, {first + timedelta(days=i): None for i in range(max(0, n))})
+
+
+def window_days(since: datetime | None, until: datetime | None, *,
+                today: date | None = None) -> tuple[date, date]:
+    """The city days a map window covers (first, last inclusive); no window: this month so far."""
+    today = today or datetime.now(CITY_TZ).date()
+    if since is None and until is None:
+        return today.replace(day=1), today
+    last = city_day(until - timedelta(microseconds=1)) if until is not None else today
+    first = city_day(since) if since is not None else last.replace(day=1)
+    return first, max(first, last)
+
+
+def window_sql(first: date, last: date, params: dict[str, Any], *,
+               alias: str = "c") -> tuple[str, int]:
+    """A condition picking the rows of ``alias`` whose daily shares add up over the days
+    ``first``..``last`` (whole months from month rows, the days around them from day rows),
+    and the number of days to divide by."""
+    months: list[date] = []
+    m = first.replace(day=1)
+    while m <= last:
+        nxt = _next_month(m)
+        if m >= first and nxt - timedelta(days=1) <= last:
+            months.append(m)
+        m = nxt
+    ranges = [(first, last)]
+    cond = []
+    if months:
+        params["cov_m"] = months
+        cond.append(f"({alias}.span = 'm' AND {alias}.t0 = ANY(CAST(:cov_m AS date[])))")
+        ranges = [(first, months[0] - timedelta(days=1)), (_next_month(months[-1]), last)]
+    for n, (a, b) in enumerate(ranges):
+        if a <= b:
+            params |= {f"cov_a{n}": a, f"cov_b{n}": b}
+            cond.append(f"({alias}.span = 'd' AND {alias}.t0 BETWEEN :cov_a{n} AND :cov_b{n})")
+    return "(" + " OR ".join(cond) + ")", (last - first).days + 1
+
+
+def _next_month(m: date) -> date:
+    return (m.replace(day=1) + timedelta(days=32)).replace(day=1)
