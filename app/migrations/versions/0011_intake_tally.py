@@ -16,6 +16,8 @@ the same rows:
   combination rolled up from those groups, which are far fewer than the rows.
 * **Grids.** The rows are aggregated once per day, place, category, state and due day (``g``);
   years, months, month details and days are rolled up from that.
+* **Sums.** The first aggregates count in ``int`` (a statement's or a rebuild's count for one
+  key fits), so the roll-ups' ``sum`` accumulates in ``bigint`` rather than in ``numeric``.
 * **Order.** Keys are still upserted in one total order so that two writers lock tally rows in the
   same order; the text columns of that order are compared as ``COLLATE "C"`` (byte order, with
   abbreviated sort keys) instead of the database's locale. Every writer goes through these
@@ -73,9 +75,9 @@ def cell_upsert(src: str) -> str:
         FROM (SELECT ST_Transform(geom, 3857) AS g, received_at, region_code, category_id,
                      state, s FROM {src} WHERE geom IS NOT NULL OFFSET 0) q),
     m12 AS MATERIALIZED (
-        SELECT {_MONTH} AS t0, cx, cy, rkey, sum(s)::bigint AS n FROM p GROUP BY 1, 2, 3, 4),
+        SELECT {_MONTH} AS t0, cx, cy, rkey, sum(s)::int AS n FROM p GROUP BY 1, 2, 3, 4),
     d8 AS MATERIALIZED (
-        SELECT day, cx >> 4 AS cx, cy >> 4 AS cy, rkey, category_id, state, sum(s)::bigint AS n
+        SELECT day, cx >> 4 AS cx, cy >> 4 AS cy, rkey, category_id, state, sum(s)::int AS n
         FROM p GROUP BY 1, 2, 3, 4, 5, 6)
     SELECT * FROM (
         SELECT 12::smallint AS k, 'm'::"char" AS span, t0, cx, cy, rkey, 0 AS category_id,
@@ -113,7 +115,7 @@ def grid_upsert(src: str) -> str:
                CASE WHEN state IN {OPEN}
                     THEN coalesce((due_at AT TIME ZONE '{TZ}')::date, 'infinity'::date)
                     ELSE 'infinity'::date END AS due_day,
-               sum(s)::bigint AS n
+               sum(s)::int AS n
         FROM {src} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8)
     SELECT * FROM (
         SELECT 'y'::"char" AS span, date_trunc('year', day)::date AS t0, {place},
