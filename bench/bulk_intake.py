@@ -1,15 +1,20 @@
 """Bulk intake of 100,000 incidents, located, beside a raw COPY of the same rows (issue 5).
 
-    python -m bench.bulk_intake [--rows 100000]
+    python -m bench.bulk_intake [--rows 100000] [--repeat 1] [--tallies-off]
 
 Both runs go into ``citygrid_bench`` (the 10,000-grid city) and are committed; the rows are
-removed again afterwards (this is a benchmark database, not a test one).
+removed again afterwards, and the tables vacuumed so that the next run does not meet
+autovacuum (this is a benchmark database, not a test one).
 
 - *baseline*: ``COPY`` of the same CSV rows (as text) into an unlogged table with the same
   columns: the floor for moving the bytes into PostgreSQL;
 - *CityGrid*: ``layers.incidents.intake.read_bulk`` + ``bulk``: parse, validate every field,
   convert and locate every point against the 10,000 grids (in-memory snapshot with its raster),
-  resolve the responsible worker, and insert the incidents and their first history events.
+  resolve the responsible worker, and insert the incidents and their first history events
+  (the map tally triggers of migrations 0008/0011 run inside the incident COPY);
+- with ``--tallies-off``, the same intake again with the tally triggers disabled (the cost of
+  the tallies, measured in the same run); ``--repeat`` runs each variant that many times,
+  alternating, and reports every time and the best.
 """
 
 from __future__ import annotations
@@ -45,9 +50,25 @@ def make_csv(rows: int, snap, seed: int = 7) -> bytes:
     return out.getvalue().encode()
 
 
+TALLY_TRIGGERS = ("incident_tally_insert", "incident_tally_update", "incident_tally_delete")
+
+
+def _remove_rows(engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM incident_event WHERE incident_id IN "
+                          "(SELECT id FROM incident WHERE external_id LIKE 'bench-%')"))
+        conn.execute(text("DELETE FROM incident WHERE external_id LIKE 'bench-%'"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM incident, incident_event, incident_cell_tally, "
+                          "incident_grid_tally"))
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--tallies-off", action="store_true",
+                        help="also run with the tally triggers disabled (same run)")
     args = parser.parse_args()
     city.ensure(verbose=False)
     from grids.access import Principal
@@ -57,9 +78,7 @@ def main() -> dict:
     engine = create_engine(city.url())
     with engine.begin() as conn:
         catalogue.seed(conn)
-        conn.execute(text("DELETE FROM incident_event WHERE incident_id IN "
-                          "(SELECT id FROM incident WHERE external_id LIKE 'bench-%')"))
-        conn.execute(text("DELETE FROM incident WHERE external_id LIKE 'bench-%'"))
+    _remove_rows(engine)
     with engine.connect() as conn:
         snap = load_snapshot(conn)
     t0 = time.perf_counter()
@@ -86,28 +105,46 @@ def main() -> dict:
 
     # CityGrid: parse, validate, locate, insert incidents and events, commit.
     principal = Principal.system("bench")
-    t0 = time.perf_counter()
-    frame = intake.read_bulk(body, filename="day.csv")
-    parse_s = time.perf_counter() - t0
-    with engine.begin() as conn:
-        result = intake.bulk(conn, snap, frame, principal=principal)
-    ours_s = time.perf_counter() - t0
-    with engine.begin() as conn:
-        placed = conn.execute(text(
-            "SELECT count(*) FILTER (WHERE grid_code IS NOT NULL), count(*) FROM incident "
-            "WHERE external_id LIKE 'bench-%'")).one()
-        conn.execute(text("DELETE FROM incident_event WHERE incident_id IN "
-                          "(SELECT id FROM incident WHERE external_id LIKE 'bench-%')"))
-        conn.execute(text("DELETE FROM incident WHERE external_id LIKE 'bench-%'"))
+    times: dict[str, list[float]] = {"tallies_on": [], "tallies_off": []}
+    variants = ["tallies_on"] + (["tallies_off"] if args.tallies_off else [])
+    for _ in range(args.repeat):
+        for variant in variants:
+            if variant == "tallies_off":
+                with engine.begin() as conn:
+                    for trig in TALLY_TRIGGERS:
+                        conn.execute(text(f"ALTER TABLE incident DISABLE TRIGGER {trig}"))
+            try:
+                t0 = time.perf_counter()
+                frame = intake.read_bulk(body, filename="day.csv")
+                parse_s = time.perf_counter() - t0
+                with engine.begin() as conn:
+                    result = intake.bulk(conn, snap, frame, principal=principal)
+                times[variant].append(time.perf_counter() - t0)
+                with engine.begin() as conn:
+                    placed = conn.execute(text(
+                        "SELECT count(*) FILTER (WHERE grid_code IS NOT NULL), count(*) "
+                        "FROM incident WHERE external_id LIKE 'bench-%'")).one()
+            finally:
+                _remove_rows(engine)
+                with engine.begin() as conn:
+                    for trig in TALLY_TRIGGERS:
+                        conn.execute(text(f"ALTER TABLE incident ENABLE TRIGGER {trig}"))
     engine.dispose()
+    ours_s = min(times["tallies_on"])
     out = {
         "rows": args.rows, "bytes": len(body), "imported": result["imported"],
         "bad_rows": result["bad_rows"], "placed_in_grid": placed[0],
         "raw_copy_s": round(copy_s, 3), "raw_copy_rows_per_s": round(args.rows / copy_s),
         "citygrid_s": round(ours_s, 3), "citygrid_rows_per_s": round(args.rows / ours_s),
+        "citygrid_runs_s": [round(t, 3) for t in times["tallies_on"]],
         "parse_s": round(parse_s, 3), "ratio_to_copy": round(ours_s / copy_s, 2),
         "raster_build_s": round(raster_s, 2),
     }
+    if times["tallies_off"]:
+        off = min(times["tallies_off"])
+        out |= {"tallies_off_s": round(off, 3), "tallies_off_rows_per_s": round(args.rows / off),
+                "tallies_off_runs_s": [round(t, 3) for t in times["tallies_off"]],
+                "tally_cost_ratio": round(ours_s / off, 2)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bulk_intake.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
