@@ -31,7 +31,7 @@ stay valid and nothing is rebuilt. ``tests/layers/test_map_tally.py`` checks the
 an independent count of the raw rows.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-29
 """
 
@@ -44,7 +44,7 @@ from types import ModuleType
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
