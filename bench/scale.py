@@ -423,9 +423,42 @@ def intake_cost(rows: int = 100_000) -> dict[str, Any]:
     return out
 
 
+def assessment_cost(repeat: int = 3, street: str = "330782001") -> dict[str, Any]:
+    """November's assessment (incident figures + patrol coverage from the kept daily coverage)
+    for one street's grids and for the whole city, beside the month's coverage computed from
+    the fixes for that street (``layers.patrols.coverage``: the union of the month's tracks, how
+    the assessment read it before the daily table)."""
+    from grids.access import Principal
+    from layers import assessment
+    from layers.patrols import coverage
+
+    engine = create_engine(city.url(DBNAME))
+    who = Principal.system("bench")
+    since = datetime.fromisoformat("2026-11-01T00:00:00+08:00")
+    until = datetime.fromisoformat("2026-11-29T00:00:00+08:00")
+    out: dict[str, Any] = {}
+    try:
+        with engine.connect() as conn:
+            for label, level, region in (("street_grids", "grid", street),
+                                         ("city_streets", "street", None),
+                                         ("city_grids", "grid", None)):
+                runs, got = timed(functools.partial(
+                    assessment.monthly, conn, principal=who, month="2026-11", level=level,
+                    region=region), repeat)
+                out[label] = {"ms": pctl(runs), "rows": len(got["rows"])}
+            runs, got = timed(functools.partial(
+                coverage.coverage, conn, region=street, principal=who, since=since,
+                until=until), 1)
+            out["baseline_street_union_from_fixes"] = {"ms": pctl(runs),
+                                                       "grids": len(got["grids"])}
+    finally:
+        engine.dispose()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("setup", "measure", "intake"))
+    ap.add_argument("what", choices=("setup", "measure", "intake", "assessment"))
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
     if args.what == "setup":
@@ -434,6 +467,8 @@ def main() -> None:
         print(json.dumps(setup(), indent=2))
     elif args.what == "intake":
         print(json.dumps(intake_cost(), indent=2))
+    elif args.what == "assessment":
+        print(json.dumps(assessment_cost(), indent=2))
     else:
         print(json.dumps(measure(repeat=args.repeat), indent=2))
 

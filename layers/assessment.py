@@ -19,11 +19,13 @@ Definitions (also written into every result and workbook, see :data:`FORMULAS`):
 * **按期结案率** = due and closed on time / due to close.
 * **返工率** = closed in the month with at least one rework / closed in the month.
 * **handling time**: received → closed, in hours, over the cases closed in the month (mean, p90).
-* **patrol coverage 巡查覆盖率**: the unit's grid area within 50 m of a filtered patrol track in
-  the month, over the unit's grid area (area-weighted, as :mod:`layers.patrols.coverage` rolls
-  up). Grids are those in force now; a worker's grids are those they were the primary of at any
-  time in the month. Null for departments (they do not patrol) and when the month has no fixes.
-  ``patrolled_grids`` counts the unit's grids with any patrolled area.
+* **patrol coverage 巡查覆盖率** (日均): the mean daily patrolled share of the unit's grid area: per
+  grid, the share within 50 m of that day's filtered tracks (:mod:`layers.patrols.grid_cover`,
+  equal to :mod:`layers.patrols.coverage` for the day), averaged over the month's days (so far,
+  for the current month), then area-weighted over the unit's grids. Grids are those in force now;
+  a worker's grids are those they were the primary of at any time in the month. Null for
+  departments (they do not patrol) and when the month has no fixes. ``patrolled_grids`` counts
+  the unit's grids patrolled on at least one day.
 """
 
 from __future__ import annotations
@@ -65,10 +67,11 @@ FORMULAS: dict[str, str] = {
     "mean_handling_h": "mean hours received_at → closed_at over cases closed in the month",
     "p90_handling_h": "90th percentile (continuous) of the same hours",
     "grids": "网格数: the unit's grids (in force now; worker: primary in the month)",
-    "patrolled_grids": "已巡查网格数: of `grids`, those with any area within 50 m of a track",
-    "patrol_coverage": "巡查覆盖率 = Σ grid area within 50 m of a filtered patrol track in the "
-                       "month / Σ grid area, over the unit's grids (null: department, or no "
-                       "fixes in the month)",
+    "patrolled_grids": "已巡查网格数: of `grids`, those with area within 50 m of a track on at "
+                       "least one day of the month",
+    "patrol_coverage": "巡查覆盖率(日均) = Σ over the unit's grids of grid area × mean over the "
+                       "month's days of the day's share within 50 m of a filtered patrol track / "
+                       "Σ grid area (null: department, or no fixes in the month)",
 }
 LABELS_ZH = {"code": "编码", "name": "名称", "received": "受理数", "registered": "立案数",
              "closed": "结案数", "closed_on_time": "按期结案数", "reworked": "返工数",
@@ -175,8 +178,8 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     elif patrol is None:
         notes.append("patrol_coverage is null: no patrol fixes in the month.")
     else:
-        notes.append(f"patrol_coverage: tracks filtered as in layers.patrols.tracks, buffered "
-                     f"{PATROL_BUFFER_M:g} m in EPSG:4549.")
+        notes.append(f"patrol_coverage: mean daily share; each day's tracks filtered as in "
+                     f"layers.patrols.tracks, buffered {PATROL_BUFFER_M:g} m in EPSG:4549.")
     return {"month": month, "level": level, "region": region, "timezone": CITY_TZ.key,
             "as_of": params["as_of"].isoformat(), "rows": out_rows, "formulas": FORMULAS,
             "notes": notes}
@@ -195,54 +198,55 @@ def _patrol_figures(patrol: dict[str, list[float]] | None, code: str | None) -> 
 
 def _patrol_coverage(conn: Connection, *, level: str, start: datetime, end: datetime,
                      scope: Any, region: str | None) -> dict[str, list[float]] | None:
-    """Per unit of ``level``: [grid m², patrolled m², grids, patrolled grids]; None: no fixes."""
-    import shapely
+    """Per unit of ``level``: [grid m², mean daily patrolled m², grids, patrolled grids];
+    None: no fixes in the month.
 
-    from layers.patrols import coverage
-
+    From the daily coverage the fix intake keeps (``patrol_grid_cover``, one month row per
+    patrolled grid): a street's month is one indexed read, where computing the month's union
+    from the fixes took 24 s for 459 grids.
+    """
     if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix WHERE at >= :s AND "
                              "at < :e)"), {"s": start, "e": end}).scalar():
         return None
+    month0 = start.astimezone(CITY_TZ).date()
+    last = (min(end, datetime.now(CITY_TZ)) - timedelta(microseconds=1)).astimezone(CITY_TZ)
+    days = max(1, (last.date() - month0).days + 1)
     prefix = prefix_of(region) if region else ""
     rows = conn.execute(text(
-        "SELECT code, name, ST_AsBinary(ST_Transform(geom, 4549)) AS g, ST_XMin(geom) AS x0, "
-        "ST_YMin(geom) AS y0, ST_XMax(geom) AS x1, ST_YMax(geom) AS y1 FROM region_current "
-        "WHERE level = 'grid' AND code LIKE :p AND code LIKE ANY(:patterns) ORDER BY code"),
-        {"p": prefix + "%", "patterns": scope.like_patterns()}).all()
+        "SELECT r.code, r.area_m2, coalesce(c.share, 0) AS share FROM region_current r "
+        "LEFT JOIN patrol_grid_cover c ON c.span = 'm' AND c.t0 = :m AND c.grid_code = r.code "
+        "WHERE r.level = 'grid' AND r.code LIKE :p AND r.code LIKE ANY(:patterns) "
+        "ORDER BY r.code"),
+        {"m": month0, "p": prefix + "%", "patterns": scope.like_patterns()}).all()
     if not rows:
         return {}
-    grids = coverage.Grids(code=[r.code for r in rows], name=[r.name for r in rows],
-                           geom=shapely.from_wkb([bytes(r.g) for r in rows]),
-                           box=(min(r.x0 for r in rows), min(r.y0 for r in rows),
-                                max(r.x1 for r in rows), max(r.y1 for r in rows)))
-    fx = coverage.window_fixes(conn, grids, start, end, PATROL_BUFFER_M)
-    parts = coverage.covered_parts(grids.geom, fx, PATROL_BUFFER_M)
-    area = shapely.area(grids.geom)
-    done = [0.0 if p is None else float(shapely.area(p)) for p in parts]
+    codes = [r.code for r in rows]
     if level == "worker":
         owners: dict[str, list[str]] = {}
         for grid, staff in conn.execute(text(
                 "SELECT r.code, s.code FROM assignment a JOIN region r ON r.id = a.region_id "
                 "JOIN staff s ON s.id = a.staff_id WHERE a.duty = 'primary' AND r.code = ANY(:g) "
                 "AND a.valid_from < :e AND (a.valid_to IS NULL OR a.valid_to > :s)"),
-                {"g": grids.code, "s": start, "e": end}):
+                {"g": codes, "s": start, "e": end}):
             owners.setdefault(grid, []).append(staff)
     out: dict[str, list[float]] = {}
-    for code, a, d in zip(grids.code, area.tolist(), done, strict=True):
+    for r in rows:
         if level == "grid":
-            keys = [code]
+            keys = [r.code]
         elif level == "community":
-            keys = [code[:12]]
+            keys = [r.code[:12]]
         elif level == "street":
-            keys = [code[:9] + "000"]
+            keys = [r.code[:9] + "000"]
         else:
-            keys = sorted(set(owners.get(code, [])))
+            keys = sorted(set(owners.get(r.code, [])))
+        a = float(r.area_m2 or 0.0)
+        d = a * float(r.share) / days  # the grid's mean daily patrolled area
         for key in keys:
             s = out.setdefault(key, [0.0, 0.0, 0, 0])
             s[0] += a
             s[1] += d
             s[2] += 1
-            s[3] += d > 0
+            s[3] += r.share > 0
     return out
 
 

@@ -155,14 +155,16 @@ def test_patrol_coverage_per_grid_street_and_worker(conn: Connection, grids) -> 
     assert share[a] > 0.05
     by_grid = {r["code"]: r for r in assessment.monthly(
         conn, principal=system, month="2026-10", level="grid", region="330782001")["rows"]}
-    assert by_grid[a]["patrol_coverage"] == pytest.approx(share[a], abs=1e-4)
+    # the month's only patrol day (12 October) over October's 31 days: a mean daily share
+    assert by_grid[a]["patrol_coverage"] == pytest.approx(share[a] / 31, abs=1e-4)
+    assert by_grid[a]["patrol_coverage"] > 0
     assert by_grid[a]["patrolled_grids"] == 1 == by_grid[a]["grids"]
     assert by_grid[b]["patrol_coverage"] == 0.0  # no case needed: every grid of the street is listed
     assert len(by_grid) == len(exact["grids"])
     street = assessment.monthly(conn, principal=system, month="2026-10", level="street",
                                 region="330782001")
     total = next(t for t in exact["totals"] if t["code"] == "330782001000")
-    assert street["rows"][0]["patrol_coverage"] == pytest.approx(total["share"], abs=1e-4)
+    assert street["rows"][0]["patrol_coverage"] == pytest.approx(total["share"] / 31, abs=1e-4)
     assert street["rows"][0]["patrolled_grids"] >= 1
     workers = {r["code"]: r for r in assessment.monthly(
         conn, principal=system, month="2026-10", level="worker", region="330782001")["rows"]}
@@ -181,4 +183,4 @@ def test_patrol_coverage_per_grid_street_and_worker(conn: Connection, grids) -> 
         row=4, column=header.index("patrol_coverage") + 1).value == street["rows"][0][
             "patrol_coverage"]
     formulas = {r[0]: r[2] for r in wb["口径"].iter_rows(min_row=2, values_only=True) if r[0]}
-    assert formulas["patrol_coverage"].startswith("巡查覆盖率 = ")
+    assert formulas["patrol_coverage"].startswith("巡查覆盖率(日均) = ")
