@@ -181,9 +181,10 @@ def monthly_report(conn: Connection, *, month: str, region: str | None = None,
                     for r in worst)
     if patrols:
         shares = [v for v in cover.values() if v is not None]
-        coverage = (f"巡查覆盖率 (patrol coverage, layer off by default): grids patrolled "
-                    f"{sum(v > 0 for v in shares)} of {len(shares)}; mean share "
-                    f"{sum(shares) / len(shares):.1%} (50 m of filtered tracks).")
+        coverage = (f"巡查覆盖率 (日均, mean daily patrol coverage, layer off by default): grids "
+                    f"patrolled {sum(v > 0 for v in shares)} of {len(shares)}; mean of the "
+                    f"grids' daily shares {sum(shares) / len(shares):.1%} (50 m of each day's "
+                    "filtered tracks).")
     else:
         coverage = "巡查覆盖: no patrol data in the month, so coverage is not shown."
     total = sum(f["properties"]["incidents"] for f in grids["features"])
