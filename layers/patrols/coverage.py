@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,13 +70,22 @@ def visible_grids(conn: Connection, region: str | None, *, principal: Principal)
     principal.require(Permission.PATROLS_READ)
     prefix = prefix_of(normalise(region)) if region else ""
     rows = conn.execute(text(
-        "SELECT code, name, ST_AsBinary(ST_Transform(geom, 4549)) AS g, ST_XMin(geom) AS x0, "
-        "ST_YMin(geom) AS y0, ST_XMax(geom) AS x1, ST_YMax(geom) AS y1 FROM region_current "
+        f"SELECT {GRID_COLUMNS} FROM region_current "
         "WHERE level = 'grid' AND code LIKE :p AND code LIKE ANY(:patterns) ORDER BY code"),
         {"p": prefix + "%", "patterns": principal.scope.like_patterns()}).all()
     if not rows:
         raise RegionNotFound(f"No region {str(region)[:20]} with grids in your jurisdiction.",
                              detail={"field": "region", "value": str(region)[:20]})
+    return grids_of(rows)
+
+
+# the columns :func:`grids_of` reads, from ``region_current``
+GRID_COLUMNS = ("code, name, ST_AsBinary(ST_Transform(geom, 4549)) AS g, ST_XMin(geom) AS x0, "
+                "ST_YMin(geom) AS y0, ST_XMax(geom) AS x1, ST_YMax(geom) AS y1")
+
+
+def grids_of(rows: Sequence[Any]) -> Grids:
+    """Grids from ``region_current`` rows selected with :data:`GRID_COLUMNS` (at least one)."""
     return Grids(code=[r.code for r in rows], name=[r.name for r in rows],
                  geom=shapely.from_wkb([bytes(r.g) for r in rows]),
                  box=(min(r.x0 for r in rows), min(r.y0 for r in rows),

@@ -62,15 +62,9 @@ def _grids(conn: Connection, box: LonLatBox | None) -> cov.Grids | None:
         where = "geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490)"
         params = {"x0": box[0] - pad, "y0": box[1] - pad, "x1": box[2] + pad, "y1": box[3] + pad}
     rows = conn.execute(text(
-        "SELECT code, name, ST_AsBinary(ST_Transform(geom, 4549)) AS g, ST_XMin(geom) AS x0, "
-        "ST_YMin(geom) AS y0, ST_XMax(geom) AS x1, ST_YMax(geom) AS y1 FROM region_current "
-        f"WHERE level = 'grid' AND {where} ORDER BY code"), params).all()
-    if not rows:
-        return None
-    return cov.Grids(code=[r.code for r in rows], name=[r.name for r in rows],
-                 geom=shapely.from_wkb([bytes(r.g) for r in rows]),
-                 box=(min(r.x0 for r in rows), min(r.y0 for r in rows),
-                      max(r.x1 for r in rows), max(r.y1 for r in rows)))
+        f"SELECT {cov.GRID_COLUMNS} FROM region_current WHERE level = 'grid' AND {where} "
+        "ORDER BY code"), params).all()
+    return cov.grids_of(rows) if rows else None
 
 
 def refresh(conn: Connection, days: Mapping[date, LonLatBox | None]) -> dict[str, Any]:
