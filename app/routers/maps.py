@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.auth import require
@@ -111,17 +111,34 @@ def counts(conn: Conn, principal: MapReader, filters: MapFilters,
         conn, principal=principal, level=level, filters=filters.value, geometry=geometry))
 
 
+def _accepts_gzip(header: str) -> bool:
+    """``Accept-Encoding`` names gzip (or ``*``) without ``q=0``."""
+    for part in header.lower().split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip() in ("gzip", "*"):
+            q = params.strip()
+            return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
+    return False
+
+
 @router.get("/tiles/{layer}/{z}/{x}/{y}.mvt", response_class=Response,
-            summary="Mapbox vector tile: grids (with counts), incidents (z >= 14) or bins",
+            summary="Mapbox vector tile: grids (with counts and patrol coverage), incidents (z >= 14) "
+                    "or bins; gzip if accepted",
             responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}})
-def vector_tile(conn: Conn, principal: MapReader, filters: MapFilters,
+def vector_tile(request: Request, conn: Conn, principal: MapReader, filters: MapFilters,
                 layer: Literal["grids", "incidents", "bins"],
                 z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)],
                 y: Annotated[int, Path(ge=0)]) -> Response:
-    data = maps.tile(conn, layer, z, x, y, principal=principal, filters=filters.value)
     # Private: tiles are cut to the caller's jurisdiction. Revalidate: data may change.
-    return Response(data, media_type="application/vnd.mapbox-vector-tile",
-                    headers={"Cache-Control": "private, no-cache"})
+    headers = {"Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
+    if _accepts_gzip(request.headers.get("accept-encoding", "")):
+        data = maps.gzipped_tile(conn, layer, z, x, y, principal=principal,
+                                 filters=filters.value)
+        if data:
+            headers["Content-Encoding"] = "gzip"
+    else:
+        data = maps.tile(conn, layer, z, x, y, principal=principal, filters=filters.value)
+    return Response(data, media_type="application/vnd.mapbox-vector-tile", headers=headers)
 
 
 Month = Annotated[str, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]

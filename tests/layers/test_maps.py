@@ -321,6 +321,33 @@ def test_a_tile_changes_when_the_data_under_it_changes(mounted, anonymous: TestC
         assert conn.execute(text("SELECT pg_sequence_last_value('map_data_version')")).scalar()
 
 
+def test_tiles_go_gzipped_to_who_accepts_it(mounted, anonymous: TestClient, headers,
+                                            conn: Connection) -> None:
+    import gzip
+
+    from app.routers.maps import _accepts_gzip
+
+    grid = grid_in(conn, "330782001")
+    x, y = tile_xy(conn, grid, 12)
+    url = f"/tiles/grids/12/{x}/{y}.mvt"
+    h = headers("t_supervisor")
+    plain = anonymous.get(url, headers=h | {"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    for _ in range(2):  # drawn, then from the cache
+        packed = anonymous.get(url, headers=h | {"Accept-Encoding": "gzip, deflate"})
+        assert packed.headers["content-encoding"] == "gzip"
+        assert packed.headers["vary"] == "Accept-Encoding"
+        assert packed.content == plain.content  # httpx undoes the gzip
+        assert packed.num_bytes_downloaded < len(plain.content) / 1.5
+    data = maps.tile(conn, "grids", 12, x, y, principal=Principal.system(), cache=None)
+    assert gzip.decompress(maps.gzipped_tile(conn, "grids", 12, x, y,
+                                             principal=Principal.system(), cache=None)) == data
+    empty = anonymous.get("/tiles/incidents/12/0/0.mvt", headers=h | {"Accept-Encoding": "gzip"})
+    assert empty.content == b"" and "content-encoding" not in empty.headers
+    assert _accepts_gzip("br, gzip;q=0.5") and _accepts_gzip("*")
+    assert not _accepts_gzip("gzip;q=0") and not _accepts_gzip("identity") and not _accepts_gzip("")
+
+
 def test_cache_drops_a_tile_drawn_before_an_invalidation() -> None:
     cache = maps.TileCache(max_entries=2)
     gen = cache.generation
