@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -95,7 +95,7 @@ def demo_load(
             typer.echo("a city is already loaded")
     if patrols:
         from data.patrols import load_demo_patrols
-        from layers.patrols.grid_cover import refresh_range
+        from layers.patrols.grid_cover import refresh_stale
 
         with _writing() as conn:
             if conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix)")).scalar():
@@ -105,8 +105,7 @@ def demo_load(
                 counts = load_demo_patrols(conn, days=patrols)
                 typer.echo(f"patrols: {counts} in {time.perf_counter() - t0:.1f} s")
                 t0 = time.perf_counter()
-                cover = refresh_range(conn, date.fromisoformat(str(counts["from"])),
-                                      date.fromisoformat(str(counts["to"])) - timedelta(days=1))
+                cover = refresh_stale(conn)  # the days the new fixes were noted for
                 typer.echo(f"patrol coverage per grid and day: {cover} "
                            f"in {time.perf_counter() - t0:.1f} s")
     if incidents:

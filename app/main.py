@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import errors
 from app.auth import Authenticator, Directory
+from app.coverage_worker import CoverageWorker
 from app.db import make_engine
 from app.hotpath import HotPath
 from app.limits import BodySizeLimit
@@ -49,8 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.locator = service
         service.subscribe({"app_user", "api_key", "assignment"}, app.state.directory.reload)
         # Cached map tiles go when the incidents or boundaries under them change.
-        service.subscribe({"incident", "region", "region_boundary", "boundary_version"},
-                          TILE_CACHE.invalidate)
+        service.subscribe({"incident", "region", "region_boundary", "boundary_version",
+                           "patrol_grid_cover"}, TILE_CACHE.invalidate)
+        app.state.coverage_worker = CoverageWorker(
+            app.state.engine, interval_s=settings.api.coverage_refresh_s)
         try:
             service.reload()
             with app.state.engine.connect() as conn:
@@ -58,9 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception:  # noqa: BLE001 - serve errors, not a dead process, until the DB is up
             log.exception("could not load the city at start; retrying in the background")
         service.start()
+        app.state.coverage_worker.start()
         try:
             yield
         finally:
+            app.state.coverage_worker.stop()
             service.stop()
             app.state.engine.dispose()
 

@@ -74,6 +74,8 @@ class ApiSettings(BaseSettings):
     page_size_max: int = Field(1000, ge=1, le=100_000)
     cors_origins: list[str] = []
     batch_raster: bool = True  # build the ~10 m lookup raster for batch location
+    # how often the background worker recomputes patrol coverage after new fixes (0: never)
+    coverage_refresh_s: float = Field(30.0, ge=0)
 
 
 class AuthSettings(BaseSettings):

@@ -60,6 +60,7 @@ def build(db: str, n: int) -> dict[str, Any]:
     from app.seed_incidents import load_demo_incidents
     from data.patrols import load_demo_patrols
     from grids.access import Principal
+    from layers.patrols import grid_cover
 
     url = _create_db(db)
     migrate(url)
@@ -78,6 +79,7 @@ def build(db: str, n: int) -> dict[str, Any]:
     with engine.begin() as conn:
         if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix)")).scalar_one():
             out["patrols"] = load_demo_patrols(conn, days=3)
+            out["patrol_cover"] = grid_cover.refresh_stale(conn)  # before the server measures
         if not conn.execute(text("SELECT 1 FROM app_user WHERE username = :u"), {"u": USER}).first():
             users.create_user(conn, username=USER, password=PASSWORD, role="supervisor",
                               region_code="330782", principal=Principal.system("bench"))

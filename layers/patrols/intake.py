@@ -11,9 +11,9 @@
   reported one by one with their index and reason; the others are stored.
 - Coordinates come in any CRS :func:`gis.crs.to_lonlat` knows (per row, or the batch default) and
   are stored in CGCS2000 (EPSG:4490).
-- **Coverage for the map.** In the same transaction, the daily coverage of the grids around the
-  accepted fixes is recomputed for their days (:mod:`layers.patrols.grid_cover`), so a grid tile
-  is never staler than the fixes.
+- **Coverage for the map.** A trigger notes the days and places of new fixes; the daily coverage
+  of the grids there is recomputed after the commit, in the background
+  (:mod:`layers.patrols.grid_cover`, ``app.coverage_worker``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from gis.errors import GisError
 from grids.access import Forbidden, Permission, Principal
 from grids.errors import GridError
 from grids.staffing import StaffNotFound
-from layers.patrols import grid_cover
 
 MAX_FIXES = 10_000
 FAR_DEG = 0.3  # ~30 km around the city's bounding box: farther is not a patrol in this city
@@ -172,10 +171,6 @@ def ingest(conn: Connection, fixes: list[dict[str, Any]], *, principal: Principa
                 "x": lon[ok].tolist(), "y": lat[ok].tolist(),
                 "a": [None if math.isnan(acc[i]) else float(acc[i]) for i in ok],
                 "c": [names[crs_of[i]] for i in ok]}).rowcount
-    if accepted:
-        # the days and places these fixes touch: their grids' daily coverage, for the map
-        when = [t for i in ok if (t := times[i]) is not None]
-        grid_cover.refresh(conn, grid_cover.day_boxes(when, lon[ok].tolist(), lat[ok].tolist()))
     return {"rows": n, "accepted": accepted, "duplicates": len(ok) - accepted,
             "rejected": n - len(ok), "errors": errors[:1000]}
 

@@ -38,8 +38,11 @@ def test_day_rows_equal_the_coverage_of_that_day_whatever_the_batches(tiny: Conn
     other = _walk("W2", [(2.1, 0.1), (2.9, 0.4)], start=30)
     # three batches, the last one late and out of order
     intake.ingest(tiny, walk[10:], principal=SYSTEM)
+    assert grid_cover.refresh_stale(tiny)["notes"] == 1
     intake.ingest(tiny, other, principal=SYSTEM)
     intake.ingest(tiny, walk[:10][::-1], principal=SYSTEM)
+    assert grid_cover.refresh_stale(tiny)["notes"] == 2
+    assert grid_cover.refresh_stale(tiny)["notes"] == 0
     expected = {g["code"]: g for g in coverage.coverage(
         tiny, region=tc.STREET, buffer_m=grid_cover.BUFFER_M, principal=SYSTEM,
         **day_window())["grids"]}
@@ -57,10 +60,12 @@ def test_day_rows_equal_the_coverage_of_that_day_whatever_the_batches(tiny: Conn
 
 def test_a_later_day_adds_up_in_the_month_row(tiny: Connection) -> None:
     intake.ingest(tiny, _walk("W1", TRACK), principal=SYSTEM)
+    grid_cover.refresh_stale(tiny)
     first = rows(tiny, "d")[tc.G1][0]
     later = [{**f, "time": (datetime.fromisoformat(f["time"]) + timedelta(days=1)).isoformat()}
              for f in _walk("W1", TRACK[:3])]
     intake.ingest(tiny, later, principal=SYSTEM)
+    grid_cover.refresh_stale(tiny)
     second = tiny.execute(text(
         "SELECT share FROM patrol_grid_cover WHERE span = 'd' AND grid_code = :g AND t0 = :d"),
         {"g": tc.G1, "d": DAY.date() + timedelta(days=1)}).scalar_one()
@@ -133,6 +138,7 @@ def test_grid_tiles_carry_the_windows_mean_daily_coverage(tiny: Connection) -> N
     before = maps.tile(tiny, "grids", 14, x, y, principal=SYSTEM, filters=f, cache=cache)
     assert _attrs(before)[tc.G1]["patrolled"] == 0 and "last_patrol" not in _attrs(before)[tc.G1]
     intake.ingest(tiny, _walk("W1", TRACK), principal=SYSTEM)
+    grid_cover.refresh_stale(tiny)
     share, last = rows(tiny, "d")[tc.G1]
     after = _attrs(maps.tile(tiny, "grids", 14, x, y, principal=SYSTEM, filters=f, cache=cache))
     assert after[tc.G1]["patrolled"] == pytest.approx(share, abs=1e-4) and share > 0.2
@@ -147,3 +153,47 @@ def test_grid_tiles_carry_the_windows_mean_daily_coverage(tiny: Connection) -> N
     live = _attrs(maps.tile(tiny, "grids", 12, x12, y12, principal=SYSTEM, filters=f, cache=None,
                             pretiled=False))
     assert cut == live and cut[tc.G1]["patrolled"] == after[tc.G1]["patrolled"]
+
+
+def test_the_api_worker_recomputes_coverage_after_fixes_are_committed() -> None:
+    """End to end on a database of its own: fixes posted through the API (committed) are noted by
+    the trigger; the app's background worker recomputes their grids' day and the grid tile shows
+    it, without anyone asking."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import ApiSettings, DatabaseSettings, Settings
+    from tests.conftest import app_role_url, tiny_city_engine, token_for
+    from tests.layers.test_maps import tile_xy as xy
+
+    engine = tiny_city_engine("citygrid_test_cover", users=(("cover_admin", "admin"),))
+    owner = engine.url.render_as_string(hide_password=False)
+    app = create_app(Settings(db=DatabaseSettings(database_url=app_role_url(owner),
+                                                  migration_url=owner),
+                              api=ApiSettings(coverage_refresh_s=0.2)))
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            h = {"Authorization": f"Bearer {token_for(app, 'cover_admin')}"}
+            r = client.post("/patrols/fixes", json={"fixes": _walk("W1", TRACK)}, headers=h)
+            assert r.status_code == 200 and r.json()["accepted"] > 20, r.text
+            with engine.connect() as conn:
+                x, y = xy(conn, tc.G1, 14)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 20:
+                with engine.connect() as conn:
+                    pending = conn.execute(text("SELECT count(*) FROM patrol_cover_stale")).scalar()
+                    got = rows(conn, "d")
+                if not pending and tc.G1 in got:
+                    break
+                time.sleep(0.1)
+            assert not pending and got[tc.G1][0] > 0.2, (pending, got)
+            since, until = (v.isoformat() for v in day_window().values())
+            tile = client.get(f"/tiles/grids/14/{x}/{y}.mvt", headers=h,
+                              params={"since": since, "until": until})
+            assert _attrs(tile.content)[tc.G1]["patrolled"] == pytest.approx(got[tc.G1][0],
+                                                                             abs=1e-4)
+            assert app.state.coverage_worker.rounds > 0
+    finally:
+        engine.dispose()

@@ -48,6 +48,7 @@ def engine(ui_db_url: str) -> Iterator[Engine]:
     from app.seed_incidents import load_demo_incidents
     from data.patrols import load_demo_patrols
     from layers.incidents.catalogue import seed
+    from layers.patrols import grid_cover
 
     eng = create_engine(ui_db_url)
     with eng.begin() as conn:
@@ -64,6 +65,7 @@ def engine(ui_db_url: str) -> Iterator[Engine]:
             " = (now() AT TIME ZONE 'Asia/Shanghai')::date - 1)")).scalar_one()
         if not have:
             load_demo_patrols(conn, days=1)
+            grid_cover.refresh_stale(conn)  # their coverage per grid, as the API's worker would
     yield eng
     eng.dispose()
 

@@ -4,9 +4,8 @@
 within 50 m of that day's filtered tracks and the time of its latest good fix (span ``'d'``), and
 per month their sum of daily shares and latest fix (span ``'m'``), so a window of whole months
 reads one row per grid. Only grids someone patrolled get rows (a missing row is a share of 0).
-``layers.patrols.grid_cover`` writes them: the fix intake after each batch, for the days and the
-neighbourhood the batch touched, in the same transaction; the demo and bench loaders for their
-whole range. Writes bump the map data version and NOTIFY, like incidents, so cached grid tiles
+``layers.patrols.grid_cover`` writes them (after new fixes: see 0012; the demo and bench loaders
+for their whole range). Writes bump the map data version and NOTIFY, like incidents, so cached grid tiles
 drop at once.
 
 Revision ID: 0010
