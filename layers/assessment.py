@@ -180,6 +180,12 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     else:
         notes.append(f"patrol_coverage: mean daily share; each day's tracks filtered as in "
                      f"layers.patrols.tracks, buffered {PATROL_BUFFER_M:g} m in EPSG:4549.")
+        pending = conn.execute(text(
+            "SELECT count(DISTINCT day) FROM patrol_cover_stale WHERE day >= :a AND day < :b"),
+            {"a": start.astimezone(CITY_TZ).date(), "b": end.astimezone(CITY_TZ).date()}).scalar()
+        if pending:
+            notes.append(f"patrol_coverage: new fixes on {pending} day(s) of the month are "
+                         "still being taken into account (recomputed in the background).")
     return {"month": month, "level": level, "region": region, "timezone": CITY_TZ.key,
             "as_of": params["as_of"].isoformat(), "rows": out_rows, "formulas": FORMULAS,
             "notes": notes}

@@ -113,14 +113,14 @@ def test_workbook_has_figures_and_formulas(mounted, anonymous: TestClient,  # no
     assert "按期结案率" in formulas["on_time_rate"] and "返工率" in formulas["rework_rate"]
 
 
-def _patrol(conn: Connection, grid: str) -> str:
+def _patrol(conn: Connection, grid: str, *, refresh: bool = True) -> str:
     """A walk through three points inside ``grid`` on 12 October, by its primary worker."""
     from datetime import datetime, timedelta
 
     import shapely
 
     from gis.transform import transformer
-    from layers.patrols import intake
+    from layers.patrols import grid_cover, intake
 
     staff, pts = conn.execute(text(
         "SELECT s.code, ST_AsText(ST_GeneratePoints(r.geom, 3, 5)) FROM region_current r "
@@ -137,6 +137,8 @@ def _patrol(conn: Connection, grid: str) -> str:
         fixes.append({"staff_code": staff, "lon": lon, "lat": lat, "accuracy_m": 8.0,
                       "time": (t0 + timedelta(seconds=30 * i)).isoformat()})
     assert intake.ingest(conn, fixes, principal=Principal.system())["accepted"] == len(fixes)
+    if refresh:
+        grid_cover.refresh_stale(conn)  # what the API's background worker does after the commit
     return staff
 
 
@@ -169,6 +171,7 @@ def test_patrol_coverage_per_grid_street_and_worker(conn: Connection, grids) -> 
     workers = {r["code"]: r for r in assessment.monthly(
         conn, principal=system, month="2026-10", level="worker", region="330782001")["rows"]}
     assert workers[staff]["patrol_coverage"] > 0 and workers[staff]["grids"] >= 1
+    assert not any("still being" in n for n in street["notes"])
     # no fixes in September: null, with a note
     sept = assessment.monthly(conn, principal=system, month="2026-09", level="grid",
                               region="330782001")
@@ -184,3 +187,10 @@ def test_patrol_coverage_per_grid_street_and_worker(conn: Connection, grids) -> 
             "patrol_coverage"]
     formulas = {r[0]: r[2] for r in wb["口径"].iter_rows(min_row=2, values_only=True) if r[0]}
     assert formulas["patrol_coverage"].startswith("巡查覆盖率(日均) = ")
+
+
+def test_fixes_not_yet_taken_into_account_are_said(conn: Connection, grids) -> None:
+    _patrol(conn, grids[0], refresh=False)
+    out = assessment.monthly(conn, principal=Principal.system(), month="2026-10", level="street",
+                             region="330782001")
+    assert any("still being taken into account" in n for n in out["notes"])
