@@ -5,7 +5,7 @@
 "use strict";
 (function () {
   const STRINGS = window.CG_I18N;
-  const $ = (id) => document.getElementById(id);
+  const { $, esc, ApiError } = window.CG;
   const OPEN = ["received", "registered", "dispatched", "handling", "reported", "verified"];
   const CLOSED = ["closed", "evaluated"];
   const LIGHT = { red: "#d62828", yellow: "#f4a261", green: "#2a9d8f" };
@@ -24,13 +24,9 @@
     events: null, unpatrolled: null, track: null, categories: [], ready: false,
     firstView: false, firstViewMs: null, loginAt: null,
   };
-  let pending = 0;
 
   // ---- i18n -------------------------------------------------------------------------------------
-  function t(key) {
-    const table = STRINGS[state.lang] || STRINGS["zh-CN"];
-    return key in table ? table[key] : key;
-  }
+  const t = window.CG.translator(STRINGS, () => state.lang);
   function label(prefix, value) {  // a translated enum value, or the value itself if unknown
     const key = prefix + value;
     return t(key) === key ? value : t(key);
@@ -51,37 +47,7 @@
   }
 
   // ---- requests ---------------------------------------------------------------------------------
-  class ApiError extends Error {
-    constructor(status, body) {
-      super((body && body.message) || String(status));
-      this.status = status; this.code = body && body.code; this.detail = body && body.detail;
-    }
-  }
-  function busy(delta) {
-    pending += delta;
-    $("loading").hidden = pending <= 0;
-  }
-  async function api(path, options = {}) {
-    const opts = { credentials: "same-origin", headers: { Accept: "application/json" }, ...options };
-    if (opts.body !== undefined) {
-      opts.headers["Content-Type"] = "application/json";
-      opts.body = JSON.stringify(opts.body);
-    }
-    if (opts.method && opts.method !== "GET" && state.csrf) opts.headers["X-CSRF-Token"] = state.csrf;
-    busy(1);
-    try {
-      let res;
-      try { res = await fetch(path, opts); } catch (e) {
-        if (e.name === "AbortError") throw e;
-        throw new ApiError(0, { message: t("error_network") });
-      }
-      if (res.status === 204) return null;
-      let body = null;
-      try { body = await res.json(); } catch (e) { body = null; }
-      if (!res.ok) throw new ApiError(res.status, body);
-      return body;
-    } finally { busy(-1); }
-  }
+  const api = window.CG.client({ csrf: () => state.csrf, t });
   // An error stays up until the user acts again, or until the background refresh that raised it
   // (outlines, heat, cases: named by ``source``) succeeds: a refresh must not hide the user's error.
   function showError(err, source = "action") {
@@ -652,10 +618,6 @@
         highlight(region.geometry);
       }
     });
-  }
-  function esc(s) {
-    return String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
-      '"': "&quot;", "'": "&#39;" }[c]));
   }
   function person(p) {
     if (!p) return `<span class="warn">${t("nobody")}</span>`;

@@ -194,7 +194,7 @@
   const PROBLEM_STYLE = { color: "#d00000", weight: 3, fillColor: "#d00000", fillOpacity: 0.45,
     pmIgnore: true, snapIgnore: true };
 
-  const $ = (id) => document.getElementById(id);
+  const { $, esc, ApiError } = window.CG;
   const state = {
     lang: localStorage.getItem("citygrid.lang") || "zh-CN",
     csrf: null, map: null, config: null, me: null,
@@ -203,13 +203,9 @@
     selected: [], tool: null, pending: null, drawn: null, check: null, checkSeq: 0,
     view: "plan", impact: null, lastProblems: [], ready: false,
   };
-  let pending = 0;
 
   // ---- i18n -------------------------------------------------------------------------------------
-  function t(key) {
-    const table = STRINGS[state.lang] || STRINGS["zh-CN"];
-    return key in table ? table[key] : key;
-  }
+  const t = window.CG.translator(STRINGS, () => state.lang);
   function tOr(key, fallback) { return t(key) === key ? fallback : t(key); }
   function render() {
     document.documentElement.lang = state.lang;
@@ -229,43 +225,7 @@
   }
 
   // ---- requests ---------------------------------------------------------------------------------
-  class ApiError extends Error {
-    constructor(status, body) {
-      super((body && body.message) || String(status));
-      this.status = status; this.code = body && body.code; this.detail = body && body.detail;
-    }
-  }
-  function busy(delta) {
-    pending += delta;
-    $("loading").hidden = pending <= 0;
-  }
-  function quoted(etag) { return etag && etag.startsWith('"') ? etag : `"${etag}"`; }
-  // fetch on this origin; returns the JSON body, or {body, etag} with {withEtag: true}.
-  async function api(path, options = {}) {
-    const { withEtag, ifMatch, ...rest } = options;
-    const opts = { credentials: "same-origin", ...rest, headers: { Accept: "application/json" } };
-    if (opts.body !== undefined) {
-      opts.headers["Content-Type"] = "application/json";
-      opts.body = JSON.stringify(opts.body);
-    }
-    if (opts.method && opts.method !== "GET" && state.csrf) opts.headers["X-CSRF-Token"] = state.csrf;
-    if (ifMatch) opts.headers["If-Match"] = quoted(ifMatch);
-    busy(1);
-    try {
-      let res;
-      try { res = await fetch(path, opts); } catch (e) { throw new ApiError(0, { message: t("error_network") }); }
-      let body = null;
-      if (res.status !== 204) {
-        try { body = await res.json(); } catch (e) { body = null; }
-      }
-      if (!res.ok) throw new ApiError(res.status, body);
-      if (withEtag) {
-        const header = res.headers.get("ETag");
-        return { body, etag: header ? header.replace(/^W\//, "").replace(/"/g, "") : null };
-      }
-      return body;
-    } finally { busy(-1); }
-  }
+  const api = window.CG.client({ csrf: () => state.csrf, t });
   function showError(err) {
     const box = $("error");
     box.classList.remove("notice");
@@ -295,10 +255,6 @@
       showError(err);
       return undefined;
     }
-  }
-  function esc(s) {
-    return String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
-      '"': "&quot;", "'": "&#39;" }[c]));
   }
   function who(name) { return String(name == null ? "" : name).replace(/^user:/, ""); }
   function fmtTime(iso) {
