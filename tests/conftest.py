@@ -268,3 +268,20 @@ def own_directory(api, monkeypatch, engine):
     yield api[0].state.directory
     with engine.connect() as c:
         api[0].state.directory.reload(c)
+
+
+def psql(engine: Engine, sql: str) -> None:
+    """Commit a change the way an operator would: psql, another process, no API involved."""
+    u = engine.url
+    subprocess.run(["psql", "-h", u.host, "-p", str(u.port), "-U", u.username, "-d", u.database,
+                    "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
+
+
+def wait_for(predicate, timeout: float, *, every: float = 0.01) -> float | None:
+    """Seconds until ``predicate()`` held, or None if it did not within ``timeout``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return time.monotonic() - t0
+        time.sleep(every)
+    return None

@@ -6,7 +6,6 @@ that is created empty for the session and dropped at the end.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -14,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from app.locator_service import LocatorService
-from tests.conftest import tiny_city_engine
+from tests.conftest import psql, tiny_city_engine, wait_for
 from tests.tiny_city import G1, at
 
 
@@ -25,37 +24,21 @@ def scratch() -> Iterator[Engine]:
     engine.dispose()
 
 
-def _psql(engine: Engine, sql: str) -> None:
-    """Commit a change the way an operator would: psql, another process, no API involved."""
-    u = engine.url
-    subprocess.run(["psql", "-h", u.host, "-p", str(u.port), "-U", u.username, "-d", u.database,
-                    "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
-
-
-def _wait_for(predicate, timeout: float) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return time.monotonic() - t0
-        time.sleep(0.01)
-    return None
-
-
 def test_a_change_committed_by_psql_reaches_the_locator_within_a_second(scratch: Engine) -> None:
     service = LocatorService(scratch, raster=False)
     service.reload()
     service.start()
     try:
-        assert _wait_for(lambda: service.reloads >= 1 and not service.stale, 5) is not None
+        assert wait_for(lambda: service.reloads >= 1 and not service.stale, 5) is not None
         time.sleep(0.3)  # the listener is connected and LISTENing
         lon, lat = at(0.5, 0.5)
         assert service.snapshot.locate(lon, lat)["responsible"]["code"] == "W1"
-        _psql(scratch, "UPDATE staff SET status = 'on_leave' WHERE code = 'W1'")
-        took = _wait_for(
+        psql(scratch, "UPDATE staff SET status = 'on_leave' WHERE code = 'W1'")
+        took = wait_for(
             lambda: service.snapshot.locate(lon, lat)["responsible"]["code"] == "B1", 1.0)
         assert took is not None, "the locator did not see the change within 1 s"
-        _psql(scratch, "UPDATE staff SET status = 'available' WHERE code = 'W1'")
-        assert _wait_for(
+        psql(scratch, "UPDATE staff SET status = 'available' WHERE code = 'W1'")
+        assert wait_for(
             lambda: service.snapshot.locate(lon, lat)["responsible"]["code"] == "W1", 1.0)
     finally:
         service.stop()
@@ -66,20 +49,20 @@ def test_lookups_keep_answering_from_memory_when_the_database_is_gone(scratch: E
     service.reload()
     service.start()
     try:
-        assert _wait_for(lambda: not service.stale, 5) is not None
+        assert wait_for(lambda: not service.stale, 5) is not None
         time.sleep(0.3)
         # Cut the listener off and point the service at a server that is not there.
         service.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
         with scratch.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                               "WHERE application_name = :n"), {"n": service.listener_name})
-        assert _wait_for(lambda: service.stale, 5) is not None
+        assert wait_for(lambda: service.stale, 5) is not None
         answer = service.snapshot.locate(*at(0.5, 0.5))
         assert answer["grid"]["code"] == G1  # still answering, flagged stale by the service
         assert service.status()["stale"] is True
         # The server comes back: the service reconnects and is fresh again.
         service.engine = scratch
-        assert _wait_for(lambda: not service.stale, 5) is not None
+        assert wait_for(lambda: not service.stale, 5) is not None
     finally:
         service.stop()
 
@@ -119,7 +102,7 @@ def test_api_keeps_locating_and_refuses_writes_cleanly_when_the_database_is_down
             time.sleep(0.2)
             return app.state.locator.stale
 
-        assert _wait_for(cut, 15) is not None
+        assert wait_for(cut, 15) is not None
         res = client.get("/locate", params={"lon": lon, "lat": lat}, headers=h)
         assert res.status_code == 200 and res.json()["stale"] is True
         assert res.json()["grid"] is not None

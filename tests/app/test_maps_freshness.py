@@ -9,7 +9,6 @@ reach the app (the tile cache's generation moves) and then asks for the same til
 from __future__ import annotations
 
 import math
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -17,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from layers import maps
-from tests.conftest import tiny_city_engine
+from tests.conftest import psql, tiny_city_engine, wait_for
 from tests.tiny_city import G1, at
 
 
@@ -29,25 +28,10 @@ def scratch() -> Iterator[Engine]:
     engine.dispose()
 
 
-def _psql(engine: Engine, sql: str) -> None:
-    u = engine.url
-    subprocess.run(["psql", "-h", u.host, "-p", str(u.port), "-U", u.username, "-d", u.database,
-                    "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
-
-
 def _tile(lon: float, lat: float, z: int) -> tuple[int, int]:
     n = 2 ** z
     return (int((lon + 180) / 360 * n),
             int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n))
-
-
-def _wait_for(predicate, timeout: float) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return time.monotonic() - t0
-        time.sleep(0.01)
-    return None
 
 
 def _insert(lon: float, lat: float, tag: str) -> str:
@@ -70,7 +54,7 @@ def test_a_tile_changes_after_another_connection_commits_under_it(scratch: Engin
                                                   migration_url=owner)))
     lon, lat = at(0.4, 0.6)
     with TestClient(app, raise_server_exceptions=False) as client:
-        assert _wait_for(lambda: not app.state.locator.stale, 5) is not None
+        assert wait_for(lambda: not app.state.locator.stale, 5) is not None
         time.sleep(0.3)  # the listener is connected and LISTENing
         h = {"Authorization": f"Bearer {token_for(app, 'tiles_sup')}"}
         urls = {f"/tiles/grids/{z}/{x}/{y}.mvt" for z in (12, 15) for x, y in [_tile(lon, lat, z)]}
@@ -89,8 +73,8 @@ def test_a_tile_changes_after_another_connection_commits_under_it(scratch: Engin
 
         for round_ in range(2):
             generation = maps.TILE_CACHE.generation
-            _psql(scratch, _insert(lon, lat, f"fresh-{round_}"))
-            took = _wait_for(lambda g=generation: maps.TILE_CACHE.generation > g, 2.0)
+            psql(scratch, _insert(lon, lat, f"fresh-{round_}"))
+            took = wait_for(lambda g=generation: maps.TILE_CACHE.generation > g, 2.0)
             assert took is not None, "the NOTIFY did not reach the app's tile cache in 2 s"
             for url in sorted(urls):
                 now = client.get(url, headers=h)
@@ -100,8 +84,8 @@ def test_a_tile_changes_after_another_connection_commits_under_it(scratch: Engin
             assert before[points_url].count(b"fresh-") == 0  # ids, not tags, travel
             assert G1.encode() in before[points_url]  # the new point, with its grid
         # grids tile counts what was committed; deleting it brings the first tile back
-        _psql(scratch, "DELETE FROM incident WHERE external_id LIKE 'fresh-%'")
-        assert _wait_for(lambda: client.get(sorted(urls)[0], headers=h).content
+        psql(scratch, "DELETE FROM incident WHERE external_id LIKE 'fresh-%'")
+        assert wait_for(lambda: client.get(sorted(urls)[0], headers=h).content
                          != before[sorted(urls)[0]], 2.0) is not None
     with scratch.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM incident")).scalar() == 0

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 
 from app.plan_schemas import ActivationPublic, ImpactPublic, PlanList, PlanPublic, VersionList
 from app.schemas import ErrorPublic
+from tests.conftest import wait_for
 from tests.tiny_city import C1, G1, X0, Y0, U, at
 
 PLANNER_STREET = "330782001"
@@ -250,15 +251,6 @@ def scratch() -> Iterator[Engine]:
     engine.dispose()
 
 
-def _wait_for(predicate, timeout: float) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return time.monotonic() - t0
-        time.sleep(0.01)
-    return None
-
-
 def _split_line(y: float) -> dict[str, Any]:
     return {"type": "LineString", "coordinates": [[X0 - 0.1 * U, Y0 + y * U],
                                                   [X0 + 1.1 * U, Y0 + y * U]]}
@@ -297,7 +289,7 @@ def test_every_worker_switches_within_a_second_now_and_when_scheduled(scratch: E
             assert res.status_code == 200, res.text
             new = client.get("/locate", params={"lon": top[0], "lat": top[1]}).json()
             assert new["grid"]["code"] != G1  # this worker: at once
-            took = _wait_for(lambda: grid_at(other, top) == new["grid"]["code"], 1.0)
+            took = wait_for(lambda: grid_at(other, top) == new["grid"]["code"], 1.0)
             assert took is not None, "the other worker did not switch within 1 s"
             print(f"other worker switched {time.monotonic() - t0:.3f} s after activation")
 
@@ -318,7 +310,7 @@ def test_every_worker_switches_within_a_second_now_and_when_scheduled(scratch: E
             wait = (when - datetime.now(UTC)).total_seconds()
             assert wait > 0.2, "the test machine is too slow for this check"
             time.sleep(wait)
-            late = _wait_for(lambda: grid_at(other, top) == G1
+            late = wait_for(lambda: grid_at(other, top) == G1
                              and app.state.locator.snapshot.locate(*top)["grid"]["code"] == G1,
                              1.0)
             assert late is not None, "the workers did not switch within 1 s of effective_at"

@@ -159,13 +159,11 @@ def test_the_api_worker_recomputes_coverage_after_fixes_are_committed() -> None:
     """End to end on a database of its own: fixes posted through the API (committed) are noted by
     the trigger; the app's background worker recomputes their grids' day and the grid tile shows
     it, without anyone asking."""
-    import time
-
     from fastapi.testclient import TestClient
 
     from app.main import create_app
     from app.settings import ApiSettings, DatabaseSettings, Settings
-    from tests.conftest import app_role_url, tiny_city_engine, token_for
+    from tests.conftest import app_role_url, tiny_city_engine, token_for, wait_for
     from tests.layers.test_maps import tile_xy as xy
 
     engine = tiny_city_engine("citygrid_test_cover", users=(("cover_admin", "admin"),))
@@ -180,15 +178,16 @@ def test_the_api_worker_recomputes_coverage_after_fixes_are_committed() -> None:
             assert r.status_code == 200 and r.json()["accepted"] > 20, r.text
             with engine.connect() as conn:
                 x, y = xy(conn, tc.G1, 14)
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 20:
+
+            def recomputed() -> bool:
                 with engine.connect() as conn:
                     pending = conn.execute(text("SELECT count(*) FROM patrol_cover_stale")).scalar()
-                    got = rows(conn, "d")
-                if not pending and tc.G1 in got:
-                    break
-                time.sleep(0.1)
-            assert not pending and got[tc.G1][0] > 0.2, (pending, got)
+                    return not pending and tc.G1 in rows(conn, "d")
+
+            assert wait_for(recomputed, 20, every=0.1) is not None
+            with engine.connect() as conn:
+                got = rows(conn, "d")
+            assert got[tc.G1][0] > 0.2, got
             since, until = (v.isoformat() for v in day_window().values())
             tile = client.get(f"/tiles/grids/14/{x}/{y}.mvt", headers=h,
                               params={"since": since, "until": until})
