@@ -333,6 +333,21 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
                    for n, sp in enumerate(window.spans) if sp[0] == "y"]
     days = [c for c, sp in zip(spans, window.spans, strict=True) if sp[0] == "d"]
     parts = []
+
+    def ranges(kind: str) -> str:  # received_at inside the window's whole periods of ``kind``
+        return " OR ".join(f"({_t0_range(n, sp)})" for n, sp in enumerate(window.spans)
+                           if sp[0] == kind)
+
+    def due_today(kind: str) -> str:  # open cases of those periods falling due today, before now
+        return (f"SELECT coalesce(i.{column}, '') AS code, 0, 0, count(*) FROM incident i "
+                f"WHERE i.state = ANY(:open) AND i.due_at >= :today_start AND i.due_at < now() "
+                f"AND ({ranges(kind)}) AND {raw_where}{ilimit} GROUP BY 1")
+
+    def totals(spans: list[str]) -> str:  # everything-rows of those periods
+        return (f"SELECT t.{column} AS code, sum(t.n::int) AS incidents, 0 AS open, 0 AS overdue "
+                f"FROM incident_grid_tally t WHERE ({' OR '.join(f'({c})' for c in spans)}) "
+                f"AND {everything} AND {place}{limit} GROUP BY 1")
+
     # open detail rows, in the words of the partial index incident_grid_tally_open_idx
     opened = ("(t.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES))
               + ") AND t.n <> 0)")
@@ -351,38 +366,18 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
             f"coalesce(sum(t.n::int) FILTER (WHERE {filt} AND {opened} "
             "AND t.due_day < :today), 0) AS overdue "
             f"FROM incident_grid_tally t WHERE {when} AND {rows} AND {place}{limit} GROUP BY 1")
-        # open cases of those months falling due today, before now
-        rng = " OR ".join(f"({_t0_range(n, sp)})" for n, sp in enumerate(window.spans)
-                          if sp[0] == "m")
-        parts.append(
-            f"SELECT coalesce(i.{column}, '') AS code, 0, 0, count(*) FROM incident i "
-            f"WHERE i.state = ANY(:open) AND i.due_at >= :today_start AND i.due_at < now() "
-            f"AND ({rng}) AND {raw_where}{ilimit} GROUP BY 1")
+        parts.append(due_today("m"))
     if years:  # unfiltered only: totals from year rows, open and overdue from month rows
-        parts.append(
-            f"SELECT t.{column} AS code, sum(t.n::int) AS incidents, 0 AS open, 0 AS overdue "
-            f"FROM incident_grid_tally t "
-            f"WHERE ({' OR '.join(f'({c})' for c in years)}) AND {everything} "
-            f"AND {place}{limit} GROUP BY 1")
+        parts.append(totals(years))
         parts.append(
             f"SELECT t.{column} AS code, 0, sum(t.n::int), "
             "coalesce(sum(t.n::int) FILTER (WHERE t.due_day < :today), 0) "
             f"FROM incident_grid_tally t WHERE ({' OR '.join(f'({c})' for c in year_months)}) "
             f"AND {opened} AND {place}{limit} GROUP BY 1")
-        rng = " OR ".join(f"({_t0_range(n, sp)})" for n, sp in enumerate(window.spans)
-                          if sp[0] == "y")
-        parts.append(
-            f"SELECT coalesce(i.{column}, '') AS code, 0, 0, count(*) FROM incident i "
-            f"WHERE i.state = ANY(:open) AND i.due_at >= :today_start AND i.due_at < now() "
-            f"AND ({rng}) AND {raw_where}{ilimit} GROUP BY 1")
+        parts.append(due_today("y"))
     if days:  # unfiltered only: totals from the tally, open and overdue from open rows
-        when = "(" + " OR ".join(f"({c})" for c in days) + ")"
-        parts.append(
-            f"SELECT t.{column} AS code, sum(t.n::int) AS incidents, 0 AS open, 0 AS overdue "
-            f"FROM incident_grid_tally t WHERE {when} AND {everything} AND {place}{limit} "
-            "GROUP BY 1")
-        rng = " OR ".join(f"({_t0_range(n, sp)})" for n, sp in enumerate(window.spans)
-                          if sp[0] == "d")
+        parts.append(totals(days))
+        rng = ranges("d")
         opens = "i.state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES)) + ")"
         parts.append(
             f"SELECT coalesce(i.{column}, '') AS code, 0, count(*), "
