@@ -19,7 +19,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -465,11 +465,12 @@ _BINS_TILE = (
 
 
 def _tile_key(conn: Connection, layer: str, z: int, x: int, y: int, filters: IncidentFilter,
-              scope: Scope, bin_pixels: int) -> tuple[Any, ...]:
+              scope: Scope, bin_pixels: int,
+              cover_days: tuple[date, date] | None = None) -> tuple[Any, ...]:
     """What a tile depends on: the request, the caller's jurisdiction, the coverage days (they
     move with the clock when no window is given) and the map data version."""
     return (layer, z, x, y, filters.key(), scope.prefixes, bin_pixels,
-            grid_cover.window_days(filters.since, filters.until), data_version(conn))
+            cover_days or grid_cover.window_days(filters.since, filters.until), data_version(conn))
 
 
 def gzipped_tile(conn: Connection, layer: str, z: int, x: int, y: int, *,
@@ -521,7 +522,7 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
         return b""
     # grid tiles carry patrol coverage over the window's days (no window: this month so far)
     cover_days = grid_cover.window_days(filters.since, filters.until)
-    key = _tile_key(conn, layer, z, x, y, filters, scope, bin_pixels)
+    key = _tile_key(conn, layer, z, x, y, filters, scope, bin_pixels, cover_days)
     generation = cache.generation if cache is not None else 0
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
