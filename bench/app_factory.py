@@ -9,8 +9,8 @@ baseline routes that exist only here (never in the product).
   the app's own SQLAlchemy engine (threadpool).
 - ``GET /_diag/params``: diagnostic, not a baseline: ``/locate``'s three query parameters, declared
   the same way, and a fixed body of /locate's size: what the framework alone charges for them.
-- ``GET /_diag/params_auth``: the same, behind the product's own ``/locate`` auth dependency (when
-  the app has one): the floor for ``/locate`` before any locator work.
+- ``GET /_diag/params_auth``: the same, behind the product's own ``/locate`` auth dependency: the
+  floor for ``/locate`` before any locator work.
 - ``GET /_diag/locate_raw``: diagnostic: ``/locate``'s work for a point inside a grid as a plain
   Starlette route, without FastAPI's parameter model and dependency solving. It reads
   ``lon``/``lat``/``crs`` from the query string, makes the same auth checks as the product's
@@ -33,7 +33,6 @@ Start with ``uvicorn --factory bench.app_factory:build``; the database URL comes
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -64,10 +63,8 @@ GRID_AT_POINT = (
 PG_SQL = GRID_AT_POINT.format(lon="%s", lat="%s")
 SA_SQL = text(GRID_AT_POINT.format(lon=":lon", lat=":lat"))
 Coord = Annotated[float, Query()]
-# The product's auth dependency on /locate, if it has one (Annotated[Principal, Depends(...)]).
-_LOCATOR = getattr(locate_router, "Locator", None)
-AUTH = [get_args(_LOCATOR)[1]] if _LOCATOR is not None else []
-SNAP_TAKES_PRINCIPAL = "principal" in inspect.signature(Snapshot.locate_json).parameters
+# The product's auth dependency on /locate (``Locator = Annotated[Principal, Depends(...)]``).
+AUTH = [get_args(locate_router.Locator)[1]]
 
 
 async def _authenticate(request: Request) -> Any:
@@ -121,8 +118,7 @@ class _FastPath:
         key = (g, principal.name if principal is not None else None)
         body = self.answers.get(key)
         if body is None:
-            pkw = {"principal": principal} if SNAP_TAKES_PRINCIPAL else {}
-            body = self.answers[key] = snap.locate_json(lon, lat, **pkw)
+            body = self.answers[key] = snap.locate_json(lon, lat, principal=principal)
         point = CheckedPoint(lon=lon, lat=lat, crs=_crs_name(crs), x=lon, y=lat)
         head = orjson.dumps({"point": point.as_dict(), "stale": service.stale})
         return Response(head[:-1] + b"," + body[1:], media_type="application/json")
@@ -208,7 +204,7 @@ def build() -> FastAPI:
         except (KeyError, ValueError):
             return Response(b'{"code":"invalid_coordinate"}', status_code=422,
                             media_type="application/json")
-        principal = await _authenticate(request) if AUTH else None
+        principal = await _authenticate(request)
         body = fast.answer(request, lon, lat, q.get("crs", "EPSG:4326"), principal)
         return body if body is not None else Response(
             b'{"code":"not_in_prototype"}', status_code=501, media_type="application/json")

@@ -35,6 +35,26 @@ def random_points(n: int = N_POINTS, seed: int = SEED) -> tuple[np.ndarray, np.n
     return rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)
 
 
+def percentiles(runs: list[float], *, scale: float = 1.0, digits: int = 1) -> dict[str, float]:
+    """p50, p95 and max of ``runs`` (nearest-rank p95: the smallest value with at least 95 % of
+    the runs at or below it), each multiplied by ``scale`` (1000 turns seconds into ms). The one
+    percentile rule every bench uses.
+
+    >>> percentiles([float(i) for i in range(1, 101)])
+    {'p50': 50.5, 'p95': 95.0, 'max': 100.0, 'n': 100}
+    """
+    import math
+    import statistics
+
+    s = sorted(runs)
+    if not s:
+        raise ValueError("no runs")
+    rank = max(0, math.ceil(0.95 * len(s)) - 1)
+    return {"p50": round(statistics.median(s) * scale, digits),
+            "p95": round(s[rank] * scale, digits),
+            "max": round(s[-1] * scale, digits), "n": len(s)}
+
+
 def best_of(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, list[float], Any]:
     """Best wall time of ``repeat`` runs, all times, and the last result."""
     times, out = [], None

@@ -21,20 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from bench.common import RESULTS
+from bench.common import RESULTS, percentiles
 
 
 def _stats(runs: list[float]) -> dict[str, float]:
-    runs = sorted(runs)
-    return {"median_ms": round(statistics.median(runs) * 1000, 2),
-            "p95_ms": round(runs[int(0.95 * (len(runs) - 1))] * 1000, 2), "n": len(runs)}
+    p = percentiles(runs, scale=1000, digits=2)
+    return {"median_ms": p["p50"], "p95_ms": p["p95"], "n": p["n"]}
 
 
 def main() -> None:

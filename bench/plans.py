@@ -19,7 +19,6 @@ commit itself, a WAL flush, is not timed).
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
@@ -28,6 +27,7 @@ from shapely.ops import split
 from sqlalchemy import Connection, create_engine, text
 
 from bench import city
+from bench.common import percentiles
 from grids import plans
 from grids.access import Principal
 from layers.incidents import reroute
@@ -98,10 +98,8 @@ def bench_validation(conn: Connection) -> dict[str, Any]:
                                    if_match=plan["etag"], dry_run=True)
             times.append((time.perf_counter() - t0) * 1000)
         assert res["problems"] == [], res["problems"]
-        times.sort()
-        out[name] = {"median_ms": round(statistics.median(times), 1),
-                     "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
-                     "max_ms": round(times[-1], 1), "runs": REPEAT,
+        p = percentiles(times)
+        out[name] = {"median_ms": p["p50"], "p95_ms": p["p95"], "max_ms": p["max"], "runs": REPEAT,
                      "summary": res["summary"]}
     return out
 
@@ -123,9 +121,8 @@ def bench_postgis_check(conn: Connection, community: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         row = conn.execute(POSTGIS_CHECK, {"c": community}).one()
         times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    return {"median_ms": round(statistics.median(times), 1),
-            "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1), "runs": REPEAT,
+    p = percentiles(times)
+    return {"median_ms": p["p50"], "p95_ms": p["p95"], "runs": REPEAT,
             "overlaps": row.overlaps, "gap_m2": round(row.gap_m2 or 0.0, 1)}
 
 

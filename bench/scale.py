@@ -39,7 +39,6 @@ import functools
 import json
 import math
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, text
 
 from bench import city
+from bench.common import percentiles
 
 DBNAME = "citygrid_scale"
 INCIDENTS = 5_000_000
@@ -258,10 +258,7 @@ def setup() -> dict[str, Any]:
 # -- measure -------------------------------------------------------------------------------------
 
 def pctl(runs: list[float]) -> dict[str, float]:
-    s = sorted(runs)
-    return {"p50": round(statistics.median(s), 1),
-            "p95": round(s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)], 1),
-            "max": round(s[-1], 1), "n": len(s)}
+    return percentiles(runs)
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
