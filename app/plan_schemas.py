@@ -1,4 +1,4 @@
-"""Request and response models of the plans API (issue 8; contract in PLANS_API.md)."""
+"""Request and response models of the plans API (contract in docs/plans-api.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Redraw plans: drafts, validation, impact preview, activation, history (issue 8).
 
 Writes to a plan need ``If-Match`` with the plan's ETag (428 without it, 409 if stale). The
-contract the portal's editor is built against is PLANS_API.md.
+contract the portal's editor is built against is docs/plans-api.md.
 """
 
 from __future__ import annotations

@@ -161,8 +161,8 @@ def _dispatcher(server: str) -> Iterator[httpx.Client]:
 
 
 def _settled(c: httpx.Client, plan_id: int, etag: str | None = None) -> None:
-    """Wait until a write to a plan is visible: the API answers before it commits (see
-    docs/notes-planui.md), so a request sent at once may not find the new state yet."""
+    """Wait until a write to a plan is visible to another request: the browser may send its next
+    request before this client's sees the committed state."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         res = c.get(f"/plans/{plan_id}")
