@@ -13,6 +13,8 @@ from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import Connection, text
 
@@ -82,6 +84,93 @@ def test_triggers_keep_the_tallies_equal_to_a_rebuild(city: Connection) -> None:
     conn.execute(text("SELECT citygrid_tally_rebuild()"))
     assert tally_snapshot(conn) == kept
 
+
+
+# -- the reference: the raw rows filtered and binned here, in numpy, from lon/lat ---------------
+# Nothing below uses the product's filter SQL (IncidentFilter.sql), its bin arithmetic (bin_box,
+# tile_bin_box, cell sizes) or PostGIS transforms, so a bug there cannot cancel out.
+
+R_EARTH = 6378137.0  # the EPSG:3857 sphere
+WORLD_M = 2 * math.pi * R_EARTH
+
+
+class Reference:
+    """Every incident as plain columns, read once per test."""
+
+    def __init__(self, conn: Connection) -> None:
+        rows = conn.execute(text(
+            "SELECT ST_X(i.geom), ST_Y(i.geom), extract(epoch FROM i.received_at), c.code, "
+            "coalesce(pc.code, ''), i.state, coalesce(i.region_code, ''), "
+            "coalesce(i.grid_code, ''), coalesce(i.street_code, ''), "
+            "extract(epoch FROM i.due_at) FROM incident i JOIN category c ON c.id = i.category_id "
+            "LEFT JOIN category pc ON pc.id = c.parent_id")).all()
+        self.now = conn.execute(text("SELECT extract(epoch FROM now())")).scalar_one()
+        df = pd.DataFrame(rows, columns=["lon", "lat", "received", "cat", "parent", "state",
+                                         "region", "grid_code", "street_code", "due"])
+        lon, lat = (df[c].astype(float).to_numpy() for c in ("lon", "lat"))
+        self.x = R_EARTH * np.radians(lon)
+        self.y = R_EARTH * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2))
+        self.received, self.due = (df[c].astype(float).to_numpy() for c in ("received", "due"))
+        self.cat, self.parent, self.state, self.region, self.grid_code, self.street_code = (
+            df[c].to_numpy(dtype=str) for c in ("cat", "parent", "state", "region", "grid_code",
+                                                "street_code"))
+
+    def mask(self, f: maps.IncidentFilter, scope_prefix: str | None = None) -> np.ndarray:
+        m = np.ones(len(self.received), dtype=bool)
+        if f.since is not None:
+            m &= self.received >= f.since.timestamp()
+        if f.until is not None:
+            m &= self.received < f.until.timestamp()
+        if f.categories:
+            m &= np.isin(self.cat, f.categories) | np.isin(self.parent, f.categories)
+        if f.states:
+            m &= np.isin(self.state, f.states)
+        for prefix in (f.region and f.region.rstrip("0"), scope_prefix):
+            if prefix:  # street codes here end in 000 after their 9 digits
+                m &= np.char.startswith(self.region, prefix)
+        return m
+
+    def bins(self, size: float, m: np.ndarray, box: tuple[float, float, float, float] | None
+             ) -> dict[tuple[int, int], int]:
+        """Square bins of side ``size`` m, counted; only bins meeting ``box`` (mercator m)."""
+        keep = m & np.isfinite(self.x)
+        ix, iy = np.floor(self.x[keep] / size), np.floor(self.y[keep] / size)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            inside = (((ix + 1) * size > x0) & (ix * size <= x1)
+                      & ((iy + 1) * size > y0) & (iy * size <= y1))
+            ix, iy = ix[inside], iy[inside]
+        return dict(Counter(zip(ix.astype(int).tolist(), iy.astype(int).tolist(), strict=True)))
+
+    def heat(self, zoom: int, pixels: int, f: maps.IncidentFilter,
+             bbox: tuple[float, float, float, float] | None = None,
+             scope_prefix: str | None = None) -> dict[tuple[int, int], int]:
+        box = None
+        if bbox is not None:
+            (x0, x1), (y0, y1) = ((R_EARTH * math.radians(v) for v in (bbox[0], bbox[2])),
+                                  (R_EARTH * math.log(math.tan(math.pi / 4 + math.radians(v) / 2))
+                                   for v in (bbox[1], bbox[3])))
+            box = (x0, y0, x1, y1)
+        return self.bins(pixels * WORLD_M / (256 * 2 ** zoom), self.mask(f, scope_prefix), box)
+
+    def tile(self, z: int, x: int, y: int, f: maps.IncidentFilter) -> dict[tuple[int, int], int]:
+        """16 × 16 bins a tile: the bins whose centres lie in tile z/x/y."""
+        side = WORLD_M / 2 ** z
+        size = side / 16
+        x0, y1 = -WORLD_M / 2 + x * side, WORLD_M / 2 - y * side
+        got = self.bins(size, self.mask(f), None)
+        return {k: n for k, n in got.items()
+                if x0 < (k[0] + 0.5) * size < x0 + side and y1 - side < (k[1] + 0.5) * size < y1}
+
+    def counts(self, column: str, f: maps.IncidentFilter) -> dict[str, tuple[int, int, int]]:
+        m = self.mask(f)
+        codes = {"grid_code": self.grid_code, "street_code": self.street_code}[column][m]
+        opened = np.isin(self.state[m], sorted(maps_open()))
+        overdue = opened & (self.due[m] < self.now)
+        sums = pd.DataFrame({"code": codes, "n": 1, "open": opened, "overdue": overdue}
+                            ).groupby("code").sum()
+        return {str(k): (int(a), int(b), int(c))
+                for k, a, b, c in sums[["n", "open", "overdue"]].itertuples()}
 
 
 def expected_tallies(conn: Connection) -> tuple[set, set]:
@@ -154,12 +243,15 @@ WINDOWS = [
 @pytest.mark.parametrize("since,until", WINDOWS)
 def test_heat_from_the_tallies_equals_raw_binning(city: Connection, since, until) -> None:
     admin = Principal.system()
+    ref = Reference(city)
     f = maps.IncidentFilter(since=since and T(since), until=until and T(until))
     for zoom, pixels in ((12, 32), (14, 32), (16, 16)):
         got = maps.heat(city, principal=admin, zoom=zoom, pixels=pixels, filters=f,
                         point_threshold=0)
         assert got["source"] == "tally"
-        raw = map_tally.raw_heat_bins(city, zoom=zoom, pixels=pixels, bbox=None, filters=f)
+        raw = ref.heat(zoom, pixels, f)
+        assert map_tally.raw_heat_bins(city, zoom=zoom, pixels=pixels, bbox=None,
+                                       filters=f) == raw
         assert {tuple(ft["properties"]["ix_iy"]): ft["properties"]["count"]
                 for ft in got["features"]} == raw
         assert got["total"] == sum(raw.values()) > 0 or since == "2026-03-03T10:00:00+08:00"
@@ -179,14 +271,14 @@ def test_filters_bbox_and_jurisdiction_on_the_tallies(city: Connection) -> None:
         (maps.IncidentFilter(since=since, until=until), (x0, y0, x1, y1), None),
         (maps.IncidentFilter(since=since, until=until), None, Scope.of(STREET_A + "000")),
     ]
+    ref = Reference(city)
     for f, bbox, scope in cases:
         principal = (Principal.system() if scope is None
                      else Principal.make("u", "supervisor", scope))
         got = maps.heat(city, principal=principal, zoom=12, bbox=bbox, filters=f,
                         point_threshold=0)
         assert got["source"] == "tally", f
-        raw = map_tally.raw_heat_bins(city, zoom=12, pixels=32, bbox=bbox, filters=f,
-                                      scope=principal.locate_scope())
+        raw = ref.heat(12, 32, f, bbox, scope_prefix=scope and STREET_A)
         assert {tuple(ft["properties"]["ix_iy"]): ft["properties"]["count"]
                 for ft in got["features"]} == raw, f
         assert raw
@@ -210,6 +302,7 @@ def test_bin_tiles_from_the_tallies_equal_raw(city: Connection) -> None:
     ).one()
     month = maps.IncidentFilter(since=T("2026-04-01T00:00:00+08:00"),
                                 until=T("2026-07-19T15:00:00+08:00"))
+    ref = Reference(city)
     for z in range(10, 17):
         n = 2 ** z
         x = int((lon + 180) / 360 * n)
@@ -217,17 +310,8 @@ def test_bin_tiles_from_the_tallies_equal_raw(city: Connection) -> None:
         for f in (maps.IncidentFilter(), month):
             src, got = _bins(city, z, x, y, f, raw=False)
             assert src == "tally"
-            assert got == _bins(city, z, x, y, f, raw=True)[1] and got, (z, f)
-
-
-def _raw_counts(conn: Connection, column: str, f: maps.IncidentFilter) -> dict:
-    where, params = f.sql(Scope.everything())
-    return {r[0]: tuple(r[1:]) for r in conn.execute(text(
-        f"SELECT coalesce(i.{column}, '') AS code, count(*), "
-        "count(*) FILTER (WHERE i.state = ANY(:open)), "
-        "count(*) FILTER (WHERE i.state = ANY(:open) AND i.due_at < now()) "
-        f"FROM incident i WHERE {where} GROUP BY 1"),
-        params | {"open": sorted(maps_open())})}
+            assert got == ref.tile(z, x, y, f) and got, (z, f)
+            assert _bins(city, z, x, y, f, raw=True)[1] == got
 
 
 def maps_open() -> frozenset[str]:
@@ -243,6 +327,7 @@ def test_grid_counts_from_the_tallies_equal_raw(city: Connection, since, until) 
                       "due_at = now() - interval '1 minute' WHERE external_id LIKE 'tally-0-1%'"))
     city.execute(text("UPDATE incident SET received_at = now() - interval '2 days', "
                       "due_at = now() + interval '1 minute' WHERE external_id LIKE 'tally-0-2%'"))
+    ref = Reference(city)
     for f in (maps.IncidentFilter(since=since and T(since), until=until and T(until)),
               maps.IncidentFilter(since=since and T(since), until=until and T(until),
                                   categories=("E0501",), states=("closed", "handling"))):
@@ -250,7 +335,7 @@ def test_grid_counts_from_the_tallies_equal_raw(city: Connection, since, until) 
             sql, params = maps._grid_counts(f, Scope.everything(), column)
             got = {r[0]: tuple(r[1:]) for r in city.execute(text(sql), params)
                    if any(r[1:])}
-            raw = _raw_counts(city, column, f)
+            raw = ref.counts(column, f)
             assert got == raw and raw, (column, f)
 
 
