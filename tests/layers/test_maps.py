@@ -6,9 +6,6 @@ rolled-back transaction (points spread inside known grids with ``ST_GeneratePoin
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
@@ -16,21 +13,7 @@ from sqlalchemy import Connection, text
 from grids.access import Principal, Scope
 from layers import maps
 
-ROOT = Path(__file__).resolve().parents[2]
-MIGRATION = ROOT / "app/migrations/versions/0006_map_layers.py"
 WINDOW = {"since": "2026-10-01T00:00:00+08:00", "until": "2026-11-01T00:00:00+08:00"}
-
-
-@pytest.fixture
-def mounted(api) -> TestClient:
-    """The maps router on the session app (a no-op once app/main.py mounts it)."""
-    from app.routers import maps as maps_router
-
-    app, client = api
-    paths = {getattr(r, "path", None) for r in app.router.routes}
-    if "/maps/heat" not in paths:
-        app.include_router(maps_router.router)
-    return client
 
 
 def grid_in(conn: Connection, prefix: str, offset: int = 0) -> str:
@@ -112,20 +95,6 @@ def layer_name(tile: bytes) -> str:
     return next(v for f, v in _fields(layer) if f == 1).decode()
 
 
-def apply_map_migration(conn: Connection) -> bool:
-    """Create migration 0006's objects inside the test transaction if the database lacks them
-    (while 0005 is not merged the chain does not reach 0006). False if the file is missing."""
-    if conn.execute(text("SELECT to_regclass('map_data_version')")).scalar():
-        return True
-    if not MIGRATION.exists():
-        return False
-    spec = importlib.util.spec_from_file_location("m0006", MIGRATION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    conn.exec_driver_sql(module.UPGRADE)
-    return True
-
-
 # -- heat ----------------------------------------------------------------------------------------
 
 def test_square_bins_add_up_to_the_raw_count(conn: Connection) -> None:
@@ -168,7 +137,7 @@ def test_few_matches_come_back_as_points_and_bbox_cuts(conn: Connection) -> None
     assert far["total"] == 0
 
 
-def test_heat_and_counts_keep_to_the_jurisdiction(mounted, anonymous: TestClient, headers,
+def test_heat_and_counts_keep_to_the_jurisdiction(anonymous: TestClient, headers,
                                                   conn: Connection) -> None:
     inside, outside = grid_in(conn, "330782001"), grid_in(conn, "330782002")
     scatter(conn, inside, 30, tag="j-in")
@@ -292,13 +261,11 @@ def test_incident_and_bin_tiles(conn: Connection) -> None:
     assert layer_name(bins) == "bins" and 0 < mvt_features(conn, bins) <= 25
 
 
-def test_a_tile_changes_when_the_data_under_it_changes(mounted, anonymous: TestClient, headers,
+def test_a_tile_changes_when_the_data_under_it_changes(anonymous: TestClient, headers,
                                                        conn: Connection) -> None:
-    """Through the API and its process cache. With migration 0006 the data version (a sequence
-    bumped by the incident trigger) changes the cache key inside this very transaction; without
-    it the NOTIFY path is what invalidates, and NOTIFY never leaves a rolled-back transaction, so
-    the test calls that path (``TILE_CACHE.invalidate``, what the locator's subscriber calls)."""
-    versioned = apply_map_migration(conn)
+    """Through the API and its process cache: the data version (a sequence bumped by the
+    incident trigger) is part of the cache key, so the tile changes inside this very transaction,
+    with no NOTIFY (which never leaves a rolled-back transaction) and no explicit invalidation."""
     grid = grid_in(conn, "330782001")
     x, y = tile_xy(conn, grid, 15)
     url = f"/tiles/grids/15/{x}/{y}.mvt"
@@ -312,16 +279,17 @@ def test_a_tile_changes_when_the_data_under_it_changes(mounted, anonymous: TestC
     assert anonymous.get(url, headers=h).content == first.content
     assert maps.TILE_CACHE.hits == hits + 1  # served from the cache
 
+    version = conn.execute(text("SELECT pg_sequence_last_value('map_data_version')")).scalar()
+    generation = maps.TILE_CACHE.generation
     scatter(conn, grid, 5, tag="stale")
-    if not versioned:
-        maps.TILE_CACHE.invalidate()
+    assert conn.execute(text("SELECT pg_sequence_last_value('map_data_version')")
+                        ).scalar() > (version or 0)
     changed = anonymous.get(url, headers=h)
     assert changed.status_code == 200 and changed.content != first.content
-    if versioned:
-        assert conn.execute(text("SELECT pg_sequence_last_value('map_data_version')")).scalar()
+    assert maps.TILE_CACHE.generation == generation  # not invalidated: the key changed
 
 
-def test_tiles_go_gzipped_to_who_accepts_it(mounted, anonymous: TestClient, headers,
+def test_tiles_go_gzipped_to_who_accepts_it(anonymous: TestClient, headers,
                                             conn: Connection) -> None:
     import gzip
 
@@ -359,7 +327,11 @@ def test_cache_drops_a_tile_drawn_before_an_invalidation() -> None:
     assert cache.get(("a",)) is None and cache.get(("c",)) == b"x"  # LRU bound
 
 
-def test_bad_tile_requests(mounted, client: TestClient) -> None:
+def test_bad_tile_requests(client: TestClient) -> None:
     assert client.get("/tiles/roads/10/1/1.mvt").status_code == 422
-    assert client.get("/tiles/grids/3/9/1.mvt").status_code in (400, 422)
-    assert client.get("/maps/heat", params={"zoom": 12, "bbox": "1,2,3"}).status_code in (400, 422)
+    out = client.get("/tiles/grids/3/9/1.mvt")  # x beyond 2**3 - 1
+    assert out.status_code == 422 and out.json()["code"] == "invalid_map_request"
+    assert out.json()["detail"] == {"field": "z/x/y", "value": [3, 9, 1]}
+    out = client.get("/maps/heat", params={"zoom": 12, "bbox": "1,2,3"})
+    assert out.status_code == 422 and out.json()["code"] == "invalid_bbox"
+    assert out.json()["detail"]["field"] == "bbox"
