@@ -24,6 +24,7 @@ A point with a NaN coordinate counts as outside China: it comes back unchanged, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def _delta_raw(lon: Float, lat: Float) -> tuple[Float, Float]:
 
 
 def _fixed_point(
-    forward, target_x: Float, target_y: Float, x0: Float, y0: Float, *, tol: float, max_iter: int
+    forward: Callable[[Float, Float], tuple[Float, Float]], target_x: Float, target_y: Float,
+    x0: Float, y0: Float, *, tol: float, max_iter: int,
 ) -> tuple[Float, Float]:
     """Solve ``forward(x, y) == target`` by ``p <- p - (forward(p) - target)``, per point.
 

@@ -18,6 +18,7 @@ Rules, pinned by tests:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,7 +82,7 @@ class Snapshot:
         return answer
 
     def locate_json(self, lon: float, lat: float, *, principal: Principal,
-                    on_outside=None) -> bytes:
+                    on_outside: Callable[[], object] | None = None) -> bytes:
         """:meth:`locate` for ``principal`` as JSON bytes, per-region part cached (the hot path).
 
         A place outside the principal's locate scope is not found; phones are masked unless the
