@@ -11,7 +11,7 @@ from sqlalchemy import Connection, text
 
 from grids.access import Principal
 from layers import assessment
-from tests.layers.test_maps import grid_in, mounted  # noqa: F401 - fixture
+from tests.layers.test_maps import grid_in
 
 # (tag, state, received, closed, on time, due, reworks). Times in the city's zone (+08:00).
 CASES = [
@@ -77,8 +77,7 @@ def test_formulas_on_a_hand_made_month(conn: Connection, grids) -> None:
     assert nov["rows"][0]["received"] == 1
 
 
-def test_levels_and_jurisdiction_through_the_api(mounted, anonymous: TestClient,  # noqa: F811
-                                                 headers, grids) -> None:
+def test_levels_and_jurisdiction_through_the_api(anonymous: TestClient, headers, grids) -> None:
     h = headers("t_supervisor")
     res = anonymous.get("/assessment", params={"month": "2026-10", "level": "street"}, headers=h)
     assert res.status_code == 200, res.text
@@ -97,8 +96,7 @@ def test_levels_and_jurisdiction_through_the_api(mounted, anonymous: TestClient,
                          headers=headers("t_dispatcher")).status_code == 403
 
 
-def test_workbook_has_figures_and_formulas(mounted, anonymous: TestClient,  # noqa: F811
-                                           headers, grids) -> None:
+def test_workbook_has_figures_and_formulas(anonymous: TestClient, headers, grids) -> None:
     res = anonymous.get("/assessment.xlsx", params={"month": "2026-10", "level": "community"},
                         headers=headers("t_supervisor"))
     assert res.status_code == 200, res.text
