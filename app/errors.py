@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -38,6 +40,38 @@ STATUS: dict[type[Exception], int] = {
 }
 
 
+def _finite(value: Any, depth: int = 0) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) as None, containers copied as lists and
+    dicts, anything else unknown as its ``str``: what JSON can carry."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if depth > 32:  # a detail is never that deep; cut it rather than fail
+        return "…"
+    if isinstance(value, dict):
+        return {str(k): _finite(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_finite(v, depth + 1) for v in value]
+    try:  # numpy scalars and the like
+        return _finite(value.item(), depth + 1)
+    except (AttributeError, TypeError, ValueError):
+        return str(value)
+
+
+def safe_json(content: Any) -> bytes:
+    """``content`` as JSON whatever it holds: non-finite numbers become null, unknown objects
+    their text. An error body must never fail to render (that would be a 500 about a 4xx)."""
+    return orjson.dumps(_finite(content))
+
+
+class ErrorResponse(JSONResponse):
+    """A JSON error rendered by :func:`safe_json`."""
+
+    def render(self, content: Any) -> bytes:
+        return safe_json(content)
+
+
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, "detail": detail if detail is not None else {}}
 
@@ -67,7 +101,7 @@ def install(app: FastAPI) -> None:
 
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         code = getattr(exc, "code", "error")
-        return JSONResponse(
+        return ErrorResponse(
             error_body(code, getattr(exc, "message", str(exc)), getattr(exc, "detail", None)),
             status_code=status_for(exc),
         )
@@ -76,14 +110,14 @@ def install(app: FastAPI) -> None:
     # of the class it was registered for, which the asserts below spell out for the checker.
     async def auth_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthError)
-        return JSONResponse(error_body(exc.code, exc.message, exc.detail),
+        return ErrorResponse(error_body(exc.code, exc.message, exc.detail),
                             status_code=exc.status, headers=exc.headers or None)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         detail = _validation_detail(exc)
         fields = ", ".join(d["field"] for d in detail)
-        return JSONResponse(
+        return ErrorResponse(
             error_body("invalid_request", f"Invalid request: check {fields}.", detail),
             status_code=422,
         )
@@ -92,14 +126,14 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  401: "unauthorized", 403: "forbidden"}
-        return JSONResponse(
+        return ErrorResponse(
             error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
             status_code=exc.status_code, headers=getattr(exc, "headers", None),
         )
 
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", exc.__class__.__name__)
-        return JSONResponse(
+        return ErrorResponse(
             error_body("database_unavailable",
                        "The database is unreachable; writes and history queries fail until it is "
                        "back. Lookups keep answering from memory."),
@@ -113,7 +147,7 @@ def install(app: FastAPI) -> None:
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
         diag = getattr(exc.orig, "diag", None)
         if sqlstate.startswith(("22", "23")):
-            return JSONResponse(
+            return ErrorResponse(
                 error_body("rejected_by_database",
                            "The database rejected the data as invalid.",
                            {"sqlstate": sqlstate, "reason": str(diag and diag.message_primary)}),
@@ -123,7 +157,7 @@ def install(app: FastAPI) -> None:
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
+        return ErrorResponse(
             error_body("internal_error", "Something went wrong on the server; it has been logged."),
             status_code=500,
         )

@@ -14,6 +14,7 @@ from app.auth import Authenticator, Directory
 from app.coverage_worker import CoverageWorker
 from app.db import make_engine
 from app.hotpath import HotPath
+from app.input_guard import InputGuard
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
 from app.routers import (
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # /locate is answered before the router (the innermost user middleware: limits and CORS still
     # wrap it); its route below stays declared for the docs and the permission table.
     app.add_middleware(HotPath, routes={"/locate": (Permission.LOCATE, locate.locate)})
+    app.add_middleware(InputGuard)  # control characters in paths, queries, bodies: one 422
     app.add_middleware(BodySizeLimit, default=settings.auth.max_body_bytes,
                        bulk=settings.auth.max_batch_bytes, bulk_paths=BULK_PATHS)
     if settings.api.cors_origins:  # closed unless origins are configured

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn, PageParams
+from app.input_guard import check_frame
 from app.routers.locate import _service
 from app.schemas import ErrorPublic
 from grids.access import Permission, Principal
@@ -196,6 +197,7 @@ async def bulk_incidents(
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     name = "upload.xlsx" if "spreadsheet" in ctype else "upload.csv"
     frame = intake.read_bulk(body, filename=name)
+    check_frame(frame)  # the same text rule as every other request (app.input_guard)
     # The request's own unit of work, used from a worker thread (one thread at a time).
     result = await run_in_threadpool(
         intake.bulk, conn, snap, frame, principal=principal, partial=partial,
