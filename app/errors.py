@@ -45,6 +45,9 @@ def _finite(value: Any, depth: int = 0) -> Any:
     dicts, anything else unknown as its ``str``: what JSON can carry."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and not -(2**63) <= value < 2**64:
+        return str(value)  # JSON numbers past 64 bits are lost by most readers (and by orjson)
     if value is None or isinstance(value, (str, int, bool)):
         return value
     if depth > 32:  # a detail is never that deep; cut it rather than fail
@@ -70,6 +73,39 @@ class ErrorResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return safe_json(content)
+
+
+BODY_UNREADABLE = "There was an error parsing the body"  # FastAPI's words (fastapi.routing)
+_DESCRIPTIONS = {
+    400: "Bad request (OGC API and Open311 parameters)",
+    401: "No or bad credentials",
+    403: "The role lacks the permission (or CSRF failed)",
+    404: "Not found, or outside your jurisdiction",
+    405: "Method not allowed (see Allow)",
+    409: "Conflict with the current state",
+    413: "Request body too large",
+    422: "Invalid request: detail names the field",
+    428: "Precondition required (If-Match)",
+    429: "Too many requests (Retry-After)",
+    503: "Database or locator unavailable (Retry later)",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for error statuses, each with the ``{code, message, detail}`` body.
+
+    >>> sorted(responses(404, 422))
+    [404, 422]
+    """
+    from app.schemas import ErrorPublic
+
+    return {c: {"model": ErrorPublic, "description": _DESCRIPTIONS.get(c, "Error")}
+            for c in codes}
+
+
+# What any route may answer whatever it does: a body over the limit, an API key over its rate,
+# the database away. Declared once for the whole app (app.main).
+COMMON = (413, 429, 503)
 
 
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
@@ -124,6 +160,14 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == BODY_UNREADABLE:
+            # FastAPI's answer to a body it cannot decode (not UTF-8, a broken form): the same
+            # 422 as a body that is not JSON, so clients see one status for "fix your body".
+            return ErrorResponse(
+                error_body("invalid_request", "Invalid request: check body.",
+                           [{"field": "body", "in": "body", "type": "body_unreadable",
+                             "expected": "a body in the declared content type (UTF-8 JSON)"}]),
+                status_code=422)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  401: "unauthorized", 403: "forbidden"}
         return ErrorResponse(

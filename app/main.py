@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Grid management for city social governance: who is responsible here?",
         lifespan=lifespan,
+        responses=errors.responses(*errors.COMMON),  # what any route may answer (app.errors)
         # No OpenTelemetry export (closed networks); saying so also spares every request the
         # provider lookups FastAPI makes to find out.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},

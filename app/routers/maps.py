@@ -127,8 +127,8 @@ def _accepts_gzip(header: str) -> bool:
             responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}})
 def vector_tile(request: Request, conn: Conn, principal: MapReader, filters: MapFilters,
                 layer: Literal["grids", "incidents", "bins"],
-                z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)],
-                y: Annotated[int, Path(ge=0)]) -> Response:
+                z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0, le=2**22 - 1)],
+                y: Annotated[int, Path(ge=0, le=2**22 - 1)]) -> Response:
     # Private: tiles are cut to the caller's jurisdiction. Revalidate: data may change.
     headers = {"Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
     if _accepts_gzip(request.headers.get("accept-encoding", "")):

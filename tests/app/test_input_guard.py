@@ -185,9 +185,9 @@ def test_a_non_finite_bbox_is_a_4xx(client: TestClient, path: str, bbox: str) ->
 
 def test_the_error_renderer_survives_non_finite_values() -> None:
     body = safe_json(error_body("x", "y", {"bbox": [math.nan, math.inf, -math.inf, 1.5],
-                                           "deep": {"v": (math.nan,)}}))
+                                           "deep": {"v": (math.nan,)}, "big": 2**70}))
     assert orjson.loads(body)["detail"] == {"bbox": [None, None, None, 1.5],
-                                            "deep": {"v": [None]}}
+                                            "deep": {"v": [None]}, "big": str(2**70)}
 
 
 @pytest.mark.parametrize("path", ["/maps/counts", "/tiles/grids/14/13657/6793.mvt"])
@@ -213,3 +213,11 @@ def test_a_moderately_nested_batch_still_works(client: TestClient) -> None:
     res = client.post("/locate/batch", json=[{"lon": 120.075, "lat": 29.305, "x": deep}])
     assert res.status_code == 200, res.text
     assert res.json()[0]["x"] == deep
+
+
+@pytest.mark.parametrize("path", ["/tiles/incidents/0/429/58417235936106487808.mvt",
+                                  "/tiles/grids/3/9/1.mvt"])
+def test_a_tile_off_the_grid_is_a_4xx(client: TestClient, path: str) -> None:
+    # found by tests/app/test_contract.py: a 2**65 tile number broke the error renderer
+    res = client.get(path)
+    assert 400 <= res.status_code < 500, res.text
