@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app import errors
+from app import errors, health
 from app.auth import Authenticator, Directory
 from app.coverage_worker import CoverageWorker
 from app.db import make_engine
@@ -100,9 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The hot path first: routes are matched in order, and /locate should not wait on others.
     app.include_router(locate.hot_router)
 
-    @app.get("/health", tags=["meta"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app.add_api_route("/health", health.health, tags=["meta"], methods=["GET"],
+                      summary="ok, degraded (database or locator away) or down (app.health)")
 
     app.include_router(access.router)
     app.include_router(locate.router)

@@ -221,3 +221,32 @@ def test_a_tile_off_the_grid_is_a_4xx(client: TestClient, path: str) -> None:
     # found by tests/app/test_contract.py: a 2**65 tile number broke the error renderer
     res = client.get(path)
     assert 400 <= res.status_code < 500, res.text
+
+
+def test_health_says_ok_when_all_is_well(client: TestClient) -> None:
+    res = client.get("/health")
+    assert res.status_code == 200
+    assert res.json() == {"status": "ok", "database": "up",
+                          "locator": {"loaded": True, "stale": False},
+                          "works": {"locate": True, "reads": True, "writes": True}}
+
+
+def test_health_is_degraded_while_the_database_is_down(api, client: TestClient) -> None:
+    from sqlalchemy import create_engine
+
+    app, _ = api
+    gone = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none",
+                         connect_args={"connect_timeout": 2})
+    engine, app.state.engine = app.state.engine, gone
+    try:
+        res = client.get("/health")
+        # and the locator does answer from its snapshot
+        located = client.get("/locate", params={"lon": 120.075, "lat": 29.305})
+    finally:
+        app.state.engine = engine
+        gone.dispose()
+    assert res.status_code == 200
+    assert res.json() == {"status": "degraded", "database": "down",
+                          "locator": {"loaded": True, "stale": True},
+                          "works": {"locate": True, "reads": False, "writes": False}}
+    assert located.status_code == 200
