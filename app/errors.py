@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 import orjson
@@ -132,6 +133,22 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """The methods the API declares for ``path`` (read off its OpenAPI paths, indexed once).
+
+    Starlette's own ``Allow`` on a 405 names only the first route that matched the path, so
+    ``PUT /incidents`` said ``POST`` although ``GET`` works too."""
+    index = getattr(app.state, "allow_index", None)
+    if index is None:
+        index = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.escape(re.sub(r"\{[^}/]+\}", "\x00", template)).replace("\x00", "[^/]+")
+            index.append((re.compile(pattern + "$"),
+                          {m.upper() for m in operations if m.isalpha()}))
+        app.state.allow_index = index
+    return sorted(set().union(*(methods for rx, methods in index if rx.match(path))))
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on an app."""
 
@@ -170,9 +187,14 @@ def install(app: FastAPI) -> None:
                 status_code=422)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  401: "unauthorized", 403: "forbidden"}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app, request.url.path)
+            if allowed:  # every route on the path, not just the first one Starlette tried
+                headers["Allow"] = ", ".join(allowed)
         return ErrorResponse(
             error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
-            status_code=exc.status_code, headers=getattr(exc, "headers", None),
+            status_code=exc.status_code, headers=headers or None,
         )
 
     async def database_down(request: Request, exc: Exception) -> JSONResponse:

@@ -13,7 +13,7 @@ from app.auth import require
 from app.deps import Conn, PageParams
 from app.input_guard import check_frame
 from app.routers.locate import _service
-from app.schemas import ErrorPublic
+from app.schemas import ErrorPublic, IsoDateTime
 from grids.access import Permission, Principal
 from layers.incidents import catalogue, handling, intake
 
@@ -51,7 +51,7 @@ class CategorySave(BaseModel):
     routing: Literal["location", "owner"] = "location"
     limits: dict[Literal["register", "dispatch", "accept", "handle", "verify", "close"],
                  Annotated[float, Field(gt=0, le=24 * 365)]] = {}
-    active: bool = True
+    active: bool = Field(True, strict=True)  # true or false, not 0 or 1
 
 
 class IncidentCreate(BaseModel):
@@ -67,7 +67,7 @@ class IncidentCreate(BaseModel):
     reporter_phone: str | None = Field(None, max_length=30)
     attachments: list[Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")]] = Field(
         [], max_length=10)
-    received_at: datetime | None = None
+    received_at: IsoDateTime | None = None
 
 
 class IncidentAction(BaseModel):
@@ -231,7 +231,7 @@ async def incident_filters(
     state: Annotated[list[State] | None, Query()] = None,
     category: Annotated[list[Annotated[str, Field(max_length=32)]] | None, Query()] = None,
     source: Annotated[list[Source] | None, Query()] = None,
-    since: datetime | None = None, until: datetime | None = None,
+    since: IsoDateTime | None = None, until: IsoDateTime | None = None,
     region: Annotated[str | None, Query(max_length=15)] = None,
     light: Annotated[list[Literal["green", "yellow", "red"]] | None, Query()] = None,
     assignee: Annotated[str | None, Query(max_length=32)] = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -11,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn
-from app.schemas import ErrorPublic
+from app.schemas import ErrorPublic, IsoDateTime
 from gis.validate import parse_bbox
 from grids.access import Permission, Principal
 from layers import assessment, maps
@@ -35,9 +34,10 @@ class Filters:
 
 
 async def incident_filters(
-    since: Annotated[datetime | None, Query(description="Received at or after (ISO 8601)")]
+    since: Annotated[IsoDateTime | None, Query(description="Received at or after (ISO 8601)")]
     = None,
-    until: Annotated[datetime | None, Query(description="Received before (ISO 8601)")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="Received before (ISO 8601)")]
+    = None,
     category: Annotated[list[Code] | None, Query(description="Category or group codes")] = None,
     state: Annotated[list[State] | None, Query()] = None,
     region: Annotated[str | None, Query(max_length=15, pattern=r"^[0-9]{6,15}$")] = None,

@@ -250,3 +250,28 @@ def test_health_is_degraded_while_the_database_is_down(api, client: TestClient) 
                           "locator": {"loaded": True, "stale": True},
                           "works": {"locate": True, "reads": False, "writes": False}}
     assert located.status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PUT", "/incidents", "GET, POST"), ("PUT", "/plans/1", "DELETE, GET"),
+    ("DELETE", "/users/x", "GET, PATCH"), ("DELETE", "/regions", "GET")])
+def test_405_names_every_allowed_method(client: TestClient, method: str, path: str,
+                                        allow: str) -> None:
+    res = client.request(method, path)
+    assert res.status_code == 405 and res.headers["allow"] == allow
+
+
+@pytest.mark.parametrize("path", ["/incidents", "/maps/counts", "/incidents/export.csv"])
+def test_a_number_is_not_a_date_time(client: TestClient, path: str) -> None:
+    res = client.get(path, params={"until": "0.5"})
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "until"
+    assert client.get(path, params={"until": "2026-03-10T17:00:00+08:00"}).status_code == 200
+
+
+def test_a_number_is_not_a_boolean_or_a_time_in_a_body(client: TestClient) -> None:
+    res = client.put("/categories/GUARD2", json={"name": "x", "family": "event", "active": 0})
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "active"
+    res = client.post("/incidents", json={**INCIDENT, "external_id": "guard-t", "received_at": 0})
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "received_at"
+    res = client.get("/locate/history", params={"lon": 120.075, "lat": 29.305, "at": "1e9"})
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "at"
