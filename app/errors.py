@@ -177,13 +177,15 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 400 and exc.detail == BODY_UNREADABLE:
-            # FastAPI's answer to a body it cannot decode (not UTF-8, a broken form): the same
+        if exc.status_code == 400:
+            # Only the framework raises a bare 400 here: FastAPI for a body it cannot decode
+            # (BODY_UNREADABLE: not UTF-8), Starlette for a broken multipart or form. The same
             # 422 as a body that is not JSON, so clients see one status for "fix your body".
             return ErrorResponse(
                 error_body("invalid_request", "Invalid request: check body.",
                            [{"field": "body", "in": "body", "type": "body_unreadable",
-                             "expected": "a body in the declared content type (UTF-8 JSON)"}]),
+                             "reason": str(exc.detail)[:200],
+                             "expected": "a body in the declared content type"}]),
                 status_code=422)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  401: "unauthorized", 403: "forbidden"}

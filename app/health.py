@@ -43,7 +43,8 @@ async def health(request: Request) -> JSONResponse:
     body = {
         "status": status,
         "database": "up" if database else "down",
-        "locator": {"loaded": loaded, "stale": bool(loaded and (locator.stale or not database))},
+        "locator": {"loaded": loaded,
+                    "stale": bool(loaded and (getattr(locator, "stale", False) or not database))},
         "works": {"locate": loaded, "reads": database, "writes": database},
     }
     return JSONResponse(body, status_code=503 if status == "down" else 200)

@@ -20,11 +20,12 @@ decoded. Raw control bytes cannot be valid JSON, so the JSON parser refuses them
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ErrorResponse, error_body
@@ -106,8 +107,11 @@ def check_frame(frame: Any) -> None:
 class InputGuard:
     """Pure ASGI middleware applying the rule above to the path, the query and text bodies."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *,
+                 renderers: dict[str, Callable[[TextRefused], Response]] | None = None) -> None:
+        """``renderers``: path prefix → how an API with its own error form (Open311) answers."""
         self.app = app
+        self.renderers = renderers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,11 +132,17 @@ class InputGuard:
                 refused = _check_body(kind, body)
                 receive = _replay(body, more, receive)
         if refused is not None:
-            response = ErrorResponse(error_body(refused.code, refused.message, refused.detail),
-                                     status_code=422)
-            await response(scope, receive, send)
+            await self._render(scope["path"], refused)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+    def _render(self, path: str, refused: TextRefused) -> Response:
+        for prefix, render in self.renderers.items():
+            if path.startswith(prefix):
+                return render(refused)
+        return ErrorResponse(error_body(refused.code, refused.message, refused.detail),
+                             status_code=422)
 
 
 def _body_kind(scope: Scope) -> str | None:
@@ -149,7 +159,7 @@ def _body_kind(scope: Scope) -> str | None:
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
     """The whole body (the size limit outside this middleware still counts it as it comes)."""
-    parts = []
+    parts: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":  # the client went away: let the app see it

@@ -88,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # /locate is answered before the router (the innermost user middleware: limits and CORS still
     # wrap it); its route below stays declared for the docs and the permission table.
     app.add_middleware(HotPath, routes={"/locate": (Permission.LOCATE, locate.locate)})
-    app.add_middleware(InputGuard)  # control characters in paths, queries, bodies: one 422
+    app.add_middleware(InputGuard,  # control characters in paths, queries, bodies: one 422
+                       renderers={"/open311/": lambda e: open311.failure_of(e).response()})
     app.add_middleware(BodySizeLimit, default=settings.auth.max_body_bytes,
                        bulk=settings.auth.max_batch_bytes, bulk_paths=BULK_PATHS)
     if settings.api.cors_origins:  # closed unless origins are configured

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from app import users
 from app.auth import CSRF_COOKIE, SESSION_COOKIE, require
 from app.deps import Conn, PageParams
-from app.schemas import ErrorPublic
+from app.schemas import ErrorPublic, IsoDateTime
 from grids.access import ROLES, Permission, Principal
 
 router = APIRouter(tags=["access"], responses={401: {"model": ErrorPublic},
@@ -205,7 +205,7 @@ def audit(conn: Conn, page: PageParams,
           principal: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
           entity: Annotated[str | None, Query(max_length=40)] = None,
           key: Annotated[str | None, Query(max_length=100)] = None,
-          since: datetime | None = None, until: datetime | None = None) -> list[AuditPublic]:
+          since: IsoDateTime | None = None, until: IsoDateTime | None = None) -> list[AuditPublic]:
     rows = users.audit_log(conn, principal=principal, entity=entity, key=key, since=since,
                            until=until, limit=page.limit, offset=page.offset)
     return [AuditPublic.model_validate(r) for r in rows]
