@@ -33,6 +33,25 @@ def _iso_only(value: Any) -> Any:
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
+def _true_or_false(value: Any) -> Any:
+    """A query boolean as the schema says: ``true`` or ``false``, not ``0``, ``yes`` or ``on``.
+
+    >>> _true_or_false("false"), _true_or_false(True)
+    (False, True)
+    >>> _true_or_false("0")
+    Traceback (most recent call last):
+    ValueError: expected true or false
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError("expected true or false")
+
+
+QueryBool = Annotated[bool, BeforeValidator(_true_or_false)]
+
+
 class ErrorPublic(BaseModel):
     code: str = Field(examples=["region_not_found"])
     message: str

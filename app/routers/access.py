@@ -59,7 +59,7 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     role: RoleName | None = None
     region_code: str | None = Field(None, max_length=15)
-    disabled: bool | None = None
+    disabled: bool | None = Field(None, strict=True)  # true or false, not 0 or 1
     display_name: str | None = Field(None, max_length=100)
 
 

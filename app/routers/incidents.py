@@ -13,7 +13,7 @@ from app.auth import require
 from app.deps import Conn, PageParams
 from app.input_guard import check_frame
 from app.routers.locate import _service
-from app.schemas import ErrorPublic, IsoDateTime
+from app.schemas import ErrorPublic, IsoDateTime, QueryBool
 from grids.access import Permission, Principal
 from layers.incidents import catalogue, handling, intake
 
@@ -188,7 +188,7 @@ def create_incident(body: IncidentCreate, request: Request, response: Response, 
                      "schema": {"type": "string", "format": "binary"}}}, "required": True}})
 async def bulk_incidents(
     request: Request, principal: Creator, conn: Conn,
-    partial: Annotated[bool, Query(description="Import the good rows, list the bad")] = False,
+    partial: Annotated[QueryBool, Query(description="Import the good rows, list the bad")] = False,
 ) -> BulkResult:
     from starlette.concurrency import run_in_threadpool
 
@@ -235,7 +235,7 @@ async def incident_filters(
     region: Annotated[str | None, Query(max_length=15)] = None,
     light: Annotated[list[Literal["green", "yellow", "red"]] | None, Query()] = None,
     assignee: Annotated[str | None, Query(max_length=32)] = None,
-    open_only: bool = False,
+    open_only: QueryBool = False,
     sort: Literal["received_at", "-received_at", "due_at", "-due_at", "id", "-id"]
     = "-received_at",
 ) -> IncidentFilters:

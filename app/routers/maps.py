@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn
-from app.schemas import ErrorPublic, IsoDateTime
+from app.schemas import ErrorPublic, IsoDateTime, QueryBool
 from gis.validate import parse_bbox
 from grids.access import Permission, Principal
 from layers import assessment, maps
@@ -106,7 +106,7 @@ def heat(conn: Conn, principal: MapReader, filters: MapFilters,
             summary="Incidents per grid, community or street, with rates, for choropleths")
 def counts(conn: Conn, principal: MapReader, filters: MapFilters,
            level: Literal["grid", "community", "street"] = "grid",
-           geometry: bool = False) -> RegionCounts:
+           geometry: QueryBool = False) -> RegionCounts:
     return RegionCounts.model_validate(maps.counts(
         conn, principal=principal, level=level, filters=filters.value, geometry=geometry))
 

@@ -278,3 +278,17 @@ def test_a_number_is_not_a_boolean_or_a_time_in_a_body(client: TestClient) -> No
     assert res.status_code == 422 and res.json()["detail"][0]["field"] == "received_at"
     res = client.get("/locate/history", params={"lon": 120.075, "lat": 29.305, "at": "1e9"})
     assert res.status_code == 422 and res.json()["detail"][0]["field"] == "at"
+
+
+@pytest.mark.parametrize(("path", "name"), [("/regions/330782", "geometry"),
+                                            ("/maps/counts", "geometry"),
+                                            ("/incidents", "open_only")])
+def test_a_query_boolean_is_true_or_false(client: TestClient, path: str, name: str) -> None:
+    assert client.get(path, params={name: "0"}).status_code == 422
+    assert client.get(path, params={name: "false"}).status_code == 200
+    assert client.get(path, params={name: "true"}).status_code == 200
+
+
+def test_a_body_boolean_is_true_or_false(client: TestClient) -> None:
+    res = client.patch("/users/t_viewer", json={"disabled": 0})
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "disabled"
