@@ -12,6 +12,7 @@ from sqlalchemy import Connection, text
 
 from app.auth import UNSAFE, current_principal, optional_principal
 from app.db import set_actor
+from app.schemas import IsoDateTime
 from app.settings import Settings
 from grids.access import Principal
 
@@ -77,7 +78,7 @@ async def paging(
 
 async def as_of(
     at: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(description="Answer as of this time (ISO 8601, with offset); default now"),
     ] = None,
 ) -> datetime | None:

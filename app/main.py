@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app import errors
+from app import errors, health
 from app.auth import Authenticator, Directory
 from app.coverage_worker import CoverageWorker
 from app.db import make_engine
 from app.hotpath import HotPath
+from app.input_guard import InputGuard
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
 from app.routers import (
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Grid management for city social governance: who is responsible here?",
         lifespan=lifespan,
+        responses=errors.responses(*errors.COMMON),  # what any route may answer (app.errors)
         # No OpenTelemetry export (closed networks); saying so also spares every request the
         # provider lookups FastAPI makes to find out.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # /locate is answered before the router (the innermost user middleware: limits and CORS still
     # wrap it); its route below stays declared for the docs and the permission table.
     app.add_middleware(HotPath, routes={"/locate": (Permission.LOCATE, locate.locate)})
+    app.add_middleware(InputGuard,  # control characters in paths, queries, bodies: one 422
+                       renderers={"/open311/": lambda e: open311.failure_of(e).response()})
     app.add_middleware(BodySizeLimit, default=settings.auth.max_body_bytes,
                        bulk=settings.auth.max_batch_bytes, bulk_paths=BULK_PATHS)
     if settings.api.cors_origins:  # closed unless origins are configured
@@ -97,9 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The hot path first: routes are matched in order, and /locate should not wait on others.
     app.include_router(locate.hot_router)
 
-    @app.get("/health", tags=["meta"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app.add_api_route("/health", health.health, tags=["meta"], methods=["GET"],
+                      summary="ok, degraded (database or locator away) or down (app.health)")
 
     app.include_router(access.router)
     app.include_router(locate.router)

@@ -2,12 +2,54 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 Level = Literal["city", "street", "community", "grid"]
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _iso_only(value: Any) -> Any:
+    """Refuse numbers where the schema says ``date-time``: pydantic's lax mode reads ``0.5`` as
+    a Unix time, which the OpenAPI document does not promise (found by tests/app/test_contract.py).
+
+    >>> _iso_only("2026-03-10T09:00:00+08:00")
+    '2026-03-10T09:00:00+08:00'
+    >>> _iso_only("0.5")
+    Traceback (most recent call last):
+    ValueError: expected an ISO 8601 date-time, not a number
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            or isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date-time, not a number")
+    return value
+
+
+# A date-time as the schema says: ISO 8601 text (or a datetime), never a number.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
+def _true_or_false(value: Any) -> Any:
+    """A query boolean as the schema says: ``true`` or ``false``, not ``0``, ``yes`` or ``on``.
+
+    >>> _true_or_false("false"), _true_or_false(True)
+    (False, True)
+    >>> _true_or_false("0")
+    Traceback (most recent call last):
+    ValueError: expected true or false
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError("expected true or false")
+
+
+QueryBool = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 class ErrorPublic(BaseModel):

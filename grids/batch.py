@@ -172,6 +172,7 @@ def locate_json(snap: Snapshot, body: bytes, *, crs: str, principal: Principal) 
     if not isinstance(doc, list):
         raise BatchInputError("Expected a JSON array of points.",
                               detail={"field": "points", "expected": "[[lon, lat], ...]"})
+    _check_serialisable(doc)
     crs_name = parse_crs(crs).name
     x = np.array([_coord(r, 0, "lon") for r in doc], dtype=float)
     y = np.array([_coord(r, 1, "lat") for r in doc], dtype=float)
@@ -192,6 +193,19 @@ def locate_json(snap: Snapshot, body: bytes, *, crs: str, principal: Principal) 
         yield b"]"
 
     return BatchResult(rows=len(doc), bad_rows=bad, crs=crs_name, chunks=chunks())
+
+
+def _check_serialisable(doc: Any) -> None:
+    """Fail now if the answer could not be written: it is streamed, and a stream that has begun
+    can only be cut off (the client sees a 200 and a truncated body). Rows are echoed, so the
+    input nested deeper than the JSON writer allows (254 levels) is refused before any byte."""
+    try:
+        orjson.dumps(doc)
+    except orjson.JSONEncodeError as exc:
+        raise BatchInputError("The body is nested too deeply to be answered.",
+                              code="nested_too_deep",
+                              detail={"field": "body", "reason": str(exc),
+                                      "expected": "at most 250 levels of nesting"}) from exc
 
 
 def _coord(row: Any, pos: int, key: str) -> float:
@@ -215,6 +229,7 @@ def locate_geojson(snap: Snapshot, doc: Any, *, crs: str, principal: Principal) 
         raise BatchInputError("Expected a GeoJSON FeatureCollection.",
                               detail={"field": "features", "expected": "FeatureCollection"})
     feats = doc["features"]
+    _check_serialisable(feats)
 
     def xy(f: Any, pos: int) -> float:
         try:

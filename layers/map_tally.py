@@ -397,7 +397,7 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
     # for a city's 10,000 grids
     return ("SELECT code, sum(incidents::int) AS incidents, sum(open::int) AS open, "
             "sum(overdue::int) AS overdue FROM (" + " UNION ALL ".join(parts)
-            + ") c GROUP BY 1"), params
+            + ") c(code, incidents, open, overdue) GROUP BY 1"), params  # named: any part may come first
 
 
 def _t0_range(n: int, span: tuple[str, date | None, date | None]) -> str:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from app import users
 from app.auth import CSRF_COOKIE, SESSION_COOKIE, require
 from app.deps import Conn, PageParams
-from app.schemas import ErrorPublic
+from app.schemas import ErrorPublic, IsoDateTime
 from grids.access import ROLES, Permission, Principal
 
 router = APIRouter(tags=["access"], responses={401: {"model": ErrorPublic},
@@ -59,7 +59,7 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     role: RoleName | None = None
     region_code: str | None = Field(None, max_length=15)
-    disabled: bool | None = None
+    disabled: bool | None = Field(None, strict=True)  # true or false, not 0 or 1
     display_name: str | None = Field(None, max_length=100)
 
 
@@ -205,7 +205,7 @@ def audit(conn: Conn, page: PageParams,
           principal: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
           entity: Annotated[str | None, Query(max_length=40)] = None,
           key: Annotated[str | None, Query(max_length=100)] = None,
-          since: datetime | None = None, until: datetime | None = None) -> list[AuditPublic]:
+          since: IsoDateTime | None = None, until: IsoDateTime | None = None) -> list[AuditPublic]:
     rows = users.audit_log(conn, principal=principal, entity=entity, key=key, since=since,
                            until=until, limit=page.limit, offset=page.offset)
     return [AuditPublic.model_validate(r) for r in rows]

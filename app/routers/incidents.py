@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn, PageParams
+from app.input_guard import check_frame
 from app.routers.locate import _service
-from app.schemas import ErrorPublic
+from app.schemas import ErrorPublic, IsoDateTime, QueryBool
 from grids.access import Permission, Principal
 from layers.incidents import catalogue, handling, intake
 
@@ -50,7 +51,7 @@ class CategorySave(BaseModel):
     routing: Literal["location", "owner"] = "location"
     limits: dict[Literal["register", "dispatch", "accept", "handle", "verify", "close"],
                  Annotated[float, Field(gt=0, le=24 * 365)]] = {}
-    active: bool = True
+    active: bool = Field(True, strict=True)  # true or false, not 0 or 1
 
 
 class IncidentCreate(BaseModel):
@@ -66,7 +67,7 @@ class IncidentCreate(BaseModel):
     reporter_phone: str | None = Field(None, max_length=30)
     attachments: list[Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")]] = Field(
         [], max_length=10)
-    received_at: datetime | None = None
+    received_at: IsoDateTime | None = None
 
 
 class IncidentAction(BaseModel):
@@ -187,7 +188,7 @@ def create_incident(body: IncidentCreate, request: Request, response: Response, 
                      "schema": {"type": "string", "format": "binary"}}}, "required": True}})
 async def bulk_incidents(
     request: Request, principal: Creator, conn: Conn,
-    partial: Annotated[bool, Query(description="Import the good rows, list the bad")] = False,
+    partial: Annotated[QueryBool, Query(description="Import the good rows, list the bad")] = False,
 ) -> BulkResult:
     from starlette.concurrency import run_in_threadpool
 
@@ -196,6 +197,7 @@ async def bulk_incidents(
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     name = "upload.xlsx" if "spreadsheet" in ctype else "upload.csv"
     frame = intake.read_bulk(body, filename=name)
+    check_frame(frame)  # the same text rule as every other request (app.input_guard)
     # The request's own unit of work, used from a worker thread (one thread at a time).
     result = await run_in_threadpool(
         intake.bulk, conn, snap, frame, principal=principal, partial=partial,
@@ -229,11 +231,11 @@ async def incident_filters(
     state: Annotated[list[State] | None, Query()] = None,
     category: Annotated[list[Annotated[str, Field(max_length=32)]] | None, Query()] = None,
     source: Annotated[list[Source] | None, Query()] = None,
-    since: datetime | None = None, until: datetime | None = None,
+    since: IsoDateTime | None = None, until: IsoDateTime | None = None,
     region: Annotated[str | None, Query(max_length=15)] = None,
     light: Annotated[list[Literal["green", "yellow", "red"]] | None, Query()] = None,
     assignee: Annotated[str | None, Query(max_length=32)] = None,
-    open_only: bool = False,
+    open_only: QueryBool = False,
     sort: Literal["received_at", "-received_at", "due_at", "-due_at", "id", "-id"]
     = "-received_at",
 ) -> IncidentFilters:

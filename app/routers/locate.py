@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import orjson
@@ -12,7 +11,7 @@ from fastapi.routing import APIRoute
 
 from app.auth import authorize, require
 from app.deps import Conn
-from app.schemas import ErrorPublic, LocatePublic
+from app.schemas import ErrorPublic, IsoDateTime, LocatePublic
 from grids import batch
 from grids.access import Permission, Principal
 from grids.errors import GridError
@@ -114,7 +113,7 @@ async def locate(request: Request, principal: Locator) -> Response:
 @router.get("/locate/history", response_model=LocatePublic,
             summary="The same answer as of a past (or scheduled) time, from PostGIS")
 def locate_history(request: Request, conn: Conn, principal: Locator, lon: Lon, lat: Lat,
-                   at: Annotated[datetime, Query(description="ISO 8601 time with offset")],
+                   at: Annotated[IsoDateTime, Query(description="ISO 8601 time with offset")],
                    crs: Crs = "EPSG:4326") -> Response:
     snap = _service(request).snapshot
     point = checked_point(snap, lon, lat, crs,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -11,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn
-from app.schemas import ErrorPublic
+from app.schemas import ErrorPublic, IsoDateTime, QueryBool
 from gis.validate import parse_bbox
 from grids.access import Permission, Principal
 from layers import assessment, maps
@@ -35,9 +34,10 @@ class Filters:
 
 
 async def incident_filters(
-    since: Annotated[datetime | None, Query(description="Received at or after (ISO 8601)")]
+    since: Annotated[IsoDateTime | None, Query(description="Received at or after (ISO 8601)")]
     = None,
-    until: Annotated[datetime | None, Query(description="Received before (ISO 8601)")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="Received before (ISO 8601)")]
+    = None,
     category: Annotated[list[Code] | None, Query(description="Category or group codes")] = None,
     state: Annotated[list[State] | None, Query()] = None,
     region: Annotated[str | None, Query(max_length=15, pattern=r"^[0-9]{6,15}$")] = None,
@@ -106,7 +106,7 @@ def heat(conn: Conn, principal: MapReader, filters: MapFilters,
             summary="Incidents per grid, community or street, with rates, for choropleths")
 def counts(conn: Conn, principal: MapReader, filters: MapFilters,
            level: Literal["grid", "community", "street"] = "grid",
-           geometry: bool = False) -> RegionCounts:
+           geometry: QueryBool = False) -> RegionCounts:
     return RegionCounts.model_validate(maps.counts(
         conn, principal=principal, level=level, filters=filters.value, geometry=geometry))
 
@@ -127,8 +127,8 @@ def _accepts_gzip(header: str) -> bool:
             responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}})
 def vector_tile(request: Request, conn: Conn, principal: MapReader, filters: MapFilters,
                 layer: Literal["grids", "incidents", "bins"],
-                z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0)],
-                y: Annotated[int, Path(ge=0)]) -> Response:
+                z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0, le=2**22 - 1)],
+                y: Annotated[int, Path(ge=0, le=2**22 - 1)]) -> Response:
     # Private: tiles are cut to the caller's jurisdiction. Revalidate: data may change.
     headers = {"Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
     if _accepts_gzip(request.headers.get("accept-encoding", "")):

@@ -15,13 +15,12 @@ from pydantic import BaseModel
 
 from app.auth import require
 from app.deps import Conn
-from app.schemas import ErrorPublic
+from app.errors import responses as error_responses
 from grids import features as ogc
 from grids.access import Permission, Principal
 
 router = APIRouter(prefix="/ogc", tags=["ogc"],
-                   responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
-                              404: {"model": ErrorPublic}, 422: {"model": ErrorPublic}})
+                   responses=error_responses(400, 401, 403, 404, 422))
 
 Reader = Annotated[Principal, Depends(require(Permission.REGIONS_READ))]
 CollectionId = Annotated[str, Path(max_length=40, description="grids, communities, streets or city")]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from app.auth import require
 from app.deps import AsOf, Conn, PageParams
-from app.schemas import ErrorPublic, Level, RegionPage, RegionPublic, StaffAssignmentPublic
+from app.schemas import ErrorPublic, Level, QueryBool, RegionPage, RegionPublic, StaffAssignmentPublic
 from grids import registry
 from grids.access import Permission, Principal
 
@@ -37,7 +37,7 @@ def list_regions(
 
 @router.get("/{code}", response_model=RegionPublic)
 def get_region(conn: Conn, code: Code, at: AsOf, principal: Reader,
-               geometry: Annotated[bool, Query(description="Include the GeoJSON geometry")] = True
+               geometry: Annotated[QueryBool, Query(description="Include the GeoJSON geometry")] = True
                ) -> RegionPublic:
     return RegionPublic.model_validate(
         registry.get_region(conn, code, scope=principal.scope, at=at, geometry=geometry))

@@ -8,6 +8,7 @@ Each step is recorded in ``incident_event`` with actor, time, note and photos.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -249,9 +250,22 @@ def export(conn: Connection, fmt: str, *, principal: Principal, **filters: Any
     return out.getvalue(), ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
+# C0 controls other than tab, line feed and carriage return: XLSX (XML 1.0) cannot hold them
+# (openpyxl raises IllegalCharacterError). The API refuses them at intake (app.input_guard), but
+# text written before that, or by psql, must not break an export: both formats show U+FFFD.
+_EXPORT_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _cell(value: Any) -> Any:
+    """An export cell: times in ISO 8601, text without the controls XLSX cannot hold.
+
+    >>> _cell("bell\\x07 tab\\t")
+    'bell\ufffd tab\\t'
+    """
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, str):
+        return _EXPORT_ILLEGAL.sub("\ufffd", value)
     return value
 
 

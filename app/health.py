@@ -1,0 +1,50 @@
+"""``GET /health``: what this worker can do right now (docs/security.md, "Health").
+
+Always answered (never a 500), in one of three states:
+
+- ``ok`` (200): the database answers and the locator has its snapshot;
+- ``degraded`` (200): one of the two is missing. With the database away the locator still
+  answers ``/locate`` and ``/locate/batch`` from its last snapshot (marked ``stale``), while
+  writes, history and lists fail with 503. A load balancer should keep the worker: lookups work;
+- ``down`` (503): neither (nothing useful can be answered).
+
+``works`` says which kinds of request succeed, so a monitor does not have to guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+PING_TIMEOUT_MS = 2000
+
+
+def _database_up(engine: Any) -> bool:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f"SET LOCAL statement_timeout = {PING_TIMEOUT_MS}"))
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure to reach the database means it is down for us
+        return False
+
+
+async def health(request: Request) -> JSONResponse:
+    state = request.app.state
+    engine = getattr(state, "engine", None)
+    database = engine is not None and await run_in_threadpool(_database_up, engine)
+    locator = getattr(state, "locator", None)
+    loaded = locator is not None and locator.snapshot is not None
+    status = "ok" if database and loaded else "degraded" if database or loaded else "down"
+    body = {
+        "status": status,
+        "database": "up" if database else "down",
+        "locator": {"loaded": loaded,
+                    "stale": bool(loaded and (getattr(locator, "stale", False) or not database))},
+        "works": {"locate": loaded, "reads": database, "writes": database},
+    }
+    return JSONResponse(body, status_code=503 if status == "down" else 200)
