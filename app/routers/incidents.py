@@ -195,7 +195,9 @@ async def bulk_incidents(
     body = await request.body()
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     name = "upload.xlsx" if "spreadsheet" in ctype else "upload.csv"
-    frame = intake.read_bulk(body, filename=name)
+    # Parsed on a worker thread under the upload limits: lookups keep answering meanwhile.
+    frame = await run_in_threadpool(intake.read_bulk, body, filename=name,
+                                    limits=request.app.state.settings.upload.limits())
     # The request's own unit of work, used from a worker thread (one thread at a time).
     result = await run_in_threadpool(
         intake.bulk, conn, snap, frame, principal=principal, partial=partial,
