@@ -167,7 +167,11 @@ def save_category(code: Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9
 
 
 @router.post("/incidents", response_model=dict[str, Any], status_code=201,
-             summary="Take in an incident (idempotent on source + external_id)")
+             summary="Take in an incident (idempotent on source + external_id)",
+             description="201 with the new incident's id and placement; a retry of the same "
+                         "source + external_id answers 200 with that incident's. If that "
+                         "incident lies outside the caller's jurisdiction the answer is a bare "
+                         "409 `duplicate_external_id`: no id, grid or responsible worker.")
 def create_incident(body: IncidentCreate, request: Request, response: Response, conn: Conn,
                     principal: Creator) -> dict[str, Any]:
     snap = _service(request).snapshot

@@ -87,7 +87,7 @@ def test_200_concurrent_intakes_and_reads_on_a_small_pool(city) -> None:
     assert statuses[500] == 0 and statuses[503] == 0, statuses
     assert set(statuses) <= {200, 201}, statuses
     ids: dict[str, set[int]] = {}
-    for status, what, body in results:
+    for _status, what, body in results:
         if what != "read":
             ids.setdefault(what, set()).add(body["id"])
     assert len(ids) == 50 and all(len(v) == 1 for v in ids.values())  # every retry: that id
