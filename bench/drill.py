@@ -293,9 +293,9 @@ def drill_outage(base: str, key: str, owner: str, outage_s: float) -> dict[str, 
         t.start()
     time.sleep(3)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    phase["now"] = "during"  # from the moment the stop is asked (pg_ctl -m fast)
     subprocess.run([sys.executable, "-m", "app.devdb", "down"], check=True, env=env, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
-    phase["now"] = "during"
     time.sleep(outage_s)
     subprocess.run([sys.executable, "-m", "app.devdb", "up"], check=True, env=env, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
@@ -313,7 +313,10 @@ def drill_outage(base: str, key: str, owner: str, outage_s: float) -> dict[str, 
     engine.dispose()
     return {"outage_s": outage_s,
             "writes": {k: dict(v) for k, v in writes.items()},
-            "write_refusal_max_ms": round(max(refusal_s) * 1000, 1) if refusal_s else None,
+            "write_refusal_ms": {
+                "p50": round(float(np.percentile(refusal_s, 50)) * 1000, 1),
+                "p99": round(float(np.percentile(refusal_s, 99)) * 1000, 1),
+                "max": round(max(refusal_s) * 1000, 1)} if refusal_s else None,
             "first_write_ok_after_restart_s": round(first_ok_after[0], 2) if first_ok_after
             else None,
             "lookups": {k: dict(v) for k, v in lookups.items()},
