@@ -23,7 +23,11 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     return create_engine(
         settings.database_url,
         pool_size=settings.pool_size,
-        max_overflow=settings.pool_size,
+        # Requests are held to pool_size by the in-flight limit (app/backpressure.py); the
+        # overflow serves the background work, and a short timeout turns an exhausted pool into
+        # a fast 503 server_busy instead of a 30 s stall.
+        max_overflow=settings.pool_overflow,
+        pool_timeout=settings.pool_timeout_s,
         pool_pre_ping=True,
         connect_args={
             "options": f"-c statement_timeout={settings.statement_timeout_ms} -c jit=off",

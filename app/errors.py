@@ -12,14 +12,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth import AuthError
+from app.backpressure import describe_db_failure
 from gis.errors import DomainError, GisError
 from grids import errors as grid_errors
 from grids import features
 from grids.access import Forbidden
 from grids.point import LocatorUnavailable
+from grids.upload_limits import UploadTooLarge
 from layers.incidents.workflow import IllegalTransition
 
 log = logging.getLogger("citygrid")
@@ -35,6 +38,7 @@ STATUS: dict[type[Exception], int] = {
     LocatorUnavailable: 503,
     Forbidden: 403,
     grid_errors.Conflict: 409,
+    UploadTooLarge: 413,
     grid_errors.PreconditionRequired: 428,
     IllegalTransition: 409,
     features.InvalidQuery: 400,  # OGC API - Features: a bad bbox, crs or datetime is a 400
@@ -200,13 +204,13 @@ def install(app: FastAPI) -> None:
         )
 
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable: %s", exc.__class__.__name__)
+        # A statement timeout, a busy pool, a lock conflict or a lost database: said as such.
+        failure = describe_db_failure(
+            exc, statement_timeout_ms=request.app.state.settings.db.statement_timeout_ms)
+        log.warning("database failure (%s): %s", failure.code, exc.__class__.__name__)
         return ErrorResponse(
-            error_body("database_unavailable",
-                       "The database is unreachable; writes and history queries fail until it is "
-                       "back. Lookups keep answering from memory."),
-            status_code=503,
-        )
+            error_body(failure.code, failure.message), status_code=503,
+            headers={"Retry-After": str(failure.retry_after_s)} if failure.retry_after_s else None)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DBAPIError)
@@ -236,5 +240,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OperationalError, database_down)
+    app.add_exception_handler(PoolTimeout, database_down)
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(Exception, unexpected)

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import errors, health
 from app.auth import Authenticator, Directory
+from app.backpressure import InFlightLimit, size_thread_pool
 from app.coverage_worker import CoverageWorker
 from app.db import make_engine
 from app.hotpath import HotPath
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = make_engine(settings.db)
+        size_thread_pool(settings.api.max_in_flight or settings.db.pool_size)
         service = LocatorService(app.state.engine, raster=settings.api.batch_raster)
         app.state.locator = service
         service.subscribe({"app_user", "api_key", "assignment"}, app.state.directory.reload)
@@ -85,6 +87,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Authenticator(settings.auth, app.state.directory,
                                    production=settings.api.mode == "production")
     errors.install(app)
+    # Back-pressure: at most max_in_flight requests use the database at once, then a fast 503
+    # (app/backpressure.py). Added before HotPath, so it sits inside it: /locate never waits.
+    app.add_middleware(InFlightLimit, limit=settings.api.max_in_flight or settings.db.pool_size,
+                       queue_max=settings.api.queue_max, queue_wait_s=settings.api.queue_wait_s,
+                       retry_after_s=settings.api.retry_after_s)
     # /locate is answered before the router (the innermost user middleware: limits and CORS still
     # wrap it); its route below stays declared for the docs and the permission table.
     app.add_middleware(HotPath, routes={"/locate": (Permission.LOCATE, locate.locate)})

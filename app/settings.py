@@ -14,6 +14,8 @@ from typing import Literal, TypeVar, cast
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from grids.upload_limits import UploadLimits
+
 _ENV = SettingsConfigDict(env_prefix="CITYGRID_", env_file=".env", extra="ignore")
 # The private development cluster (app/devdb.py): the API runs as the restricted role
 # citygrid_app; migrations run as the owner citygrid.
@@ -32,6 +34,10 @@ class DatabaseSettings(BaseSettings):
     migration_url: str | None = None  # the owner; defaults to the dev owner or database_url
     pool_size: int = Field(10, ge=1, le=100)
     statement_timeout_ms: int = Field(30_000, ge=100)
+    # Connections beyond pool_size for the background work (locator reloads, the coverage
+    # worker); requests are held to pool_size by ApiSettings.max_in_flight (app/backpressure.py).
+    pool_overflow: int = Field(5, ge=0, le=100)
+    pool_timeout_s: float = Field(5.0, gt=0, le=60)  # then a 503 server_busy, not a 30 s stall
 
     @field_validator("database_url", "migration_url")
     @classmethod
@@ -76,6 +82,12 @@ class ApiSettings(BaseSettings):
     batch_raster: bool = True  # build the ~10 m lookup raster for batch location
     # how often the background worker recomputes patrol coverage after new fixes (0: never)
     coverage_refresh_s: float = Field(30.0, ge=0)
+    # Back-pressure (app/backpressure.py): requests that use the database at once per worker
+    # (0: the pool size), how many may wait for a slot and how long, then a 503 + Retry-After.
+    max_in_flight: int = Field(0, ge=0, le=1000)
+    queue_max: int = Field(256, ge=0, le=100_000)
+    queue_wait_s: float = Field(5.0, ge=0, le=120)
+    retry_after_s: int = Field(2, ge=1, le=3600)
 
 
 class AuthSettings(BaseSettings):
@@ -91,6 +103,28 @@ class AuthSettings(BaseSettings):
     login_window_s: int = Field(300, ge=1)  # ... within this window, then 429
     max_body_bytes: int = Field(1_000_000, ge=1_000)
     max_batch_bytes: int = Field(256_000_000, ge=1_000)
+
+
+class UploadSettings(BaseSettings):
+    """Limits on uploaded files (bulk intake, rosters, plans): see grids/upload_limits.py."""
+
+    model_config = _ENV
+
+    upload_max_uncompressed_bytes: int = Field(64_000_000, ge=1_000)
+    upload_max_zip_members: int = Field(1_000, ge=1)
+    upload_max_rows: int = Field(200_000, ge=1)
+    upload_max_seconds: float = Field(30.0, gt=0)
+    upload_max_features: int = Field(20_000, ge=1)
+    upload_max_vertices_per_feature: int = Field(20_000, ge=4)
+    upload_max_vertices: int = Field(2_000_000, ge=4)
+
+    def limits(self) -> UploadLimits:
+        return UploadLimits(
+            max_uncompressed_bytes=self.upload_max_uncompressed_bytes,
+            max_zip_members=self.upload_max_zip_members, max_rows=self.upload_max_rows,
+            max_seconds=self.upload_max_seconds, max_features=self.upload_max_features,
+            max_vertices_per_feature=self.upload_max_vertices_per_feature,
+            max_vertices=self.upload_max_vertices)
 
 
 _S = TypeVar("_S", bound=BaseSettings)
@@ -111,6 +145,7 @@ class Settings(BaseSettings):
     city: CitySettings = Field(default_factory=_from_env(CitySettings))
     api: ApiSettings = Field(default_factory=_from_env(ApiSettings))
     auth: AuthSettings = Field(default_factory=_from_env(AuthSettings))
+    upload: UploadSettings = Field(default_factory=_from_env(UploadSettings))
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> Settings:

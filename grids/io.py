@@ -45,6 +45,7 @@ from gis.validate import explain_invalid
 from grids import store
 from grids.codes import LEVELS, PARENT_LEVEL, level_of, normalise
 from grids.errors import GridError, ImportRejected, InvalidCode, RegionNotFound
+from grids.upload_limits import UploadLimits, check_csv_rows, read_xlsx_rows
 
 TOLERANCE_M2 = 1.0
 """A child may stick out of its parent by this many m² (EPSG:4549) before it is rejected."""
@@ -591,7 +592,7 @@ _STAFF_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 def read_roster(
-    path: str | Path, *, sheet: str | None = None
+    path: str | Path, *, sheet: str | None = None, limits: UploadLimits | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a staff roster from CSV (UTF-8, or GB18030 as Excel in China saves it) or XLSX.
 
@@ -613,7 +614,7 @@ def read_roster(
         Listing every bad row: ``{row, staff_code, field, reason}``.
     """
     path = Path(path)
-    header, records = _read_table(path, sheet)
+    header, records = _read_table(path, sheet, limits or UploadLimits())
     errors: list[dict[str, Any]] = []
     columns = {h.strip().lower(): j for j, h in enumerate(header) if h and h.strip()}
     missing = [c for c in _REQUIRED_ROSTER if c not in columns]
@@ -700,26 +701,23 @@ def _roster_row_problems(rec: dict[str, str]) -> list[tuple[str, str]]:
     return problems
 
 
-def _read_table(path: Path, sheet: str | None) -> tuple[list[str], list[tuple[int, list[Any]]]]:
-    """Header and (spreadsheet row number, values) of a CSV or the first/named XLSX sheet."""
+def _read_table(path: Path, sheet: str | None, limits: UploadLimits
+                ) -> tuple[list[str], list[tuple[int, list[Any]]]]:
+    """Header and (spreadsheet row number, values) of a CSV or the first/named XLSX sheet,
+    read under ``limits`` (grids/upload_limits.py: inflated size, rows, time)."""
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
-
-        book = load_workbook(path, read_only=True, data_only=True)
-        try:
-            ws = book[sheet] if sheet is not None else book.worksheets[0]
-            rows = [(i, list(v)) for i, v in enumerate(ws.iter_rows(values_only=True), start=1)]
-        finally:
-            book.close()
+        rows = list(enumerate(read_xlsx_rows(path, limits, sheet=sheet), start=1))
     elif suffix in (".csv", ".txt"):
         raw = path.read_bytes()
         try:
             content = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             content = raw.decode("gb18030")
-        rows = [(i, list(v)) for i, v in
-                enumerate(csv.reader(content.splitlines()), start=1)]
+        rows = []
+        for i, v in enumerate(csv.reader(content.splitlines()), start=1):
+            check_csv_rows(i, limits)
+            rows.append((i, v))
     else:
         raise ImportRejected(
             f"Cannot read a roster from {path.name}: use .csv or .xlsx.",

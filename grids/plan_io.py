@@ -26,6 +26,7 @@ from grids import plan_geom as pg
 from grids.access import Principal
 from grids.codes import normalise
 from grids.errors import RegionNotFound
+from grids.upload_limits import UploadLimits, check_features
 
 LAYER = "plan_grids"
 
@@ -56,8 +57,14 @@ def export_plan(conn: Connection, plan_id: int, path: str | Path, *, principal: 
 
 
 def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: str,
-                principal: Principal, crs: str | None = None) -> dict[str, Any]:
-    """Open a plan over ``region_code`` whose draft is the file's grids; returns PlanPublic."""
+                principal: Principal, crs: str | None = None,
+                limits: UploadLimits | None = None) -> dict[str, Any]:
+    """Open a plan over ``region_code`` whose draft is the file's grids; returns PlanPublic.
+
+    The file's features and vertices are counted against ``limits`` as it is first read
+    (:func:`grids.upload_limits.check_features`), before anything parses it in full: a plan
+    edit refuses a 100,000-vertex grid (413), and so does an import.
+    """
     path = Path(path)
     code = normalise(region_code)
     if not principal.scope.covers(code):
@@ -67,8 +74,9 @@ def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: s
         layers = [name for name, _ in pyogrio.list_layers(path)]
     except Exception:  # noqa: BLE001 - read_regions reports an unreadable file properly
         layers = []
-    frame = io.read_regions(path, layer=LAYER if LAYER in layers else None, crs=crs,
-                            level="grid")
+    layer = LAYER if LAYER in layers else None
+    check_features(path, limits or UploadLimits(), layer=layer)
+    frame = io.read_regions(path, layer=layer, crs=crs, level="grid")
     plan = plans.create_plan(conn, name=name, region_code=region_code, principal=principal,
                              note=f"imported from {path.name}")
     row = plans.plan_row(conn, plan["id"], principal, lock=True)

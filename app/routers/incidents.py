@@ -168,7 +168,11 @@ def save_category(code: Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9
 
 
 @router.post("/incidents", response_model=dict[str, Any], status_code=201,
-             summary="Take in an incident (idempotent on source + external_id)")
+             summary="Take in an incident (idempotent on source + external_id)",
+             description="201 with the new incident's id and placement; a retry of the same "
+                         "source + external_id answers 200 with that incident's. If that "
+                         "incident lies outside the caller's jurisdiction the answer is a bare "
+                         "409 `duplicate_external_id`: no id, grid or responsible worker.")
 def create_incident(body: IncidentCreate, request: Request, response: Response, conn: Conn,
                     principal: Creator) -> dict[str, Any]:
     snap = _service(request).snapshot
@@ -196,7 +200,9 @@ async def bulk_incidents(
     body = await request.body()
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     name = "upload.xlsx" if "spreadsheet" in ctype else "upload.csv"
-    frame = intake.read_bulk(body, filename=name)
+    # Parsed on a worker thread under the upload limits: lookups keep answering meanwhile.
+    frame = await run_in_threadpool(intake.read_bulk, body, filename=name,
+                                    limits=request.app.state.settings.upload.limits())
     check_frame(frame)  # the same text rule as every other request (app.input_guard)
     # The request's own unit of work, used from a worker thread (one thread at a time).
     result = await run_in_threadpool(

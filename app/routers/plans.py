@@ -10,7 +10,18 @@ import tempfile
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 
 from app.auth import require
 from app.deps import Conn
@@ -74,7 +85,7 @@ def list_plans(conn: Conn, principal: Reader,
 
 @router.post("/plans/import", response_model=PlanPublic, status_code=201,
              summary="Open a plan from an edited GeoPackage (diffed against the current grids)")
-def import_plan(conn: Conn, principal: Writer, response: Response,
+def import_plan(conn: Conn, principal: Writer, response: Response, request: Request,
                 file: Annotated[UploadFile, File(description="A .gpkg with a plan_grids layer")],
                 region_code: Annotated[str, Form(max_length=15)],
                 name: Annotated[str, Form(min_length=1, max_length=200)]) -> dict[str, Any]:
@@ -82,7 +93,8 @@ def import_plan(conn: Conn, principal: Writer, response: Response,
         path = FilePath(tmp) / "upload.gpkg"
         path.write_bytes(file.file.read())
         plan = plan_io.import_plan(conn, path, region_code=region_code, name=name,
-                                   principal=principal)
+                                   principal=principal,
+                                   limits=request.app.state.settings.upload.limits())
     return _etag(response, plan)
 
 

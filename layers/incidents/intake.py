@@ -25,9 +25,16 @@ from sqlalchemy.exc import IntegrityError
 from gis.crs import parse_crs, to_lonlat
 from gis.errors import GisError
 from grids.access import Permission, Principal
-from grids.errors import GridError, RegionNotFound
+from grids.errors import Conflict, GridError, RegionNotFound
 from grids.locate import Snapshot, choose_responsible
 from grids.point import checked_point
+from grids.upload_limits import (
+    UploadLimits,
+    UploadTooLarge,
+    cell_text,
+    check_csv_rows,
+    read_xlsx_rows,
+)
 from layers.incidents.catalogue import get_category
 from layers.incidents.workflow import total_limit_hours
 
@@ -119,7 +126,7 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
     data = _clean(dict(data))
     existing = _existing(conn, data["source"], data["external_id"])
     if existing is not None:
-        return existing, False
+        return _retry_answer(existing, principal), False
     category = get_category(conn, data["category"])
     if not category["active"] or category["parent_code"] is None:
         raise IntakeError("Choose an active category of the second level.",
@@ -131,8 +138,7 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
                                            max_outside_m=max_outside_m)
     except GisError as exc:
         raise exc
-    if not principal.locate_scope().covers(placement.region_code) and \
-            not principal.scope.covers(placement.region_code):
+    if not _may_place(principal, placement.region_code):
         raise RegionNotFound("The place is outside your jurisdiction.",
                              detail={"field": "lon", "fields": ["lon", "lat"]},
                              code="outside_jurisdiction")
@@ -161,13 +167,34 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
          "fallback": placement.fallback, "received": received, "total": total,
          "cat": data["category"]}).scalar()
     if row is None:  # a concurrent retry won the race: return theirs
-        return _existing(conn, data["source"], data["external_id"]), False  # type: ignore[return-value]
+        theirs = _existing(conn, data["source"], data["external_id"])
+        assert theirs is not None  # the conflicting row is committed, hence visible now
+        return _retry_answer(theirs, principal), False
     conn.execute(text(
         "INSERT INTO incident_event (incident_id, at, actor, action, from_state, to_state, note) "
         "VALUES (:id, :at, :actor, 'receive', NULL, 'received', :note)"),
         {"id": row, "at": received, "actor": principal.name,
          "note": f"via {data['source']}"})
     return {"id": row, **placement.__dict__}, True
+
+
+def _may_place(principal: Principal, region_code: str | None) -> bool:
+    """May ``principal`` take in an incident at ``region_code`` (and so see where it went)?"""
+    return principal.locate_scope().covers(region_code) or principal.scope.covers(region_code)
+
+
+def _retry_answer(existing: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """The incident a retry names, if it lies where the caller may take in incidents.
+
+    Otherwise a bare 409: the caller learns that the (source, external id) pair is taken, as
+    the unique index would tell them anyway, but not the incident's id, grid or responsible
+    worker in another jurisdiction.
+    """
+    if _may_place(principal, existing["region_code"]):
+        return existing
+    raise Conflict("An incident with this source and external id already exists outside your "
+                   "jurisdiction; use another external id.",
+                   detail={"field": "external_id"}, code="duplicate_external_id")
 
 
 def _existing(conn: Connection, source: str, external_id: str) -> dict[str, Any] | None:
@@ -183,17 +210,35 @@ BULK_COLUMNS = ("source", "external_id", "category", "description", "address", "
                 "crs", "reporter_name", "reporter_phone", "received_at")
 
 
-def read_bulk(body: bytes, *, filename: str = "upload.csv") -> pd.DataFrame:
-    """A day's export as a table: CSV (UTF-8 or GB18030) or XLSX, all columns as text."""
+def read_bulk(body: bytes, *, filename: str = "upload.csv",
+              limits: UploadLimits | None = None) -> pd.DataFrame:
+    """A day's export as a table: CSV (UTF-8 or GB18030) or XLSX, all columns as text.
+
+    Read under ``limits`` (:mod:`grids.upload_limits`): an XLSX's inflated size is checked
+    before it is opened, and rows and time as it is read; a CSV's rows. CPU-bound: call it
+    from a worker thread, not the event loop.
+    """
+    limits = limits or UploadLimits()
     try:
         if filename.lower().endswith((".xlsx", ".xlsm")):
-            frame = pd.read_excel(io.BytesIO(body), dtype=str, engine="openpyxl")
+            rows = read_xlsx_rows(body, limits)
+            header = [cell_text(h) for h in rows[0]] if rows else []
+            width = len(header)
+            cells = [[cell_text(v) for v in r[:width]] + [""] * (width - len(r))
+                     for r in rows[1:]]
+            while cells and not any(cells[-1]):  # trailing blank rows, as pandas drops them
+                cells.pop()
+            frame = pd.DataFrame(cells, columns=header, dtype=object)
         else:
             try:
-                frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False)
+                frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False,
+                                    nrows=limits.max_rows + 1)
             except UnicodeDecodeError:
                 frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False,
-                                    encoding="gb18030")
+                                    encoding="gb18030", nrows=limits.max_rows + 1)
+            check_csv_rows(len(frame) + 1, limits)  # + the header, as a spreadsheet counts
+    except UploadTooLarge:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault
         raise IntakeError("The file could not be read as CSV or XLSX.",
                           detail={"field": "file", "reason": str(exc)[:300]},
