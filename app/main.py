@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import errors
-from app.auth import Authenticator, Directory
+from app.auth import Authenticator, Directory, install_log_redaction
 from app.coverage_worker import CoverageWorker
 from app.db import make_engine
 from app.hotpath import HotPath
@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = make_engine(settings.db)
         service = LocatorService(app.state.engine, raster=settings.api.batch_raster)
         app.state.locator = service
-        service.subscribe({"app_user", "api_key", "assignment"}, app.state.directory.reload)
+        service.subscribe({"app_user", "api_key", "assignment", "auth_session_revoked"},
+                          app.state.directory.reload)
         # Cached map tiles go when the incidents or boundaries under them change.
         service.subscribe({"incident", "region", "region_boundary", "boundary_version",
                            "patrol_grid_cover"}, TILE_CACHE.invalidate)
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Authenticator(settings.auth, app.state.directory,
                                    production=settings.api.mode == "production")
     errors.install(app)
+    install_log_redaction()  # API keys sent as ?api_key= are not written to the access log
     # /locate is answered before the router (the innermost user middleware: limits and CORS still
     # wrap it); its route below stays declared for the docs and the permission table.
     app.add_middleware(HotPath, routes={"/locate": (Permission.LOCATE, locate.locate)})
