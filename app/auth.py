@@ -11,13 +11,19 @@
   locator, so checking a request costs no database round trip; disabling a user or resetting
   their password (which bumps ``token_version``) takes effect within a second.
 
-Rate limits (login attempts, API keys) are counted per worker process.
+Rate limits (login attempts, API keys) are counted in PostgreSQL (``rate_counter``, migration
+0013), so every worker process shares them; see :class:`SharedCounters`. Logging out ends the
+portal session on the server (``auth_session_revoked``); the client's address is the TCP peer
+unless that peer is a configured proxy (``CITYGRID_TRUSTED_PROXIES``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
+import re
 import secrets
 import threading
 import time
@@ -31,7 +37,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from app.settings import AuthSettings
 from gis.errors import DomainError
@@ -153,6 +159,8 @@ class Directory:
         self.key_principals: dict[str, Principal] = {}
         # Full key strings already checked against their hash (cleared with every reload).
         self.verified_keys: dict[str, KeyEntry] = {}
+        # Portal sessions ended by logout and not yet expired (their ``sid`` claims).
+        self.revoked_sessions: frozenset[str] = frozenset()
 
     def reload(self, conn: Connection) -> None:
         users = conn.execute(text(
@@ -169,63 +177,219 @@ class Directory:
         entries = {u["id"]: UserEntry(**{**u, "grid_codes": tuple(u["grid_codes"])})
                    for u in users}
         key_entries = {k["prefix"]: KeyEntry(**k) for k in keys}
+        revoked = conn.execute(text(
+            "SELECT sid FROM auth_session_revoked WHERE expires_at > now()")).scalars().all()
         self.user_principals = {i: e.principal() for i, e in entries.items()}
         self.key_principals = {p: e.principal() for p, e in key_entries.items()}
         self.users = entries
         self.by_name = {e.username: e for e in entries.values()}
         self.keys = key_entries
         self.verified_keys = {}
+        self.revoked_sessions = frozenset(revoked)
 
 
-# -- rate limiting ----------------------------------------------------------------------------------
-class TokenBucket:
-    """Per-key token buckets: ``rate`` requests a minute, bursts up to ``rate``."""
+# -- rate limiting, shared by every worker through PostgreSQL --------------------------------------
+class SharedCounters:
+    """Fixed-window counters in the UNLOGGED table ``rate_counter`` (migration 0013).
+
+    One atomic upsert adds to a (key, window) counter and returns the new total, so two workers
+    (or two hosts on one database) count together. Each call is its own short transaction on
+    ``engine``, apart from the request's, so a request that fails still counts.
+    """
 
     def __init__(self) -> None:
-        self._state: dict[str, tuple[float, float]] = {}
+        self._purged = 0.0
+
+    @staticmethod
+    def window(now: float, window_s: int) -> tuple[datetime, float]:
+        """The window holding ``now``: (its start, seconds until it ends)."""
+        start = now - now % window_s
+        return datetime.fromtimestamp(start, UTC), start + window_s - now
+
+    def add(self, engine: Engine, key: str, window_s: int, n: int = 1,
+            now: float | None = None) -> int:
+        """Add ``n`` to ``key``'s counter in the current window; the new total."""
+        start, _ = self.window(time.time() if now is None else now, window_s)
+        with engine.begin() as conn:
+            total = conn.execute(text(
+                "INSERT INTO rate_counter (key, window_start, n) VALUES (:k, :w, :n) "
+                "ON CONFLICT (key, window_start) DO UPDATE SET n = rate_counter.n + excluded.n "
+                "RETURNING n"), {"k": key, "w": start, "n": n}).scalar_one()
+            if time.monotonic() - self._purged > 60:
+                self._purged = time.monotonic()
+                conn.execute(text("DELETE FROM rate_counter "
+                                  "WHERE window_start < now() - interval '1 day'"))
+        return int(total)
+
+    def totals(self, engine: Engine, keys: list[str], window_s: int,
+               now: float | None = None) -> dict[str, int]:
+        start, _ = self.window(time.time() if now is None else now, window_s)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT key, n FROM rate_counter WHERE key = ANY(:k) AND window_start = :w"),
+                {"k": keys, "w": start}).all()
+        return {r.key: int(r.n) for r in rows}
+
+    def clear(self, engine: Engine, key: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM rate_counter WHERE key = :k"), {"k": key})
+
+
+class KeyRateLimit:
+    """Per-key limits a minute, shared by the workers, at most one round trip per lease.
+
+    A worker takes a *lease* of ``max(1, rate // 20)`` requests from the shared counter and
+    spends it locally, so a key allowed 600 a minute costs a database round trip every 30
+    requests, and a key allowed 5 a minute one per request. A lease is only ever granted out of
+    what is left in the minute, so the workers together never exceed the limit (a lease unspent
+    when the minute ends is lost: a client can get slightly fewer, never more).
+    """
+
+    WINDOW_S = 60
+
+    def __init__(self, counters: SharedCounters) -> None:
+        self.counters = counters
+        self._leases: dict[str, tuple[datetime, int]] = {}
         self._lock = threading.Lock()
 
-    def take(self, key: str, rate_per_minute: int) -> float:
-        """Take one token; return 0 if allowed, else seconds until one is available."""
-        now = time.monotonic()
+    def take(self, engine: Engine, key: str, rate_per_minute: int) -> float:
+        """Take one request; 0 if allowed, else seconds until the next window."""
+        now = time.time()
+        start, left_s = self.counters.window(now, self.WINDOW_S)
         with self._lock:
-            tokens, last = self._state.get(key, (float(rate_per_minute), now))
-            tokens = min(float(rate_per_minute), tokens + (now - last) * rate_per_minute / 60.0)
-            if tokens >= 1.0:
-                self._state[key] = (tokens - 1.0, now)
+            window, remaining = self._leases.get(key, (start, 0))
+            if window == start and remaining > 0:
+                self._leases[key] = (start, remaining - 1)
                 return 0.0
-            self._state[key] = (tokens, now)
-            return (1.0 - tokens) * 60.0 / rate_per_minute
+        lease = max(1, rate_per_minute // 20)
+        total = self.counters.add(engine, f"key:{key}", self.WINDOW_S, lease, now=now)
+        granted = max(0, min(lease, rate_per_minute - (total - lease)))
+        if granted == 0:
+            return max(left_s, 0.1)
+        with self._lock:
+            self._leases[key] = (start, granted - 1)
+        return 0.0
 
 
 class LoginThrottle:
-    """Failed logins per (username, ip) inside a sliding window."""
+    """Failed logins, counted per (username, address) and per address, shared by the workers.
 
-    def __init__(self, attempts: int, window_s: int) -> None:
+    ``attempts`` failures for one username from one address, or ``per_address`` failures for any
+    usernames from one address, within a ``window_s`` window, and that address gets 429 until
+    the window ends. There is no per-username lock: failures from one address never lock the
+    user out at another.
+    """
+
+    def __init__(self, counters: SharedCounters, attempts: int, window_s: int,
+                 per_address: int = 20) -> None:
+        self.counters = counters
         self.attempts = attempts
         self.window_s = window_s
-        self._failures: dict[tuple[str, str], list[float]] = {}
-        self._lock = threading.Lock()
+        self.per_address = per_address
 
-    def check(self, username: str, ip: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.get((username, ip), []) if now - t < self.window_s]
-            self._failures[(username, ip)] = recent
-            if len(recent) >= self.attempts:
-                wait = int(self.window_s - (now - recent[0])) + 1
-                raise TooManyRequests(
-                    "Too many failed logins; wait before trying again.",
-                    detail={"field": "username", "retry_after_s": wait},
-                    headers={"Retry-After": str(wait)})
+    @staticmethod
+    def _keys(username: str, ip: str) -> tuple[str, str]:
+        return f"login:{ip}:{username}", f"login-ip:{ip}"
 
-    def failed(self, username: str, ip: str) -> None:
-        with self._lock:
-            self._failures.setdefault((username, ip), []).append(time.monotonic())
+    def check(self, engine: Engine, username: str, ip: str) -> None:
+        pair, address = self._keys(username, ip)
+        totals = self.counters.totals(engine, [pair, address], self.window_s)
+        if totals.get(pair, 0) >= self.attempts or totals.get(address, 0) >= self.per_address:
+            _, left = self.counters.window(time.time(), self.window_s)
+            wait = int(left) + 1
+            raise TooManyRequests(
+                "Too many failed logins; wait before trying again.",
+                detail={"field": "username", "retry_after_s": wait},
+                headers={"Retry-After": str(wait)})
 
-    def succeeded(self, username: str, ip: str) -> None:
-        with self._lock:
-            self._failures.pop((username, ip), None)
+    def failed(self, engine: Engine, username: str, ip: str) -> None:
+        for key in self._keys(username, ip):
+            self.counters.add(engine, key, self.window_s)
+
+    def succeeded(self, engine: Engine, username: str, ip: str) -> None:
+        self.counters.clear(engine, self._keys(username, ip)[0])
+
+
+# -- the client's address ---------------------------------------------------------------------------
+def parse_networks(cidrs: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def client_address(peer: str | None, forwarded_for: str | None,
+                   trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
+    """Who is asking: the TCP peer, unless the peer is a trusted proxy.
+
+    Then ``X-Forwarded-For`` is read from the right (each proxy appends the address it saw),
+    skipping trusted proxies; the first other address is the client. Anything a client wrote
+    itself is further left and is never reached.
+
+    >>> nets = parse_networks(["10.0.0.0/8"])
+    >>> client_address("203.0.113.9", "1.2.3.4", nets)  # not a proxy: the header is ignored
+    '203.0.113.9'
+    >>> client_address("10.0.0.2", "6.6.6.6, 198.51.100.7, 10.0.0.3", nets)
+    '198.51.100.7'
+    >>> client_address("10.0.0.2", None, nets), client_address(None, "1.2.3.4", nets)
+    ('10.0.0.2', '?')
+    """
+    if not peer:
+        return "?"
+    if not trusted or not forwarded_for or not _in(peer, trusted):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain: believe only what we saw
+        if not _in(hop, trusted):
+            return hop
+    return peer
+
+
+def _in(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+        ) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+# -- secrets in logged URLs -------------------------------------------------------------------------
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:api_key|apikey|key|token|access_token|password)=)"
+                           r"[^&;\s\"']*")
+
+
+def redact_url(value: str) -> str:
+    """A URL or request line with secret query parameters blanked.
+
+    >>> redact_url("GET /open311/v2/requests.json?api_key=cgk_ab_secret&x=1 HTTP/1.1")
+    'GET /open311/v2/requests.json?api_key=[redacted]&x=1 HTTP/1.1'
+    """
+    return _SECRET_PARAM.sub(r"\1[redacted]", value)
+
+
+class RedactSecrets(logging.Filter):
+    """Blank API keys and tokens sent in query strings from log records (uvicorn's access log
+    has the full path and query as an argument)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = redact_url(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(a) if isinstance(a, str) and "=" in a else a
+                                for a in record.args)
+        return True
+
+
+REDACT_SECRETS = RedactSecrets()
+
+
+def install_log_redaction() -> None:
+    """Add :data:`REDACT_SECRETS` to the loggers that write request lines (idempotent)."""
+    for name in ("uvicorn.access", "uvicorn.error", "uvicorn", "citygrid"):
+        logger = logging.getLogger(name)
+        if REDACT_SECRETS not in logger.filters:
+            logger.addFilter(REDACT_SECRETS)
 
 
 # -- tokens ---------------------------------------------------------------------------------------
@@ -236,8 +400,13 @@ class Authenticator:
         self.settings = settings
         self.directory = directory
         self.cookie_secure = production if settings.cookie_secure is None else settings.cookie_secure
-        self.buckets = TokenBucket()
-        self.throttle = LoginThrottle(settings.login_attempts, settings.login_window_s)
+        self.counters = SharedCounters()
+        self.key_limits = KeyRateLimit(self.counters)
+        self.throttle = LoginThrottle(self.counters, settings.login_attempts,
+                                      settings.login_window_s,
+                                      settings.login_attempts_per_address)
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)
+        self.audit_key = _audit_key(settings.secret_key)
         self._decoded: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -252,6 +421,7 @@ class Authenticator:
         if kind == "session":
             csrf = secrets.token_urlsafe(24)
             claims["csrf"] = hashlib.sha256(csrf.encode()).hexdigest()
+            claims["sid"] = secrets.token_urlsafe(18)  # what logout revokes
         return jwt.encode(claims, self.settings.secret_key, algorithm="HS256"), lifetime, csrf
 
     def _claims(self, token: str) -> dict[str, Any]:
@@ -295,11 +465,17 @@ class Authenticator:
             return self._principal_of(self._user(self._claims(token.strip()), "access"))
         key = request.headers.get(API_KEY_HEADER)
         if key:
-            return self._key(key)
+            return self._key(key, request.app.state.engine)
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             claims = self._claims(cookie)
             user = self._user(claims, "session")
+            # Sessions ended by logout: an in-memory set, reloaded on NOTIFY with the directory
+            # (no database round trip per request; bearer tokens and keys skip this).
+            sid = claims.get("sid")
+            if not sid or sid in self.directory.revoked_sessions:
+                raise Unauthorized("The session has ended; log in again.",
+                                   code="session_ended", detail={"field": "session"})
             if request.method in UNSAFE:
                 sent = request.headers.get(CSRF_HEADER, "")
                 if not sent or not hmac.compare_digest(
@@ -313,7 +489,7 @@ class Authenticator:
         cached = self.directory.user_principals.get(user.id)
         return cached if cached is not None else user.principal()
 
-    def _key(self, key: str) -> Principal:
+    def _key(self, key: str, engine: Engine) -> Principal:
         directory = self.directory
         entry = directory.verified_keys.get(key)
         if entry is None:
@@ -326,7 +502,7 @@ class Authenticator:
                                    detail={"field": API_KEY_HEADER})
             if len(directory.verified_keys) < 10_000:
                 directory.verified_keys[key] = entry
-        wait = self.buckets.take(entry.prefix, entry.rate_limit_per_minute)
+        wait = self.key_limits.take(engine, entry.prefix, entry.rate_limit_per_minute)
         if wait:
             raise TooManyRequests(
                 f"Rate limit of {entry.rate_limit_per_minute} requests a minute reached.",
@@ -336,23 +512,64 @@ class Authenticator:
         return cached if cached is not None else entry.principal()
 
     def login(self, conn: Connection, username: str, password: str, ip: str) -> UserEntry:
-        """Check a password (rate-limited per username and IP); return the directory entry."""
+        """Check a password (throttled per username and address, and per address); return the
+        directory entry."""
         username = username.strip().lower()[:40]
-        self.throttle.check(username, ip)
+        engine = conn.engine
+        self.throttle.check(engine, username, ip)
         row = conn.execute(text("SELECT id, password_hash, disabled FROM app_user "
                                 "WHERE username = :u"), {"u": username}).first()
         # Hash even when the user does not exist, so timing does not reveal usernames.
         ok = verify_password(row.password_hash if row else _DUMMY_HASH, password)
         if not row or not ok or row.disabled:
-            self.throttle.failed(username, ip)
+            self.throttle.failed(engine, username, ip)
             raise Unauthorized("Wrong username or password.", code="login_failed",
                                detail={"field": "password"})
-        self.throttle.succeeded(username, ip)
+        self.throttle.succeeded(engine, username, ip)
         user = self.directory.users.get(row.id)
         if user is None:  # created a moment ago, before the directory reloaded
             self.directory.reload(conn)
             user = self.directory.users[row.id]
         return user
+
+
+    def client_ip(self, request: Request) -> str:
+        """The caller's address: the peer, or from X-Forwarded-For if the peer is a trusted
+        proxy (``CITYGRID_TRUSTED_PROXIES``)."""
+        return client_address(request.client.host if request.client else None,
+                              request.headers.get("x-forwarded-for"), self.trusted_proxies)
+
+    def end_session(self, engine: Engine, cookie: str | None) -> bool:
+        """Revoke the portal session ``cookie`` on the server (logout); False if it was not a
+        valid session. This worker forgets it at once; the others on NOTIFY."""
+        if not cookie:
+            return False
+        try:
+            claims = jwt.decode(cookie, self.settings.secret_key, algorithms=["HS256"],
+                                options={"require": ["exp", "sub", "typ"]})
+        except jwt.PyJWTError:
+            return False
+        sid = claims.get("sid")
+        if claims.get("typ") != "session" or not isinstance(sid, str) or not sid:
+            return False
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO auth_session_revoked (sid, user_id, expires_at) "
+                "VALUES (:s, :u, to_timestamp(:e)) ON CONFLICT (sid) DO NOTHING"),
+                {"s": sid[:64], "u": int(claims["sub"]) if str(claims["sub"]).isdigit() else None,
+                 "e": claims["exp"]})
+            conn.execute(text("DELETE FROM auth_session_revoked WHERE expires_at < now()"))
+        directory = self.directory
+        directory.revoked_sessions = directory.revoked_sessions | {sid}
+        with self._lock:
+            self._decoded.pop(cookie, None)
+        return True
+
+
+def _audit_key(secret_key: str) -> bytes:
+    from app.db import audit_key
+
+    return audit_key(secret_key)
 
 
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))

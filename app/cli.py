@@ -400,7 +400,13 @@ def serve(
 
     settings = get_settings()
     uvicorn.run("app.main:create_app", factory=True, host=host or settings.api.host,
-                port=port or settings.api.port, workers=workers, log_level="info")
+                port=port or settings.api.port, workers=workers, log_level="info",
+                proxy_headers=PROXY_HEADERS)
+
+
+# X-Forwarded-For is read by the app, from CITYGRID_TRUSTED_PROXIES only (app.auth.client_ip):
+# uvicorn must not rewrite the client address from it (it trusts 127.0.0.1 by default).
+PROXY_HEADERS = False
 
 
 def main() -> None:

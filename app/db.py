@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,9 +45,35 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (idempotent)."""
+def migrate(url: str, revision: str = "head", *, secret_key: str | None = None) -> None:
+    """Bring the schema to ``revision`` (idempotent) and install the audit key (migration 0013)
+    derived from ``secret_key`` (default: ``CITYGRID_SECRET_KEY``). ``url`` is the owner's."""
     command.upgrade(alembic_config(url), revision)
+    install_audit_key(url, secret_key)
+
+
+def audit_key(secret_key: str | None = None) -> bytes:
+    """The key that attests the audit actor: derived from the app's secret, never stored by it."""
+    if secret_key is None:
+        from app.settings import get_settings
+
+        secret_key = get_settings().auth.secret_key
+    return hmac.new(secret_key.encode(), b"citygrid audit actor v1", hashlib.sha256).digest()
+
+
+def install_audit_key(url: str, secret_key: str | None = None) -> None:
+    """Put the audit key where only the owner can read it (no-op before migration 0013)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if conn.execute(text("SELECT to_regclass('audit_signing_key')")).scalar() is None:
+                return
+            conn.execute(text(
+                "INSERT INTO audit_signing_key (id, key) VALUES (1, :k) "
+                "ON CONFLICT (id) DO UPDATE SET key = excluded.key "
+                "WHERE audit_signing_key.key <> excluded.key"), {"k": audit_key(secret_key)})
+    finally:
+        engine.dispose()
 
 
 def unit_of_work(engine: Engine) -> Iterator[Connection]:
@@ -54,10 +82,21 @@ def unit_of_work(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def set_actor(conn: Connection, actor: str, ip: str | None = None) -> None:
-    """Name who is writing in this transaction, for the audit log (see migration 0002)."""
+def set_actor(conn: Connection, actor: str, ip: str | None = None, *,
+              key: bytes | None = None) -> None:
+    """Name who is writing in this transaction, for the audit log (migrations 0002, 0013).
+
+    The claim is attested with HMAC(audit key, actor, ip, transaction id): the audit triggers
+    refuse a claimed actor without it, so a session of the application role cannot name someone
+    else by setting ``citygrid.actor`` itself (it cannot read the key).
+    """
+    actor, ip = actor[:200], ip or ""
+    txid = conn.execute(text("SELECT txid_current()")).scalar_one()
+    proof = hmac.new(key or audit_key(), f"{actor}\n{ip}\n{txid}".encode(),
+                     hashlib.sha256).hexdigest()
     conn.execute(text("SELECT set_config('citygrid.actor', :a, true), "
-                      "set_config('citygrid.ip', :ip, true)"), {"a": actor[:200], "ip": ip or ""})
+                      "set_config('citygrid.ip', :ip, true), "
+                      "set_config('citygrid.proof', :p, true)"), {"a": actor, "ip": ip, "p": proof})
 
 
 def is_empty(conn: Connection) -> bool:

@@ -34,8 +34,9 @@ def get_conn(request: Request) -> Iterator[Connection]:
     with request.app.state.engine.begin() as conn:
         if unsafe:
             principal = current_principal(request)
+            auth = request.app.state.auth
             set_actor(conn, principal.name if principal else "anonymous",
-                      request.client.host if request.client else None)
+                      auth.client_ip(request), key=auth.audit_key)
         yield conn
         if unsafe:
             # Set by the NOTIFY triggers (migration 0004): only changes to what the locator and

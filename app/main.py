@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import errors, health
-from app.auth import Authenticator, Directory
+from app.auth import Authenticator, Directory, install_log_redaction
 from app.backpressure import InFlightLimit, size_thread_pool
 from app.coverage_worker import CoverageWorker
 from app.db import make_engine
@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         size_thread_pool(settings.api.max_in_flight or settings.db.pool_size)
         service = LocatorService(app.state.engine, raster=settings.api.batch_raster)
         app.state.locator = service
-        service.subscribe({"app_user", "api_key", "assignment"}, app.state.directory.reload)
+        service.subscribe({"app_user", "api_key", "assignment", "auth_session_revoked"},
+                          app.state.directory.reload)
         # Cached map tiles go when the incidents or boundaries under them change.
         service.subscribe({"incident", "region", "region_boundary", "boundary_version",
                            "patrol_grid_cover"}, TILE_CACHE.invalidate)
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(InFlightLimit, limit=settings.api.max_in_flight or settings.db.pool_size,
                        queue_max=settings.api.queue_max, queue_wait_s=settings.api.queue_wait_s,
                        retry_after_s=settings.api.retry_after_s)
+    install_log_redaction()  # API keys sent as ?api_key= are not written to the access log
     # /locate is answered before the router (the innermost user middleware: limits and CORS still
     # wrap it); its route below stays declared for the docs and the permission table.
     app.add_middleware(HotPath, routes={"/locate": (Permission.LOCATE, locate.locate)})

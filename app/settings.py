@@ -6,6 +6,7 @@ them to :func:`app.main.create_app`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from functools import lru_cache
@@ -103,6 +104,19 @@ class AuthSettings(BaseSettings):
     login_window_s: int = Field(300, ge=1)  # ... within this window, then 429
     max_body_bytes: int = Field(1_000_000, ge=1_000)
     max_batch_bytes: int = Field(256_000_000, ge=1_000)
+    # Failed logins from one address (any usernames) within login_window_s, then 429.
+    login_attempts_per_address: int = Field(20, ge=1, le=10_000)
+    # Reverse proxies whose X-Forwarded-For is believed (CIDRs); none by default.
+    trusted_proxies: list[str] = []
+    # Open311 GET requests without credentials: off (credentials needed) unless this is set.
+    open311_public_feed: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr.strip(), strict=False)  # ValueError names the bad one
+        return [c.strip() for c in v]
 
 
 class UploadSettings(BaseSettings):

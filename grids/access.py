@@ -107,6 +107,10 @@ class Scope:
             return "" in self.prefixes
         return any(code.startswith(p) for p in self.prefixes)
 
+    def is_citywide(self) -> bool:
+        """Does this scope hold a whole city (or everything)?"""
+        return any(len(p) <= 6 for p in self.prefixes)
+
     def like_patterns(self) -> list[str]:
         """SQL ``LIKE ANY(:patterns)`` patterns (codes are digits: nothing to escape)."""
         return [p + "%" for p in self.prefixes]
@@ -142,8 +146,21 @@ class Principal:
         return self.role in FULL_PERSONAL_DATA and self.scope.covers(region_code)
 
     def locate_scope(self) -> Scope:
-        """Where this principal may ask who is responsible."""
-        return Scope.everything() if self.can(Permission.LOCATE_CITYWIDE) else self.scope
+        """Where this principal may ask who is responsible (and, for dispatchers, handle).
+
+        ``locate:citywide`` lifts the limit only for a principal whose jurisdiction is the city
+        (a city-level dispatcher, the command centre): a dispatcher attached to a street sees
+        that street, like everyone else there.
+
+        >>> Principal.make("u", "dispatcher", Scope.of("330782000000")).locate_scope().covers(None)
+        True
+        >>> street = Principal.make("u", "dispatcher", Scope.of("330782001000")).locate_scope()
+        >>> street.covers(None), street.covers("330782002001001"), street.covers("330782001001")
+        (False, False, True)
+        """
+        if self.can(Permission.LOCATE_CITYWIDE) and self.scope.is_citywide():
+            return Scope.everything()
+        return self.scope
 
 
 def mask_phone(phone: str | None) -> str | None:

@@ -76,9 +76,34 @@ def update_staff(conn: Connection, code: str, changes: dict[str, Any], *,
     return get_staff(conn, code, principal=principal)
 
 
+def _staff_in_scope(conn: Connection, staff_id: int, principal: Principal) -> bool:
+    """May ``principal`` assign this staff member? Where they belong must be in scope.
+
+    They belong to the regions of their current assignments; with none current, to the region
+    of their latest assignment (their home, e.g. back from leave); a staff member never assigned
+    anywhere (a new hire) belongs to no one yet and may be assigned by any supervisor.
+    """
+    if principal.scope.covers(None):
+        return True
+    homes = conn.execute(text(
+        "WITH mine AS (SELECT r.code, a.valid_from, a.valid_to, "
+        "  (a.valid_from <= now() AND (a.valid_to IS NULL OR a.valid_to > now())) AS current "
+        "  FROM assignment a JOIN region r ON r.id = a.region_id WHERE a.staff_id = :s) "
+        "SELECT code FROM mine WHERE current "
+        "UNION ALL (SELECT code FROM mine WHERE NOT EXISTS (SELECT 1 FROM mine WHERE current) "
+        "  ORDER BY coalesce(valid_to, valid_from) DESC LIMIT 1)"),
+        {"s": staff_id}).scalars().all()
+    return not homes or any(principal.scope.covers(code) for code in homes)
+
+
 def assign(conn: Connection, *, staff_code: str, region_code: str, duty: str,
            valid_from: datetime | None, principal: Principal) -> dict[str, Any]:
-    """Assign a staff member to a region in the caller's jurisdiction."""
+    """Assign a staff member to a region in the caller's jurisdiction.
+
+    Both ends must be the caller's: the region, and the staff member (see
+    :func:`_staff_in_scope`), so a street cannot take another street's staff (and, with them,
+    their full phone and the right to edit them).
+    """
     principal.require(Permission.ASSIGNMENTS_WRITE)
     region_code = normalise(region_code)
     if not principal.scope.covers(region_code):
@@ -93,9 +118,10 @@ def assign(conn: Connection, *, staff_code: str, region_code: str, duty: str,
         raise GridError("Primary and backup duties are on grids; head is on a community, street "
                         "or the city.", detail={"field": "duty", "value": duty},
                         code="invalid_duty")
-    staff = conn.execute(text("SELECT id FROM staff WHERE code = :c"), {"c": staff_code}).first()
-    if staff is None:
-        raise StaffNotFound(f"No staff member {staff_code[:40]}.",
+    staff = conn.execute(text("SELECT id FROM staff WHERE code = :c FOR UPDATE"),
+                         {"c": staff_code}).first()
+    if staff is None or not _staff_in_scope(conn, staff.id, principal):
+        raise StaffNotFound(f"No staff member {staff_code[:40]} in your jurisdiction.",
                             detail={"field": "staff_code", "value": staff_code[:40]})
     clash = conn.execute(text(
         "SELECT id FROM assignment WHERE staff_id = :s AND region_id = :r AND duty = :d "

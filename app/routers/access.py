@@ -99,7 +99,7 @@ class AuditPublic(BaseModel):
 
 
 def _ip(request: Request) -> str:
-    return request.client.host if request.client else "?"
+    return request.app.state.auth.client_ip(request)
 
 
 @router.post("/auth/token", response_model=TokenPublic, summary="A short-lived bearer token")
@@ -125,7 +125,11 @@ def session(body: Credentials, request: Request, response: Response, conn: Conn)
 
 
 @router.post("/auth/logout", status_code=204, summary="End the portal session")
-def logout(response: Response) -> Response:
+def logout(request: Request, response: Response) -> Response:
+    # Ended on the server: a replayed cookie is refused from now on (auth_session_revoked).
+    # Its own short transaction, not the request's: logout needs no caller and no CSRF token.
+    request.app.state.auth.end_session(request.app.state.engine,
+                                       request.cookies.get(SESSION_COOKIE))
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
     response.status_code = 204

@@ -2,9 +2,12 @@
 
 Who may call:
 
-- ``GET services``, ``GET services/{code}``, ``GET requests`` and ``GET requests/{id}`` are open,
-  as the spec says ("Requires API Key: No"). The requests carry no personal data: the layer never
-  reads the reporter's name or phone.
+- ``GET services`` and ``GET services/{code}`` are open, as the spec says (the catalogue).
+- ``GET requests`` and ``GET requests/{id}`` need a caller with ``incidents:read`` (``api_key``
+  as a query parameter, ``X-API-Key`` or a token), who sees their jurisdiction; without
+  credentials they are a 403 unless ``CITYGRID_OPEN311_PUBLIC_FEED`` opens the public feed
+  (snapped locations, no free text: :func:`layers.incidents.open311.public_view`). They carry
+  no personal data: the layer never reads the reporter's name or phone.
 - ``POST requests`` needs a caller with ``incidents:create``: an API key, sent as the spec's
   ``api_key`` form field (or query parameter) or as the ``X-API-Key`` header; a bearer token works
   too. A citizen app's key has the viewer role, which may submit but not handle.
@@ -31,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from app.auth import API_KEY_HEADER, AuthError, require
+from app.auth import API_KEY_HEADER, AuthError, current_principal, require
 from app.deps import Conn
 from app.errors import status_for
 from app.routers.locate import _service
@@ -171,9 +174,27 @@ async def api_key_from_form(
                                                                                       "replace")))
 
 
+async def feed_reader(request: Request) -> Principal | None:
+    """Who reads the requests: a caller with ``incidents:read``, or nobody (None) when the public
+    feed is open. Carries ``.permission`` so the permission table lists these routes."""
+    principal = current_principal(request)
+    if principal is None:
+        if request.app.state.settings.auth.open311_public_feed:
+            return None
+        raise Open311Failure(403, [
+            "Reading service requests needs credentials: send api_key (or the X-API-Key "
+            "header) or a token. This server has no public feed."])
+    principal.require(Permission.INCIDENTS_READ)
+    return principal
+
+
+feed_reader.permission = Permission.INCIDENTS_READ  # type: ignore[attr-defined]
+
+
 router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route,
                    default_response_class=Open311JSON, dependencies=[Depends(json_only)])
 Submitter = Annotated[Principal, Depends(require(Permission.INCIDENTS_CREATE))]
+Reader = Annotated[Principal | None, Depends(feed_reader)]
 Csv = Annotated[str | None, Query(max_length=20_000)]
 
 
@@ -276,23 +297,30 @@ def post_request(form: Annotated[ServiceRequestForm, Form()], request: Request, 
 
 
 @router.get("/requests.{response_format}", response_model=list[ServiceRequestOut],
-            responses=ERRORS, summary="Open311: service requests (no personal data)")
-def list_requests(conn: Conn, service_request_id: Csv = None, service_code: Csv = None,
+            responses=ERRORS, dependencies=[Depends(api_key_from_form)],
+            summary="Open311: service requests in your jurisdiction (no personal data)")
+def list_requests(conn: Conn, reader: Reader, service_request_id: Csv = None,
+                  service_code: Csv = None,
                   start_date: Annotated[str | None, Query(max_length=40)] = None,
                   end_date: Annotated[str | None, Query(max_length=40)] = None,
                   status: Annotated[str | None, Query(max_length=20)] = None
                   ) -> list[dict[str, Any]]:
     return open311.find_requests(conn, service_request_id=service_request_id,
                                  service_code=service_code, start_date=start_date,
-                                 end_date=end_date, status=status)
+                                 end_date=end_date, status=status,
+                                 scope=reader.locate_scope() if reader else None,
+                                 public=reader is None)
 
 
 @router.get("/requests/{service_request_id}.{response_format}",
             response_model=list[ServiceRequestOut], responses=ERRORS,
+            dependencies=[Depends(api_key_from_form)],
             summary="Open311: one service request (as a one-element list)")
-def get_request(service_request_id: Annotated[str, Path(max_length=40)], conn: Conn
-                ) -> list[dict[str, Any]]:
-    return [open311.get_request(conn, service_request_id)]
+def get_request(service_request_id: Annotated[str, Path(max_length=40)], conn: Conn,
+                reader: Reader) -> list[dict[str, Any]]:
+    return [open311.get_request(conn, service_request_id,
+                                scope=reader.locate_scope() if reader else None,
+                                public=reader is None)]
 
 
 discovery_router = APIRouter(prefix="/open311", tags=["open311"], route_class=Open311Route,

@@ -16,6 +16,14 @@ The mapping, kept free of any web framework so it can be tested and reused on it
   them, and personal data not needed for handling is not collected). ``jurisdiction_id`` is
   ignored: one endpoint serves one city. ``address_id`` alone cannot be located: there is no
   master address repository.
+- **Who may read requests** (``GET requests``): a caller with ``incidents:read`` (an API key,
+  sent as ``api_key`` or ``X-API-Key``, or a token) sees the requests in their jurisdiction (a
+  dispatcher's as for ``/incidents``), with the exact location and the (masked) description.
+  Without credentials, nothing, unless the deployment opens the *public feed*
+  (``CITYGRID_OPEN311_PUBLIC_FEED=true``): then anyone sees every request of the public
+  categories city-wide, with the location snapped to a 0.001° grid (about 100 m), and without
+  the description, the address and the media URL (free text and photos can identify people).
+  Either way the social-governance classes (family ``social``) are never in the Open311 feed.
 - **GET requests** show incidents with *no personal data*: the spec's request fields carry no
   reporter, and none is ever read here (the queries do not even select the reporter columns);
   phone, ID card and e-mail numbers typed into a description or address are masked.
@@ -42,7 +50,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
-from grids.access import Principal, mask_phone
+from grids.access import Principal, Scope, mask_phone
 from grids.errors import GridError, RegionNotFound
 from grids.locate import Snapshot
 from layers.incidents import intake
@@ -394,6 +402,36 @@ def request_of(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# The public feed's location precision: 3 decimals of a degree, about 111 m north-south and
+# 97 m east-west at the city's latitude: the street block, not the doorway.
+PUBLIC_DECIMALS = 3
+
+
+def public_view(request: dict[str, Any]) -> dict[str, Any]:
+    """A service request as the public feed shows it: location snapped to about 100 m; no
+    description, address or media (free text and photos can name or show people).
+
+    >>> view = public_view({"lat": 29.3061234, "long": 120.0751234, "description": "x",
+    ...                     "address": "y", "media_url": "https://e/1.jpg", "status": "open"})
+    >>> view["lat"], view["long"], view["description"], view["address"], view["media_url"]
+    (29.306, 120.075, None, None, None)
+    """
+    out = dict(request)
+    for axis in ("lat", "long"):
+        if out.get(axis) is not None:
+            out[axis] = round(float(out[axis]), PUBLIC_DECIMALS)
+    out.update(description=None, address=None, media_url=None)
+    return out
+
+
+def _scope_clause(scope: Scope | None, params: dict[str, Any]) -> str:
+    """SQL limiting incidents to ``scope`` (None: no limit; the public feed and internal reads)."""
+    if scope is None or scope.covers(None):
+        return "true"
+    params["scope"] = scope.like_patterns()
+    return "coalesce(i.grid_code, i.region_code) LIKE ANY(:scope)"
+
+
 def _list(value: str | None, field: str, allowed: Iterable[str] | None = None) -> list[str]:
     items = [v.strip() for v in (value or "").split(",") if v.strip()]
     if len(items) > MAX_REQUESTS:
@@ -423,9 +461,14 @@ def _ids(value: str | None) -> list[int]:
 def find_requests(conn: Connection, *, service_request_id: str | None = None,
                   service_code: str | None = None, start_date: str | None = None,
                   end_date: str | None = None, status: str | None = None,
-                  now: datetime | None = None) -> list[dict[str, Any]]:
-    """GET requests: the filters as the spec defines them, newest first, at most 1000."""
+                  now: datetime | None = None, scope: Scope | None = None,
+                  public: bool = False) -> list[dict[str, Any]]:
+    """GET requests: the filters as the spec defines them, newest first, at most 1000.
+
+    ``scope`` limits them to a jurisdiction; ``public`` gives the public feed's view.
+    """
     params: dict[str, Any] = {"limit": MAX_REQUESTS}
+    within = _scope_clause(scope, params)
     ids = _ids(service_request_id)
     if ids:  # overrides all other arguments
         where = "i.id = ANY(:ids)"
@@ -448,21 +491,25 @@ def find_requests(conn: Connection, *, service_request_id: str | None = None,
             clauses.append("i.state = ANY(:states)")
             params["states"] = sorted(CLOSED_STATES)
         where = " AND ".join(clauses)
-    rows = conn.execute(text(f"{_SELECT} WHERE ({where}) AND {_PUBLIC} "
+    rows = conn.execute(text(f"{_SELECT} WHERE ({where}) AND {_PUBLIC} AND {within} "
                              "ORDER BY i.received_at DESC, i.id DESC "
                              "LIMIT :limit"), params).mappings()
-    return [request_of(r) for r in rows]
+    return [public_view(request_of(r)) if public else request_of(r) for r in rows]
 
 
-def get_request(conn: Connection, service_request_id: str) -> dict[str, Any]:
-    """GET one request (the route answers it as a one-element list, as the spec does)."""
+def get_request(conn: Connection, service_request_id: str, *, scope: Scope | None = None,
+                public: bool = False) -> dict[str, Any]:
+    """GET one request (the route answers it as a one-element list, as the spec does); outside
+    ``scope`` it is not found."""
     ident = service_request_id.strip()
     row = None
     if ident.isdigit() and len(ident) <= 18:
-        row = conn.execute(text(f"{_SELECT} WHERE i.id = :id AND {_PUBLIC}"), {"id": int(ident)}
-                           ).mappings().first()
+        params: dict[str, Any] = {"id": int(ident)}
+        within = _scope_clause(scope, params)
+        row = conn.execute(text(f"{_SELECT} WHERE i.id = :id AND {_PUBLIC} AND {within}"),
+                           params).mappings().first()
     if row is None:
         raise ServiceRequestNotFound(
             f"service_request_id {ident[:20]!r} was not found.",
             detail={"field": "service_request_id", "value": ident[:20]})
-    return request_of(row)
+    return public_view(request_of(row)) if public else request_of(row)

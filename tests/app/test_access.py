@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.settings import ApiSettings, AuthSettings, Settings
 from grids.access import mask_phone
+from tests.app.test_auth_hardening import fresh_counters  # noqa: F401 - a fixture
 from tests.conftest import APP_ROLE, TEST_PASSWORD
 
 
@@ -209,6 +210,7 @@ def test_malformed_and_expired_tokens(anonymous: TestClient, api, settings) -> N
     assert anonymous.get("/regions", headers={"X-API-Key": "cgk_abcdefgh_wrong"}).status_code == 401
 
 
+@pytest.mark.usefixtures("fresh_counters")  # login failures are counted in the database
 def test_login_gives_a_working_token_and_failures_are_rate_limited(anonymous: TestClient) -> None:
     ok = anonymous.post("/auth/token", json={"username": "t_viewer", "password": TEST_PASSWORD})
     assert ok.status_code == 200

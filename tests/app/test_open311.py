@@ -161,6 +161,19 @@ def _posted_id(res: Any) -> int:
     return int(body[0]["service_request_id"])
 
 
+@pytest.fixture
+def reader(anonymous: TestClient, headers) -> Any:
+    """Reads service requests with credentials (city-level dispatcher): the feed is not public
+    by default (tests/app/test_auth_hardening.py covers who may read what)."""
+
+    class Reader:
+        def get(self, url: str, **kwargs: Any) -> Any:
+            return anonymous.get(url, **{**kwargs, "headers": {
+                **kwargs.get("headers", {}), **headers("t_dispatcher")}})
+
+    return Reader()
+
+
 # -- services ------------------------------------------------------------------------------------
 def test_services_are_the_catalogue_leaf_categories(anonymous: TestClient) -> None:
     res = anonymous.get(f"{V2}/services.json")  # no key: open, as the spec says
@@ -198,7 +211,7 @@ def test_xml_and_other_formats_are_refused_in_the_spec_form(
 
 # -- POST requests -------------------------------------------------------------------------------
 def test_a_request_with_a_key_becomes_a_placed_incident(
-    anonymous: TestClient, make_key, spot: dict[str, Any], conn: Connection
+    reader: Any, anonymous: TestClient, make_key, spot: dict[str, Any], conn: Connection
 ) -> None:
     key = make_key("citizen-app", "330782001")
     res = _post(anonymous, spot, key, description="小区门口垃圾堆放三天", first_name="三",
@@ -228,7 +241,7 @@ def test_a_request_with_a_key_becomes_a_placed_incident(
     assert actor == "key:citizen-app"
 
     # The same request read back: the spec's fields only, no personal data anywhere.
-    got = anonymous.get(f"{V2}/requests/{new_id}.json")
+    got = reader.get(f"{V2}/requests/{new_id}.json")
     body = ok(got, "requests.json")
     assert len(body) == 1
     request = body[0]
@@ -246,7 +259,7 @@ def test_a_request_with_a_key_becomes_a_placed_incident(
 
 
 def test_the_key_may_come_as_a_header_or_a_token_may_be_used(
-    anonymous: TestClient, make_key, headers, spot: dict[str, Any], conn: Connection
+    reader: Any, anonymous: TestClient, make_key, headers, spot: dict[str, Any], conn: Connection
 ) -> None:
     key = make_key("citizen-header", "330782001")
     _posted_id(_post(anonymous, spot, headers={"X-API-Key": key}))
@@ -255,7 +268,7 @@ def test_the_key_may_come_as_a_header_or_a_token_may_be_used(
         "service_code": "E0502", "address_string": "稠州北路与工人路口", "lat": "", "long": ""})
     new_id = _posted_id(res)
     assert "dispatcher" in res.json()[0]["service_notice"]
-    request = ok(anonymous.get(f"{V2}/requests/{new_id}.json"), "requests.json")[0]
+    request = ok(reader.get(f"{V2}/requests/{new_id}.json"), "requests.json")[0]
     assert request["lat"] is None and request["long"] is None
     assert request["address"] == "稠州北路与工人路口"
     assert request["agency_responsible"].startswith("330782000000 ")
@@ -363,9 +376,9 @@ def _ids(res: Any, made: dict[str, int]) -> set[str]:
             if r["service_request_id"] in by_id}
 
 
-def test_get_requests_filters(anonymous: TestClient, requests_made: dict[str, int]) -> None:
+def test_get_requests_filters(reader: Any, requests_made: dict[str, int]) -> None:
     url = f"{V2}/requests.json"
-    get = anonymous.get
+    get = reader.get
     assert _ids(get(url), requests_made) == {"open", "closed", "voided"}  # the last 90 days
     assert _ids(get(url, params={"status": "open"}), requests_made) == {"open"}
     assert _ids(get(url, params={"status": "closed"}), requests_made) == {"closed", "voided"}
@@ -395,15 +408,15 @@ def test_get_requests_filters(anonymous: TestClient, requests_made: dict[str, in
 
 
 def test_get_requests_shows_no_personal_data(
-    anonymous: TestClient, requests_made: dict[str, int]
+    reader: Any, anonymous: TestClient, requests_made: dict[str, int]
 ) -> None:
-    for res in (anonymous.get(f"{V2}/requests.json"),
-                anonymous.get(f"{V2}/requests/{requests_made['open']}.json")):
+    for res in (reader.get(f"{V2}/requests.json"),
+                reader.get(f"{V2}/requests/{requests_made['open']}.json")):
         for request in ok(res, "requests.json"):
             assert set(request) == REQUEST_FIELDS  # no reporter field of any kind
         assert "王五" not in res.text and "13900001111" not in res.text
         assert "wang5@example.org" not in res.text
-    request = ok(anonymous.get(f"{V2}/requests/{requests_made['open']}.json"), "requests.json")[0]
+    request = ok(reader.get(f"{V2}/requests/{requests_made['open']}.json"), "requests.json")[0]
     assert request["description"] == "来电 139****1111 反映：垃圾未清运"  # typed-in numbers masked
     assert request["address"] == "稠州北路 8 号，联系 ***@***"
 
@@ -416,25 +429,25 @@ def test_get_requests_shows_no_personal_data(
     ({"start_date": "2026-02-01T00:00:00Z", "end_date": "2026-01-01T00:00:00Z"}, ["end_date"]),
     ({"service_request_id": "1,two"}, ["service_request_id"]),
 ])
-def test_bad_request_queries_are_400s(anonymous: TestClient, params: dict[str, str],
+def test_bad_request_queries_are_400s(reader: Any, params: dict[str, str],
                                       words: list[str]) -> None:
-    spec_error(anonymous.get(f"{V2}/requests.json", params=params), 400, *words)
+    spec_error(reader.get(f"{V2}/requests.json", params=params), 400, *words)
 
 
 def test_an_unencoded_plus_in_a_date_is_read_as_meant(
-    anonymous: TestClient, requests_made: dict[str, int]
+    reader: Any, anonymous: TestClient, requests_made: dict[str, int]
 ) -> None:
     old = (datetime.now(UTC) - timedelta(days=121)).astimezone(
         open311_router.open311.CITY_TZ).strftime("%Y-%m-%dT%H:%M:%S")
-    res = anonymous.get(f"{V2}/requests.json?start_date={old}+08:00")  # '+' arrives as ' '
+    res = reader.get(f"{V2}/requests.json?start_date={old}+08:00")  # '+' arrives as ' '
     assert _ids(res, requests_made) == {"old"}
 
 
 def test_unknown_requests_and_methods_answer_in_the_spec_form(
-    anonymous: TestClient, client: TestClient
+    reader: Any, anonymous: TestClient, client: TestClient
 ) -> None:
-    spec_error(anonymous.get(f"{V2}/requests/999999999999.json"), 404, "999999999999")
-    spec_error(anonymous.get(f"{V2}/requests/abc.json"), 404, "abc")
+    spec_error(reader.get(f"{V2}/requests/999999999999.json"), 404, "999999999999")
+    spec_error(reader.get(f"{V2}/requests/abc.json"), 404, "abc")
     res = anonymous.put(f"{V2}/services.json")
     spec_error(res, 405)
     assert res.headers["allow"] == "GET"
