@@ -278,10 +278,11 @@ def locate_file(
     try:
         with _engine().connect() as conn:
             snap = load_snapshot(conn)
-        snap.grids.build_raster(1e-4)
+        snap.build_rasters(1e-4, 4e-4)
         result = batch.locate_csv(snap, src.read_bytes(), crs=crs,
                                   principal=Principal.system(_actor()),
-                                  x_field=x_field, y_field=y_field)
+                                  x_field=x_field, y_field=y_field,
+                                  max_outside_m=get_settings().city.max_outside_m)
         with dst.open("wb") as out:
             for chunk in result.chunks:
                 out.write(chunk)

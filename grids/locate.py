@@ -144,14 +144,43 @@ class Snapshot:
         }
 
     def nearest_grid(self, lon: float, lat: float) -> tuple[int, float]:
-        """The nearest grid (region index) and its geodesic distance in metres."""
-        if not len(self.grids):
-            return -1, float("nan")
-        g = self.grids.nearest(lon, lat)
-        poly = self.grids.polygons[g]
-        nx, ny = shapely.get_coordinates(shapely.shortest_line(poly, shapely.Point(lon, lat)))[0]
-        _, _, dist = _GEOD.inv(lon, lat, nx, ny)
-        return int(self.grid_ids[g]), float(dist)
+        """The nearest grid (region index) and its geodesic distance in metres.
+
+        A city that has streets or communities but no grids yet answers with its nearest region
+        instead; with no regions at all, ``(-1, nan)``. Single and batch lookups share
+        :meth:`nearest_many`, so they name the same region at the same distance.
+        """
+        region, dist = self.nearest_many(np.array([lon], dtype=float),
+                                         np.array([lat], dtype=float))
+        return int(region[0]), float(dist[0])
+
+    def nearest_many(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per point: the nearest grid's region index (-1: none) and the geodesic metres to it."""
+        index, ids = (self.grids, self.grid_ids) if len(self.grids) else (self.areas,
+                                                                           self.area_ids)
+        n = len(lon)
+        region = np.full(n, -1, dtype=np.int64)
+        dist = np.full(n, np.nan)
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        if not len(index) or not ok.any():
+            return region, dist
+        pts = shapely.points(lon[ok], lat[ok])
+        pos, near = index.tree.query_nearest(pts, all_matches=False)
+        order = np.argsort(pos, kind="stable")  # one match per point, in point order
+        near = near[order]
+        ends = shapely.get_coordinates(shapely.shortest_line(index.polygons[near], pts))[0::2]
+        _, _, d = _GEOD.inv(lon[ok], lat[ok], ends[:, 0], ends[:, 1])
+        region[ok] = ids[near]
+        dist[ok] = np.asarray(d, dtype=float)
+        return region, dist
+
+    def build_rasters(self, cell_deg: float, areas_cell_deg: float) -> None:
+        """Build the batch lookup tables of the indexes that hold any polygon (a city with
+        streets but no grids yet has an empty grid index, which needs no table)."""
+        if len(self.grids):
+            self.grids.build_raster(cell_deg)
+        if len(self.areas):
+            self.areas.build_raster(areas_cell_deg)
 
     # -- answers -----------------------------------------------------------------------------
     def chain(self, region: int) -> list[int]:
@@ -199,11 +228,12 @@ class Snapshot:
     # -- batch -------------------------------------------------------------------------------
     def locate_many(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Region index per point (-1 outside) and status codes (0 inside, 1 gap, 2 outside)."""
-        g = self.grids.query(lon, lat)
-        region = np.where(g >= 0, self.grid_ids[np.maximum(g, 0)], -1)
+        g = self.grids.query(lon, lat) if len(self.grids) else np.full(len(lon), -1)
+        region = np.full(len(lon), -1, dtype=np.int64)
+        region[g >= 0] = self.grid_ids[g[g >= 0]]
         status = np.where(g >= 0, 0, 2).astype(np.int8)
         miss = np.flatnonzero(g < 0)
-        if miss.size:
+        if miss.size and len(self.areas):
             a = self.areas.query(lon[miss], lat[miss])
             hit = a >= 0
             region[miss[hit]] = self.area_ids[a[hit]]
