@@ -292,6 +292,9 @@ def locate_file(
     from grids.locate import load_snapshot
 
     t0 = time.perf_counter()
+    if not src.is_file():
+        typer.secho(f"error [file_not_found]: no such file: {src}", fg="red", err=True)
+        raise typer.Exit(2)
     try:
         with _engine().connect() as conn:
             snap = load_snapshot(conn)
