@@ -239,7 +239,7 @@ def _dbf_text(dbf: Path) -> list[bytes]:
             fields.append((offset, length))
         offset += length
         pos += 32
-    out = []
+    out: list[bytes] = []
     for r in range(records):
         start = header_len + r * record_len
         rec = data[start:start + record_len]
@@ -361,7 +361,7 @@ def _diagnosed(raw: np.ndarray, lonlat: np.ndarray, name: str, projected: bool,
                               projected_source=projected, metric=_METRIC)
     if problem is None:
         return lonlat, name
-    extra = {k: problem[k] for k in ("candidates", "corrected") if k in problem}
+    extra: dict[str, Any] = {k: problem[k] for k in ("candidates", "corrected") if k in problem}
     errors.append({**_err(None, None, "crs", f"read as {name}, {problem['message']}"),
                    "problem": problem["reason"], **extra})
     return raw, None
