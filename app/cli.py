@@ -52,11 +52,24 @@ def _fail(exc: Exception) -> None:
     detail = getattr(exc, "detail", None)
     errors = detail.get("errors") if isinstance(detail, dict) else None
     items = errors or ([detail] if detail else [])
-    for item in items[:20]:
-        typer.echo(f"  - {item}", err=True)
-    if len(items) > 20:
-        typer.echo(f"  ... and {len(items) - 20} more", err=True)
+    for item in items[:100]:
+        typer.echo(f"  - {_problem(item)}", err=True)
+    total = detail.get("total", len(items)) if isinstance(detail, dict) else len(items)
+    if total > min(len(items), 100):
+        typer.echo(f"  ... and {total - min(len(items), 100)} more", err=True)
     raise typer.Exit(2)
+
+
+def _problem(item: object) -> str:
+    """One problem of an import as a line: where (row or feature, code, field), then why."""
+    if not isinstance(item, dict) or "reason" not in item:
+        return str(item)
+    where = [f"row {item['row']}" if item.get("row") is not None else "",
+             f"feature {item['feature']}" if item.get("feature") is not None else "",
+             str(item.get("code") or item.get("staff_code") or ""),
+             f"[{item['field']}]" if item.get("field") else ""]
+    head = " ".join(w for w in where if w)
+    return f"{head}: {item['reason']}" if head else str(item["reason"])
 
 
 @db_app.command("upgrade")
@@ -165,6 +178,9 @@ def import_regions(
     level: Annotated[str | None, typer.Option(help="Level, if the file has no level field")] = None,
     code_field: str = "code", name_field: str = "name", parent_field: str = "parent_code",
     level_field: str = "level",
+    encoding: Annotated[str | None, typer.Option(
+        help="Shapefile text encoding, e.g. GBK (default: the .cpg, else UTF-8 or GB18030, "
+             "whichever decodes it)")] = None,
     replace: Annotated[bool, typer.Option(help="Supersede regions already in force")] = False,
     label: Annotated[str | None, typer.Option(help="Label of the new boundary version")] = None,
 ) -> None:
@@ -176,7 +192,7 @@ def import_regions(
     try:
         frame = io.read_regions(path, layer=layer, crs=crs, code_field=code_field,
                                 name_field=name_field, parent_field=parent_field,
-                                level_field=level_field, level=level)
+                                level_field=level_field, level=level, encoding=encoding)
         with _writing() as conn, typer.progressbar(length=len(frame), label="importing") as bar:
             done = [0]
 
@@ -188,6 +204,8 @@ def import_regions(
                                         source=str(path), replace=replace, progress=progress)
     except (GridError, GisError) as exc:
         _fail(exc)
+    for warning in summary.pop("warnings", []):
+        typer.secho(f"warning: {_problem(warning)}", fg="yellow", err=True)
     typer.echo(f"imported {summary}")
 
 
@@ -199,9 +217,8 @@ def import_roster(path: Path,
     from grids.errors import GridError
 
     try:
-        staff, assignments = io.read_roster(path, sheet=sheet)
-        with _writing() as conn:
-            summary = io.import_roster(conn, staff, assignments)
+        with _writing() as conn:  # every problem of the file, its rows and the registry's
+            summary = io.load_roster(conn, path, sheet=sheet)
     except GridError as exc:
         _fail(exc)
     typer.echo(f"imported {summary}")
@@ -275,13 +292,17 @@ def locate_file(
     from grids.locate import load_snapshot
 
     t0 = time.perf_counter()
+    if not src.is_file():
+        typer.secho(f"error [file_not_found]: no such file: {src}", fg="red", err=True)
+        raise typer.Exit(2)
     try:
         with _engine().connect() as conn:
             snap = load_snapshot(conn)
-        snap.grids.build_raster(1e-4)
+        snap.build_rasters(1e-4, 4e-4)
         result = batch.locate_csv(snap, src.read_bytes(), crs=crs,
                                   principal=Principal.system(_actor()),
-                                  x_field=x_field, y_field=y_field)
+                                  x_field=x_field, y_field=y_field,
+                                  max_outside_m=get_settings().city.max_outside_m)
         with dst.open("wb") as out:
             for chunk in result.chunks:
                 out.write(chunk)

@@ -114,9 +114,9 @@ class LocatorService:
     def _build_raster_later(self, snap: Snapshot) -> None:
         def build() -> None:
             t0 = time.perf_counter()
-            snap.grids.build_raster(RASTER_CELL_DEG)
             # Communities, streets and the city answer gaps and 'outside': a table for them too.
-            snap.areas.build_raster(AREAS_RASTER_CELL_DEG)
+            # An empty index (a city with streets but no grids yet) gets none.
+            snap.build_rasters(RASTER_CELL_DEG, AREAS_RASTER_CELL_DEG)
             log.info("batch raster built in %.2f s: %s", time.perf_counter() - t0,
                      snap.grids.raster_stats())
 

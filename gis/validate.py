@@ -50,6 +50,8 @@ __all__ = [
     "check_points",
     "distance_outside_m",
     "explain_invalid",
+    "diagnose_lonlat",
+    "guess_projected_crs",
 ]
 
 CODES = ("ok", "nan", "out_of_range", "swapped", "far_outside")
@@ -375,3 +377,152 @@ def parse_bbox(text: str, *, max_lat: float = 90.0, field: str = "bbox") -> BBox
                           detail={"field": field, "value": text,
                                   "expected": "four comma-separated numbers"}) from None
     return check_bbox((x0, y0, x1, y1), max_lat=max_lat, field=field)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole files: do the coordinates look like what the CRS says?
+# ---------------------------------------------------------------------------------------------
+
+_MERCATOR_X, _MERCATOR_Y = 20037508.342789244, 20048966.1040146
+SAMPLE = 20_000
+"""At most this many vertices of a file are looked at (evenly spaced through it)."""
+
+
+def _sample(x: ArrayLike, y: ArrayLike) -> tuple[Float, Float]:
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    step = max(1, x.size // SAMPLE)
+    return x[::step], y[::step]
+
+
+def _share_in_china(lon: Float, lat: Float) -> float:
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    return float(in_china(lon[ok], lat[ok]).mean()) if ok.any() else 0.0
+
+
+def guess_projected_crs(x: ArrayLike, y: ArrayLike, *,
+                        metric: str | None = None) -> list[dict[str, Any]]:
+    """Projected CRSs under which coordinates given in metres land in mainland China.
+
+    Tried: Web Mercator (EPSG:3857, what web maps and many exports write); a CGCS2000
+    Gauss-Krüger zone *with* its zone number in front of the easting (3° zones 25-45:
+    EPSG:4513-4533; 6° zones 13-23: EPSG:4491-4501), read off the easting's millions; and,
+    for an easting of 0-1,000,000 without zone prefix, ``metric`` (the city's own CRS). Each
+    candidate is ``{crs, name, lon, lat}`` with the median point converted, most likely first.
+
+    >>> [c["crs"] for c in guess_projected_crs([13366000.0], [3412000.0])]
+    ['EPSG:3857']
+    >>> [c["crs"] for c in guess_projected_crs([40507000.0], [3241000.0])]
+    ['EPSG:4528']
+    """
+    x, y = _sample(x, y)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if not x.size:
+        return []
+    mx, my = float(np.median(x)), float(np.median(y))
+    tries: list[tuple[str, str]] = []
+    if np.all(np.abs(x) <= _MERCATOR_X) and np.all(np.abs(y) <= _MERCATOR_Y):
+        tries.append(("EPSG:3857", "Web Mercator"))
+    zone = int(mx // 1_000_000)
+    if 25 <= zone <= 45:
+        tries.append((f"EPSG:{4513 + zone - 25}", f"CGCS2000 3-degree Gauss-Kruger zone {zone} "
+                                                 "(zone number in front of the easting)"))
+    elif 13 <= zone <= 23:
+        tries.append((f"EPSG:{4491 + zone - 13}", f"CGCS2000 6-degree Gauss-Kruger zone {zone} "
+                                                 "(zone number in front of the easting)"))
+    elif zone == 0 and metric is not None:
+        tries.append((metric, "the city's CGCS2000 Gauss-Kruger zone, easting without "
+                              "zone number"))
+    out = []
+    for crs, name in tries:
+        try:
+            lon, lat = transformer(crs, "EPSG:4490").transform(x, y)
+        except Exception:  # noqa: BLE001, S112 - a candidate PROJ cannot use is no candidate
+            continue
+        lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+        if _share_in_china(lon, lat) >= 0.5:
+            clon, clat = transformer(crs, "EPSG:4490").transform(mx, my)
+            out.append({"crs": crs, "name": name, "lon": round(float(clon), 5),
+                        "lat": round(float(clat), 5)})
+    return out
+
+
+def diagnose_lonlat(lon: ArrayLike, lat: ArrayLike, *, raw_x: ArrayLike | None = None,
+                    raw_y: ArrayLike | None = None, projected_source: bool = False,
+                    metric: str | None = None) -> dict[str, Any] | None:
+    """What is wrong with a whole file's coordinates after conversion to lon/lat, or None.
+
+    ``lon``/``lat`` are every vertex converted to CGCS2000 degrees; ``raw_x``/``raw_y`` the
+    same vertices as the file wrote them (default: the same); ``projected_source`` says the CRS
+    assumed was projected (metres). Returns ``{reason, message, candidates?, corrected?}`` with
+    ``reason`` one of:
+
+    ``'projected'``
+        The values are far outside degrees but look like projected metres; ``candidates`` lists
+        the CRSs (from :func:`guess_projected_crs`) under which they land in China.
+    ``'degrees'``
+        A projected CRS was assumed but the values are degrees in China.
+    ``'swapped'``
+        Most vertices are out of range or outside mainland China, and inside it with lat/lon
+        swapped (the second city in Antarctica).
+    ``'out_of_range'``
+        Out of range (or not convertible) and none of the above explains it.
+
+    A file whose vertices are valid degrees but simply lie abroad is not judged here.
+
+    >>> diagnose_lonlat([29.30, 29.31], [120.07, 120.08])["reason"]
+    'swapped'
+    >>> diagnose_lonlat([120.07, 120.08], [29.30, 29.31]) is None
+    True
+    """
+    lon, lat = _sample(lon, lat)
+    raw_x, raw_y = _sample(raw_x if raw_x is not None else lon,
+                           raw_y if raw_y is not None else lat)
+    if not lon.size:
+        return None
+    rx, ry = raw_x[np.isfinite(raw_x) & np.isfinite(raw_y)], raw_y[np.isfinite(raw_x)
+                                                                   & np.isfinite(raw_y)]
+    span = (f"x {np.min(rx):.6g} to {np.max(rx):.6g}, y {np.min(ry):.6g} to {np.max(ry):.6g}"
+            if rx.size else "no finite values")
+    if projected_source and rx.size and _share_in_china(rx, ry) >= 0.5:
+        return {"reason": "degrees",
+                "message": f"the coordinates ({span}) are degrees in China, but the CRS "
+                           "assumed is projected (metres); pass the file's real CRS, e.g. "
+                           "EPSG:4490, gcj02 or bd09"}
+    finite = np.isfinite(lon) & np.isfinite(lat)
+    in_range = finite & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+    if not in_range.all():
+        looks_metric = rx.size and (np.nanmax(np.abs(rx)) > 1000 or np.nanmax(np.abs(ry)) > 1000)
+        candidates = guess_projected_crs(rx, ry, metric=metric) if looks_metric else []
+        if candidates:
+            best = candidates[0]
+            also = "; ".join(f"{c['crs']} ({c['name']}) puts them at {c['lon']}, {c['lat']}"
+                             for c in candidates[1:])
+            return {"reason": "projected", "candidates": candidates,
+                    "message": f"the coordinates ({span}) are not degrees: they look like "
+                               f"projected metres. Read as {best['crs']} ({best['name']}) they "
+                               f"lie in China at {best['lon']}, {best['lat']}"
+                               + (f"; {also}" if also else "")
+                               + f". Pass the CRS, e.g. crs='{best['crs']}' (--crs "
+                                 f"{best['crs']})"}
+    swapped_ok = finite & (np.abs(lat) <= 180) & (np.abs(lon) <= 90)
+    as_given = _share_in_china(np.where(in_range, lon, np.nan), np.where(in_range, lat, np.nan))
+    if as_given < 0.5:
+        swapped = _share_in_china(np.where(swapped_ok, lat, np.nan),
+                                  np.where(swapped_ok, lon, np.nan))
+        if swapped >= 0.5 and swapped > as_given:
+            i = int(np.flatnonzero(swapped_ok)[0])
+            return {"reason": "swapped", "corrected": [float(lat[i]), float(lon[i])],
+                    "message": f"lat/lon look swapped: {as_given:.0%} of the vertices lie in "
+                               f"China as given, {swapped:.0%} with x and y swapped (e.g. "
+                               f"{lon[i]:.6f}, {lat[i]:.6f} would be {lat[i]:.6f}, "
+                               f"{lon[i]:.6f}). Write longitude (x) first, or fix the file's "
+                               "axis order"}
+    if not in_range.all():
+        return {"reason": "out_of_range",
+                "message": f"the coordinates ({span}) are out of range for the CRS assumed "
+                           "(lon within ±180, lat within ±90 after conversion) and do not look "
+                           "like Web Mercator or a CGCS2000 Gauss-Kruger zone; pass the "
+                           "file's CRS"}
+    return None

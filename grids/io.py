@@ -41,11 +41,11 @@ from sqlalchemy.exc import DBAPIError
 from gis.crs import parse_crs, to_lonlat
 from gis.errors import UnknownCRS
 from gis.transform import transformer
-from gis.validate import explain_invalid
+from gis.validate import diagnose_lonlat, explain_invalid, guess_projected_crs
 from grids import store
 from grids.codes import LEVELS, PARENT_LEVEL, level_of, normalise
 from grids.errors import GridError, ImportRejected, InvalidCode, RegionNotFound
-from grids.upload_limits import UploadLimits, check_csv_rows, read_xlsx_rows
+from grids.upload_limits import UploadLimits, UploadTooLarge, check_csv_rows, read_xlsx_rows
 
 TOLERANCE_M2 = 1.0
 """A child may stick out of its parent by this many m² (EPSG:4549) before it is rejected."""
@@ -74,7 +74,7 @@ _IN_FORCE = (
 def read_regions(
     path: str | Path, *, layer: str | None = None, crs: str | None = None,
     code_field: str = "code", name_field: str = "name", parent_field: str = "parent_code",
-    level_field: str = "level", level: str | None = None,
+    level_field: str = "level", level: str | None = None, encoding: str | None = None,
 ) -> gpd.GeoDataFrame:
     """Read regions from a GeoJSON, GeoPackage or Shapefile and check them.
 
@@ -92,19 +92,28 @@ def read_regions(
         The level of every feature, when the file has no level column. When the file has no
         parent column either, the parent is derived from the code (a grid's community is its
         first 12 digits, a community's street its first 9, a street's city its first 6).
+    encoding
+        The text encoding of a Shapefile's attributes (``'GBK'``, ``'UTF-8'``...). Without
+        it a ``.cpg`` beside the ``.dbf`` is honoured; with neither, the attribute text is
+        tried as strict UTF-8, then as GB18030 (which covers GBK and GB2312), and the file is
+        refused if neither decodes it cleanly: mojibake is never stored.
 
     Returns
     -------
     GeoDataFrame
         Columns code, name, level, parent_code (None for a city), geometry (Polygon or
-        MultiPolygon, 2D) in EPSG:4490, in file order.
+        MultiPolygon, 2D) in EPSG:4490, in file order. ``attrs['warnings']`` lists what was
+        changed on the way in, like the errors (a GeometryCollection's lines and points
+        dropped, its polygons kept); ``attrs['encoding']`` the Shapefile encoding used.
 
     Raises
     ------
     ImportRejected
-        With every problem found: missing fields, an unknown or missing CRS, invalid, empty or
-        non-polygon geometry, malformed or duplicate codes, a code not matching its level, a
-        parent of the wrong level, a child outside a parent that is in the same file.
+        With every problem found: an empty file, missing fields, an unknown or missing CRS,
+        coordinates that do not fit the CRS (projected metres read as degrees, with the likely
+        CRS named; lat/lon swapped), undecodable text, invalid, empty or non-polygon geometry,
+        malformed or duplicate codes, a code not matching its level, a parent of the wrong
+        level, a child outside a parent that is in the same file.
     """
     path = Path(path)
     if level is not None and level not in LEVELS:
@@ -112,8 +121,24 @@ def read_regions(
             f"Unknown level {level!r}.",
             detail={"errors": [_err(None, None, "level", f"level must be one of {list(LEVELS)}")]},
         )
+    _refuse_empty(path)
+    options: dict[str, Any] = {}
+    if path.suffix.lower() == ".shp":
+        options["encoding"] = encoding or _shapefile_encoding(path)
+    elif encoding is not None:
+        raise ImportRejected(
+            f"{path.name}: encoding= applies to Shapefiles only.",
+            detail={"errors": [_err(None, None, "encoding", "GeoJSON and GeoPackage text is "
+                                                            "always UTF-8; drop encoding=")]})
     try:
-        raw = gpd.read_file(path, layer=layer, engine="pyogrio")
+        raw = gpd.read_file(path, layer=layer, engine="pyogrio", **options)
+    except UnicodeDecodeError as exc:
+        raise ImportRejected(
+            f"{path.name}: the attribute text is not {options.get('encoding')}.",
+            detail={"errors": [_err(None, None, "encoding",
+                                    f"the attribute text does not decode as "
+                                    f"{options.get('encoding')} ({exc.reason} at byte "
+                                    f"{exc.start}); pass the file's encoding")]}) from exc
     except (DataSourceError, DataLayerError) as exc:
         raise ImportRejected(
             f"Cannot read {path.name}: {exc}",
@@ -142,6 +167,11 @@ def read_regions(
     level_col = field(level_field, required=level is None, hint=" (or pass level=)")
     parent_col = field(parent_field, required=False)  # absent: derived from the codes
 
+    warnings: list[dict[str, Any]] = []
+    if code_col is not None:
+        _keep_polygons(raw, [_text(v) or None for v in raw[code_col]], warnings)
+    else:
+        _keep_polygons(raw, [None] * len(raw), warnings)
     geoms, source_crs = _to_cgcs2000(raw, crs, errors)
     n = len(raw)
     frame = gpd.GeoDataFrame(
@@ -173,10 +203,113 @@ def read_regions(
                                             if col is None}))
     if errors:
         errors = _sorted(errors)
-        raise ImportRejected(_summary(errors, path.name), detail={"errors": errors})
+        raise _rejected(errors, path.name)
     frame = frame.reset_index(drop=True)
     frame.attrs["source_crs"] = source_crs
+    frame.attrs["warnings"] = warnings
+    frame.attrs["encoding"] = options.get("encoding")
     return frame
+
+
+def _refuse_empty(path: Path) -> None:
+    """An empty file (or one of blanks) is said to be empty, not 'not recognized'."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # missing: GDAL's own message names the path
+    if size == 0 or (size < 4096 and not path.read_bytes().strip()):
+        raise ImportRejected(
+            f"{path.name} is empty ({size} bytes).",
+            detail={"errors": [_err(None, None, None, f"the file is empty ({size} bytes): "
+                                                      "nothing was written to it")]},
+            code="empty_file")
+
+
+def _dbf_text(dbf: Path) -> list[bytes]:
+    """The raw bytes of every text (C) field value of a dBASE file, blanks stripped."""
+    data = dbf.read_bytes()
+    if len(data) < 32:
+        return []
+    records = int.from_bytes(data[4:8], "little")
+    header_len = int.from_bytes(data[8:10], "little")
+    record_len = int.from_bytes(data[10:12], "little")
+    fields, offset, pos = [], 1, 32  # each record starts with its deletion flag
+    while pos + 32 <= header_len and data[pos] != 0x0D:
+        kind, length = chr(data[pos + 11]), data[pos + 16]
+        if kind == "C":
+            fields.append((offset, length))
+        offset += length
+        pos += 32
+    out: list[bytes] = []
+    for r in range(records):
+        start = header_len + r * record_len
+        rec = data[start:start + record_len]
+        out.extend(rec[o:o + n].strip(b" \x00") for o, n in fields)
+    return [v for v in out if any(b >= 0x80 for b in v)]
+
+
+def _shapefile_encoding(path: Path) -> str:
+    """The encoding of a Shapefile's attributes: its .cpg, else what decodes its text cleanly.
+
+    Strict UTF-8 first (ASCII passes), then GB18030 (a superset of GBK and GB2312, what Chinese
+    desktop GIS writes without saying so). Raises ImportRejected if neither decodes every value.
+    """
+    for cpg in (path.with_suffix(".cpg"), path.with_suffix(".CPG")):
+        if cpg.exists():
+            name = cpg.read_text(errors="replace").strip()
+            if name:
+                return "UTF-8" if name.replace("-", "").upper() in ("UTF8", "65001") else name
+    dbf = next((d for d in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if d.exists()),
+               None)
+    values = _dbf_text(dbf) if dbf is not None else []
+    for name in ("UTF-8", "GB18030"):
+        try:
+            for v in values:
+                v.decode(name)
+        except UnicodeDecodeError:
+            continue
+        return name
+    raise ImportRejected(
+        f"{path.name}: cannot tell the attribute text's encoding.",
+        detail={"errors": [_err(None, None, "encoding",
+                                "the .dbf text is neither UTF-8 nor GBK/GB18030 and there is no "
+                                ".cpg; pass the encoding (encoding=, CLI --encoding)")]},
+        code="import_rejected")
+
+
+_POLYGONAL = ("Polygon", "MultiPolygon")
+
+
+def _keep_polygons(raw: gpd.GeoDataFrame, codes: list[str | None],
+                   warnings: list[dict[str, Any]]) -> None:
+    """Replace each GeometryCollection holding polygons by its polygonal part, in place, and
+    note in ``warnings`` what was dropped (a stray line or point of a drawing tool)."""
+    geoms = np.asarray(raw.geometry.values, dtype=object)
+    changed = False
+    for i, g in enumerate(geoms):
+        if g is None or g.geom_type != "GeometryCollection":
+            continue
+        parts = list(shapely.get_parts(g))
+        while any(p.geom_type == "GeometryCollection" for p in parts):
+            parts = [q for p in parts for q in (shapely.get_parts(p)
+                                                 if p.geom_type == "GeometryCollection" else [p])]
+        polygons = [q for p in parts if p.geom_type in _POLYGONAL and not p.is_empty
+                    for q in shapely.get_parts(p)]
+        if not polygons:
+            continue  # reported as not a polygon
+        dropped: dict[str, int] = {}
+        for p in parts:
+            if p.geom_type not in _POLYGONAL and not p.is_empty:
+                dropped[p.geom_type] = dropped.get(p.geom_type, 0) + 1
+        geoms[i] = polygons[0] if len(polygons) == 1 else shapely.MultiPolygon(polygons)
+        changed = True
+        if dropped:
+            what = ", ".join(f"{k} {t}{'s' if k > 1 else ''}" for t, k in dropped.items())
+            warnings.append(_err(i, codes[i], "geometry",
+                                 f"a GeometryCollection: kept its {len(polygons)} polygon"
+                                 f"{'s' if len(polygons) > 1 else ''}, dropped {what}"))
+    if changed:
+        raw.set_geometry(gpd.GeoSeries(geoms, index=raw.index, crs=raw.crs), inplace=True)
 
 
 def _to_cgcs2000(
@@ -187,7 +320,8 @@ def _to_cgcs2000(
     declared = raw.crs
     if crs is None and declared is None:
         errors.append(_err(None, None, "crs", "the file declares no CRS; pass crs= "
-                                              "(e.g. 'EPSG:4490', 'gcj02', 'bd09')"))
+                                              "(e.g. 'EPSG:4490', 'gcj02', 'bd09')"
+                                              + _crs_hint(geoms)))
         return geoms, None
     if crs is None and declared.to_epsg() is None:
         # A CRS only described by its WKT (an odd .prj): let PROJ transform it.
@@ -197,19 +331,56 @@ def _to_cgcs2000(
             errors.append(_err(None, None, "crs", f"cannot transform the file's CRS "
                                                   f"{declared.name!r} to EPSG:4490: {exc}"))
             return geoms, None
-        return _apply(geoms, fwd), declared.name
+        out = _apply(geoms, fwd)
+        return _diagnosed(geoms, out, declared.name, not declared.is_geographic, errors)
     try:
         source = parse_crs(crs if crs is not None else declared.to_epsg())
     except UnknownCRS as exc:
         errors.append(_err(None, None, "crs", exc.message.rstrip(".")))
         return geoms, None
     if source.is_lonlat:
-        return geoms, source.name  # EPSG:4326 is taken as EPSG:4490: no datum shift
+        # EPSG:4326 is taken as EPSG:4490: no datum shift
+        return _diagnosed(geoms, geoms, source.name, False, errors)
 
     def lonlat(xy: np.ndarray) -> np.ndarray:
         return np.column_stack(to_lonlat(xy[:, 0], xy[:, 1], source))
 
-    return shapely.transform(geoms, lonlat), source.name
+    try:
+        out = shapely.transform(geoms, lonlat)
+    except Exception:  # noqa: BLE001 - PROJ refuses some far-off values: said below
+        out = shapely.transform(geoms, lambda xy: np.full(xy.shape, np.nan))
+    return _diagnosed(geoms, out, source.name, not source.geographic, errors)
+
+
+def _diagnosed(raw: np.ndarray, lonlat: np.ndarray, name: str, projected: bool,
+               errors: list[dict[str, Any]]) -> tuple[np.ndarray, str | None]:
+    """``(lonlat, name)``, or ``(raw, None)`` with the reason in ``errors`` when the file's
+    coordinates do not fit the CRS assumed (metres read as degrees, lat/lon swapped...)."""
+    xy = shapely.get_coordinates(raw)
+    ll = shapely.get_coordinates(lonlat) if lonlat is not raw else xy
+    problem = diagnose_lonlat(ll[:, 0], ll[:, 1], raw_x=xy[:, 0], raw_y=xy[:, 1],
+                              projected_source=projected, metric=_METRIC)
+    if problem is None:
+        return lonlat, name
+    extra: dict[str, Any] = {k: problem[k] for k in ("candidates", "corrected") if k in problem}
+    errors.append({**_err(None, None, "crs", f"read as {name}, {problem['message']}"),
+                   "problem": problem["reason"], **extra})
+    return raw, None
+
+
+def _crs_hint(geoms: np.ndarray) -> str:
+    """A guess at the CRS of a file that declares none, from its coordinates ('' if none)."""
+    xy = shapely.get_coordinates(geoms)
+    if not len(xy):
+        return ""
+    if diagnose_lonlat(xy[:, 0], xy[:, 1]) is None and np.all(np.abs(xy) <= 180):
+        return ("; its coordinates look like lon/lat degrees in China: EPSG:4490 or EPSG:4326 "
+                "for survey or GPS data, gcj02 or bd09 if drawn on an Amap, Tencent or Baidu map")
+    guess = guess_projected_crs(xy[:, 0], xy[:, 1], metric=_METRIC)
+    if guess:
+        return "; its coordinates look like projected metres: " + "; ".join(
+            f"as {g['crs']} ({g['name']}) they lie at {g['lon']}, {g['lat']}" for g in guess)
+    return ""
 
 
 def _apply(geoms: Any, fwd: Any) -> Any:
@@ -373,8 +544,10 @@ def import_regions(
     case the new boundary supersedes it from now on (the old one is kept as history).
 
     ``progress(done, total)`` is called after each chunk of ``CHUNK`` regions. Nothing is
-    committed here. Returns ``{version_id, regions, replaced, by_level}``.
+    committed here. Returns ``{version_id, regions, replaced, by_level, warnings}``;
+    ``warnings`` are those :func:`read_regions` noted in ``frame.attrs`` (parts dropped...).
     """
+    warnings = list(frame.attrs.get("warnings") or [])
     frame = _region_frame(frame)
     errors = _check_frame(frame)
     if frame.empty:
@@ -427,7 +600,7 @@ def import_regions(
                            list(frame["parent_code"])))
     if errors:
         errors = _sorted(errors)
-        raise ImportRejected(_summary(errors, f"Import {label!r}"), detail={"errors": errors})
+        raise _rejected(errors, f"Import {label!r}")
 
     version_id = store.new_version(conn, label=label, source=source)
     ordered = frame.assign(_o=frame["level"].map(_LEVEL_ORDER)).sort_values(["_o", "code"])
@@ -448,6 +621,7 @@ def import_regions(
         "regions": done,
         "replaced": replaced,
         "by_level": {lv: int(n) for lv, n in ordered["level"].value_counts().items()},
+        "warnings": warnings,
     }
 
 
@@ -613,13 +787,46 @@ def read_roster(
     ImportRejected
         Listing every bad row: ``{row, staff_code, field, reason}``.
     """
+    staff, assignments, errors = _parse_roster(Path(path), sheet, limits or UploadLimits())
+    if errors:
+        raise _rejected(errors, Path(path).name, unit="row")
+    return staff, assignments
+
+
+def load_roster(conn: Connection, path: str | Path, *, sheet: str | None = None,
+                valid_from: datetime | None = None,
+                limits: UploadLimits | None = None) -> dict[str, int]:
+    """Read, check and import a roster file in one go, in the caller's transaction.
+
+    Unlike :func:`read_roster` followed by :func:`import_roster`, the rows are also checked
+    against the registry (regions in force, later assignments) when some rows of the file are
+    bad, so one rejection lists every problem of the file: ``{row, staff_code, field,
+    reason}`` sorted by row, at most :data:`MAX_PROBLEMS` (``detail['total']`` counts them
+    all). Returns what :func:`import_roster` returns.
+    """
     path = Path(path)
-    header, records = _read_table(path, sheet, limits or UploadLimits())
+    staff, assignments, errors = _parse_roster(path, sheet, limits or UploadLimits())
+    bad_staff = {e["staff_code"] for e in errors if e.get("staff_code")}
+    registry_errors, keep = _roster_registry_problems(conn, staff, assignments, valid_from,
+                                                     known_bad=bad_staff)
+    errors = sorted(errors + registry_errors,
+                    key=lambda e: (e["row"] if e.get("row") is not None else 0))
+    if errors:
+        raise _rejected(errors, path.name, unit="row")
+    return _write_roster(conn, staff, assignments, keep, valid_from)
+
+
+def _parse_roster(
+    path: Path, sheet: str | None, limits: UploadLimits
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """Staff and assignments of the good rows, and every problem of the bad ones."""
+    _refuse_empty_roster(path)
+    header, records = _read_table(path, sheet, limits)
     errors: list[dict[str, Any]] = []
     columns = {h.strip().lower(): j for j, h in enumerate(header) if h and h.strip()}
     missing = [c for c in _REQUIRED_ROSTER if c not in columns]
     if missing:
-        available = ", ".join(h for h in header if h) or "no columns"
+        available = ", ".join(_text(h) for h in header if h) or "no columns"
         raise ImportRejected(
             f"{path.name}: missing column(s) {', '.join(missing)}.",
             detail={"errors": [{"row": 1, "staff_code": None, "field": c,
@@ -663,13 +870,26 @@ def read_roster(
     if not staff and not errors:
         errors.append({"row": None, "staff_code": None, "field": None,
                        "reason": "the roster has no rows"})
-    if errors:
-        raise ImportRejected(_summary(errors, path.name, unit="row"),
-                             detail={"errors": errors})
     staff_frame = pd.DataFrame(list(staff.values()),
                                columns=["code", "name", "phone", "role", "status", "row"])
     assign_frame = pd.DataFrame(assignments, columns=["staff_code", "region_code", "duty", "row"])
-    return staff_frame, assign_frame
+    return staff_frame, assign_frame, errors
+
+
+def _refuse_empty_roster(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ImportRejected(
+            f"No file {path.name}.",
+            detail={"errors": [{"row": None, "staff_code": None, "field": None,
+                                "reason": f"no such file: {path}"}]}) from None
+    if size == 0 or (size < 4096 and not path.read_bytes().strip()):
+        raise ImportRejected(
+            f"{path.name} is empty ({size} bytes).",
+            detail={"errors": [{"row": None, "staff_code": None, "field": None,
+                                "reason": f"the file is empty ({size} bytes)"}]},
+            code="empty_file")
 
 
 def _roster_row_problems(rec: dict[str, str]) -> list[tuple[str, str]]:
@@ -707,17 +927,33 @@ def _read_table(path: Path, sheet: str | None, limits: UploadLimits
     read under ``limits`` (grids/upload_limits.py: inflated size, rows, time)."""
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
-        rows = list(enumerate(read_xlsx_rows(path, limits, sheet=sheet), start=1))
+        try:
+            rows = list(enumerate(read_xlsx_rows(path, limits, sheet=sheet), start=1))
+        except UploadTooLarge:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zipfile and openpyxl raise several types
+            raise ImportRejected(
+                f"Cannot read {path.name} as an Excel workbook.",
+                detail={"errors": [{"row": None, "staff_code": None, "field": None,
+                                    "reason": f"not a readable .xlsx file: {exc}"}]}) from exc
     elif suffix in (".csv", ".txt"):
         raw = path.read_bytes()
         try:
             content = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
-            content = raw.decode("gb18030")
+            try:
+                content = raw.decode("gb18030")
+            except UnicodeDecodeError as exc:
+                raise ImportRejected(
+                    f"{path.name} is neither UTF-8 nor GB18030 text.",
+                    detail={"errors": [{"row": None, "staff_code": None, "field": "encoding",
+                                        "reason": "the file is neither UTF-8 nor GBK/GB18030 "
+                                                  f"(byte {exc.start}); save it as CSV UTF-8"}]}
+                ) from exc
         rows = []
         for i, v in enumerate(csv.reader(content.splitlines()), start=1):
             check_csv_rows(i, limits)
-            rows.append((i, v))
+            rows.append((i, list(v)))
     else:
         raise ImportRejected(
             f"Cannot read a roster from {path.name}: use .csv or .xlsx.",
@@ -743,6 +979,29 @@ def import_roster(
     that would collide with a later one is rejected. Assignments not in the roster are not
     ended. Returns ``{staff, assignments, unchanged}``.
     """
+    errors, keep = _roster_registry_problems(conn, staff, assignments, valid_from)
+    if errors:
+        raise _rejected(errors, "the roster", unit="row")
+    return _write_roster(conn, staff, assignments, keep, valid_from)
+
+
+def _write_roster(conn: Connection, staff: pd.DataFrame, assignments: pd.DataFrame,
+                  keep: list[bool], valid_from: datetime | None) -> dict[str, int]:
+    n_staff = store.upsert_staff(conn, staff)
+    n_assign = store.insert_assignments(conn, assignments.loc[np.array(keep, dtype=bool)],
+                                        valid_from=valid_from)
+    return {"staff": n_staff, "assignments": n_assign, "unchanged": len(keep) - sum(keep)}
+
+
+def _roster_registry_problems(
+    conn: Connection, staff: pd.DataFrame, assignments: pd.DataFrame,
+    valid_from: datetime | None, *, known_bad: Iterable[str] = (),
+) -> tuple[list[dict[str, Any]], list[bool]]:
+    """Problems of assignments against the registry, and which assignments are new.
+
+    ``known_bad``: staff whose rows were already refused (not reported again as missing).
+    """
+    known_bad = set(known_bad)
     errors: list[dict[str, Any]] = []
     rows = assignments["row"] if "row" in assignments else pd.Series([None] * len(assignments))
     regions = sorted(set(assignments["region_code"]))
@@ -774,7 +1033,7 @@ def import_roster(
         if r not in known:
             errors.append({"row": row, "staff_code": s, "field": "region_code",
                            "reason": f"no region {r} is in force"})
-        if s not in members:
+        if s not in members and s not in known_bad:
             errors.append({"row": row, "staff_code": s, "field": "staff_code",
                            "reason": f"staff {s} is not in the roster"})
         later = existing.get((s, r, d))
@@ -782,13 +1041,7 @@ def import_roster(
             errors.append({"row": row, "staff_code": s, "field": "duty",
                            "reason": f"{s} already has a later {d} assignment to {r}"})
         keep.append(later is None)
-    if errors:
-        raise ImportRejected(_summary(errors, "the roster", unit="row"),
-                             detail={"errors": errors})
-    n_staff = store.upsert_staff(conn, staff)
-    n_assign = store.insert_assignments(conn, assignments.loc[np.array(keep, dtype=bool)],
-                                        valid_from=valid_from)
-    return {"staff": n_staff, "assignments": n_assign, "unchanged": len(keep) - sum(keep)}
+    return errors, keep
 
 
 # --------------------------------------------------------------------------------------------
@@ -817,6 +1070,17 @@ def _err(feature: int | None, code: str | None, field: str | None, reason: str) 
 def _sorted(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """File-level problems first, then by feature position (stable within a feature)."""
     return sorted(errors, key=lambda e: -1 if e.get("feature") is None else e["feature"])
+
+
+MAX_PROBLEMS = 100
+"""A rejection lists at most this many problems (``detail['total']`` says how many there were)."""
+
+
+def _rejected(errors: list[dict[str, Any]], what: str, *, unit: str = "feature"
+              ) -> ImportRejected:
+    return ImportRejected(_summary(errors, what, unit=unit),
+                          detail={"errors": errors[:MAX_PROBLEMS], "total": len(errors),
+                                  "truncated": len(errors) > MAX_PROBLEMS})
 
 
 def _summary(errors: list[dict[str, Any]], what: str, *, unit: str = "feature") -> str:

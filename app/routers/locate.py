@@ -140,14 +140,18 @@ async def locate_batch(
     service = _service(request)
     snap = service.snapshot
     body = await request.body()
+    far = request.app.state.settings.city.max_outside_m  # as for a single /locate
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if ctype in ("text/csv", "application/csv", "text/plain"):
         result, media = batch.locate_csv(snap, body, crs=crs, principal=principal,
-                                         x_field=x_field, y_field=y_field), "text/csv"
+                                         x_field=x_field, y_field=y_field,
+                                         max_outside_m=far), "text/csv"
     elif ctype == "application/geo+json":
-        result, media = batch.locate_geojson(snap, body, crs=crs, principal=principal), "application/geo+json"
+        result, media = batch.locate_geojson(snap, body, crs=crs, principal=principal,
+                                             max_outside_m=far), "application/geo+json"
     elif ctype in ("application/json", ""):
-        result, media = batch.locate_json(snap, body, crs=crs, principal=principal), "application/json"
+        result, media = batch.locate_json(snap, body, crs=crs, principal=principal,
+                                          max_outside_m=far), "application/json"
     else:
         raise batch.BatchInputError(
             f"Unsupported content type {ctype!r}.",

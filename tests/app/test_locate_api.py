@@ -114,7 +114,13 @@ def _csv_rows(text_body: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text_body)))
 
 
-def test_batch_csv_keeps_fields_and_reports_bad_rows(client: TestClient, known: dict) -> None:
+def test_batch_csv_keeps_fields_and_reports_bad_rows(client: TestClient, known: dict,
+                                                     conn: Connection) -> None:
+    # 2 km east of the city's easternmost vertex: outside, but within CITYGRID_MAX_OUTSIDE_M
+    east = conn.execute(text(
+        "SELECT ST_X(p.geom) + 0.02 AS lon, ST_Y(p.geom) AS lat FROM region_current c, "
+        "ST_DumpPoints(c.geom) p WHERE c.level = 'city' ORDER BY ST_X(p.geom) DESC LIMIT 1"
+    )).one()
     body = (
         "id,name,lon,lat\n"
         f"1,ok,{known['lon']},{known['lat']}\n"
@@ -122,18 +128,26 @@ def test_batch_csv_keeps_fields_and_reports_bad_rows(client: TestClient, known: 
         f"3,swapped,{known['lat']},{known['lon']}\n"
         "4,far,121.47,31.23\n"
         "5,empty,,\n"
+        f"6,near,{east.lon},{east.lat}\n"
     )
     res = client.post("/locate/batch", content=body, headers={"content-type": "text/csv"})
     assert res.status_code == 200
-    assert res.headers["x-citygrid-rows"] == "5" and res.headers["x-citygrid-bad-rows"] == "3"
+    assert res.headers["x-citygrid-rows"] == "6" and res.headers["x-citygrid-bad-rows"] == "4"
     rows = _csv_rows(res.text)
-    assert [r["id"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert [r["id"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
     assert rows[0]["name"] == "ok" and rows[0]["grid_code"] == known["code"]
     assert rows[0]["status"] == "inside" and rows[0]["responsible_code"]
     assert rows[1]["status"] == "error" and "non-numeric" in rows[1]["error"]
     assert rows[2]["status"] == "error" and "swapped" in rows[2]["error"]
-    assert rows[3]["status"] == "outside" and rows[3]["grid_code"] == ""
-    assert rows[4]["status"] == "error"
+    assert rows[2]["error_code"] == "swapped_coordinate"
+    # Shanghai is farther than CITYGRID_MAX_OUTSIDE_M: an error, as a single /locate says
+    assert rows[3]["status"] == "error" and rows[3]["error_code"] == "point_far_outside"
+    assert rows[4]["status"] == "error" and rows[4]["error_code"] == "invalid_coordinate"
+    single = client.get("/locate", params={"lon": east.lon, "lat": east.lat}).json()
+    assert single["status"] == "outside" and rows[5]["status"] == "outside"
+    assert rows[5]["grid_code"] == ""
+    assert rows[5]["nearest_code"] == single["nearest"]["code"]
+    assert float(rows[5]["nearest_distance_m"]) == single["nearest"]["distance_m"]
 
 
 def test_batch_csv_in_another_crs_with_named_columns(client: TestClient, known: dict) -> None:
