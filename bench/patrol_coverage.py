@@ -61,9 +61,9 @@ def naive_shapely(conn, street: str, since: datetime, until: datetime, buffer_m:
 
 
 NAIVE_SQL = """
-WITH g AS (SELECT code, ST_Transform(geom, 4549) AS geom FROM region_current
+WITH g AS (SELECT code, ST_Transform(geom, (SELECT citygrid_metric_srid())) AS geom FROM region_current
            WHERE level = 'grid' AND code LIKE :p),
-t AS (SELECT staff_id, ST_Buffer(ST_Transform(ST_MakeLine(geom ORDER BY at), 4549), :b) AS geom
+t AS (SELECT staff_id, ST_Buffer(ST_Transform(ST_MakeLine(geom ORDER BY at), (SELECT citygrid_metric_srid())), :b) AS geom
       FROM patrol_fix WHERE at >= :s AND at < :u AND geom && (
           SELECT ST_Expand(ST_Extent(geom), 0.02) FROM region_current
           WHERE level = 'grid' AND code LIKE :p)

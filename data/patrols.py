@@ -139,7 +139,7 @@ def load_demo_patrols(conn: Connection, *, days: int = 7, seed: int = 2026,
     """
     end = end or datetime.now(LOCAL).date()
     rows = conn.execute(text(
-        "SELECT DISTINCT ON (a.staff_id) a.staff_id, ST_AsBinary(ST_Transform(r.geom, 4549)) "
+        "SELECT DISTINCT ON (a.staff_id) a.staff_id, ST_AsBinary(ST_Transform(r.geom, (SELECT citygrid_metric_srid()))) "
         "FROM assignment a JOIN region_current r ON r.id = a.region_id "
         "JOIN staff s ON s.id = a.staff_id WHERE a.duty = 'primary' AND r.level = 'grid' "
         "AND a.valid_to IS NULL AND s.status = 'available' AND left(r.code, 9) = ANY(:streets) "
