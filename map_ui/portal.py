@@ -30,8 +30,20 @@ class BaseMap(BaseModel):
     crs: Literal["WGS84", "GCJ02"]
 
 
+class CityView(BaseModel):
+    """The city the database serves and the map's first view (from its extent)."""
+
+    code: str | None = None
+    name: str | None = None
+    tz: str | None = None
+    center: list[float] | None = None  # [lat, lon]
+    zoom: int | None = None
+    bounds: list[list[float]] | None = None  # [[south, west], [north, east]]
+
+
 class PortalConfig(BaseModel):
     base_map: BaseMap | None
+    city: CityView | None = None
 
 
 def portal_config(env: Mapping[str, str] | None = None) -> PortalConfig:
@@ -75,10 +87,15 @@ def mount(app: FastAPI) -> None:
     app.add_api_route("/planner", planner_page, methods=["GET"], tags=["portal"],
                       include_in_schema=False)
 
+    from app.deps import Conn
+    from grids.city import profile
+
     @app.get("/portal/config.json", response_model=PortalConfig, tags=["portal"],
-             summary="Portal settings: the optional base map")
-    async def get_config() -> PortalConfig:
-        return config
+             summary="Portal settings: the optional base map and the city's first view")
+    def get_config(conn: Conn) -> PortalConfig:
+        prof = profile(conn)
+        city = CityView(code=prof.code, name=prof.name, tz=prof.tz.key, **prof.first_view())
+        return config.model_copy(update={"city": city})
 
     # The more specific mount first: Starlette takes the first prefix that matches.
     app.mount("/portal/static/vendor", StaticFiles(directory=VENDOR), name="portal-vendor")
