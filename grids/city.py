@@ -105,7 +105,8 @@ def metric_crs_for(extent: Any) -> str:
     >>> metric_crs_for((103.3, 30.1, 103.7, 30.4))
     'EPSG:4544'
     """
-    return f"EPSG:{gk_zone_srid(tuple(float(v) for v in extent))}"
+    west, south, east, north = (float(v) for v in extent)
+    return f"EPSG:{gk_zone_srid((west, south, east, north))}"
 
 
 _SELECT = text("SELECT code, name, tz, metric_auto, metric_srid, phone_pattern, "
