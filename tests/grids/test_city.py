@@ -172,3 +172,15 @@ def test_production_code_names_no_city() -> None:
                 if LITERALS.search(line):
                     found.append(f"{rel}:{n}: {line.strip()[:80]}")
     assert found == []
+
+
+def test_a_staff_phone_change_is_checked_against_the_profile(city2_conn: Connection) -> None:
+    from grids.errors import GridError
+    from grids.staffing import update_staff
+
+    code = city2_conn.execute(text("SELECT code FROM staff ORDER BY code LIMIT 1")).scalar_one()
+    with pytest.raises(GridError, match="pattern"):
+        update_staff(city2_conn, code, {"phone": "85291234567x"}, principal=SYSTEM)
+    city.update_profile(city2_conn, phone_pattern=r"^[0-9x]{12}$")
+    assert update_staff(city2_conn, code, {"phone": "85291234567x"},
+                        principal=SYSTEM)["phone"] == "85291234567x"
