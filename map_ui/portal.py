@@ -17,6 +17,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from app.deps import Conn
+from grids.city import profile
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 VENDOR = HERE / "vendor"
@@ -86,9 +89,6 @@ def mount(app: FastAPI) -> None:
     # The planners' editor (issue 8): its own page, same session, same vendored assets.
     app.add_api_route("/planner", planner_page, methods=["GET"], tags=["portal"],
                       include_in_schema=False)
-
-    from app.deps import Conn
-    from grids.city import profile
 
     @app.get("/portal/config.json", response_model=PortalConfig, tags=["portal"],
              summary="Portal settings: the optional base map and the city's first view")

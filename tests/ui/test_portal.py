@@ -19,7 +19,9 @@ def test_page_and_config_are_public(server: str) -> None:
     with httpx.Client(base_url=server) as c:
         assert c.get("/").headers["content-type"].startswith("text/html")
         assert c.get("/portal").status_code == 200
-        assert c.get("/portal/config.json").json() == {"base_map": None}
+        config = c.get("/portal/config.json").json()
+        assert config["base_map"] is None and config["city"]["code"] == "330782000000"
+        assert len(config["city"]["center"]) == 2 and config["city"]["zoom"] >= 9
         assert c.get("/portal/static/vendor/leaflet-1.9.4/leaflet.js").status_code == 200
         assert c.get("/regions", params={"level": "street"}).status_code == 401
 
