@@ -139,6 +139,6 @@ def test_base_map_setting() -> None:
     got = portal.portal_config({"CITYGRID_BASEMAP_URL": "https://tiles.example/{z}/{x}/{y}.png",
                                 "CITYGRID_BASEMAP_CRS": "GCJ-02"})
     assert got.model_dump() == {"base_map": {"url": "https://tiles.example/{z}/{x}/{y}.png",
-                                             "crs": "GCJ02"}}
+                                             "crs": "GCJ02"}, "city": None}
     with pytest.raises(ValueError, match="BD09"):
         portal.portal_config({"CITYGRID_BASEMAP_URL": "https://t", "CITYGRID_BASEMAP_CRS": "bd09"})
