@@ -27,6 +27,9 @@ app.add_typer(user_app, name="user")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(import_app, name="import")
+city_app = typer.Typer(help="The city profile (time zone, metric CRS, phone pattern).",
+                       no_args_is_help=True)
+app.add_typer(city_app, name="city")
 
 
 def _engine():
@@ -89,8 +92,11 @@ def demo_load(
     grids: Annotated[int | None, typer.Option(help="Synthetic city with about N grids")] = None,
     incidents: Annotated[int, typer.Option(help="Demo incidents over a year (0: none)")] = 220_000,
     patrols: Annotated[int, typer.Option(help="Days of demo patrol GPS (0: none)")] = 7,
+    city: Annotated[str | None, typer.Option(
+        help="County-level code of a demo city in data/sources (default: the first demo city)"
+    )] = None,
 ) -> None:
-    """Generate the demo city (义乌市) and a year of incidents, each in one transaction."""
+    """Generate a demo city and a year of incidents, each in one transaction."""
     from sqlalchemy import text
 
     from app.seed import load_demo
@@ -99,7 +105,7 @@ def demo_load(
     with _writing() as conn:
         if is_empty(conn):
             t0 = time.perf_counter()
-            counts = load_demo(conn, grids=grids)
+            counts = load_demo(conn, city=city, grids=grids)
             typer.echo(f"city: {counts} in {time.perf_counter() - t0:.1f} s")
         elif not if_empty:
             typer.secho("the database already holds a city; load into an empty one", fg="red")
@@ -342,7 +348,8 @@ def user_add(
     username: str,
     role: Annotated[str, typer.Option(help="admin, planner, supervisor, dispatcher, grid_worker, "
                                            "viewer")],
-    region: Annotated[str, typer.Option(help="Jurisdiction: a region code")] = "330782",
+    region: Annotated[str | None, typer.Option(
+        help="Jurisdiction: a region code (default: the whole city of the database)")] = None,
     staff: Annotated[str | None, typer.Option(help="Staff code (required for grid_worker)")] = None,
     name: Annotated[str, typer.Option(help="Display name")] = "",
     password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin")] = False,
@@ -355,6 +362,13 @@ def user_add(
     password = _password(True, password_stdin)
     try:
         with _writing() as conn:
+            if region is None:
+                from grids.city import profile
+
+                region = profile(conn).region_prefix
+                if not region:
+                    typer.secho("no city is loaded yet: give --region", fg="red")
+                    raise typer.Exit(2)
             user = users.create_user(conn, username=username, password=password, role=role,
                                      region_code=region, display_name=name, staff_code=staff,
                                      principal=Principal.system(_actor()))
@@ -436,3 +450,35 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@city_app.command("show")
+def city_show() -> None:
+    """Print the city profile the database holds."""
+    import json
+
+    from grids.city import read_profile
+
+    with _writing() as conn:
+        typer.echo(json.dumps(read_profile(conn).as_dict(), ensure_ascii=False, indent=2))
+
+
+@city_app.command("set")
+def city_set(
+    tz: Annotated[str | None, typer.Option(help="IANA time zone, e.g. Asia/Urumqi")] = None,
+    srid: Annotated[int | None, typer.Option(help="Metric CRS (EPSG code) instead of the "
+                                                   "automatic Gauss-Krüger zone")] = None,
+    auto_srid: Annotated[bool, typer.Option("--auto-srid",
+                                            help="Back to the zone of the city's extent")] = False,
+    phone_pattern: Annotated[str | None, typer.Option(help="Regex staff phones must match")] = None,
+) -> None:
+    """Change the city profile: a new CRS re-measures every boundary, a new zone rebuilds the
+    incident tallies (both in the same transaction)."""
+    import json
+
+    from grids.city import update_profile
+
+    with _writing() as conn:
+        prof = update_profile(conn, tz=tz, metric_srid=srid, phone_pattern=phone_pattern,
+                              metric_auto=True if auto_srid else None)
+        typer.echo(json.dumps(prof.as_dict(), ensure_ascii=False, indent=2))

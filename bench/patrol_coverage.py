@@ -3,13 +3,13 @@
 Run after ``citygrid demo load`` and :func:`data.patrols.load_demo_patrols` (the demo covers
 稠城街道 and 江东街道)::
 
-    .venv/bin/python -m bench.patrol_coverage [--street 330782002] [--day 2026-11-28]
+    .venv/bin/python -m bench.patrol_coverage [--street CODE] [--day 2026-11-28]
 
 - **ours**: :func:`layers.patrols.coverage.coverage` end to end (read the window's fixes, filter
-  them into tracks, buffer the pieces of each shift's line near the street in EPSG:4549, union
+  them into tracks, buffer the pieces of each shift's line near the street in the city's metric CRS, union
   them once, intersect each grid, last patrolled, totals).
 - **naive shapely**: buffer every raw fix as a 50 m disc, union them all, intersect each grid.
-- **naive PostGIS**: per grid, ``ST_Union`` of the 50 m buffers (EPSG:4549) of the unfiltered
+- **naive PostGIS**: per grid, ``ST_Union`` of the 50 m buffers (the city's metric CRS) of the unfiltered
   per-worker lines (``ST_MakeLine`` over ordered fixes) that touch it, intersected with the grid.
 
 Prints the best of 3 wall times, the ratio and the mean patrolled share of each, and writes
@@ -32,8 +32,8 @@ from app.settings import get_settings
 from bench.common import RESULTS
 from gis.transform import transformer
 from grids.access import Principal
+from grids.city import profile
 from layers.patrols.coverage import coverage, visible_grids
-from layers.patrols.daily import LOCAL
 
 
 def best(fn, repeat: int = 3):
@@ -55,15 +55,16 @@ def naive_shapely(conn, street: str, since: datetime, until: datetime, buffer_m:
         {"s": since, "u": until, "x0": x0 - pad, "y0": y0 - pad, "x1": x1 + pad,
          "y1": y1 + pad}).all()
     xy = np.array(rows, dtype=float).reshape(-1, 2)
-    x, y = transformer("EPSG:4490", "EPSG:4549").transform(xy[:, 0], xy[:, 1])
+    x, y = transformer("EPSG:4490", profile(conn).metric_crs).transform(xy[:, 0], xy[:, 1])
     cover = shapely.union_all(shapely.buffer(shapely.points(x, y), buffer_m))
     return shapely.area(shapely.intersection(grids.geom, cover)) / shapely.area(grids.geom)
 
 
 NAIVE_SQL = """
-WITH g AS (SELECT code, ST_Transform(geom, 4549) AS geom FROM region_current
-           WHERE level = 'grid' AND code LIKE :p),
-t AS (SELECT staff_id, ST_Buffer(ST_Transform(ST_MakeLine(geom ORDER BY at), 4549), :b) AS geom
+WITH g AS (SELECT code, ST_Transform(geom, (SELECT citygrid_metric_srid())) AS geom
+           FROM region_current WHERE level = 'grid' AND code LIKE :p),
+t AS (SELECT staff_id, ST_Buffer(ST_Transform(ST_MakeLine(geom ORDER BY at),
+                                              (SELECT citygrid_metric_srid())), :b) AS geom
       FROM patrol_fix WHERE at >= :s AND at < :u AND geom && (
           SELECT ST_Expand(ST_Extent(geom), 0.02) FROM region_current
           WHERE level = 'grid' AND code LIKE :p)
@@ -81,16 +82,22 @@ def naive_postgis(conn, street: str, since: datetime, until: datetime, buffer_m:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--street", default="330782001000")
+    ap.add_argument("--street", default=None, help="street code (default: the first street)")
     ap.add_argument("--day", type=date.fromisoformat,
-                    default=datetime.now(LOCAL).date() - timedelta(days=1))
+                    default=None, help="a city day (default: yesterday)")
     ap.add_argument("--buffer", type=float, default=50.0)
     ap.add_argument("--skip-postgis", action="store_true")
     args = ap.parse_args()
-    since = datetime.combine(args.day, dtime(0), LOCAL)
-    until = since + timedelta(days=1)
     eng = create_engine(get_settings().db.owner_url)
     with eng.connect() as conn:
+        tz = profile(conn).tz
+        day = args.day or datetime.now(tz).date() - timedelta(days=1)
+        since = datetime.combine(day, dtime(0), tz)
+        until = since + timedelta(days=1)
+        if args.street is None:
+            args.street = conn.execute(text(
+                "SELECT code FROM region_current WHERE level = 'street' ORDER BY code LIMIT 1"
+            )).scalar_one()
         n = conn.execute(text("SELECT count(*) FROM patrol_fix WHERE at >= :s AND at < :u "
                               "AND staff_id IN (SELECT a.staff_id FROM assignment a JOIN region r "
                               "ON r.id = a.region_id WHERE r.code LIKE :p)"),
@@ -98,7 +105,7 @@ def main() -> None:
         ours_t, ours = best(lambda: coverage(conn, region=args.street, since=since, until=until,
                                              buffer_m=args.buffer, principal=Principal.system()))
         naive_t, naive = best(lambda: naive_shapely(conn, args.street, since, until, args.buffer))
-        result = {"street": args.street, "day": args.day.isoformat(), "fixes": n,
+        result = {"street": args.street, "day": day.isoformat(), "fixes": n,
                   "grids": len(ours["grids"]), "ours_s": round(ours_t, 3),
                   "ours_mean_share": round(float(np.mean([g["share"] for g in ours["grids"]])), 4),
                   "naive_shapely_s": round(naive_t, 3),

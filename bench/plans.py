@@ -105,12 +105,14 @@ def bench_validation(conn: Connection) -> dict[str, Any]:
 
 
 # Baseline: the same community checked by PostGIS alone, the way one would in SQL: pairwise
-# overlaps above 1 m² and the gap left inside the parent, both measured in EPSG:4549.
+# overlaps above 1 m² and the gap left inside the parent, both measured in the city's metric CRS.
 POSTGIS_CHECK = text("""
 WITH g AS (SELECT code, geom FROM region_current WHERE level = 'grid' AND parent_code = :c)
 SELECT (SELECT count(*) FROM g a JOIN g b ON a.code < b.code AND ST_Intersects(a.geom, b.geom)
-        AND ST_Area(ST_Transform(ST_Intersection(a.geom, b.geom), 4549)) > 1) AS overlaps,
-       (SELECT ST_Area(ST_Transform(ST_Difference(p.geom, (SELECT ST_Union(geom) FROM g)), 4549))
+        AND ST_Area(ST_Transform(ST_Intersection(a.geom, b.geom),
+                                 (SELECT citygrid_metric_srid()))) > 1) AS overlaps,
+       (SELECT ST_Area(ST_Transform(ST_Difference(p.geom, (SELECT ST_Union(geom) FROM g)),
+                                    (SELECT citygrid_metric_srid())))
         FROM region_current p WHERE p.code = :c) AS gap_m2
 """)
 

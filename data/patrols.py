@@ -129,17 +129,28 @@ def _fold(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def load_demo_patrols(conn: Connection, *, days: int = 7, seed: int = 2026,
-                      streets: tuple[str, ...] = DEMO_STREETS, end: date | None = None
+                      streets: tuple[str, ...] | None = None, end: date | None = None
                       ) -> dict[str, Any]:
-    """Generate and COPY a week of fixes for the primary workers of ``streets``.
+    """Generate and COPY a week of fixes for the primary workers of ``streets`` (default: the
+    demo city's two central streets, or the first two streets of another city).
 
     The days are the ``days`` before ``end`` (default: today, Beijing time), so a fresh demo
     has yesterday's patrols to show; the same seed draws the same walks whatever the dates.
     Runs in the caller's transaction and does not commit.
     """
-    end = end or datetime.now(LOCAL).date()
+    from grids.city import profile
+
+    city = profile(conn)
+    end = end or datetime.now(city.tz).date()
+    if streets is None:
+        streets = DEMO_STREETS
+        if not all(s.startswith(city.region_prefix) for s in streets):
+            streets = tuple(conn.execute(text(
+                "SELECT left(code, 9) FROM region_current WHERE level = 'street' "
+                "ORDER BY code LIMIT 2")).scalars())
     rows = conn.execute(text(
-        "SELECT DISTINCT ON (a.staff_id) a.staff_id, ST_AsBinary(ST_Transform(r.geom, 4549)) "
+        "SELECT DISTINCT ON (a.staff_id) a.staff_id, "
+        "ST_AsBinary(ST_Transform(r.geom, (SELECT citygrid_metric_srid()))) "
         "FROM assignment a JOIN region_current r ON r.id = a.region_id "
         "JOIN staff s ON s.id = a.staff_id WHERE a.duty = 'primary' AND r.level = 'grid' "
         "AND a.valid_to IS NULL AND s.status = 'available' AND left(r.code, 9) = ANY(:streets) "
@@ -149,8 +160,8 @@ def load_demo_patrols(conn: Connection, *, days: int = 7, seed: int = 2026,
     workers = pd.DataFrame({"staff_id": [r[0] for r in rows],
                             "geom": shapely.from_wkb([bytes(r[1]) for r in rows])})
     fixes = build_fixes(workers, days=days, end=end, seed=seed)
-    lon, lat = transformer("EPSG:4549", "EPSG:4490").transform(fixes["x"].to_numpy(),
-                                                               fixes["y"].to_numpy())
+    lon, lat = transformer(city.metric_crs, "EPSG:4490").transform(fixes["x"].to_numpy(),
+                                                                   fixes["y"].to_numpy())
     wkb = shapely.to_wkb(shapely.set_srid(shapely.points(lon, lat), 4490), hex=True,
                          include_srid=True)
     at = np.datetime_as_string(fixes["at"].dt.tz_convert(None).to_numpy(), unit="s")

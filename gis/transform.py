@@ -309,7 +309,7 @@ def bd09_to_wgs84(
 def transformer(src: str | int, dst: str | int) -> Transformer:
     """The one cached pyproj transformer between two CRSs, in x/y (lon/lat) order.
 
-    >>> x, y = transformer("EPSG:4490", "EPSG:4549").transform(120.0, 30.0)
+    >>> x, y = transformer("EPSG:4490", "EPSG:4544").transform(105.0, 30.0)
     >>> round(x, 3), round(y, 3)
     (500000.0, 3320113.398)
     """

@@ -2,7 +2,7 @@
 
 A :class:`Principal` is who is asking: a role and a jurisdiction. The jurisdiction is one or more
 region-code prefixes: codes are hierarchical (city 6 digits, street 9, community 12, grid 15), so
-a street's supervisor with jurisdiction ``330782001`` acts on every code that starts with it.
+a street's supervisor with jurisdiction ``510131101`` acts on every code that starts with it.
 A grid worker's jurisdiction is the grids they are assigned to.
 
 Domain functions take the principal (or its :class:`Scope`) as a required keyword, so a router
@@ -78,8 +78,8 @@ class Forbidden(GridError):
 def prefix_of(code: str) -> str:
     """The code prefix that a region's subtree shares.
 
-    >>> prefix_of("330782000000"), prefix_of("330782001000"), prefix_of("330782001001")
-    ('330782', '330782001', '330782001001')
+    >>> prefix_of("510131000000"), prefix_of("510131101000"), prefix_of("510131101001")
+    ('510131', '510131101', '510131101001')
     """
     code = normalise(code)
     return {"city": code[:6], "street": code[:9], "community": code[:12], "grid": code}[

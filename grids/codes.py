@@ -17,8 +17,8 @@ def normalise(code: str) -> str:
     A county's 6 digits and a street's 9 digits are padded to the 12-digit statistical code;
     12-digit (community) and 15-digit (grid) codes are returned as they are.
 
-    >>> normalise("330782"), normalise("330782001"), normalise("330782001001001")
-    ('330782000000', '330782001000', '330782001001001')
+    >>> normalise("510131"), normalise("510131101"), normalise("510131101001001")
+    ('510131000000', '510131101000', '510131101001001')
     """
     code = code.strip()
     if not _DIGITS.match(code) or len(code) not in (6, 9, 12, 15):
@@ -32,7 +32,7 @@ def normalise(code: str) -> str:
 def level_of(code: str) -> str:
     """The level a normalised code denotes.
 
-    >>> [level_of(c) for c in ("330782000000", "330782001000", "330782001001", "330782001001002")]
+    >>> [level_of(c) for c in ("510131000000", "510131101000", "510131101001", "510131101001002")]
     ['city', 'street', 'community', 'grid']
     """
     if len(code) == 15:

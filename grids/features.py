@@ -6,8 +6,8 @@ interval, a page), and the ``*_document`` functions turn the results into the JS
 the standard, given the service's base URL. ``app/routers/ogc.py`` only parses the request.
 
 What is served: the city, its streets/towns, communities and grids in force now, with their
-code, name, level, parent code, area (m², EPSG:4549) and boundary version. No staff: desktop GIS
-users get geometry, not people.
+code, name, level, parent code, area (m², the city's metric CRS) and boundary version. No
+staff: desktop GIS users get geometry, not people.
 
 Coordinates: stored in CGCS2000 (EPSG:4490), served by default in OGC:CRS84 (lon, lat). CGCS2000
 and WGS84 are treated as one datum (see ``gis/crs.py``), so the CRSs offered differ only in axis

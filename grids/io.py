@@ -43,12 +43,13 @@ from gis.errors import UnknownCRS
 from gis.transform import transformer
 from gis.validate import diagnose_lonlat, explain_invalid, guess_projected_crs
 from grids import store
+from grids.city import metric_crs_for
 from grids.codes import LEVELS, PARENT_LEVEL, level_of, normalise
 from grids.errors import GridError, ImportRejected, InvalidCode, RegionNotFound
 from grids.upload_limits import UploadLimits, UploadTooLarge, check_csv_rows, read_xlsx_rows
 
 TOLERANCE_M2 = 1.0
-"""A child may stick out of its parent by this many m² (EPSG:4549) before it is rejected."""
+"""A child may stick out of its parent by this many m² (its metric CRS) before it is rejected."""
 
 CHUNK = 500
 """Regions written per ``grids.store.insert_regions`` call; ``progress`` is called after each."""
@@ -56,7 +57,6 @@ CHUNK = 500
 REGION_COLUMNS = ["code", "name", "level", "parent_code", "geometry"]
 EXPORT_COLUMNS = ["code", "name", "level", "parent_code", "area_m2", "version_id"]
 _LEVEL_ORDER = {lv: i for i, lv in enumerate(LEVELS)}
-_METRIC = "EPSG:4549"  # CGCS2000 3-degree Gauss-Krüger CM 120E, as the database measures areas
 _DRIVERS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile"}
 
 # Boundaries in force at :at (NULL = now); the idiom of ``grids.registry``.
@@ -83,7 +83,7 @@ def read_regions(
     path, layer
         The file, and the layer for a multi-layer GeoPackage (default: the first).
     crs
-        The coordinates' CRS, overriding the file: ``'gcj02'``, ``'bd09'``, ``'EPSG:4549'`` or any
+        The coordinates' CRS, overriding the file: ``'gcj02'``, ``'bd09'``, ``'EPSG:4547'`` or any
         name :func:`gis.crs.parse_crs` accepts. Required when the file declares none.
     code_field, name_field, parent_field, level_field
         The attribute names. A Shapefile's names are cut to 10 characters, so ``parent_cod``
@@ -503,7 +503,8 @@ def _outside(
         return []
     outside = shapely.difference(np.asarray(children, dtype=object),
                                  np.asarray(parents_geom, dtype=object))
-    area = shapely.area(_apply(outside, transformer("EPSG:4490", _METRIC)))
+    metric = metric_crs_for(frame.total_bounds)
+    area = shapely.area(_apply(outside, transformer("EPSG:4490", metric)))
     out = []
     for i, a, piece in zip(rows, area, outside, strict=True):
         if a > TOLERANCE_M2:

@@ -7,12 +7,14 @@ as not found.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal, mask_person
+from grids.city import profile
 from grids.codes import normalise
 from grids.errors import Conflict, GridError, RegionNotFound
 
@@ -70,6 +72,10 @@ def update_staff(conn: Connection, code: str, changes: dict[str, Any], *,
         raise GridError("Nothing to change.", detail={"field": "body",
                                                       "expected": "status, phone or name"},
                         code="nothing_to_change")
+    pattern = profile(conn).phone_pattern
+    if "phone" in allowed and not re.search(pattern, str(allowed["phone"])):
+        raise GridError(f"The phone number does not match the city's pattern {pattern}.",
+                        detail={"field": "phone", "expected": pattern}, code="invalid_phone")
     sets = ", ".join(f"{k} = :{k}" for k in allowed)  # keys from the fixed list above
     conn.execute(text(f"UPDATE staff SET {sets}, updated_at = now() WHERE id = :id"),
                  {**allowed, "id": row["id"]})

@@ -19,11 +19,12 @@
 
 Tolerance
 ---------
-Areas are measured in m² in CGCS2000 / 3-degree Gauss-Krüger CM 120E (EPSG:4549), as
-``ST_Area(ST_Transform(geom, 4549))``. An overlap, a part outside the parent or a gap piece is
-reported only when its area is **strictly greater than** ``tolerance_m2`` (default 1 m²). That
-absorbs the floating-point slivers left where neighbours share an edge that was computed twice,
-and is far below anything a planner draws on purpose (a grid is ~10⁴–10⁶ m²). Invalid
+Areas are measured in m² in the city's metric CRS (``grids.city``: by default the CGCS2000
+3-degree Gauss-Krüger zone of the city), as
+``ST_Area(ST_Transform(geom, citygrid_metric_srid()))``. An overlap, a part outside the parent
+or a gap piece is reported only when its area is **strictly greater than** ``tolerance_m2``
+(default 1 m²). That absorbs the floating-point slivers left where neighbours share an edge
+that was computed twice, and is far below anything a planner draws on purpose (a grid is ~10⁴–10⁶ m²). Invalid
 geometries, missing parents and level mismatches are reported whatever their area.
 
 Scope
@@ -70,7 +71,7 @@ class Violation:
     parent_code
         The parent whose tiling is broken: the child's parent, or for a gap the region itself.
     area_m2
-        Area of the problem in EPSG:4549 (for missing_parent and level_mismatch the region's
+        Area of the problem in the city's metric CRS (for missing_parent and level_mismatch the region's
         area; 0 for an invalid geometry, whose problem is a point).
     location
         (lon, lat) in EPSG:4490 of a point inside the problem area (``ST_PointOnSurface``), or
@@ -109,7 +110,8 @@ def _safe(alias: str) -> str:
 
 # Columns describing a problem geometry ``g`` (already polygonal) of a subquery.
 _PROBLEM = (
-    "ST_Area(ST_Transform(g, 4549)) AS area_m2, ST_X(ST_PointOnSurface(g)) AS lon, "
+    "ST_Area(ST_Transform(g, (SELECT citygrid_metric_srid()))) AS area_m2, "
+    "ST_X(ST_PointOnSurface(g)) AS lon, "
     "ST_Y(ST_PointOnSurface(g)) AS lat, ST_AsGeoJSON(g) AS geometry"
 )
 
@@ -160,7 +162,7 @@ _OUTSIDE = (
     " JOIN region rp ON rp.id = p.region_id"
     " WHERE c.id = ANY(CAST(:children AS bigint[]))"
     f"  AND NOT ST_CoveredBy({_safe('c')}, {_safe('p')})"
-    ") q WHERE ST_Area(ST_Transform(g, 4549)) > :tol ORDER BY code"
+    ") q WHERE ST_Area(ST_Transform(g, (SELECT citygrid_metric_srid()))) > :tol ORDER BY code"
 )
 
 _OVERLAP = (
@@ -173,7 +175,7 @@ _OVERLAP = (
     " JOIN region rp ON rp.id = a.parent_id"
     " WHERE a.id = ANY(CAST(:children AS bigint[])) AND b.id = ANY(CAST(:children AS bigint[]))"
     f"  AND ST_Intersects({_safe('a')}, {_safe('b')})"
-    ") q WHERE ST_Area(ST_Transform(g, 4549)) > :tol ORDER BY code, other_code"
+    ") q WHERE ST_Area(ST_Transform(g, (SELECT citygrid_metric_srid()))) > :tol ORDER BY code, other_code"
 )
 
 # One row per uncovered piece of a parent; a parent without children is one row (n = 0) whose
@@ -193,7 +195,7 @@ _GAP = (
     "  SELECT u.pg AS g WHERE u.n = 0"
     "  UNION ALL SELECT dp.geom FROM ST_Dump(u.d) dp WHERE u.n > 0"
     " ) x"
-    ") q WHERE n = 0 OR ST_Area(ST_Transform(g, 4549)) > :tol ORDER BY code"
+    ") q WHERE n = 0 OR ST_Area(ST_Transform(g, (SELECT citygrid_metric_srid()))) > :tol ORDER BY code"
 )
 
 _CHILD_NOUN = {"city": "streets", "street": "communities", "community": "grids"}

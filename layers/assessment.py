@@ -1,6 +1,6 @@
 """Monthly assessment (考核): per grid, community, street, worker and department.
 
-Months are calendar months in the city's time zone (Asia/Shanghai). Incidents count for the
+Months are calendar months in the city's time zone (``grids.city``). Incidents count for the
 unit they were assigned at intake (grid, community, street, responsible worker, department), so a
 later redraw does not move old cases between units.
 
@@ -38,9 +38,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal, prefix_of
+from grids.city import profile
 from grids.errors import GridError
 
-CITY_TZ = ZoneInfo("Asia/Shanghai")
 LEVELS = {
     "grid": ("i.grid_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
     "community": ("i.community_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
@@ -85,14 +85,14 @@ class AssessmentError(GridError):
     code = "invalid_assessment_request"
 
 
-def month_window(month: str) -> tuple[datetime, datetime]:
-    """Start and end (exclusive) of ``YYYY-MM`` in the city's time zone.
+def month_window(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """Start and end (exclusive) of ``YYYY-MM`` in the city's time zone ``tz``.
 
-    >>> [t.isoformat() for t in month_window("2026-12")]
-    ['2026-12-01T00:00:00+08:00', '2027-01-01T00:00:00+08:00']
+    >>> [t.isoformat() for t in month_window("2026-12", ZoneInfo("Asia/Urumqi"))]
+    ['2026-12-01T00:00:00+06:00', '2027-01-01T00:00:00+06:00']
     """
     try:
-        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=CITY_TZ)
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=tz)
     except ValueError:
         raise AssessmentError("month is YYYY-MM.", detail={"field": "month",
                                                            "value": month[:20]}) from None
@@ -112,10 +112,11 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
         raise AssessmentError("level is grid, community, street, worker or department.",
                               detail={"field": "level", "expected": list(LEVELS)})
     key, names_sql = LEVELS[level]
-    start, end = month_window(month)
+    tz = profile(conn).tz
+    start, end = month_window(month, tz)
     scope = principal.locate_scope()
     where = ["TRUE"]
-    params: dict[str, Any] = {"s": start, "e": end, "as_of": as_of or datetime.now(CITY_TZ)}
+    params: dict[str, Any] = {"s": start, "e": end, "as_of": as_of or datetime.now(tz)}
     if not scope.covers(None):
         where.append("i.region_code LIKE ANY(:scope)")
         params["scope"] = scope.like_patterns()
@@ -169,7 +170,7 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
                              **{c: 0 for c in COLUMNS[2:10]},
                              **{c: None for c in COLUMNS[10:15]}, **_patrol_figures(patrol, code)})
         out_rows.sort(key=lambda r: (r["code"] is None, r["code"] or ""))
-    notes = [f"Month {month} in {CITY_TZ.key}: [{start.isoformat()}, {end.isoformat()}).",
+    notes = [f"Month {month} in {tz.key}: [{start.isoformat()}, {end.isoformat()}).",
              "Incidents count for the unit assigned at intake; code null: none was assigned "
              "(fallback to a higher level)."]
     if level == "department":
@@ -179,14 +180,15 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
         notes.append("patrol_coverage is null: no patrol fixes in the month.")
     else:
         notes.append(f"patrol_coverage: mean daily share; each day's tracks filtered as in "
-                     f"layers.patrols.tracks, buffered {PATROL_BUFFER_M:g} m in EPSG:4549.")
+                     f"layers.patrols.tracks, buffered {PATROL_BUFFER_M:g} m in "
+                     f"EPSG:{profile(conn).metric_srid}.")
         pending = conn.execute(text(
             "SELECT count(DISTINCT day) FROM patrol_cover_stale WHERE day >= :a AND day < :b"),
-            {"a": start.astimezone(CITY_TZ).date(), "b": end.astimezone(CITY_TZ).date()}).scalar()
+            {"a": start.astimezone(tz).date(), "b": end.astimezone(tz).date()}).scalar()
         if pending:
             notes.append(f"patrol_coverage: new fixes on {pending} day(s) of the month are "
                          "still being taken into account (recomputed in the background).")
-    return {"month": month, "level": level, "region": region, "timezone": CITY_TZ.key,
+    return {"month": month, "level": level, "region": region, "timezone": tz.key,
             "as_of": params["as_of"].isoformat(), "rows": out_rows, "formulas": FORMULAS,
             "notes": notes}
 
@@ -214,8 +216,9 @@ def _patrol_coverage(conn: Connection, *, level: str, start: datetime, end: date
     if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix WHERE at >= :s AND "
                              "at < :e)"), {"s": start, "e": end}).scalar():
         return None
-    month0 = start.astimezone(CITY_TZ).date()
-    last = (min(end, datetime.now(CITY_TZ)) - timedelta(microseconds=1)).astimezone(CITY_TZ)
+    tz = start.tzinfo
+    month0 = start.date()
+    last = (min(end, datetime.now(tz)) - timedelta(microseconds=1)).astimezone(tz)
     days = max(1, (last.date() - month0).days + 1)
     prefix = prefix_of(region) if region else ""
     rows = conn.execute(text(

@@ -31,7 +31,6 @@ from sqlalchemy import Connection, text
 from grids.access import Scope, prefix_of
 
 EARTH_M = 2 * math.pi * 6378137.0
-CITY_TZ = ZoneInfo("Asia/Shanghai")
 CELL_LEVELS = (8, 10, 12)
 DETAIL_LEVEL = 8  # the only cell level with rows per category and state, and with days
 HALF = EARTH_M / 2
@@ -77,7 +76,7 @@ class Window:
 
 
 def _floor_month(t: datetime) -> datetime:
-    return datetime.combine(t.date().replace(day=1), time(0), CITY_TZ)
+    return datetime.combine(t.date().replace(day=1), time(0), t.tzinfo)
 
 
 def _ceil_month(t: datetime) -> datetime:
@@ -86,7 +85,7 @@ def _ceil_month(t: datetime) -> datetime:
 
 
 def _floor_day(t: datetime) -> datetime:
-    return datetime.combine(t.date(), time(0), CITY_TZ)
+    return datetime.combine(t.date(), time(0), t.tzinfo)
 
 
 def _ceil_day(t: datetime) -> datetime:
@@ -94,20 +93,21 @@ def _ceil_day(t: datetime) -> datetime:
     return f if f == t else f + timedelta(days=1)
 
 
-def split_window(since: datetime | None, until: datetime | None, *, days: bool,
+def split_window(since: datetime | None, until: datetime | None, *, tz: ZoneInfo, days: bool,
                  years: bool = False) -> Window:
-    """Split ``[since, until)`` into whole local (``years``) years, months, (``days``) days and
-    raw ends.
+    """Split ``[since, until)`` into whole local (in ``tz``: ``years``) years, months,
+    (``days``) days and raw ends.
 
-    >>> w = split_window(datetime(2025, 9, 15, 12, tzinfo=CITY_TZ),
-    ...                  datetime(2027, 3, 1, tzinfo=CITY_TZ), days=True)
+    >>> tz = ZoneInfo("Asia/Urumqi")
+    >>> w = split_window(datetime(2025, 9, 15, 12, tzinfo=tz),
+    ...                  datetime(2027, 3, 1, tzinfo=tz), tz=tz, days=True)
     >>> [(s, str(a), str(b)) for s, a, b in w.spans]
     [('m', '2025-10-01', '2027-03-01'), ('d', '2025-09-16', '2025-10-01')]
     >>> [(a.isoformat(), b.isoformat()) for a, b in w.raw]
-    [('2025-09-15T12:00:00+08:00', '2025-09-16T00:00:00+08:00')]
+    [('2025-09-15T12:00:00+06:00', '2025-09-16T00:00:00+06:00')]
     """
-    s = since.astimezone(CITY_TZ) if since else None
-    u = until.astimezone(CITY_TZ) if until else None
+    s = since.astimezone(tz) if since else None
+    u = until.astimezone(tz) if until else None
     out = Window()
     if s is not None and u is not None and s >= u:
         return out
@@ -221,7 +221,8 @@ def scope_sql(scope: Scope, region: str | None, params: dict[str, Any], *, colum
 def cell_bins_sql(*, k: int, r: int, since: datetime | None, until: datetime | None,
                   categories: tuple[str, ...], states: tuple[str, ...], scope: Scope,
                   region: str | None, raw_where: str,
-                  box: tuple[int, int, int, int] | None) -> tuple[str, dict[str, Any]]:
+                  box: tuple[int, int, int, int] | None,
+                  tz: ZoneInfo) -> tuple[str, dict[str, Any]]:
     """SQL giving ``(ix, iy, n)`` per bin of ``r`` × ``r`` level-``k`` cells, exactly.
 
     ``raw_where`` is the caller's WHERE fragment over ``incident i`` for everything but the
@@ -229,7 +230,7 @@ def cell_bins_sql(*, k: int, r: int, since: datetime | None, until: datetime | N
     bins ``ix0 <= ix <= ix1, iy0 <= iy <= iy1``.
     """
     params: dict[str, Any] = {"k": k, "r": r, "size": cell_m(k) * r}
-    window = split_window(since, until, days=(k == DETAIL_LEVEL))
+    window = split_window(since, until, tz=tz, days=(k == DETAIL_LEVEL))
     common = [f"t.k = {k}", detail_sql(categories, states, params),
               scope_sql(scope, region, params, column="t.rkey")]
     if box is not None:
@@ -304,7 +305,7 @@ def tile_bin_box(z: int, x: int, y: int, bins_per_tile: int) -> tuple[int, int, 
 def grid_counts_sql(*, since: datetime | None, until: datetime | None,
                     categories: tuple[str, ...], states: tuple[str, ...], scope: Scope,
                     region: str | None, raw_where: str, column: str,
-                    codes_sql: str | None = None) -> tuple[str, dict[str, Any]]:
+                    tz: ZoneInfo, codes_sql: str | None = None) -> tuple[str, dict[str, Any]]:
     """SQL giving ``(code, incidents, open, overdue)`` per ``column`` (grid_code,
     community_code or street_code; '' for none), exactly: tally periods plus raw ends.
 
@@ -314,13 +315,13 @@ def grid_counts_sql(*, since: datetime | None, until: datetime | None,
     """
     from layers.incidents.workflow import OPEN_STATES
 
-    params: dict[str, Any] = {"open": sorted(OPEN_STATES)}
-    today = datetime.now(CITY_TZ).date()
+    params: dict[str, Any] = {"open": sorted(OPEN_STATES), "city_tz": tz.key}
+    today = datetime.now(tz).date()
     params["today"] = today
-    params["today_start"] = datetime.combine(today, time(0), CITY_TZ)
+    params["today_start"] = datetime.combine(today, time(0), tz)
     filtered = bool(categories or states)
     # Days are kept as everything-rows only: a filtered count reads partial months raw.
-    window = split_window(since, until, days=not filtered, years=not filtered)
+    window = split_window(since, until, tz=tz, days=not filtered, years=not filtered)
     place = scope_sql(scope, region, params, column="t.region_code")
     limit = f" AND t.{column} IN ({codes_sql})" if codes_sql else ""
     ilimit = f" AND coalesce(i.{column}, '') IN ({codes_sql})" if codes_sql else ""
@@ -405,7 +406,9 @@ def _t0_range(n: int, span: tuple[str, date | None, date | None]) -> str:
     _, lo, hi = span
     cond = []
     if lo is not None:
-        cond.append(f"i.received_at >= CAST(:lo{n} AS date)::timestamp AT TIME ZONE '{CITY_TZ.key}'")
+        cond.append(f"i.received_at >= CAST(:lo{n} AS date)::timestamp "
+                    "AT TIME ZONE CAST(:city_tz AS text)")
     if hi is not None:
-        cond.append(f"i.received_at < CAST(:hi{n} AS date)::timestamp AT TIME ZONE '{CITY_TZ.key}'")
+        cond.append(f"i.received_at < CAST(:hi{n} AS date)::timestamp "
+                    "AT TIME ZONE CAST(:city_tz AS text)")
     return " AND ".join(cond) or "TRUE"

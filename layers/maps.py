@@ -21,11 +21,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, text
 
 from gis.validate import check_bbox
 from grids.access import Permission, Principal, Scope, prefix_of
+from grids.city import profile
 from grids.errors import GridError
 from layers import map_tally
 from layers.patrols import grid_cover
@@ -149,7 +151,8 @@ def heat(conn: Connection, *, principal: Principal, zoom: float,
     out: dict[str, Any] = {"type": "FeatureCollection", "zoom": zoom, "crs": "EPSG:4326",
                            "shape": shape, "cell_m": round(size, 3)}
     if shape == "square":
-        sql, params, source = _square_bins_sql(size, zoom, bbox, filters, scope)
+        sql, params, source = _square_bins_sql(size, zoom, bbox, filters, scope,
+                                                tz=profile(conn).tz)
         sql = ("SELECT b.n, b.ix, b.iy, ST_AsGeoJSON(ST_Transform(ST_MakeEnvelope(b.ix * :size, "
                "b.iy * :size, (b.ix + 1) * :size, (b.iy + 1) * :size, 3857), 4326), 6) "
                f"FROM ({sql}) b ORDER BY b.iy, b.ix")
@@ -203,15 +206,15 @@ def _bbox_cut(bbox: tuple[float, float, float, float] | None, size: float, shape
 
 
 def _square_bins_sql(size: float, zoom: float, bbox: tuple[float, float, float, float] | None,
-                     filters: IncidentFilter, scope: Scope
+                     filters: IncidentFilter, scope: Scope, *, tz: ZoneInfo
                      ) -> tuple[str, dict[str, Any], str]:
     """``(ix, iy, n)`` per square bin of ``size`` (bins meeting ``bbox``): tally or raw."""
     box = map_tally.bin_box(bbox, size) if bbox is not None else None
-    return _bins_sql(size, zoom, box, filters, scope)
+    return _bins_sql(size, zoom, box, filters, scope, tz=tz)
 
 
 def _bins_sql(size: float, zoom: float, box: tuple[int, int, int, int] | None,
-              filters: IncidentFilter, scope: Scope, *, raw: bool = False
+              filters: IncidentFilter, scope: Scope, *, tz: ZoneInfo, raw: bool = False
               ) -> tuple[str, dict[str, Any], str]:
     """``(ix, iy, n)`` per bin in ``box``: from the tallies when they can answer, else (or if
     ``raw``) from every matching row."""
@@ -225,7 +228,8 @@ def _bins_sql(size: float, zoom: float, box: tuple[int, int, int, int] | None,
         where, params = rest.sql(scope)
         sql, more = map_tally.cell_bins_sql(
             k=k, r=r, since=filters.since, until=filters.until, categories=filters.categories,
-            states=filters.states, scope=scope, region=filters.region, raw_where=where, box=box)
+            states=filters.states, scope=scope, region=filters.region, raw_where=where, box=box,
+            tz=tz)
         return sql, params | more, "tally"
     where, params = filters.sql(scope)
     params["size"] = size
@@ -293,7 +297,7 @@ def counts(conn: Connection, *, principal: Principal, level: str,
                               detail={"field": "level", "expected": list(LEVEL_COLUMN)})
     scope = _scope(principal)
     _custom_plans(conn)
-    sql, params = _grid_counts(filters, scope, column)
+    sql, params = _grid_counts(filters, scope, column, tz=profile(conn).tz)
     rscope = "TRUE"
     if not scope.covers(None):
         rscope = "r.code LIKE ANY(:f_scope)"
@@ -330,7 +334,7 @@ def counts(conn: Connection, *, principal: Principal, level: str,
 
 # -- vector tiles ------------------------------------------------------------------------------
 
-def _grid_counts(filters: IncidentFilter, scope: Scope, column: str,
+def _grid_counts(filters: IncidentFilter, scope: Scope, column: str, *, tz: ZoneInfo,
                  codes_sql: str | None = None) -> tuple[str, dict[str, Any]]:
     """``(code, incidents, open, overdue)`` per ``column``: grid tally plus raw ends (exact)."""
     rest = IncidentFilter(categories=filters.categories, states=filters.states,
@@ -339,7 +343,7 @@ def _grid_counts(filters: IncidentFilter, scope: Scope, column: str,
     sql, more = map_tally.grid_counts_sql(
         since=filters.since, until=filters.until, categories=filters.categories,
         states=filters.states, scope=scope, region=filters.region, raw_where=where,
-        column=column, codes_sql=codes_sql)
+        column=column, codes_sql=codes_sql, tz=tz)
     return sql, params | more
 
 
@@ -470,7 +474,9 @@ def _tile_key(conn: Connection, layer: str, z: int, x: int, y: int, filters: Inc
     """What a tile depends on: the request, the caller's jurisdiction, the coverage days (they
     move with the clock when no window is given) and the map data version."""
     return (layer, z, x, y, filters.key(), scope.prefixes, bin_pixels,
-            cover_days or grid_cover.window_days(filters.since, filters.until), data_version(conn))
+            cover_days or grid_cover.window_days(filters.since, filters.until,
+                                                 tz=profile(conn).tz),
+            data_version(conn))
 
 
 def gzipped_tile(conn: Connection, layer: str, z: int, x: int, y: int, *,
@@ -521,7 +527,8 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
     if layer == "incidents" and z < POINT_ZOOM:
         return b""
     # grid tiles carry patrol coverage over the window's days (no window: this month so far)
-    cover_days = grid_cover.window_days(filters.since, filters.until)
+    tz = profile(conn).tz
+    cover_days = grid_cover.window_days(filters.since, filters.until, tz=tz)
     key = _tile_key(conn, layer, z, x, y, filters, scope, bin_pixels, cover_days)
     generation = cache.generation if cache is not None else 0
     if cache is not None and (hit := cache.get(key)) is not None:
@@ -539,7 +546,8 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
         # How many points the tile holds: the tally's count of the tile as one bin when it
         # can answer, else a count that stops at the cap.
         whole, cparams, source = _bins_sql(EARTH_M / 2 ** z, z,
-                                           map_tally.tile_bin_box(z, x, y, 1), filters, scope)
+                                           map_tally.tile_bin_box(z, x, y, 1), filters, scope,
+                                           tz=tz)
         if source == "tally":
             n = conn.execute(text(f"SELECT coalesce(sum(n), 0) FROM ({whole}) c"),
                              cparams).scalar_one()
@@ -553,7 +561,7 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
     if layer == "bins":
         size = EARTH_M / 2 ** z * bin_pixels / 256
         box = map_tally.tile_bin_box(z, x, y, 256 // bin_pixels)
-        bins, params, _ = _bins_sql(size, z, box, filters, scope)
+        bins, params, _ = _bins_sql(size, z, box, filters, scope, tz=tz)
         params |= base | {"size": size}
         data = bytes(conn.execute(text(_BINS_TILE.format(bins=bins)), params).scalar() or b"")
     elif layer == "grids":
@@ -565,7 +573,7 @@ def tile(conn: Connection, layer: str, z: int, x: int, y: int, *, principal: Pri
             pieces = conn.execute(text(
                 "SELECT count(*) FROM grid_tile_piece WHERE z = :z AND x = :x AND y = :y"),
                 base).scalar_one()
-        counts, params = _grid_counts(filters, scope, "grid_code",
+        counts, params = _grid_counts(filters, scope, "grid_code", tz=tz,
                                       codes_sql="SELECT code FROM g" if pieces <= FEW_GRIDS
                                       else None)
         rscope = "r.code LIKE ANY(:f_scope)" if not scope.covers(None) else "TRUE"

@@ -22,12 +22,13 @@ from typing import Any, cast
 from sqlalchemy import Connection, text
 
 from grids.access import Principal, prefix_of
+from grids.city import profile
 from layers import assessment
 
 VENDOR = Path(__file__).resolve().parents[1] / "map_ui" / "vendor"
 LEAFLET = VENDOR / "leaflet-1.9.4"
 LEAFLET_HEAT = VENDOR / "leaflet-heat" / "leaflet_heat.min.js"
-# Heat cell side in metres (EPSG:4549): fine enough for a city map, far fewer cells than points.
+# Heat cell side in metres (the city's metric CRS): fine enough for a city map, far fewer cells than points.
 HEAT_CELL_M = 100
 WORST = 15
 _REMOTE = re.compile(r"<(?:script|link|img|iframe)\b[^>]*?\b(?:src|href)\s*=\s*[\"']?\s*"
@@ -74,12 +75,14 @@ def check_offline(page: str) -> None:
 def _heat_cells(conn: Connection, window: tuple[datetime, datetime], prefix: str
                 ) -> list[list[float]]:
     rows = conn.execute(text(
-        "WITH p AS (SELECT ST_Transform(geom, 4549) AS g FROM incident WHERE geom IS NOT NULL "
+        "WITH p AS (SELECT ST_Transform(geom, (SELECT citygrid_metric_srid())) AS g "
+        "FROM incident WHERE geom IS NOT NULL "
         "AND received_at >= :s AND received_at < :e AND region_code LIKE :p), "
         "b AS (SELECT floor(ST_X(g) / :c) AS ix, floor(ST_Y(g) / :c) AS iy, count(*) AS n "
         "FROM p GROUP BY 1, 2) "
         "SELECT ST_Y(q), ST_X(q), n FROM (SELECT ST_Transform(ST_SetSRID(ST_MakePoint("
-        "(ix + 0.5) * :c, (iy + 0.5) * :c), 4549), 4490) AS q, n FROM b) s"),
+        "(ix + 0.5) * :c, (iy + 0.5) * :c), (SELECT citygrid_metric_srid())), 4490) AS q, n "
+        "FROM b) s"),
         {"s": window[0], "e": window[1], "p": prefix + "%", "c": HEAT_CELL_M}).all()
     return [[round(lat, 6), round(lon, 6), int(n)] for lat, lon, n in rows]
 
@@ -125,7 +128,7 @@ def monthly_report(conn: Connection, *, month: str, region: str | None = None,
     import folium
     from folium.plugins import HeatMap
 
-    window = assessment.month_window(month)
+    window = assessment.month_window(month, profile(conn).tz)
     prefix = prefix_of(region) if region else ""
     cells = _heat_cells(conn, window, prefix)
     grids = _grids(conn, window, prefix)

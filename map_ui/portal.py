@@ -17,6 +17,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from app.deps import Conn
+from grids.city import profile
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 VENDOR = HERE / "vendor"
@@ -30,8 +33,20 @@ class BaseMap(BaseModel):
     crs: Literal["WGS84", "GCJ02"]
 
 
+class CityView(BaseModel):
+    """The city the database serves and the map's first view (from its extent)."""
+
+    code: str | None = None
+    name: str | None = None
+    tz: str | None = None
+    center: list[float] | None = None  # [lat, lon]
+    zoom: int | None = None
+    bounds: list[list[float]] | None = None  # [[south, west], [north, east]]
+
+
 class PortalConfig(BaseModel):
     base_map: BaseMap | None
+    city: CityView | None = None
 
 
 def portal_config(env: Mapping[str, str] | None = None) -> PortalConfig:
@@ -76,9 +91,11 @@ def mount(app: FastAPI) -> None:
                       include_in_schema=False)
 
     @app.get("/portal/config.json", response_model=PortalConfig, tags=["portal"],
-             summary="Portal settings: the optional base map")
-    async def get_config() -> PortalConfig:
-        return config
+             summary="Portal settings: the optional base map and the city's first view")
+    def get_config(conn: Conn) -> PortalConfig:
+        prof = profile(conn)
+        city = CityView(code=prof.code, name=prof.name, tz=prof.tz.key, **prof.first_view())
+        return config.model_copy(update={"city": city})
 
     # The more specific mount first: Starlette takes the first prefix that matches.
     app.mount("/portal/static/vendor", StaticFiles(directory=VENDOR), name="portal-vendor")

@@ -164,6 +164,42 @@ def _ensure_accounts(conn: Connection) -> None:
                           region_code=region, staff_code=staff, principal=system)
 
 
+# The second demo city (data/sources: 蒲江县, 510131, Sichuan, ~103.5°E, astride two Gauss-Krüger
+# zones), with a few thousand incidents: for the tests that must hold in any city.
+CITY2 = "510131"
+CITY2_INCIDENTS = 3000
+
+
+@pytest.fixture(scope="session")
+def city2_engine() -> Iterator[Engine]:
+    """A database holding the second demo city, loaded once and kept."""
+    url = database_url("citygrid_test_city2")
+    migrate(url)
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        if is_empty(conn):
+            from app.seed import load_demo
+            from app.seed_incidents import load_demo_incidents
+
+            load_demo(conn, city=CITY2)
+            load_demo_incidents(conn, n=CITY2_INCIDENTS)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def city2_conn(city2_engine: Engine) -> Iterator[Connection]:
+    """A connection to the second demo city, rolled back after the test."""
+    yield from _rolled_back(city2_engine)
+
+
+@pytest.fixture(params=["demo", "city2"])
+def any_city(request: pytest.FixtureRequest) -> Iterator[Connection]:
+    """A rolled-back connection to each demo city in turn (the test runs once per city)."""
+    eng = request.getfixturevalue("engine" if request.param == "demo" else "city2_engine")
+    yield from _rolled_back(eng)
+
+
 @pytest.fixture(scope="session")
 def empty_engine() -> Iterator[Engine]:
     """A migrated database that holds no city: for imports that start from nothing."""

@@ -328,17 +328,18 @@ discovery_router = APIRouter(prefix="/open311", tags=["open311"], route_class=Op
 
 
 @discovery_router.get("/discovery.json", summary="Open311 service discovery")
-async def discovery(request: Request) -> dict[str, Any]:
+def discovery(request: Request, conn: Conn) -> dict[str, Any]:
     """Where the GeoReport v2 endpoint is, per the Open311 Service Discovery spec."""
     base = str(request.base_url).rstrip("/")
+    changeset = open311.changeset(conn)
     return {
-        "changeset": "2026-11-29T00:00:00+08:00",
+        "changeset": changeset,
         "contact": "CityGrid command centre (指挥中心), via the city's 12345 hotline",
         "key_service": f"{base}/docs#/access",
         "endpoints": [{
             "specification": "http://wiki.open311.org/GeoReport_v2",
             "url": f"{base}/open311/v2",
-            "changeset": "2026-11-29T00:00:00+08:00",
+            "changeset": changeset,
             "type": "production",
             "formats": ["application/json"],
         }],

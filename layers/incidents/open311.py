@@ -29,9 +29,10 @@ The mapping, kept free of any web framework so it can be tested and reused on it
   phone, ID card and e-mail numbers typed into a description or address are masked.
   ``status`` is ``open`` for the open states of the closed loop and ``closed`` for closed,
   evaluated and voided; ``status_notes`` names the exact step. ``agency_responsible`` is the
-  responsible grid and department, e.g. ``330782001004002 绣湖社区第2网格 / 综合行政执法局``;
+  responsible grid and department, e.g. ``510131101001002 鹤山社区第2网格 / 综合行政执法局``;
   ``expected_datetime`` is the due time (extensions included). Times are ISO 8601 with the
-  city's offset (+08:00). The default window is the last 90 days, at most 1000 requests, newest
+  city's offset (its time zone: ``grids.city``). The default window is the last 90 days, at
+  most 1000 requests, newest
   first; a given window may not span more than 90 days; ``service_request_id`` overrides every
   other filter, as the spec says.
 
@@ -45,12 +46,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
 from grids.access import Principal, Scope, mask_phone
+from grids.city import profile
 from grids.errors import GridError, RegionNotFound
 from grids.locate import Snapshot
 from layers.incidents import intake
@@ -58,7 +60,6 @@ from layers.incidents.catalogue import CategoryNotFound, get_category, list_cate
 from layers.incidents.workflow import OPEN_STATES, STATES
 
 SOURCE = "citizen_app"
-CITY_TZ = timezone(timedelta(hours=8), "CST")  # Asia/Shanghai: fixed UTC+8 since 1991
 MAX_REQUESTS = 1000  # the spec's response volume: 90 days or 1000 requests, whichever is less
 MAX_SPAN = timedelta(days=90)
 CLOSED_STATES = frozenset(STATES) - OPEN_STATES
@@ -117,16 +118,24 @@ def check_format(response_format: str) -> None:
 
 
 # -- times -----------------------------------------------------------------------------------------
-def w3_datetime(value: datetime | None) -> str | None:
-    """A time in the spec's W3C profile of ISO 8601, with the city's offset.
+def w3_datetime(value: datetime | None, tz: tzinfo) -> str | None:
+    """A time in the spec's W3C profile of ISO 8601, with the city's offset (``tz``).
 
     >>> from datetime import UTC
-    >>> w3_datetime(datetime(2026, 1, 1, 0, 0, 30, 500, tzinfo=UTC))
-    '2026-01-01T08:00:30+08:00'
+    >>> from zoneinfo import ZoneInfo
+    >>> w3_datetime(datetime(2026, 1, 1, 0, 0, 30, 500, tzinfo=UTC), ZoneInfo("Asia/Urumqi"))
+    '2026-01-01T06:00:30+06:00'
     """
     if value is None:
         return None
-    return value.astimezone(CITY_TZ).isoformat(timespec="seconds")
+    return value.astimezone(tz).isoformat(timespec="seconds")
+
+
+def changeset(conn: Connection) -> str:
+    """When the discovery document last changed: the city profile's last change, in its zone."""
+    tz = profile(conn).tz
+    at = conn.execute(text("SELECT updated_at FROM city_profile")).scalar_one()
+    return at.astimezone(tz).isoformat(timespec="seconds")
 
 
 def parse_w3_datetime(value: str | None, field: str) -> datetime | None:
@@ -329,7 +338,7 @@ def redact(value: str | None) -> str | None:
     """Free text for a public answer: phone numbers, ID card numbers and e-mail addresses that a
     caller or a clerk typed into it are masked (names cannot be told apart from other words).
 
-    >>> redact("张先生13812345678反映，座机0579-85123456，身份证330782199001011234，a.b@x.cn")
+    >>> redact("张先生13812345678反映，座机0579-85123456，身份证510131199001011234，a.b@x.cn")
     '张先生138****5678反映，座机057******3456，身份证******************，***@***'
     """
     if not value:
@@ -359,8 +368,8 @@ def agency(region_code: str | None, region_name: str | None,
            department_name: str | None) -> str | None:
     """The responsible grid and department, as one line.
 
-    >>> agency("330782001004002", "绣湖社区第2网格", "综合行政执法局")
-    '330782001004002 绣湖社区第2网格 / 综合行政执法局'
+    >>> agency("510131101001002", "鹤山社区第2网格", "综合行政执法局")
+    '510131101001002 鹤山社区第2网格 / 综合行政执法局'
     >>> agency(None, None, "水务局"), agency(None, None, None)
     ('水务局', None)
     """
@@ -368,7 +377,7 @@ def agency(region_code: str | None, region_name: str | None,
     return " / ".join(p for p in (region, department_name) if p) or None
 
 
-def request_of(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+def request_of(row: RowMapping | Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
     """An incident row (as selected by this module) as an Open311 service request."""
     state = row["state"]
     closed = state in CLOSED_STATES
@@ -390,9 +399,9 @@ def request_of(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
         "agency_responsible": agency(row.get("agency_code"), row.get("agency_region_name"),
                                      row.get("department_name")),
         "service_notice": None,
-        "requested_datetime": w3_datetime(row["received_at"]),
-        "updated_datetime": w3_datetime(updated),
-        "expected_datetime": w3_datetime(row.get("due_at")),
+        "requested_datetime": w3_datetime(row["received_at"], tz),
+        "updated_datetime": w3_datetime(updated, tz),
+        "expected_datetime": w3_datetime(row.get("due_at"), tz),
         "address": redact(row.get("address")) or None,
         "address_id": None,
         "zipcode": None,
@@ -476,7 +485,7 @@ def find_requests(conn: Connection, *, service_request_id: str | None = None,
     else:
         since, until = query_window(parse_w3_datetime(start_date, "start_date"),
                                     parse_w3_datetime(end_date, "end_date"),
-                                    now or datetime.now(CITY_TZ))
+                                    now or datetime.now(UTC))
         clauses = ["i.received_at >= :since", "i.received_at <= :until"]
         params.update(since=since, until=until)
         codes = _list(service_code, "service_code")
@@ -494,7 +503,8 @@ def find_requests(conn: Connection, *, service_request_id: str | None = None,
     rows = conn.execute(text(f"{_SELECT} WHERE ({where}) AND {_PUBLIC} AND {within} "
                              "ORDER BY i.received_at DESC, i.id DESC "
                              "LIMIT :limit"), params).mappings()
-    return [public_view(request_of(r)) if public else request_of(r) for r in rows]
+    tz = profile(conn).tz
+    return [public_view(request_of(r, tz)) if public else request_of(r, tz) for r in rows]
 
 
 def get_request(conn: Connection, service_request_id: str, *, scope: Scope | None = None,
@@ -512,4 +522,5 @@ def get_request(conn: Connection, service_request_id: str, *, scope: Scope | Non
         raise ServiceRequestNotFound(
             f"service_request_id {ident[:20]!r} was not found.",
             detail={"field": "service_request_id", "value": ident[:20]})
-    return public_view(request_of(row)) if public else request_of(row)
+    tz = profile(conn).tz
+    return public_view(request_of(row, tz)) if public else request_of(row, tz)

@@ -21,7 +21,7 @@ from gis.transform import transformer
 from grids.access import Permission, Principal, prefix_of
 from grids.codes import normalise
 from layers.patrols.coverage import window
-from layers.patrols.fixes import METRIC, read_fixes
+from layers.patrols.fixes import read_fixes
 from layers.patrols.tracks import good
 
 
@@ -60,7 +60,7 @@ def alerts(conn: Connection, *, since: datetime | None = None, until: datetime |
          "patterns": principal.scope.like_patterns()}).all()
     by_id = {r.staff_id: r for r in staff}
     fx = read_fixes(conn, since=since, until=until, staff_ids=list(by_id))
-    to_metric = transformer("EPSG:4490", METRIC)
+    to_metric = transformer("EPSG:4490", fx.crs)
     out = []
     bounds = np.flatnonzero(np.diff(fx.staff_id)) + 1
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(fx)], strict=True):

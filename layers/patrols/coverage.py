@@ -2,7 +2,8 @@
 
 - A grid's **patrolled area** is the part of it within ``buffer_m`` (default 50 m) of any worker's
   filtered track in the window (:mod:`.tracks`; whoever walked it): tracks are joined per shift,
-  the pieces near the grids buffered in EPSG:4549, unioned once and intersected with each grid.
+  the pieces near the grids buffered in the city's metric CRS, unioned once and intersected with
+  each grid.
   Shapely on arrays (GEOS, as PostGIS would run it) after one indexed read of the window's fixes; see
   ``bench/patrol_coverage.py`` for the timing against a naive baseline.
 - **Last patrolled**: the latest good fix (kept or collapsed jitter) covered by the grid in the
@@ -27,9 +28,10 @@ from sqlalchemy import Connection, text
 
 from gis.transform import transformer
 from grids.access import Permission, Principal, prefix_of
+from grids.city import profile
 from grids.codes import normalise
 from grids.errors import GridError, RegionNotFound
-from layers.patrols.fixes import METRIC, Fixes, read_fixes
+from layers.patrols.fixes import Fixes, read_fixes
 from layers.patrols.tracks import KEPT, good, lines
 
 MAX_WINDOW = timedelta(days=31)
@@ -61,7 +63,7 @@ def window(since: datetime | None, until: datetime | None) -> tuple[datetime, da
 class Grids:
     code: list[str]
     name: list[str]
-    geom: np.ndarray  # EPSG:4549
+    geom: np.ndarray  # the city's metric CRS
     box: tuple[float, float, float, float]  # lon/lat extent
 
 
@@ -80,8 +82,8 @@ def visible_grids(conn: Connection, region: str | None, *, principal: Principal)
 
 
 # the columns :func:`grids_of` reads, from ``region_current``
-GRID_COLUMNS = ("code, name, ST_AsBinary(ST_Transform(geom, 4549)) AS g, ST_XMin(geom) AS x0, "
-                "ST_YMin(geom) AS y0, ST_XMax(geom) AS x1, ST_YMax(geom) AS y1")
+GRID_COLUMNS = ("code, name, ST_AsBinary(ST_Transform(geom, (SELECT citygrid_metric_srid()))) AS g, "
+                "ST_XMin(geom) AS x0, ST_YMin(geom) AS y0, ST_XMax(geom) AS x1, ST_YMax(geom) AS y1")
 
 
 def grids_of(rows: Sequence[Any]) -> Grids:
@@ -126,7 +128,7 @@ def _parallel(fn, *arrays: np.ndarray) -> np.ndarray:
 
 
 def covered_parts(grid_geoms: np.ndarray, fx: Fixes, buffer_m: float) -> np.ndarray:
-    """Per grid (EPSG:4549), the part within ``buffer_m`` of a track (None: nothing).
+    """Per grid (the city's metric CRS), the part within ``buffer_m`` of a track (None: nothing).
 
     Only the pieces of track whose box comes within ``buffer_m`` of a grid's box are buffered;
     their buffers are unioned once (in two spatial halves, in parallel) and the union is
@@ -232,7 +234,7 @@ def unpatrolled(conn: Connection, grid: str, *, since: datetime | None = None,
     shape = grids.geom[0]
     rest = shape if part is None else shapely.difference(shape, part)
     polys = [g for g in shapely.get_parts(rest) if g.geom_type == "Polygon" and not g.is_empty]
-    to_lonlat = transformer(METRIC, "EPSG:4490")
+    to_lonlat = transformer(profile(conn).metric_crs, "EPSG:4490")
     features = [{"type": "Feature", "properties": {"area_m2": round(float(p.area), 1)},
                  "geometry": mapping(shapely.transform(
                      p, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1]))))}

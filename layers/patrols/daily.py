@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 import shapely
@@ -10,11 +10,10 @@ from shapely.geometry import mapping
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal
+from grids.city import profile
 from grids.staffing import StaffNotFound
 from layers.patrols.fixes import read_fixes
 from layers.patrols.tracks import KEPT, REASONS, good, lines
-
-LOCAL = timezone(timedelta(hours=8))  # a "day" is the city's calendar day (Asia/Shanghai)
 
 
 def readable_staff(conn: Connection, code: str, *, principal: Principal) -> dict[str, Any]:
@@ -33,15 +32,16 @@ def readable_staff(conn: Connection, code: str, *, principal: Principal) -> dict
     return dict(row)
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).astimezone(LOCAL).isoformat()
+def _iso(t: float, tz: tzinfo) -> str:
+    return datetime.fromtimestamp(t, UTC).astimezone(tz).isoformat()
 
 
 def day_tracks(conn: Connection, staff_code: str, day: date, *,
                principal: Principal) -> dict[str, Any]:
     """The worker's tracks on ``day`` (local time): a FeatureCollection, one feature a shift."""
     staff = readable_staff(conn, staff_code, principal=principal)
-    start = datetime.combine(day, time(0), LOCAL)
+    tz = profile(conn).tz  # a "day" is the city's calendar day
+    start = datetime.combine(day, time(0), tz)
     fx = read_fixes(conn, since=start, until=start + timedelta(days=1), staff_ids=[staff["id"]])
     kept = fx.status == KEPT
     keys, geoms = lines(fx.shift[kept], fx.lon[kept], fx.lat[kept])
@@ -55,7 +55,8 @@ def day_tracks(conn: Connection, staff_code: str, day: date, *,
         duration = float(t[-1] - t[0])
         features.append({"type": "Feature", "geometry": mapping(geom),
                          "properties": {
-                             "shift": int(key), "started_at": _iso(t[0]), "ended_at": _iso(t[-1]),
+                             "shift": int(key), "started_at": _iso(t[0], tz),
+                             "ended_at": _iso(t[-1], tz),
                              "fixes": int(sel.sum()), "kept": int((fx.status[sel] == KEPT).sum()),
                              "good": int(good(fx.status[sel]).sum()), "dropped": dropped,
                              "length_m": round(length, 1), "duration_s": round(duration, 1),

@@ -10,9 +10,8 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from gis.transform import transformer
+from grids.city import profile
 from layers.patrols.tracks import RULES, TrackRules, filter_fixes
-
-METRIC = "EPSG:4549"  # CGCS2000 GK CM 120E: the city's metric CRS
 
 
 @dataclass
@@ -23,11 +22,12 @@ class Fixes:
     t: np.ndarray  # seconds since the epoch
     lon: np.ndarray
     lat: np.ndarray
-    x: np.ndarray  # EPSG:4549 metres
+    x: np.ndarray  # metres in ``crs``, the city's metric CRS
     y: np.ndarray
     accuracy: np.ndarray  # NaN: not reported
     status: np.ndarray  # tracks.KEPT / ACCURACY / JITTER / SPEED
     shift: np.ndarray  # shift number within the worker (0, 1, …)
+    crs: str  # the metric CRS of x and y ('EPSG:…', grids.city)
 
     def __len__(self) -> int:
         return int(self.t.size)
@@ -73,7 +73,8 @@ def read_fixes(conn: Connection, *, since: datetime, until: datetime,
     rows = rows[np.lexsort((rows["t"], rows["staff_id"]))]  # cheaper here than in the aggregate
     return clean(rows["staff_id"].astype(np.int64), rows["t"].astype(np.float64),
                  rows["lon"].astype(np.float64), rows["lat"].astype(np.float64),
-                 rows["accuracy"].astype(np.float64), rules=rules)
+                 rows["accuracy"].astype(np.float64), rules=rules,
+                 crs=profile(conn).metric_crs)
 
 
 _ROW = np.dtype([("staff_id", ">i8"), ("t", ">f8"), ("lon", ">f8"), ("lat", ">f8"),
@@ -81,9 +82,9 @@ _ROW = np.dtype([("staff_id", ">i8"), ("t", ">f8"), ("lon", ">f8"), ("lat", ">f8
 
 
 def clean(staff_id: np.ndarray, t: np.ndarray, lon: np.ndarray, lat: np.ndarray,
-          accuracy: np.ndarray, *, rules: TrackRules = RULES) -> Fixes:
-    """Project and filter fixes already sorted by (staff_id, t)."""
-    x, y = transformer("EPSG:4490", METRIC).transform(lon, lat)
+          accuracy: np.ndarray, *, crs: str, rules: TrackRules = RULES) -> Fixes:
+    """Project to the metric ``crs`` and filter fixes already sorted by (staff_id, t)."""
+    x, y = transformer("EPSG:4490", crs).transform(lon, lat)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     status = np.zeros(t.size, dtype=np.int8)
     shift = np.zeros(t.size, dtype=np.int32)
@@ -93,4 +94,4 @@ def clean(staff_id: np.ndarray, t: np.ndarray, lon: np.ndarray, lat: np.ndarray,
             status[lo:hi], shift[lo:hi] = filter_fixes(t[lo:hi], x[lo:hi], y[lo:hi],
                                                        accuracy[lo:hi], rules=rules)
     return Fixes(staff_id=staff_id, t=t, lon=lon, lat=lat, x=x, y=y, accuracy=accuracy,
-                 status=status, shift=shift)
+                 status=status, shift=shift, crs=crs)

@@ -3,8 +3,8 @@
 A grid tile carries each grid's patrol coverage beside its incident counts; computing coverage
 for the thousands of grids of a low-zoom tile on each request would take seconds, so it is kept:
 
-- **Day rows** (span ``'d'``): for a city day (Asia/Shanghai) and a grid, the share of the grid
-  within :data:`BUFFER_M` of that day's filtered tracks and the time of the latest good fix in it:
+- **Day rows** (span ``'d'``): for a city day (its zone: ``grids.city``) and a grid, the share
+  of the grid within :data:`BUFFER_M` of that day's filtered tracks and the time of the latest good fix in it:
   exactly what :func:`layers.patrols.coverage.coverage` gives for that day's window (a test holds
   them equal). Only grids that were patrolled get rows.
 - **Month rows** (span ``'m'``): per grid, the sum of its daily shares over the month and its
@@ -28,23 +28,22 @@ Coverage is computed with the grids in force when it is computed; after a bounda
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
 from sqlalchemy import Connection, text
 
+from grids.city import profile
 from layers.patrols import coverage as cov
 
-CITY_TZ = ZoneInfo("Asia/Shanghai")
 BUFFER_M = 50.0
 LonLatBox = tuple[float, float, float, float]
 
 
-def city_day(t: datetime) -> date:
-    return t.astimezone(CITY_TZ).date()
+def city_day(t: datetime, tz: tzinfo) -> date:
+    return t.astimezone(tz).date()
 
 
 def _grids(conn: Connection, box: LonLatBox | None) -> cov.Grids | None:
@@ -65,12 +64,13 @@ def refresh(conn: Connection, days: Mapping[date, LonLatBox | None]) -> dict[str
     """Recompute the day rows of ``days`` (each with the box its new fixes fall in, or None for
     every grid) and the month rows over them. Returns ``{days, grids, rows}``."""
     touched: dict[date, set[str]] = {}
+    tz = profile(conn).tz
     written = grids_done = 0
     for day, box in sorted(days.items()):
         grids = _grids(conn, box)
         if grids is None:
             continue
-        since = datetime.combine(day, time(0), CITY_TZ)
+        since = datetime.combine(day, time(0), tz)
         fx = cov.window_fixes(conn, grids, since, since + timedelta(days=1), BUFFER_M)
         parts = cov.covered_parts(grids.geom, fx, BUFFER_M)
         area = shapely.area(grids.geom)
@@ -132,14 +132,15 @@ def refresh_range(conn: Connection, first: date, last: date) -> dict[str, Any]:
     return refresh(conn, {first + timedelta(days=i): None for i in range(max(0, n))})
 
 
-def window_days(since: datetime | None, until: datetime | None, *,
+def window_days(since: datetime | None, until: datetime | None, *, tz: tzinfo,
                 today: date | None = None) -> tuple[date, date]:
-    """The city days a map window covers (first, last inclusive); no window: this month so far."""
-    today = today or datetime.now(CITY_TZ).date()
+    """The city days (in ``tz``) a map window covers (first, last inclusive); no window: this
+    month so far."""
+    today = today or datetime.now(tz).date()
     if since is None and until is None:
         return today.replace(day=1), today
-    last = city_day(until - timedelta(microseconds=1)) if until is not None else today
-    first = city_day(since) if since is not None else last.replace(day=1)
+    last = city_day(until - timedelta(microseconds=1), tz) if until is not None else today
+    first = city_day(since, tz) if since is not None else last.replace(day=1)
     return first, max(first, last)
 
 

@@ -1,7 +1,8 @@
 """Patrol tracks: a worker's raw fixes → shifts → filtered polylines.
 
 The rule, applied to one worker's fixes in time order (duplicates cannot exist: one fix per
-worker and instant), all distances in metres in EPSG:4549 (CGCS2000 GK CM 120E):
+worker and instant), all distances in metres in the city's metric CRS (``grids.city``: a CGCS2000 Gauss–Krüger
+zone):
 
 1. **Shifts.** A gap of more than 30 minutes between consecutive fixes (any fix: a phone that
    reports is on duty) starts a new shift. Each shift is its own track.
@@ -69,7 +70,7 @@ def filter_fixes(t: np.ndarray, x: np.ndarray, y: np.ndarray, accuracy: np.ndarr
                  *, rules: TrackRules = RULES) -> tuple[np.ndarray, np.ndarray]:
     """Status (``KEPT``, ``ACCURACY``, ``JITTER``, ``SPEED``) and shift of each fix.
 
-    ``t`` seconds ascending, ``x``/``y`` metres (EPSG:4549), ``accuracy`` metres (NaN: unknown).
+    ``t`` seconds ascending, ``x``/``y`` metres (the city's metric CRS), ``accuracy`` metres (NaN: unknown).
 
     >>> t = np.array([0.0, 30, 60, 90, 120])
     >>> x = np.array([0.0, 40, 42, 5000, 80])

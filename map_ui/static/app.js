@@ -27,6 +27,8 @@
 
   // ---- i18n -------------------------------------------------------------------------------------
   const t = window.CG.translator(STRINGS, () => state.lang);
+  // The city's time zone (its profile, via /portal/config.json); Beijing time until it is known.
+  const cityTz = () => (state.config && state.config.city && state.config.city.tz) || "Asia/Shanghai";
   function label(prefix, value) {  // a translated enum value, or the value itself if unknown
     const key = prefix + value;
     return t(key) === key ? value : t(key);
@@ -164,7 +166,7 @@
 
   // ---- dates and filters ------------------------------------------------------------------------
   // A day in Beijing time, as YYYY-MM-DD (the API's windows are Beijing days whatever the browser's zone).
-  const isoDay = (d) => d.toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });
+  const isoDay = (d) => d.toLocaleDateString("sv-SE", { timeZone: cityTz() });
   function setDays(days) {
     const today = new Date();
     $("until").value = isoDay(new Date(today.getTime() + 86400000));
@@ -236,7 +238,9 @@
     legend.onAdd = () => { const div = L.DomUtil.create("div", "legend"); div.innerHTML = legendHtml(); return div; };
     legend.addTo(map);
     state.legend = legend;
-    map.setView([29.3, 120.07], 11);
+    const city = state.config.city || {};
+    if (city.bounds) map.fitBounds(city.bounds, { animate: false });  // the city's extent
+    else map.setView([35, 105], 4);  // no city loaded yet: China
     map.on("click", (e) => {
       // The map's own CRS: WGS84 unless the base map is GCJ-02.
       locate(e.latlng.lng, e.latlng.lat, state.gcj ? "gcj02" : "EPSG:4326", { keepView: true });
@@ -473,7 +477,7 @@
   }
   function fmtTime(s) {
     const d = new Date(s);
-    return d.toLocaleString(state.lang === "en" ? "en-GB" : "zh-CN", { timeZone: "Asia/Shanghai",
+    return d.toLocaleString(state.lang === "en" ? "en-GB" : "zh-CN", { timeZone: cityTz(),
       month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
   }
   async function selectCase(id, pan = true) {

@@ -368,7 +368,9 @@
     state.gridLayer = L.featureGroup().addTo(map);
     state.oldLayer = L.featureGroup().addTo(map);
     state.problemLayer = L.featureGroup().addTo(map);
-    map.setView([29.3, 120.07], 11);
+    const city = (state.config && state.config.city) || {};
+    if (city.bounds) map.fitBounds(city.bounds, { animate: false });  // the city's extent
+    else map.setView([35, 105], 4);  // no city loaded yet: China
     map.on("pm:create", onDrawn);
     await guarded(showJurisdiction);
     state.ready = true;

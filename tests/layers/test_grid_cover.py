@@ -101,9 +101,9 @@ def test_window_sql_reads_whole_months_from_month_rows(first, last, months, day_
 
 def test_window_days() -> None:
     oct1 = datetime(2026, 10, 1, tzinfo=LOCAL)
-    assert grid_cover.window_days(oct1, oct1 + timedelta(days=31)) == (
+    assert grid_cover.window_days(oct1, oct1 + timedelta(days=31), tz=LOCAL) == (
         date(2026, 10, 1), date(2026, 10, 31))
-    assert grid_cover.window_days(None, None, today=date(2026, 11, 29)) == (
+    assert grid_cover.window_days(None, None, tz=LOCAL, today=date(2026, 11, 29)) == (
         date(2026, 11, 1), date(2026, 11, 29))
 
 

@@ -291,7 +291,7 @@ def test_filters_bbox_and_jurisdiction_on_the_tallies(city: Connection) -> None:
 def _bins(conn: Connection, z: int, x: int, y: int, f: maps.IncidentFilter, *, raw: bool):
     size = maps.EARTH_M / 2 ** z * 16 / 256
     sql, params, source = maps._bins_sql(size, z, map_tally.tile_bin_box(z, x, y, 16), f,
-                                         Scope.everything(), raw=raw)
+                                         Scope.everything(), raw=raw, tz=ZoneInfo("Asia/Shanghai"))
     return source, {(int(a), int(b)): int(n) for a, b, n in conn.execute(text(sql), params)}
 
 
@@ -332,7 +332,8 @@ def test_grid_counts_from_the_tallies_equal_raw(city: Connection, since, until) 
               maps.IncidentFilter(since=since and T(since), until=until and T(until),
                                   categories=("E0501",), states=("closed", "handling"))):
         for column in ("grid_code", "street_code"):
-            sql, params = maps._grid_counts(f, Scope.everything(), column)
+            sql, params = maps._grid_counts(f, Scope.everything(), column,
+                                            tz=ZoneInfo("Asia/Shanghai"))
             got = {r[0]: tuple(r[1:]) for r in city.execute(text(sql), params)
                    if any(r[1:])}
             raw = ref.counts(column, f)

@@ -19,7 +19,9 @@ def test_page_and_config_are_public(server: str) -> None:
     with httpx.Client(base_url=server) as c:
         assert c.get("/").headers["content-type"].startswith("text/html")
         assert c.get("/portal").status_code == 200
-        assert c.get("/portal/config.json").json() == {"base_map": None}
+        config = c.get("/portal/config.json").json()
+        assert config["base_map"] is None and config["city"]["code"] == "330782000000"
+        assert len(config["city"]["center"]) == 2 and config["city"]["zoom"] >= 9
         assert c.get("/portal/static/vendor/leaflet-1.9.4/leaflet.js").status_code == 200
         assert c.get("/regions", params={"level": "street"}).status_code == 401
 
@@ -137,6 +139,6 @@ def test_base_map_setting() -> None:
     got = portal.portal_config({"CITYGRID_BASEMAP_URL": "https://tiles.example/{z}/{x}/{y}.png",
                                 "CITYGRID_BASEMAP_CRS": "GCJ-02"})
     assert got.model_dump() == {"base_map": {"url": "https://tiles.example/{z}/{x}/{y}.png",
-                                             "crs": "GCJ02"}}
+                                             "crs": "GCJ02"}, "city": None}
     with pytest.raises(ValueError, match="BD09"):
         portal.portal_config({"CITYGRID_BASEMAP_URL": "https://t", "CITYGRID_BASEMAP_CRS": "bd09"})
