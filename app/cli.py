@@ -193,12 +193,16 @@ def import_regions(
     """Import a region layer from GeoJSON, GeoPackage or Shapefile, all or nothing."""
     from gis.errors import GisError
     from grids import io
+    from grids.city import profile
     from grids.errors import GridError
 
+    with _engine().connect() as conn:
+        srid = profile(conn).metric_srid  # names the zone of Gauss-Krüger metres without prefix
     try:
         frame = io.read_regions(path, layer=layer, crs=crs, code_field=code_field,
                                 name_field=name_field, parent_field=parent_field,
-                                level_field=level_field, level=level, encoding=encoding)
+                                level_field=level_field, level=level, encoding=encoding,
+                                metric=f"EPSG:{srid}" if srid else None)
         with _writing() as conn, typer.progressbar(length=len(frame), label="importing") as bar:
             done = [0]
 

@@ -75,6 +75,7 @@ def read_regions(
     path: str | Path, *, layer: str | None = None, crs: str | None = None,
     code_field: str = "code", name_field: str = "name", parent_field: str = "parent_code",
     level_field: str = "level", level: str | None = None, encoding: str | None = None,
+    metric: str | None = None,
 ) -> gpd.GeoDataFrame:
     """Read regions from a GeoJSON, GeoPackage or Shapefile and check them.
 
@@ -97,6 +98,10 @@ def read_regions(
         it a ``.cpg`` beside the ``.dbf`` is honoured; with neither, the attribute text is
         tried as strict UTF-8, then as GB18030 (which covers GBK and GB2312), and the file is
         refused if neither decodes it cleanly: mojibake is never stored.
+    metric
+        The city's metric CRS (``grids.city.profile(conn).metric_crs``), named as the likely CRS
+        of Gauss-Krüger metres written without their zone number. Without it such a file is
+        still refused, only without that guess.
 
     Returns
     -------
@@ -172,7 +177,7 @@ def read_regions(
         _keep_polygons(raw, [_text(v) or None for v in raw[code_col]], warnings)
     else:
         _keep_polygons(raw, [None] * len(raw), warnings)
-    geoms, source_crs = _to_cgcs2000(raw, crs, errors)
+    geoms, source_crs = _to_cgcs2000(raw, crs, errors, metric)
     n = len(raw)
     frame = gpd.GeoDataFrame(
         {
@@ -313,7 +318,7 @@ def _keep_polygons(raw: gpd.GeoDataFrame, codes: list[str | None],
 
 
 def _to_cgcs2000(
-    raw: gpd.GeoDataFrame, crs: str | None, errors: list[dict[str, Any]]
+    raw: gpd.GeoDataFrame, crs: str | None, errors: list[dict[str, Any]], metric: str | None
 ) -> tuple[np.ndarray, str | None]:
     """The geometries as 2D lon/lat in EPSG:4490, and the name of the CRS assumed."""
     geoms = shapely.force_2d(np.asarray(raw.geometry.values, dtype=object))
@@ -321,7 +326,7 @@ def _to_cgcs2000(
     if crs is None and declared is None:
         errors.append(_err(None, None, "crs", "the file declares no CRS; pass crs= "
                                               "(e.g. 'EPSG:4490', 'gcj02', 'bd09')"
-                                              + _crs_hint(geoms)))
+                                              + _crs_hint(geoms, metric)))
         return geoms, None
     if crs is None and declared.to_epsg() is None:
         # A CRS only described by its WKT (an odd .prj): let PROJ transform it.
@@ -332,7 +337,7 @@ def _to_cgcs2000(
                                                   f"{declared.name!r} to EPSG:4490: {exc}"))
             return geoms, None
         out = _apply(geoms, fwd)
-        return _diagnosed(geoms, out, declared.name, not declared.is_geographic, errors)
+        return _diagnosed(geoms, out, declared.name, not declared.is_geographic, errors, metric)
     try:
         source = parse_crs(crs if crs is not None else declared.to_epsg())
     except UnknownCRS as exc:
@@ -340,7 +345,7 @@ def _to_cgcs2000(
         return geoms, None
     if source.is_lonlat:
         # EPSG:4326 is taken as EPSG:4490: no datum shift
-        return _diagnosed(geoms, geoms, source.name, False, errors)
+        return _diagnosed(geoms, geoms, source.name, False, errors, metric)
 
     def lonlat(xy: np.ndarray) -> np.ndarray:
         return np.column_stack(to_lonlat(xy[:, 0], xy[:, 1], source))
@@ -349,17 +354,17 @@ def _to_cgcs2000(
         out = shapely.transform(geoms, lonlat)
     except Exception:  # noqa: BLE001 - PROJ refuses some far-off values: said below
         out = shapely.transform(geoms, lambda xy: np.full(xy.shape, np.nan))
-    return _diagnosed(geoms, out, source.name, not source.geographic, errors)
+    return _diagnosed(geoms, out, source.name, not source.geographic, errors, metric)
 
 
 def _diagnosed(raw: np.ndarray, lonlat: np.ndarray, name: str, projected: bool,
-               errors: list[dict[str, Any]]) -> tuple[np.ndarray, str | None]:
+               errors: list[dict[str, Any]], metric: str | None) -> tuple[np.ndarray, str | None]:
     """``(lonlat, name)``, or ``(raw, None)`` with the reason in ``errors`` when the file's
     coordinates do not fit the CRS assumed (metres read as degrees, lat/lon swapped...)."""
     xy = shapely.get_coordinates(raw)
     ll = shapely.get_coordinates(lonlat) if lonlat is not raw else xy
     problem = diagnose_lonlat(ll[:, 0], ll[:, 1], raw_x=xy[:, 0], raw_y=xy[:, 1],
-                              projected_source=projected, metric=_METRIC)
+                              projected_source=projected, metric=metric)
     if problem is None:
         return lonlat, name
     extra: dict[str, Any] = {k: problem[k] for k in ("candidates", "corrected") if k in problem}
@@ -368,7 +373,7 @@ def _diagnosed(raw: np.ndarray, lonlat: np.ndarray, name: str, projected: bool,
     return raw, None
 
 
-def _crs_hint(geoms: np.ndarray) -> str:
+def _crs_hint(geoms: np.ndarray, metric: str | None) -> str:
     """A guess at the CRS of a file that declares none, from its coordinates ('' if none)."""
     xy = shapely.get_coordinates(geoms)
     if not len(xy):
@@ -376,7 +381,7 @@ def _crs_hint(geoms: np.ndarray) -> str:
     if diagnose_lonlat(xy[:, 0], xy[:, 1]) is None and np.all(np.abs(xy) <= 180):
         return ("; its coordinates look like lon/lat degrees in China: EPSG:4490 or EPSG:4326 "
                 "for survey or GPS data, gcj02 or bd09 if drawn on an Amap, Tencent or Baidu map")
-    guess = guess_projected_crs(xy[:, 0], xy[:, 1], metric=_METRIC)
+    guess = guess_projected_crs(xy[:, 0], xy[:, 1], metric=metric)
     if guess:
         return "; its coordinates look like projected metres: " + "; ".join(
             f"as {g['crs']} ({g['name']}) they lie at {g['lon']}, {g['lat']}" for g in guess)

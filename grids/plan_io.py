@@ -24,6 +24,7 @@ from sqlalchemy import Connection, text
 from grids import io, plans
 from grids import plan_geom as pg
 from grids.access import Principal
+from grids.city import profile
 from grids.codes import normalise
 from grids.errors import RegionNotFound
 from grids.upload_limits import UploadLimits, check_features
@@ -76,7 +77,9 @@ def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: s
         layers = []
     layer = LAYER if LAYER in layers else None
     check_features(path, limits or UploadLimits(), layer=layer)
-    frame = io.read_regions(path, layer=layer, crs=crs, level="grid")
+    srid = profile(conn).metric_srid
+    frame = io.read_regions(path, layer=layer, crs=crs, level="grid",
+                            metric=f"EPSG:{srid}" if srid else None)
     plan = plans.create_plan(conn, name=name, region_code=region_code, principal=principal,
                              note=f"imported from {path.name}")
     row = plans.plan_row(conn, plan["id"], principal, lock=True)

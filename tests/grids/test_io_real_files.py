@@ -122,13 +122,14 @@ def test_gauss_kruger_metres_without_prj_name_the_zone(tmp_path: Path, crs: str,
     path = tmp_path / "gk.shp"
     with pytest.warns(UserWarning, match="crs"):
         _reproject(tiny(), crs).set_crs(None, allow_override=True).to_file(path)
+    city = "EPSG:4549"  # the metric CRS of the test city's profile, passed as the CLI does
     with pytest.raises(ImportRejected) as info:
-        read_regions(path)
+        read_regions(path, metric=city)
     reason = _problem(info.value, "crs")["reason"]
     assert "declares no CRS" in reason and named in reason
     # declared as degrees by mistake: the same guess
     with pytest.raises(ImportRejected) as info:
-        read_regions(path, crs="EPSG:4490")
+        read_regions(path, crs="EPSG:4490", metric=city)
     assert _problem(info.value, "crs")["candidates"][0]["crs"] == named
 
 
