@@ -25,7 +25,7 @@ On an existing database the profile is filled from its current city boundary; st
 recomputed only where they differ in the chosen zone.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-05
 """
 
@@ -37,7 +37,7 @@ from types import ModuleType
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
