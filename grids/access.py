@@ -152,10 +152,10 @@ class Principal:
         (a city-level dispatcher, the command centre): a dispatcher attached to a street sees
         that street, like everyone else there.
 
-        >>> Principal.make("u", "dispatcher", Scope.of("330782000000")).locate_scope().covers(None)
+        >>> Principal.make("u", "dispatcher", Scope.of("110105000000")).locate_scope().covers(None)
         True
-        >>> street = Principal.make("u", "dispatcher", Scope.of("330782001000")).locate_scope()
-        >>> street.covers(None), street.covers("330782002001001"), street.covers("330782001001")
+        >>> street = Principal.make("u", "dispatcher", Scope.of("110105001000")).locate_scope()
+        >>> street.covers(None), street.covers("110105002001001"), street.covers("110105001001")
         (False, False, True)
         """
         if self.can(Permission.LOCATE_CITYWIDE) and self.scope.is_citywide():

@@ -46,7 +46,7 @@ def test_unknown_crs(text):
     assert isinstance(err, GisError)
     assert err.code == "unknown_crs"
     assert err.detail["field"] == "crs"
-    assert "EPSG:4549" in err.detail["expected"]
+    assert "a 2D EPSG code known to PROJ" in err.detail["expected"]
 
 
 def test_projected_round_trip_epsg_4549():
