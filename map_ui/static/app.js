@@ -523,6 +523,7 @@
     es.addEventListener("incident", (ev) => {
       const c = JSON.parse(ev.data);
       state.liveLog.push(["incident", c.id]);
+      window.dispatchEvent(new CustomEvent("citygrid:incident", { detail: c }));  // the desk (desk.js)
       const street = $("street").value;
       if (street && !(c.region_code || "").startsWith(street.slice(0, 9))) return;
       if (!OPEN.includes(c.state)) return;
@@ -812,5 +813,5 @@
   } else {
     showLogin();
   }
-  window.citygrid = { state, selectCase, chooseRegion, locate };  // for debugging and the UI tests
+  window.citygrid = { state, selectCase, chooseRegion, locate, toMap, showTab };  // debugging, UI tests, desk.js
 })();
