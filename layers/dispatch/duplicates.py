@@ -28,6 +28,9 @@ from layers.incidents.handling import IncidentNotFound
 
 OPEN_SQL = "('received', 'registered', 'dispatched', 'handling', 'reported', 'verified')"
 RELATED_WEIGHT = 0.7
+# The time part of the score decays with time apart: e^-6 at the end of the window. Reports of
+# one event mostly come within hours; the window is the outer bound, not the typical gap.
+TIME_DECAY = 6.0
 # Metres per degree of latitude; a degree of longitude is this times cos(latitude).
 M_PER_DEG = 111_320.0
 
@@ -55,8 +58,8 @@ def pair_sql(a: str, b: str, rule: str) -> tuple[str, str]:
             f"{rule}.window_h * 3600) AND {a}.received_at + make_interval(secs => "
             f"{rule}.window_h * 3600)")
     score = (f"(CASE WHEN {b}.cat = {a}.cat THEN 1.0 ELSE {RELATED_WEIGHT} END) * "
-             f"(0.5 + 0.3 * (1 - {dist} / {rule}.radius_m) + "
-             f"0.2 * greatest(0, 1 - {dt_h} / {rule}.window_h))")
+             f"(0.5 * (1 - {dist} / {rule}.radius_m) + "
+             f"0.5 * exp(-{TIME_DECAY} * {dt_h} / {rule}.window_h))")
     return cond, score
 
 
@@ -102,23 +105,24 @@ def candidates(conn: Connection, incident_id: int, *, user: DeskUser, limit: int
         "id": incident_id, "scope": scope.like_patterns(), "limit": limit}).mappings()]
 
 
-def measure(conn: Connection, table: str) -> dict[str, float]:
+def measure(conn: Connection, table: str, *, min_score: float = 0.0) -> dict[str, float]:
     """Recall and precision of the candidate rule on a labelled set.
 
     ``table`` (a temporary table the caller filled; a fixed name from the caller, not user
     input) has ``id``, ``geom`` (EPSG:4490), ``received_at``, ``cat`` and ``cluster`` (the same
     non-null value for reports of one event). Every case is paired with the earlier cases that
-    pass the rule (what the desk would propose at its intake); a proposed pair is right if both
-    are in one cluster. Recall counts the cases whose cluster already had an earlier member
+    pass the rule with a score of at least ``min_score`` (what the desk would propose at its
+    intake); a proposed pair is right if both are in one cluster. Recall counts the cases whose cluster already had an earlier member
     and that got at least one of them proposed.
     """
-    cond, _ = pair_sql("a", "b", "a")
+    cond, score = pair_sql("a", "b", "a")
     row = conn.execute(text(f"""
         WITH a AS (SELECT t.*, rule.* FROM {table} t, LATERAL {_rule_sql('t.cat')} rule),
         pairs AS (
             SELECT a.id AS aid, b.id AS bid,
                    a.cluster IS NOT NULL AND a.cluster = b.cluster AS right_pair
-            FROM a JOIN {table} b ON b.id <> a.id AND b.received_at <= a.received_at AND {cond}),
+            FROM a JOIN {table} b ON b.id <> a.id AND b.received_at <= a.received_at AND {cond}
+            AND {score} >= :min_score),
         dups AS (
             SELECT a.id FROM {table} a WHERE a.cluster IS NOT NULL AND EXISTS (
                 SELECT 1 FROM {table} b WHERE b.cluster = a.cluster AND b.id <> a.id
@@ -128,7 +132,7 @@ def measure(conn: Connection, table: str) -> dict[str, float]:
                (SELECT count(*) FROM dups) AS duplicates,
                (SELECT count(*) FROM dups WHERE id IN (SELECT aid FROM pairs WHERE right_pair))
                    AS found
-    """)).mappings().one()
+    """), {"min_score": min_score}).mappings().one()
     proposed, right, dups, found = (int(row[k]) for k in
                                     ("proposed", "right_pairs", "duplicates", "found"))
     return {"proposed": proposed, "right": right, "duplicates": dups, "found": found,
