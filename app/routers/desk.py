@@ -17,6 +17,7 @@ from grids.access import Permission, Principal
 from layers.dispatch import cases, duplicates, merge, views
 from layers.dispatch.queue import QueueFilters, queue
 from layers.dispatch.roles import DESK_ROLES, DeskUser, desk_user
+from layers.incidents.handling import IncidentNotFound
 
 router = APIRouter(prefix="/desk", tags=["desk"],
                    responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
@@ -267,8 +268,11 @@ def get_duplicates(incident_id: IncidentId, conn: Conn, principal: Reader,
 def post_merge(incident_id: IncidentId, body: MergeRequest, conn: Conn, principal: Handler
                ) -> CaseView:
     user = _user(conn, principal)
-    found = {c["id"]: c["score"] for c in duplicates.candidates(conn, incident_id, user=user,
-                                                               limit=100)}
+    try:  # the scores recorded with the merge; merge() itself checks role and jurisdiction
+        found = {c["id"]: c["score"] for c in duplicates.candidates(conn, incident_id,
+                                                                   user=user, limit=100)}
+    except IncidentNotFound:
+        found = {}
     merge.merge(conn, incident_id, body.duplicates, user=user, note=body.note,
                 expected_version=body.expected_version, scores=found)
     return CaseView.model_validate(cases.case_view(conn, incident_id, user=user))

@@ -35,7 +35,7 @@ def _check_desk(user: DeskUser, what: str) -> None:
 def _lock(conn: Connection, ids: list[int], user: DeskUser) -> dict[int, dict[str, Any]]:
     rows = {r["id"]: dict(r) for r in conn.execute(text(
         "SELECT id, state, state_since, region_code, version, merged_into FROM incident "
-        "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"), {"ids": ids}).mappings()}
+        "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"), {"ids": sorted(set(ids))}).mappings()}
     scope = user.principal.locate_scope()
     for i in ids:
         if i not in rows or not scope.covers(rows[i]["region_code"]):
@@ -63,10 +63,10 @@ def merge(conn: Connection, lead_id: int, duplicate_ids: list[int], *, user: Des
         raise GridError("Name between 1 and 50 duplicates to merge.",
                         detail={"field": "duplicates", "expected": "1..50 incident ids"},
                         code="invalid_merge")
+    rows = _lock(conn, [lead_id, *dups], user)  # first: outside the jurisdiction is a 404
     if lead_id in dups:
         raise MergeRefused("A case cannot be merged into itself.",
                            detail={"field": "duplicates", "value": lead_id})
-    rows = _lock(conn, [lead_id, *dups], user)
     lead = rows[lead_id]
     if lead["state"] not in OPEN_STATES:
         raise MergeRefused(f"The lead case is {lead['state']}; merge into an open case.",
