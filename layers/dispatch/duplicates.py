@@ -112,8 +112,8 @@ def measure(conn: Connection, table: str, *, min_score: float = 0.0) -> dict[str
     input) has ``id``, ``geom`` (EPSG:4490), ``received_at``, ``cat`` and ``cluster`` (the same
     non-null value for reports of one event). Every case is paired with the earlier cases that
     pass the rule with a score of at least ``min_score`` (what the desk would propose at its
-    intake); a proposed pair is right if both are in one cluster. Recall counts the cases whose cluster already had an earlier member
-    and that got at least one of them proposed.
+    intake); a proposed pair is right if both are in one cluster. Recall counts the cases whose
+    cluster already had an earlier member and that got at least one of them proposed.
     """
     cond, score = pair_sql("a", "b", "a")
     row = conn.execute(text(f"""
