@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SUPERUSER = "citygrid"
 DEFAULT_PORT = 54329
-EXTENSIONS = ("postgis", "btree_gist")
+EXTENSIONS = ("postgis", "btree_gist", "pg_trgm")
 
 
 def _pgdata() -> Path:

@@ -25,7 +25,7 @@ router = APIRouter(tags=["incidents"], responses={401: {"model": ErrorPublic},
 Source = Literal["hotline_12345", "police_110", "supervisor", "grid_worker", "citizen_app",
                  "other_centre"]
 State = Literal["received", "registered", "dispatched", "handling", "reported", "verified",
-                "closed", "evaluated", "voided"]
+                "closed", "evaluated", "voided", "merged"]
 IncidentId = Annotated[int, Path(ge=1, le=2**62)]
 
 

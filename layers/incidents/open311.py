@@ -349,13 +349,21 @@ def redact(value: str | None) -> str | None:
 
 
 # Only what the spec's request carries: never the reporter's name or phone.
+# A request merged into a lead case (the dispatch desk's duplicates) reports the lead's progress:
+# its state, times and last step are the lead's (``m``), its own text and place stay its own.
 _SELECT = (
-    "SELECT i.id, i.state, c.code AS service_code, c.name AS service_name, i.description, "
+    "SELECT i.id, coalesce(m.state, i.state) AS state, c.code AS service_code, "
+    "c.name AS service_name, i.description, "
     "i.address, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, i.attachments, i.received_at, "
-    "i.state_since, i.due_at, i.closed_at, coalesce(i.grid_code, i.region_code) AS agency_code, "
+    "coalesce(m.state_since, i.state_since) AS state_since, "
+    "coalesce(m.due_at, i.due_at) AS due_at, "
+    "CASE WHEN m.id IS NULL THEN i.closed_at ELSE m.closed_at END AS closed_at, "
+    "i.merged_into, coalesce(i.grid_code, i.region_code) AS agency_code, "
     "r.name AS agency_region_name, d.name AS department_name, "
-    "(SELECT max(e.at) FROM incident_event e WHERE e.incident_id = i.id) AS last_event_at "
+    "(SELECT max(e.at) FROM incident_event e WHERE e.incident_id = coalesce(m.id, i.id)) "
+    "AS last_event_at "
     "FROM incident i JOIN category c ON c.id = i.category_id "
+    "LEFT JOIN incident m ON m.id = i.merged_into "
     "LEFT JOIN department d ON d.id = i.department_id "
     "LEFT JOIN region r ON r.code = coalesce(i.grid_code, i.region_code)"
 )
@@ -392,7 +400,8 @@ def request_of(row: RowMapping | Mapping[str, Any], tz: tzinfo) -> dict[str, Any
     return {
         "service_request_id": str(row["id"]),
         "status": "closed" if closed else "open",
-        "status_notes": STATUS_NOTES.get(state, state),
+        "status_notes": (f"并入 {row['merged_into']} merged into request {row['merged_into']}; "
+                         if row.get("merged_into") else "") + STATUS_NOTES.get(state, state),
         "service_name": row["service_name"],
         "service_code": row["service_code"],
         "description": redact(row.get("description")) or None,
@@ -494,10 +503,10 @@ def find_requests(conn: Connection, *, service_request_id: str | None = None,
             params["codes"] = codes
         statuses = set(_list(status, "status", ("open", "closed")))
         if statuses == {"open"}:
-            clauses.append("i.state = ANY(:states)")
+            clauses.append("coalesce(m.state, i.state) = ANY(:states)")
             params["states"] = sorted(OPEN_STATES)
         elif statuses == {"closed"}:
-            clauses.append("i.state = ANY(:states)")
+            clauses.append("coalesce(m.state, i.state) = ANY(:states)")
             params["states"] = sorted(CLOSED_STATES)
         where = " AND ".join(clauses)
     rows = conn.execute(text(f"{_SELECT} WHERE ({where}) AND {_PUBLIC} AND {within} "

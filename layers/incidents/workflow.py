@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 STATES = ("received", "registered", "dispatched", "handling", "reported", "verified", "closed",
-          "evaluated", "voided")
+          "evaluated", "voided", "merged")  # merged: a duplicate closed into a lead (dispatch desk)
 OPEN_STATES = frozenset({"received", "registered", "dispatched", "handling", "reported",
                          "verified"})
 # The step whose time limit runs while the case is in a state (category limits are keyed by it).

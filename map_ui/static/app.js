@@ -28,7 +28,7 @@
   // ---- i18n -------------------------------------------------------------------------------------
   const t = window.CG.translator(STRINGS, () => state.lang);
   // The city's time zone (its profile, via /portal/config.json); Beijing time until it is known.
-  const cityTz = () => (state.config && state.config.city && state.config.city.tz) || "Asia/Shanghai";
+  const cityTz = () => (state.config && state.config.city && state.config.city.tz) || Intl.DateTimeFormat().resolvedOptions().timeZone;  // config not loaded yet: the browser's
   function label(prefix, value) {  // a translated enum value, or the value itself if unknown
     const key = prefix + value;
     return t(key) === key ? value : t(key);
@@ -173,8 +173,8 @@
     $("since").value = isoDay(new Date(today.getTime() - (days - 1) * 86400000));
   }
   function windowParams(q) {  // dates are local (Beijing) days; until is exclusive
-    if ($("since").value) q.set("since", `${$("since").value}T00:00:00+08:00`);
-    if ($("until").value) q.set("until", `${$("until").value}T00:00:00+08:00`);
+    if ($("since").value) q.set("since", window.CG.dayStart($("since").value, cityTz()));
+    if ($("until").value) q.set("until", window.CG.dayStart($("until").value, cityTz()));
     const street = $("street").value;
     if (street) q.set("region", street);
     return q;
@@ -527,6 +527,7 @@
     es.addEventListener("incident", (ev) => {
       const c = JSON.parse(ev.data);
       state.liveLog.push(["incident", c.id]);
+      window.dispatchEvent(new CustomEvent("citygrid:incident", { detail: c }));  // the desk (desk.js)
       const street = $("street").value;
       if (street && !(c.region_code || "").startsWith(street.slice(0, 9))) return;
       if (!OPEN.includes(c.state)) return;
@@ -691,7 +692,7 @@
     if (!region) { showError({ message: t("patrol_choose_street") }); return; }
     await guarded(async () => {
       const q = new URLSearchParams({ region,
-        since: `${$("patrol-since").value}T00:00:00+08:00`, until: `${$("patrol-until").value}T00:00:00+08:00` });
+        since: window.CG.dayStart($("patrol-since").value, cityTz()), until: window.CG.dayStart($("patrol-until").value, cityTz()) });
       const cov = await api(`/patrols/coverage?${q}`);
       state.coverage = cov;
       if (!isPatrolTheme()) $("theme").value = "coverage";
@@ -715,8 +716,8 @@
   }
   async function showUnpatrolled(code) {
     await guarded(async () => {
-      const q = new URLSearchParams({ since: `${$("patrol-since").value}T00:00:00+08:00`,
-        until: `${$("patrol-until").value}T00:00:00+08:00` });
+      const q = new URLSearchParams({ since: window.CG.dayStart($("patrol-since").value, cityTz()),
+        until: window.CG.dayStart($("patrol-until").value, cityTz()) });
       const fc = await api(`/patrols/coverage/${encodeURIComponent(code)}/unpatrolled?${q}`);
       if (state.unpatrolled) state.unpatrolled.remove();
       state.unpatrolled = L.geoJSON(fc, geoOptions({ color: "#7b2cbf", weight: 1, fillColor: "#7b2cbf",
@@ -816,5 +817,5 @@
   } else {
     showLogin();
   }
-  window.citygrid = { state, selectCase, chooseRegion, locate };  // for debugging and the UI tests
+  window.citygrid = { state, selectCase, chooseRegion, locate, toMap, showTab, cityTz };  // debugging, UI tests, desk.js
 })();

@@ -57,5 +57,14 @@ window.CG = (function () {
       } finally { busy(-1); }
     };
   }
-  return { $, esc, translator, ApiError, client };
+  // The start of a calendar day ("2026-10-01") in the city's time zone, as ISO 8601 with the
+  // zone's offset that day ("2026-10-01T00:00:00+08:00"): the API wants an aware time.
+  function dayStart(day, tz) {
+    const part = new Intl.DateTimeFormat("en-US", { timeZone: tz, timeZoneName: "longOffset" })
+      .formatToParts(new Date(`${day}T12:00:00Z`)).find((p) => p.type === "timeZoneName");
+    const offset = !part || part.value === "GMT" ? "+00:00" : part.value.slice(3);
+    return `${day}T00:00:00${offset}`;
+  }
+
+  return { $, esc, translator, ApiError, client, dayStart };
 })();

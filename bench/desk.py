@@ -1,0 +1,147 @@
+"""Dispatch desk benches: the queue's first page with filters, and duplicate candidates.
+
+Each figure beside a baseline doing the same work in the same run: the same SQL sent as plain
+text through the driver, without the desk's Python (filters, counts merged, dicts), so the gap is
+what the domain layer costs; answers are compared. p50/p95 over ``--repeat`` runs, in process
+(no HTTP), as a city-wide dispatcher.
+
+    python -m bench.desk build [--db citygrid_bench_desk] [--n 220000]   # once: demo city + year
+    python -m bench.desk run [--db citygrid_bench_desk] [--repeat 200]
+
+``--n 5000000`` (with the 5M scale database of ``bench.scale``) runs the same at scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from app import devdb
+from app.db import is_empty, migrate
+from grids.access import Principal, Scope
+from layers.dispatch import duplicates
+from layers.dispatch.queue import QueueFilters, queue
+from layers.dispatch.roles import DeskUser
+
+
+def _url(db: str) -> str:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "app.devdb", "up", db], check=True,
+                   stdout=subprocess.DEVNULL)
+    return devdb.url(db)
+
+
+def build(db: str, n: int) -> None:
+    from app.seed import load_demo
+    from app.seed_incidents import load_demo_incidents
+    from layers.incidents.catalogue import seed
+
+    url = _url(db)
+    migrate(url)
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        if is_empty(conn):
+            load_demo(conn)
+        seed(conn)
+        if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM incident)")).scalar_one():
+            load_demo_incidents(conn, n=n)
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE incident"))
+
+
+def _times(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+    out, times = None, []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times, out
+
+
+def _p(times: list[float]) -> str:
+    q = statistics.quantiles(times, n=20)
+    return f"p50 {statistics.median(times):.1f} ms, p95 {q[18]:.1f} ms"
+
+
+def run(db: str, repeat: int) -> None:
+    eng = create_engine(_url(db))
+    user = DeskUser(Principal.make("bench:dispatcher", "dispatcher", Scope.of("330782")), None)
+    filters = QueueFilters(lights=["red"], categories=["E01"], region="330782001")
+    with eng.connect() as conn:
+        conn.execute(text("SET jit = off"))  # as the service's connections run
+        n_open = conn.execute(text(
+            "SELECT count(*) FROM incident WHERE state IN ('received', 'registered', "
+            "'dispatched', 'handling', 'reported', 'verified')")).scalar_one()
+        total = conn.execute(text("SELECT count(*) FROM incident")).scalar_one()
+        print(f"incidents {total:,}, open {n_open:,}")
+
+        def desk_page() -> Any:
+            return queue(conn, user=user, filters=filters, limit=50)
+
+        from layers.dispatch.queue import _FROM, _ROW, _where
+        from layers.incidents.workflow import light_sql
+
+        where, params = _where(user, filters, with_state_light=True)
+        cwhere, cparams = _where(user, filters, with_state_light=False)
+        page_sql = text(_ROW.format(light=light_sql("i", "c")) + _FROM +
+                        " LEFT JOIN staff s ON s.code = i.responsible_code WHERE " +
+                        " AND ".join(where) + " ORDER BY i.due_at NULLS LAST, i.id LIMIT 50")
+        count_sql = text(f"SELECT i.state, {light_sql('i', 'c')} AS light, count(*) {_FROM} "
+                         f"WHERE {' AND '.join(cwhere)} GROUP BY 1, 2")
+
+        def plain() -> Any:
+            a = conn.execute(page_sql, params).all()
+            b = conn.execute(count_sql, cparams).all()
+            return a, b
+
+        t_desk, got = _times(desk_page, repeat)
+        t_plain, base = _times(plain, repeat)
+        assert [r["id"] for r in got["items"]] == [r[0] for r in base[0]], "answers differ"
+        print(f"queue first page (red, E01, street 330782001; {got['total']:,} match): "
+              f"desk {_p(t_desk)}; plain SQL {_p(t_plain)}")
+        plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + str(page_sql)), params).all()
+        print("  plan:", " | ".join(r[0].strip() for r in plan[:6]))
+
+        ids = [i for (i,) in conn.execute(text(
+            "SELECT id FROM incident WHERE state IN ('received', 'registered', 'dispatched', "
+            "'handling', 'reported', 'verified') AND geom IS NOT NULL ORDER BY id DESC LIMIT 50"))]
+        k = iter(range(10**9))
+
+        def desk_cands() -> Any:
+            return duplicates.candidates(conn, ids[next(k) % len(ids)], user=user)
+
+        j = iter(range(10**9))
+        cand_sql = text(duplicates.CANDIDATES_SQL)
+
+        def plain_cands() -> Any:
+            return conn.execute(cand_sql, {"id": ids[next(j) % len(ids)], "scope": ["330782%"],
+                                           "limit": 20}).all()
+
+        t_dc, _ = _times(desk_cands, repeat)
+        t_pc, _ = _times(plain_cands, repeat)
+        print(f"duplicate candidates (50 newest open cases, in turn): desk {_p(t_dc)}; "
+              f"plain SQL {_p(t_pc)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cmd", choices=("build", "run"))
+    ap.add_argument("--db", default="citygrid_bench_desk")
+    ap.add_argument("--n", type=int, default=220_000)
+    ap.add_argument("--repeat", type=int, default=200)
+    a = ap.parse_args()
+    if a.cmd == "build":
+        build(a.db, a.n)
+    else:
+        run(a.db, a.repeat)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The case queue: every open case in the caller's jurisdiction, filtered, sorted and paged on the
+server, with the counts per state and per traffic light of the same selection.
+
+Only open cases are read, and the indexes of migration 0015 are partial over open cases
+(``incident_open_due_idx`` for the default order by due time, ``incident_open_geom_idx``,
+``incident_open_text_idx`` for free text with pg_trgm), so the cost follows the number of open
+cases, not the city's whole history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from grids.access import Permission, prefix_of
+from grids.errors import GridError
+from layers.dispatch.roles import DeskUser
+from layers.incidents.workflow import OPEN_STATES, light_sql
+
+OPEN_ORDER = ("received", "registered", "dispatched", "handling", "reported", "verified")
+OPEN_SQL = "('received', 'registered', 'dispatched', 'handling', 'reported', 'verified')"
+LIGHTS = ("red", "yellow", "green")
+SORTS = {"due_at": "i.due_at NULLS LAST, i.id", "-due_at": "i.due_at DESC NULLS LAST, i.id DESC",
+         "received_at": "i.received_at, i.id", "-received_at": "i.received_at DESC, i.id DESC"}
+FILTER_KEYS = ("states", "lights", "categories", "sources", "region", "assignee", "department",
+               "since", "until", "q", "sort")
+
+
+class QueueInvalid(GridError):
+    code = "invalid_queue_filter"
+
+
+@dataclass
+class QueueFilters:
+    """What a queue page (and a saved view) is made of."""
+
+    states: list[str] = field(default_factory=list)
+    lights: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)  # a group code selects its categories
+    sources: list[str] = field(default_factory=list)
+    region: str | None = None  # a street, community or grid code: its subtree
+    assignee: str | None = None  # the responsible worker's staff code
+    department: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None  # free text: id, external id, address, description
+    sort: str = "due_at"
+
+    def check(self) -> None:
+        bad = [s for s in self.states if s not in OPEN_STATES]
+        if bad:
+            raise QueueInvalid(f"The queue holds open cases only; {bad[0][:20]!r} is not open.",
+                               detail={"field": "states", "expected": list(OPEN_ORDER)})
+        bad = [v for v in self.lights if v not in LIGHTS]
+        if bad:
+            raise QueueInvalid("A light is red, yellow or green.",
+                               detail={"field": "lights", "expected": list(LIGHTS)})
+        if self.sort not in SORTS:
+            raise QueueInvalid(f"Unknown sort {self.sort[:20]!r}.",
+                               detail={"field": "sort", "expected": list(SORTS)})
+        if self.region is not None and not (self.region.isdigit() and 6 <= len(self.region) <= 15):
+            raise QueueInvalid("A region is a code of 6 to 15 digits.",
+                               detail={"field": "region", "value": self.region[:20]})
+
+
+def _where(user: DeskUser, f: QueueFilters, *, with_state_light: bool
+           ) -> tuple[list[str], dict[str, Any]]:
+    principal = user.principal
+    where = [f"i.state IN {OPEN_SQL}"]
+    params: dict[str, Any] = {}
+    scope = principal.locate_scope()
+    if not scope.covers(None):
+        where.append("i.region_code LIKE ANY(:scope)")
+        params["scope"] = scope.like_patterns()
+    department = user.department or f.department
+    if department:
+        where.append("d.code = :department")
+        params["department"] = department
+    if f.categories:
+        where.append("(c.code = ANY(:cats) OR c.parent_id IN "
+                     "(SELECT id FROM category WHERE code = ANY(:cats)))")
+        params["cats"] = f.categories
+    if f.sources:
+        where.append("i.source = ANY(:sources)")
+        params["sources"] = f.sources
+    if f.region:
+        where.append("i.region_code LIKE :region")
+        params["region"] = prefix_of(f.region) + "%"
+    if f.assignee:
+        where.append("i.responsible_code = :assignee")
+        params["assignee"] = f.assignee
+    if f.since:
+        where.append("i.received_at >= :since")
+        params["since"] = f.since
+    if f.until:
+        where.append("i.received_at < :until")
+        params["until"] = f.until
+    q = (f.q or "").strip()
+    if q:
+        q = q.lstrip("#")
+        if q.isdigit() and len(q) <= 18:
+            where.append("(i.id = :qid OR i.external_id = :q)")
+            params["qid"] = int(q)
+        else:
+            where.append("((i.address || ' ' || i.description) ILIKE :qlike "
+                         "OR i.external_id = :q)")
+            params["qlike"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace(
+                "_", "\\_") + "%"
+        params["q"] = q
+    if with_state_light:
+        if f.states:
+            where.append("i.state = ANY(:states)")
+            params["states"] = f.states
+        if f.lights:
+            where.append(f"{light_sql('i', 'c')} = ANY(:lights)")
+            params["lights"] = f.lights
+    return where, params
+
+
+_FROM = ("FROM incident i JOIN category c ON c.id = i.category_id "
+         "LEFT JOIN department d ON d.id = i.department_id")
+_ROW = (
+    "SELECT i.id, i.source, i.external_id, c.code AS category, c.name AS category_name, "
+    "c.name_en AS category_name_en, i.state, {light} AS light, i.address, "
+    "left(i.description, 140) AS description, i.received_at, i.state_since, i.due_at, "
+    "i.region_code, i.grid_code, i.community_code, i.street_code, i.responsible_code, "
+    "s.name AS responsible_name, d.code AS department, d.name AS department_name, i.card, "
+    "i.version, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat "
+)
+
+
+def queue(conn: Connection, *, user: DeskUser, filters: QueueFilters, limit: int = 50,
+          offset: int = 0) -> dict[str, Any]:
+    """One page of the queue, its total, and the counts per state and per light.
+
+    The counts are over the same selection without the state and light filters (so every
+    state and light shows how many it would give); ``total`` is the filtered count.
+    """
+    user.principal.require(Permission.INCIDENTS_READ)
+    filters.check()
+    where, params = _where(user, filters, with_state_light=True)
+    params.update(limit=limit, offset=offset)
+    sql = (_ROW.format(light=light_sql("i", "c")) + _FROM +
+           " LEFT JOIN staff s ON s.code = i.responsible_code WHERE " + " AND ".join(where) +
+           f" ORDER BY {SORTS[filters.sort]} LIMIT :limit OFFSET :offset")
+    items = [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    cwhere, cparams = _where(user, filters, with_state_light=False)
+    cells = conn.execute(text(
+        f"SELECT i.state, {light_sql('i', 'c')} AS light, count(*) AS n {_FROM} "
+        f"WHERE {' AND '.join(cwhere)} GROUP BY 1, 2"), cparams).all()
+    by_state = dict.fromkeys(OPEN_ORDER, 0)
+    by_light = dict.fromkeys(LIGHTS, 0)
+    total = 0
+    for state, light, n in cells:
+        by_state[state] = by_state.get(state, 0) + n
+        if light:
+            by_light[light] = by_light.get(light, 0) + n
+        if (not filters.states or state in filters.states) and (
+                not filters.lights or light in filters.lights):
+            total += n
+    return {"items": items, "total": total, "limit": limit, "offset": offset,
+            "counts": {"state": by_state, "light": by_light},
+            "department": user.department}
