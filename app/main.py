@@ -18,6 +18,7 @@ from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
 from app.routers import (
     access,
+    field,
     incidents,
     locate,
     maps,
@@ -36,7 +37,8 @@ from map_ui import portal
 
 log = logging.getLogger("citygrid")
 # Bulk endpoints that may carry large bodies (everything else is capped lower).
-BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes", "/plans/import")
+BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes", "/plans/import",
+              "/field/photos")  # photos: their own size limit (PhotoSettings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -113,5 +115,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(plans.router)
     app.include_router(ogc.router)
     app.include_router(portal_data.router)
+    app.include_router(field.router)  # the grid worker's phone (/worker)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     return app
