@@ -14,7 +14,7 @@ from app.deps import Conn
 from app.routers.incidents import IncidentDetail
 from app.routers.locate import _service
 from app.schemas import ErrorPublic
-from app.settings import PhotoSettings
+from app.settings import PhotoSettings, _from_env
 from grids.access import Permission, Principal
 from layers.field import evidence, photos, tasks
 
@@ -35,7 +35,7 @@ def photo_settings(request: Request) -> PhotoSettings:
     """The photo settings (from the environment, once per app; tests set their own)."""
     state = request.app.state
     if getattr(state, "photo_settings", None) is None:
-        state.photo_settings = PhotoSettings()
+        state.photo_settings = _from_env(PhotoSettings)()
     return state.photo_settings
 
 

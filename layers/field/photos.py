@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -160,7 +160,7 @@ def _offset(value: Any, default: str) -> timezone:
         hh, mm = s.lstrip("+-").split(":")
         return timezone(sign * timedelta(hours=int(hh), minutes=int(mm)))
     except ValueError:
-        return _offset(default, "+00:00") if s != default else timezone.utc
+        return _offset(default, "+00:00") if s != default else UTC
 
 
 def read_exif(image: Any, *, default_offset: str = "+08:00") -> Exif:

@@ -75,7 +75,7 @@ def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = N
         raise FieldError(f"More than {MAX_GRIDS} grids in your jurisdiction: the phone shows a "
                          "worker's own grids.", detail={"grids": len(grids.code)},
                          code="too_many_grids")
-    outlines = dict(conn.execute(text(
+    outlines: dict[str, str] = dict(conn.execute(text(
         "SELECT code, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tol), 6) FROM "
         "region_current WHERE level = 'grid' AND code = ANY(:c)"),
         {"tol": SIMPLIFY_DEG, "c": grids.code}).all())
