@@ -481,7 +481,7 @@
     if (!pinMap) {
       pinMap = L.map("pin-map", { zoomControl: false, attributionControl: false }).setView(here, 17);
       drawOutlines(pinMap);
-      pin = L.marker(here, { draggable: true, icon: L.divIcon({ className: "drag-pin", html: "📍",
+      pin = L.marker(here, { draggable: true, icon: L.divIcon({ className: "drag-pin", html: "<i></i>",
                                                                 iconSize: [44, 44], iconAnchor: [22, 40] }) }).addTo(pinMap);
       pin.on("dragend", () => { pinPlaced = true; pinText(); });
       pinMap.on("click", (e) => { pin.setLatLng(e.latlng); pinPlaced = true; pinText(); });
@@ -584,7 +584,7 @@
         .bindPopup(`#${c.id} ${escapeHtml(c.category_name)}<br>${escapeHtml(c.address || "")}`).addTo(caseLayer);
     }
     if (!drawGrids.fitted && outlines && outlines.getBounds().isValid()) {
-      map.fitBounds(outlines.getBounds(), { padding: [20, 20] });
+      map.fitBounds(outlines.getBounds(), { padding: [20, 20], maxZoom: 17 });
       drawGrids.fitted = true;
     }
     const areas = grids.features.map((f) => f.properties.area_m2);
@@ -599,7 +599,7 @@
   }
   function onPosition(pos) {
     position = { lon: pos.coords.longitude, lat: pos.coords.latitude, accuracy: pos.coords.accuracy,
-                 at: pos.timestamp || Date.now() };
+                 at: pos.timestamp || Date.now(), received: Date.now() };
     if (!map) return;
     const ll = [position.lat, position.lon];
     if (!meDot) {
@@ -668,12 +668,12 @@
       flush();
     }
   }
-  function sampleFix() {
-    if (asking) return;
+  // A fix every few seconds from the position the phone keeps sending (watchPosition): asking
+  // the GPS afresh each time costs battery and, on a weak fix, seconds per answer.
+  async function sampleFix() {
+    if (asking || !position || Date.now() - position.received > 30000) return; // no fresh position
     asking = true;
-    navigator.geolocation.getCurrentPosition(async (pos) => {
-      asking = false;
-      onPosition(pos);
+    try {
       let ms = Date.now();
       if (ms <= lastFixMs) ms = lastFixMs + 1; // one fix per instant: the server's key
       lastFixMs = ms;
@@ -682,9 +682,12 @@
       await (await dbp).put("fixes", fix);
       fixCount++;
       trackLine.addLatLng([fix.lat, fix.lon]);
+      checkInside();
       updatePatrolStats();
-      if (fixCount % 20 === 0) flush();
-    }, () => { asking = false; }, { enableHighAccuracy: true, maximumAge: 0, timeout: 10000 });
+      if (fixCount % 50 === 0) flush();
+    } finally {
+      asking = false;
+    }
   }
   async function updatePatrolStats() {
     $("#patrol-count").textContent = fixCount;
@@ -737,7 +740,7 @@
     navigator.serviceWorker.register("/worker/sw.js", { scope: "/worker/" }).catch(() => {});
   }
   window.citygridWorker = { ready: false, flush, config: CONFIG, db: () => dbp,
-                            state: () => ({ me, tasks, grids, position, patrolling, fixCount }) };
+                            state: () => ({ me, tasks, grids, position, patrolling, fixCount, asking }) };
   applyLang();
   setNet(navigator.onLine);
   start();
