@@ -168,7 +168,9 @@ def patrol(page, ctx, worker: dict, fixes: int = 200) -> int:
             page.screenshot(path=str(ARTIFACTS / "worker-patrolling.png"))
         page.wait_for_timeout(FIX_MS)
         assert time.monotonic() < deadline, ("the patrol did not record its fixes",
-                                             page.evaluate("(() => { const s = window.citygridWorker.state(); return [s.fixCount, s.patrolling, s.asking]; })()"))
+                                             page.evaluate(
+            "(() => { const s = window.citygridWorker.state(); "
+            "return [s.fixCount, s.patrolling, s.asking]; })()"))
     page.click("#patrol-toggle")
     return page.evaluate("window.citygridWorker.state().fixCount")
 
