@@ -30,7 +30,7 @@ from layers.field import evidence
 from layers.field import photos as photo_store
 from layers.incidents import handling, intake
 from layers.incidents.workflow import CHECKERS, OPEN_STATES, light_sql
-from layers.patrols.coverage import covered_parts, visible_grids, window_fixes
+from layers.patrols.coverage import GRID_COLUMNS, covered_parts, grids_of, window_fixes
 from layers.patrols.daily import LOCAL
 from layers.patrols.fixes import METRIC
 from layers.patrols.intake import _own_staff_code
@@ -70,16 +70,22 @@ def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = N
              buffer_m: float = 50.0) -> dict[str, Any]:
     """My grids as GeoJSON with open cases, today's coverage and the unpatrolled parts."""
     principal.require(Permission.PATROLS_READ)
-    grids = visible_grids(conn, None, principal=principal)
-    if len(grids.code) > MAX_GRIDS:
-        raise FieldError(f"More than {MAX_GRIDS} grids in your jurisdiction: the phone shows a "
-                         "worker's own grids.", detail={"grids": len(grids.code)},
-                         code="too_many_grids")
+    # A worker's own grids; for a supervisor with a street, the first MAX_GRIDS of it (the
+    # phone is not the desk's map), said so by ``truncated``.
+    rows = conn.execute(text(
+        f"SELECT {GRID_COLUMNS} FROM region_current WHERE level = 'grid' "
+        "AND code LIKE ANY(:patterns) ORDER BY code LIMIT :n"),
+        {"patterns": principal.scope.like_patterns(), "n": MAX_GRIDS + 1}).all()
+    truncated = len(rows) > MAX_GRIDS
+    since, until = today_window(now)
+    if not rows:
+        return {"type": "FeatureCollection", "features": [], "cases": [], "truncated": False,
+                "since": since.isoformat(), "until": until.isoformat(), "buffer_m": buffer_m}
+    grids = grids_of(rows[:MAX_GRIDS])
     outlines: dict[str, str] = dict(conn.execute(text(
         "SELECT code, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tol), 6) FROM "
         "region_current WHERE level = 'grid' AND code = ANY(:c)"),
         {"tol": SIMPLIFY_DEG, "c": grids.code}).all())
-    since, until = today_window(now)
     fx = window_fixes(conn, grids, since, until, buffer_m)
     parts = covered_parts(grids.geom, fx, buffer_m)
     back = transformer(METRIC, "EPSG:4490")
@@ -108,7 +114,8 @@ def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = N
         "WHERE i.grid_code = ANY(:g) AND i.state = ANY(:open) ORDER BY i.received_at DESC "
         "LIMIT 500"), {"g": grids.code, "open": sorted(OPEN_STATES)}).mappings()]
     return {"type": "FeatureCollection", "features": features, "cases": cases,
-            "since": since.isoformat(), "until": until.isoformat(), "buffer_m": buffer_m}
+            "truncated": truncated, "since": since.isoformat(), "until": until.isoformat(),
+            "buffer_m": buffer_m}
 
 
 def my_tasks(conn: Connection, *, principal: Principal) -> dict[str, Any]:
