@@ -239,7 +239,13 @@ def test_online_journey(phone, phone_server: dict, worker: dict, engine: Engine)
     n = patrol(page, ctx, worker)
     assert n >= 200
     wait_until(lambda: fixes_since(engine, worker["me"]["staff_code"], t0) == n)
-    assert share() > before
+    # The grid's coverage over this patrol's own window went from nothing to a share; the day's
+    # share (already walked by earlier runs of this test today, the data accumulate) cannot drop.
+    window = {"region": worker["grid"], "since": t0.isoformat(),
+              "until": datetime.now(UTC).isoformat()}
+    covered = httpx.get(url + "/patrols/coverage", headers=h, params=window, timeout=60).json()
+    assert covered["grids"][0]["share"] > 0.05
+    assert share() >= before
     page.click("#tabs [data-view=map]")
     page.wait_for_timeout(500)
     assert page.evaluate("window.citygridWorker.state().fixCount") == n
@@ -342,3 +348,40 @@ def test_offline_journey(phone, phone_server: dict, worker: dict, engine: Engine
     wait_until(lambda: _outbox(page) == {"fixes": 0}, timeout=60)
     assert counts() == (2, 2, 1, n)
     check_fits_the_phone(page, "offline-synced")
+
+
+def test_language_switch_and_errors_in_the_page_s_language(phone) -> None:
+    make, open_page = phone
+    page = open_page(make())
+    page.fill("#username", "t_worker")
+    page.fill("#password", "wrong-password-000")
+    page.click("#login-button")
+    page.wait_for_function("document.querySelector('#login-error').textContent !== ''")
+    assert page.inner_text("#login-error") == "用户名或密码错误。"
+    page.click("#lang")
+    assert page.inner_text("#login-button") == "Log in"
+    page.click("#login-button")
+    page.wait_for_function("document.querySelector('#login-error').textContent.startsWith('Wrong')")
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login-button")
+    page.wait_for_function("window.citygridWorker.ready === true")
+    assert page.inner_text("#tabs [data-view=tasks] b") == "Tasks"
+    check_fits_the_phone(page, "english")
+
+
+def test_leaving_my_grids_warns_on_patrol(phone, worker: dict) -> None:
+    make, open_page = phone
+    ctx = make()
+    page = open_page(ctx)
+    log_in(page)
+    page.click("#tabs [data-view=patrol]")
+    page.click("#patrol-toggle")
+    x0, y0, x1, y1 = worker["box"]
+    ctx.set_geolocation({"longitude": x1 + 0.01, "latitude": y1 + 0.01, "accuracy": 5})
+    page.click("#tabs [data-view=map]")
+    page.wait_for_selector("#leave-warning:not([hidden])")
+    check_fits_the_phone(page, "outside")
+    ctx.set_geolocation({"longitude": worker["lon"], "latitude": worker["lat"], "accuracy": 5})
+    page.wait_for_selector("#leave-warning", state="hidden")
+    page.click("#tabs [data-view=patrol]")
+    page.click("#patrol-toggle")
