@@ -231,7 +231,7 @@ def test_online_journey(phone, phone_server: dict, worker: dict, engine: Engine)
     assert got.status_code == 200 and got.content == photo  # the bytes as taken, EXIF and all
     # Patrol: 200 fixes arrive and the coverage of my grid changes.
     def share() -> float:
-        body = httpx.get(url + "/field/grids", headers=h).json()
+        body = httpx.get(url + "/field/grids", headers=h, timeout=60).json()
         return next(f["properties"]["patrolled_share"] for f in body["features"]
                     if f["properties"]["code"] == worker["grid"])
     before = share()
