@@ -21,6 +21,7 @@ from app.locator_service import LocatorService
 from app.routers import (
     access,
     desk,
+    field,
     incidents,
     locate,
     maps,
@@ -39,7 +40,8 @@ from map_ui import portal
 
 log = logging.getLogger("citygrid")
 # Bulk endpoints that may carry large bodies (everything else is capped lower).
-BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes", "/plans/import")
+BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes", "/plans/import",
+              "/field/photos")  # photos: their own size limit (PhotoSettings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -127,5 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ogc.router)
     app.include_router(portal_data.router)
     app.include_router(desk.router)  # the dispatch desk (layers/dispatch)
+    app.include_router(field.router)  # the grid worker's phone (/worker)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     return app

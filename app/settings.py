@@ -176,3 +176,33 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class PhotoSettings(BaseSettings):
+    """Where the field app's photos are kept (issue: the grid worker's phone).
+
+    ``local`` (default): a directory on the server, content-addressed by SHA-256. ``s3``: an
+    S3-compatible object store through boto3 (endpoint, bucket and keys below).
+    """
+
+    model_config = _ENV
+
+    photo_store: Literal["local", "s3"] = "local"
+    photo_dir: str = "var/photos"
+    photo_max_bytes: int = Field(15_000_000, ge=10_000, le=100_000_000)
+    photo_max_pixels: int = Field(60_000_000, ge=10_000)
+    photo_thumb_px: int = Field(320, ge=64, le=2048)
+    photo_s3_bucket: str | None = None
+    photo_s3_endpoint_url: str | None = None
+    photo_s3_region: str = "us-east-1"
+    photo_s3_access_key_id: str | None = None
+    photo_s3_secret_access_key: str | None = None
+    # EXIF times without OffsetTimeOriginal are the phone's local time: by default the offset of
+    # the city profile's time zone at upload; set to override (e.g. "+08:00").
+    photo_exif_offset: str | None = Field(None, pattern=r"^[+-]\d{2}:\d{2}$")
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> PhotoSettings:
+        if self.photo_store == "s3" and not self.photo_s3_bucket:
+            raise ValueError("CITYGRID_PHOTO_STORE=s3 needs CITYGRID_PHOTO_S3_BUCKET.")
+        return self

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
@@ -25,7 +25,9 @@ STATIC = HERE / "static"
 VENDOR = HERE / "vendor"
 # The (method, path) pairs that need no login: the page and its settings hold no city data.
 PUBLIC_ROUTES = {("GET", "/"), ("GET", "/portal"), ("GET", "/portal/config.json"),
-                 ("GET", "/planner")}
+                 ("GET", "/planner"), ("GET", "/worker"), ("GET", "/worker/"),
+                 ("GET", "/worker/sw.js")}
+WORKER = STATIC / "worker"
 
 
 class BaseMap(BaseModel):
@@ -97,6 +99,36 @@ def mount(app: FastAPI) -> None:
         city = CityView(code=prof.code, name=prof.name, tz=prof.tz.key, **prof.first_view())
         return config.model_copy(update={"city": city})
 
+    mount_worker(app)
     # The more specific mount first: Starlette takes the first prefix that matches.
     app.mount("/portal/static/vendor", StaticFiles(directory=VENDOR), name="portal-vendor")
     app.mount("/portal/static", StaticFiles(directory=STATIC), name="portal-static")
+
+
+def mount_worker(app: FastAPI) -> None:
+    """The grid worker's phone app (an installable PWA): ``/worker/`` (the page), its service
+    worker at ``/worker/sw.js`` (scope ``/worker/``) and its assets under ``/worker/static``.
+
+    The page and the service worker hold no data; every data call carries the session.
+    """
+
+    async def worker_page() -> FileResponse:
+        return FileResponse(WORKER / "index.html", media_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
+
+    async def worker_redirect() -> RedirectResponse:
+        return RedirectResponse("/worker/", status_code=308)
+
+    async def service_worker() -> FileResponse:
+        # no-cache: a new version of the app reaches the phone at its next start.
+        return FileResponse(WORKER / "sw.js", media_type="text/javascript",
+                            headers={"Cache-Control": "no-cache",
+                                     "Service-Worker-Allowed": "/worker/"})
+
+    app.add_api_route("/worker", worker_redirect, methods=["GET"], tags=["portal"],
+                      include_in_schema=False)
+    app.add_api_route("/worker/", worker_page, methods=["GET"], tags=["portal"],
+                      include_in_schema=False)
+    app.add_api_route("/worker/sw.js", service_worker, methods=["GET"], tags=["portal"],
+                      include_in_schema=False)
+    app.mount("/worker/static", StaticFiles(directory=WORKER), name="worker-static")

@@ -189,10 +189,7 @@ OVERRIDES: dict[tuple[str, str], Callable[[str, Places, Scope | None], int]] = {
 # with any of SAMPLES, PLACELESS, SUCCESS, ADDRESSES, MISSING, OVERRIDES, PUBLIC.
 for _name in ("matrix_plans", "matrix_ogc", "matrix_portal", "matrix_maps", "matrix_open311",
               "matrix_desk", "matrix_field"):
-    try:
-        _mod = importlib.import_module(f"tests.app.{_name}")
-    except ModuleNotFoundError:
-        continue
+    _mod = importlib.import_module(f"tests.app.{_name}")
     SAMPLES.update(getattr(_mod, "SAMPLES", {}))
     PLACELESS |= getattr(_mod, "PLACELESS", set())
     SUCCESS.update(getattr(_mod, "SUCCESS", {}))

@@ -1,0 +1,238 @@
+"""What the phone shows and sends: my grids, my tasks, actions and field reports.
+
+- **My grids**: the outlines of the grids in the caller's jurisdiction (a grid worker's own
+  grids), simplified for a weak signal, with their open cases and today's patrol coverage and the
+  parts no track came near (:mod:`layers.patrols.coverage`).
+- **My tasks**: cases dispatched to me (``responsible_code`` is my staff code) waiting to be
+  accepted or reported, with their due time and light; for those who verify (核查), the reported
+  cases in their jurisdiction.
+- **Actions and reports are idempotent** on the phone's client id: a resent request finds its
+  receipt (``field_receipt``; for reports the incident's ``source + external_id``) and changes
+  nothing. Photos are named by their SHA-256 and linked to the event that shows them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import mapping
+from sqlalchemy import Connection, text
+
+from gis.transform import transformer
+from grids.access import Permission, Principal
+from grids.city import profile
+from grids.errors import Conflict, GridError
+from grids.locate import Snapshot
+from layers.field import evidence
+from layers.field import photos as photo_store
+from layers.incidents import handling, intake
+from layers.incidents.workflow import CHECKERS, OPEN_STATES, light_sql
+from layers.patrols.coverage import GRID_COLUMNS, covered_parts, grids_of, window_fixes
+from layers.patrols.intake import _own_staff_code
+
+FIELD_ACTIONS = ("accept", "report", "return", "verify", "rework")
+SIMPLIFY_DEG = 0.00002  # ~2 m: invisible on a phone, a fraction of the bytes
+MAX_GRIDS = 300
+
+
+class FieldError(GridError):
+    code = "invalid_field_request"
+
+
+def me(conn: Connection, *, principal: Principal) -> dict[str, Any]:
+    """Who is using the phone: staff code, grids, and whether they verify."""
+    principal.require(Permission.INCIDENTS_READ)
+    staff = _own_staff_code(conn, principal)
+    name = None
+    if staff:
+        name = conn.execute(text("SELECT name FROM staff WHERE code = :c"),
+                            {"c": staff}).scalar()
+    return {"username": principal.name.removeprefix("user:"), "role": principal.role,
+            "staff_code": staff, "staff_name": name,
+            "grids": [p for p in principal.scope.prefixes if len(p) == 15],
+            "can_verify": principal.role in CHECKERS,
+            "can_clear_flags": principal.role in evidence.CLEARERS}
+
+
+def today_window(tz: tzinfo, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """From the city's midnight (in ``tz``) to now."""
+    now = now or datetime.now(UTC)
+    start = datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
+    return start, max(now, start + timedelta(seconds=1))
+
+
+def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = None,
+             buffer_m: float = 50.0) -> dict[str, Any]:
+    """My grids as GeoJSON with open cases, today's coverage and the unpatrolled parts."""
+    principal.require(Permission.PATROLS_READ)
+    # A worker's own grids; for a supervisor with a street, the first MAX_GRIDS of it (the
+    # phone is not the desk's map), said so by ``truncated``.
+    rows = conn.execute(text(
+        f"SELECT {GRID_COLUMNS} FROM region_current WHERE level = 'grid' "
+        "AND code LIKE ANY(:patterns) ORDER BY code LIMIT :n"),
+        {"patterns": principal.scope.like_patterns(), "n": MAX_GRIDS + 1}).all()
+    truncated = len(rows) > MAX_GRIDS
+    city = profile(conn)
+    since, until = today_window(city.tz, now)
+    if not rows:
+        return {"type": "FeatureCollection", "features": [], "cases": [], "truncated": False,
+                "since": since.isoformat(), "until": until.isoformat(), "buffer_m": buffer_m}
+    grids = grids_of(rows[:MAX_GRIDS])
+    outlines: dict[str, str] = dict(conn.execute(text(
+        "SELECT code, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tol), 6) FROM "
+        "region_current WHERE level = 'grid' AND code = ANY(:c)"),
+        {"tol": SIMPLIFY_DEG, "c": grids.code}).all())
+    fx = window_fixes(conn, grids, since, until, buffer_m)
+    parts = covered_parts(grids.geom, fx, buffer_m)
+    back = transformer(city.metric_crs, "EPSG:4490")
+
+    def to_lonlat(g: Any) -> Any:
+        return shapely.transform(g, lambda xy: np.column_stack(back.transform(xy[:, 0],
+                                                                              xy[:, 1])))
+    features = []
+    for code, name, geom, part in zip(grids.code, grids.name, grids.geom, parts, strict=True):
+        area = float(shapely.area(geom))
+        done = 0.0 if part is None else float(shapely.area(part))
+        rest = geom if part is None else shapely.difference(geom, part)
+        rest = shapely.simplify(rest, 3.0)
+        import orjson
+
+        features.append({"type": "Feature", "properties": {
+            "code": code, "name": name, "area_m2": round(area, 1),
+            "patrolled_share": round(done / area, 4) if area else 0.0,
+            "unpatrolled": None if shapely.is_empty(rest) else mapping(to_lonlat(rest))},
+            "geometry": orjson.loads(outlines[code])})
+    cases = [dict(r) for r in conn.execute(text(
+        "SELECT i.id, i.state, c.name AS category_name, i.grid_code, i.address, "
+        "round(ST_X(i.geom)::numeric, 6)::float8 AS lon, "
+        "round(ST_Y(i.geom)::numeric, 6)::float8 AS lat, i.due_at, "
+        f"{light_sql('i', 'c')} AS light FROM incident i JOIN category c ON c.id = i.category_id "
+        "WHERE i.grid_code = ANY(:g) AND i.state = ANY(:open) ORDER BY i.received_at DESC "
+        "LIMIT 500"), {"g": grids.code, "open": sorted(OPEN_STATES)}).mappings()]
+    return {"type": "FeatureCollection", "features": features, "cases": cases,
+            "truncated": truncated, "since": since.isoformat(), "until": until.isoformat(),
+            "buffer_m": buffer_m}
+
+
+def my_tasks(conn: Connection, *, principal: Principal) -> dict[str, Any]:
+    """Cases dispatched to me (to accept, to report) and, for checkers, cases to verify."""
+    principal.require(Permission.INCIDENTS_READ)
+    staff = _own_staff_code(conn, principal)
+    todo: list[dict[str, Any]] = []
+    if staff:
+        todo = handling.search(conn, principal=principal, states=["dispatched", "handling"],
+                               assignee=staff, sort="due_at", limit=200)["items"]
+    verify: list[dict[str, Any]] = []
+    if principal.role in CHECKERS:
+        verify = handling.search(conn, principal=principal, states=["reported"],
+                                 sort="due_at", limit=200)["items"]
+    flags = evidence.flagged(conn, [t["id"] for t in todo + verify])
+    keep = ("id", "category", "category_name", "description", "address", "lon", "lat", "state",
+            "light", "due_at", "state_since", "grid_code", "card", "version", "allowed_actions")
+    return {"staff_code": staff,
+            "tasks": [{**{k: t[k] for k in keep}, "kind": "handle",
+                       "flagged": t["id"] in flags} for t in todo],
+            "verify": [{**{k: t[k] for k in keep}, "kind": "verify",
+                        "flagged": t["id"] in flags} for t in verify]}
+
+
+def _client_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as exc:
+        raise FieldError("client_id must be a UUID.", detail={"field": "client_id"}) from exc
+
+
+def _photo_shas(conn: Connection, refs: list[str]) -> list[str]:
+    shas = []
+    for ref in refs:
+        sha = photo_store.sha_of_url(ref)
+        if sha is None:
+            raise FieldError("Photos are referred to by their SHA-256.",
+                             detail={"field": "photos", "value": ref[:80]})
+        shas.append(sha)
+    shas = list(dict.fromkeys(shas))
+    missing = sorted(set(shas) - set(photo_store.known(conn, shas)))
+    if missing:
+        raise FieldError("Upload the photos first.", detail={"field": "photos",
+                                                             "missing": missing},
+                         code="photo_not_uploaded")
+    return shas
+
+
+def act(conn: Connection, incident_id: int, action: str, *, principal: Principal,
+        client_id: str, note: str = "", reason: str = "", photos: list[str] | None = None,
+        position: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One step taken from the phone, at most once per ``client_id``."""
+    principal.require(Permission.INCIDENTS_HANDLE)
+    cid = _client_id(client_id)
+    if action not in FIELD_ACTIONS:
+        raise FieldError(f"The phone may {', '.join(FIELD_ACTIONS)}.",
+                         detail={"field": "action", "expected": list(FIELD_ACTIONS)})
+    if action in ("return", "rework") and not reason.strip():
+        raise FieldError("Say why.", detail={"field": "reason"}, code="reason_required")
+    fresh = conn.execute(text(
+        "INSERT INTO field_receipt (client_id, kind, actor, incident_id, action) "
+        "VALUES (:c, 'action', :a, :i, :act) ON CONFLICT DO NOTHING RETURNING client_id"),
+        {"c": cid, "a": principal.name, "i": incident_id, "act": action}).scalar()
+    if fresh is None:
+        old = conn.execute(text("SELECT actor, incident_id, action FROM field_receipt "
+                                "WHERE client_id = :c"), {"c": cid}).one()
+        if (old.actor, old.incident_id, old.action) != (principal.name, incident_id, action):
+            raise Conflict("This client id was used for another request.",
+                           detail={"field": "client_id"})
+        return {"replayed": True, "incident": handling.get(conn, incident_id,
+                                                           principal=principal),
+                "evidence": None}
+    shas = _photo_shas(conn, photos or [])
+    text_note = "\n".join(s for s in (reason.strip(), note.strip()) if s)
+    handling.act(conn, incident_id, action, principal=principal, note=text_note,
+                 photos=[photo_store.url_of(s) for s in shas])
+    event_id = conn.execute(text("SELECT max(id) FROM incident_event WHERE incident_id = :i "
+                                 "AND action = :a"), {"i": incident_id, "a": action}).scalar_one()
+    photo_store.link(conn, shas, incident_id, event_id)
+    check = None
+    if action in ("report", "verify"):
+        check = evidence.check(conn, incident_id, event_id, stage=action, principal=principal,
+                               shas=shas, position=position)
+    return {"replayed": False, "incident": handling.get(conn, incident_id, principal=principal),
+            "evidence": check}
+
+
+def report(conn: Connection, snap: Snapshot, *, principal: Principal, client_id: str,
+           category: str, lon: float, lat: float, crs: str = "EPSG:4326", address: str = "",
+           note: str = "", photos: list[str] | None = None,
+           max_outside_m: float = 30_000) -> dict[str, Any]:
+    """A field report (采集上报): a new incident from the worker, at most once per client id."""
+    cid = _client_id(client_id)
+    shas = _photo_shas(conn, photos or [])
+    placed, created = intake.create(conn, snap, {
+        "source": "grid_worker", "external_id": cid, "category": category,
+        "description": note, "address": address, "lon": lon, "lat": lat, "crs": crs},
+        principal=principal, max_outside_m=max_outside_m)
+    if created and shas:
+        event_id = conn.execute(text(
+            "INSERT INTO incident_event (incident_id, actor, action, from_state, to_state, note, "
+            "photos) VALUES (:i, :a, 'attach', 'received', 'received', '现场照片', "
+            "CAST(:p AS jsonb)) RETURNING id"),
+            {"i": placed["id"], "a": principal.name,
+             "p": _json([photo_store.url_of(s) for s in shas])}).scalar_one()
+        photo_store.link(conn, shas, placed["id"], event_id)
+    return {"replayed": not created,
+            "incident": handling.get(conn, placed["id"], principal=principal)}
+
+
+def _json(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def case(conn: Connection, incident_id: int, *, principal: Principal) -> dict[str, Any]:
+    """A case as the phone shows it: the incident, its history and its evidence checks."""
+    inc = handling.get(conn, incident_id, principal=principal)
+    return {**inc, "evidence": evidence.for_incident(conn, incident_id, principal=principal)}

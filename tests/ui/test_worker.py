@@ -1,0 +1,387 @@
+"""The grid worker's phone app (/worker) in Chromium with mobile emulation (390×844, touch,
+geolocation set by the test), against a real server on the demo city.
+
+- Online: log in, see my grids and my position; accept a dispatched task, report it with a
+  photo (a JPEG with EXIF made here), and find it in the case's history through the API; patrol
+  200 fixes and see the coverage of my grid change.
+- Offline: with the context offline, two field reports with photos, one action on a task and
+  200 fixes go into the phone's queue; the page is closed and reopened (from the service worker's
+  cache), then the network returns and everything arrives exactly once, even when the whole
+  queue is sent a second time.
+
+No request may leave 127.0.0.1: every request the browser makes is recorded and checked (no
+``route`` here: Playwright's interception makes Chromium bypass the service worker), and the
+server records what it receives, so "nothing was sent while offline" is checked at the server.
+Screenshots go to ``tests/ui/artifacts/worker-*.png``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from app.main import create_app
+from app.settings import Settings
+from layers.field.photos import LocalStore
+from tests.conftest import TEST_PASSWORD, live_server
+from tests.layers.test_field_photos import jpeg
+from tests.ui.conftest import ARTIFACTS
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
+         "has_touch": True, "locale": "zh-CN"}
+FIX_MS = 25
+
+
+@pytest.fixture(scope="module")
+def phone_server(settings: Settings, engine: Engine, tmp_path_factory) -> Iterator[dict]:
+    """The API and pages on a free port, photos in a temporary directory; ``seen`` lists every
+    request the server received."""
+    app = create_app(settings)
+    app.state.photo_store = LocalStore(tmp_path_factory.mktemp("photos"))
+    seen: list[tuple[str, str]] = []
+
+    @app.middleware("http")
+    async def record(request, call_next):
+        seen.append((request.method, request.url.path))
+        return await call_next(request)
+
+    with live_server(app) as url:
+        yield {"url": url, "seen": seen}
+
+
+def _token(url: str, username: str) -> dict[str, str]:
+    res = httpx.post(url + "/auth/token", json={"username": username, "password": TEST_PASSWORD})
+    res.raise_for_status()
+    return {"Authorization": "Bearer " + res.json()["access_token"]}
+
+
+@pytest.fixture(scope="module")
+def worker(phone_server: dict, engine: Engine) -> dict[str, Any]:
+    url = phone_server["url"]
+    h = _token(url, "t_worker")
+    me = httpx.get(url + "/field/me", headers=h).json()
+    grid = me["grids"][0]
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT ST_X(p), ST_Y(p), ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), "
+            "ST_YMax(geom), (SELECT code FROM category WHERE parent_id IS NOT NULL AND active "
+            "ORDER BY code LIMIT 1) FROM region_current r, LATERAL ST_PointOnSurface(r.geom) p "
+            "WHERE r.code = :g"), {"g": grid}).one()
+    return {"headers": h, "me": me, "grid": grid, "lon": row[0], "lat": row[1],
+            "box": row[2:6], "category": row[6]}
+
+
+def dispatch_case(url: str, worker: dict) -> int:
+    h = _token(url, "t_dispatcher")
+    res = httpx.post(url + "/incidents", headers=h, json={
+        "source": "hotline_12345", "external_id": f"phone-{uuid.uuid4()}",
+        "category": worker["category"], "description": "路灯不亮", "address": "测试路 9 号",
+        "lon": worker["lon"], "lat": worker["lat"]})
+    assert res.status_code == 201, res.text
+    iid = res.json()["id"]
+    for action in ("register", "dispatch"):
+        httpx.post(f"{url}/incidents/{iid}/actions", headers=h,
+                   json={"action": action}).raise_for_status()
+    return iid
+
+
+@pytest.fixture
+def phone(browser, phone_server: dict, worker: dict):
+    """``phone()`` → (context, page) of a phone at the worker's grid; every request recorded."""
+    contexts = []
+    requests: list[str] = []
+    crashes: list[str] = []
+
+    def make():
+        ctx = browser.new_context(**PHONE, permissions=["geolocation"],
+                                  geolocation={"longitude": worker["lon"],
+                                               "latitude": worker["lat"], "accuracy": 8})
+        contexts.append(ctx)
+        ctx.on("request", lambda r: requests.append(r.url))
+        return ctx
+
+    def open_page(ctx):
+        pg = ctx.new_page()
+        pg.on("pageerror", lambda exc: crashes.append(str(exc)))
+        pg.set_default_timeout(30_000)
+        pg.goto(f"{phone_server['url']}/worker/?fix_ms={FIX_MS}")
+        return pg
+
+    yield make, open_page
+    for ctx in contexts:
+        ctx.close()
+    outside = [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", None)
+               and not u.startswith(("data:", "blob:"))]
+    assert not outside, f"the app tried to reach outside 127.0.0.1: {outside[:5]}"
+    assert not crashes, f"the page threw: {crashes}"
+
+
+def log_in(page) -> None:
+    page.fill("#username", "t_worker")
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login-button")
+    page.wait_for_function("window.citygridWorker && window.citygridWorker.ready === true")
+
+
+def check_fits_the_phone(page, name: str) -> None:
+    """No horizontal scroll at 390 px; every visible tap target at least 44 px."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"worker-{name}.png"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.evaluate("document.querySelector('main').scrollWidth") <= 390
+    small = page.evaluate("""() => Array.from(document.querySelectorAll(
+        'button, a[href], input:not([type=hidden]), select, textarea, .leaflet-marker-icon,'
+        + ' .photo-pick')).filter((el) => {
+          const r = el.getBoundingClientRect(), s = getComputedStyle(el);
+          if (!r.width || !r.height || s.visibility === 'hidden' || s.opacity === '0') return false;
+          if (el.type === 'file') return false;  // covered by its .photo-pick label
+          return r.width < 44 || r.height < 44;
+        }).map((el) => el.outerHTML.slice(0, 80))""")
+    assert not small, f"tap targets under 44 px on {name}: {small}"
+
+
+def move(ctx, worker: dict, i: int, n: int = 200) -> None:
+    x0, y0, x1, y1 = worker["box"]
+    f = (i % n) / n
+    ctx.set_geolocation({"longitude": x0 + (x1 - x0) * (0.1 + 0.8 * f),
+                         "latitude": (y0 + y1) / 2, "accuracy": 6})
+
+
+def patrol(page, ctx, worker: dict, fixes: int = 200) -> int:
+    """Patrol until ``fixes`` fixes are recorded, moving along the grid; returns the count."""
+    page.click("#tabs [data-view=patrol]")
+    page.click("#patrol-toggle")
+    i = 0
+    deadline = time.monotonic() + 120
+    while page.evaluate("window.citygridWorker.state().fixCount") < fixes:
+        move(ctx, worker, i)
+        i += 1
+        if i == 20:
+            page.screenshot(path=str(ARTIFACTS / "worker-patrolling.png"))
+        page.wait_for_timeout(FIX_MS)
+        assert time.monotonic() < deadline, ("the patrol did not record its fixes",
+                                             page.evaluate(
+            "(() => { const s = window.citygridWorker.state(); "
+            "return [s.fixCount, s.patrolling, s.asking]; })()"))
+    page.click("#patrol-toggle")
+    return page.evaluate("window.citygridWorker.state().fixCount")
+
+
+def fixes_since(engine: Engine, staff: str, t0: datetime) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT count(*) FROM patrol_fix f JOIN staff s ON s.id = f.staff_id "
+            "WHERE s.code = :s AND f.at >= :t"), {"s": staff, "t": t0}).scalar_one()
+
+
+def wait_until(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_online_journey(phone, phone_server: dict, worker: dict, engine: Engine) -> None:
+    url = phone_server["url"]
+    iid = dispatch_case(url, worker)
+    make, open_page = phone
+    ctx = make()
+    page = open_page(ctx)
+    check_fits_the_phone(page, "login")
+    log_in(page)
+    # My grids and my position.
+    page.wait_for_function("window.citygridWorker.state().position !== null")
+    assert page.locator("#map .leaflet-overlay-pane path").count() >= 1
+    state = page.evaluate("window.citygridWorker.state().grids.features.length")
+    assert state == len(worker["me"]["grids"])
+    check_fits_the_phone(page, "map")
+    # Accept the task.
+    page.click("#tabs [data-view=tasks]")
+    card = page.locator(f"li[data-incident='{iid}']")
+    card.get_by_role("button", name="接收").click()
+    h = worker["headers"]
+
+    def state_of() -> str:
+        return httpx.get(f"{url}/incidents/{iid}", headers=h).json()["state"]
+    wait_until(lambda: state_of() == "handling")
+    check_fits_the_phone(page, "tasks")
+    # Report it with a photo.
+    card = page.locator(f"li[data-incident='{iid}']")
+    card.get_by_role("button", name="反馈").click()
+    photo = jpeg(lon=worker["lon"], lat=worker["lat"], taken_at=datetime.now(UTC), seed=11)
+    page.set_input_files("#report-photos", files=[
+        {"name": "scene.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+    page.fill("#report-note", "已更换灯泡")
+    check_fits_the_phone(page, "report-task")
+    page.click("#report-submit")
+    wait_until(lambda: state_of() == "reported")
+    case = httpx.get(f"{url}/field/incidents/{iid}", headers=h).json()
+    report = [e for e in case["history"] if e["action"] == "report"][0]
+    assert report["note"] == "已更换灯泡" and len(report["photos"]) == 1
+    assert case["evidence"][0]["suspicious"] is False, case["evidence"]
+    got = httpx.get(url + report["photos"][0], headers=_token(url, "t_supervisor"))
+    assert got.status_code == 200 and got.content == photo  # the bytes as taken, EXIF and all
+    # Patrol: 200 fixes arrive and the coverage of my grid changes.
+    def share() -> float:
+        body = httpx.get(url + "/field/grids", headers=h, timeout=60).json()
+        return next(f["properties"]["patrolled_share"] for f in body["features"]
+                    if f["properties"]["code"] == worker["grid"])
+    before = share()
+    t0 = datetime.now(UTC)
+    n = patrol(page, ctx, worker)
+    assert n >= 200
+    wait_until(lambda: fixes_since(engine, worker["me"]["staff_code"], t0) == n)
+    # The grid's coverage over this patrol's own window went from nothing to a share; the day's
+    # share (already walked by earlier runs of this test today, the data accumulate) cannot drop.
+    window = {"region": worker["grid"], "since": t0.isoformat(),
+              "until": datetime.now(UTC).isoformat()}
+    covered = httpx.get(url + "/patrols/coverage", headers=h, params=window, timeout=60).json()
+    assert covered["grids"][0]["share"] > 0.05
+    assert share() >= before
+    page.click("#tabs [data-view=map]")
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.citygridWorker.state().fixCount") == n
+    check_fits_the_phone(page, "patrol-map")
+
+
+def _outbox(page) -> dict[str, int]:
+    return page.evaluate("""async () => {
+        const db = await window.citygridWorker.db();
+        const items = await db.getAll('outbox');
+        const kinds = {};
+        for (const i of items) kinds[i.kind] = (kinds[i.kind] || 0) + 1;
+        kinds.fixes = await db.count('fixes');
+        return kinds; }""")
+
+
+def field_report(page, seed: int, note: str) -> None:
+    page.click("#tabs [data-view=report]")
+    page.wait_for_selector("#pin-map .leaflet-marker-icon")
+    page.set_input_files("#report-photos", files=[
+        {"name": f"r{seed}.jpg", "mimeType": "image/jpeg",
+         "buffer": jpeg(taken_at=datetime.now(UTC), seed=seed)}])
+    page.fill("#report-address", "离线路 1 号")
+    page.fill("#report-note", note)
+    page.click("#report-submit")
+    page.wait_for_selector("#map-view:not([hidden])")
+
+
+def test_offline_journey(phone, phone_server: dict, worker: dict, engine: Engine) -> None:
+    url = phone_server["url"]
+    iid = dispatch_case(url, worker)
+    make, open_page = phone
+    ctx = make()
+    page = open_page(ctx)
+    log_in(page)
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.reload()  # now through the service worker: the shell and my data are in its caches
+    page.wait_for_function("window.citygridWorker.ready === true")
+    page.wait_for_function("window.citygridWorker.state().position !== null")
+    page.wait_for_function(f"window.citygridWorker.state().tasks.tasks.some(t => t.id === {iid})")
+    t0 = datetime.now(UTC)
+    tag = f"offline-{uuid.uuid4().hex[:8]}"
+
+    ctx.set_offline(True)
+    received = len(phone_server["seen"])
+    field_report(page, 21, tag + " 占道经营")
+    field_report(page, 22, tag + " 垃圾堆放")
+    page.click("#tabs [data-view=tasks]")
+    page.locator(f"li[data-incident='{iid}']").get_by_role("button", name="接收").click()
+    page.wait_for_selector(f"li[data-incident='{iid}'] .tag.wait")
+    n = patrol(page, ctx, worker)
+    queued = _outbox(page)
+    assert queued == {"photo": 2, "report": 2, "action": 1, "fixes": n}, queued
+    page.click("#queue-badge")
+    check_fits_the_phone(page, "offline-queue")
+
+    # Close the app and open it again, still offline: the service worker serves it.
+    page.close()
+    page = open_page(ctx)
+    page.wait_for_function("window.citygridWorker.ready === true")
+    assert _outbox(page) == queued
+    assert page.is_visible("#queue-badge")
+    check_fits_the_phone(page, "offline-reopened")
+    # Chromium's own update check of the service worker script is made outside Playwright's
+    # emulated network (it carries no data); anything else reaching the server is a failure.
+    leaked = [r for r in phone_server["seen"][received:] if r != ("GET", "/worker/sw.js")]
+    assert leaked == [], "requests reached the server while offline"
+
+    page.evaluate("""async () => { const db = await window.citygridWorker.db();
+        window.__queueCopy = await db.getAll('outbox');
+        window.__fixesCopy = await db.getAll('fixes'); }""")
+    # The network returns: everything arrives once.
+    ctx.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    wait_until(lambda: _outbox(page) == {"fixes": 0}, timeout=60)
+
+    def counts() -> tuple[int, int, int, int]:
+        with engine.connect() as conn:
+            reports = conn.execute(text(
+                "SELECT count(*), count(DISTINCT u.sha256) FROM incident i "
+                "LEFT JOIN field_photo_use u ON u.incident_id = i.id "
+                "WHERE i.source = 'grid_worker' AND i.description LIKE :t"),
+                {"t": tag + "%"}).one()
+            accepts = conn.execute(text(
+                "SELECT count(*) FROM incident_event WHERE incident_id = :i AND action = 'accept'"),
+                {"i": iid}).scalar_one()
+        return reports[0], reports[1], accepts, fixes_since(engine, worker["me"]["staff_code"], t0)
+    assert counts() == (2, 2, 1, n)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT state FROM incident WHERE id = :i"),
+                            {"i": iid}).scalar_one() == "handling"
+
+    # A retry never doubles anything: the very same queue (kept aside before the network came
+    # back, as a phone that lost the answers would still hold it) is sent a second time.
+    page.evaluate("""async () => {
+        const db = await window.citygridWorker.db();
+        for (const item of window.__queueCopy) await db.put('outbox', item);
+        for (const fix of window.__fixesCopy) await db.put('fixes', fix);
+        await window.citygridWorker.flush(); }""")
+    wait_until(lambda: _outbox(page) == {"fixes": 0}, timeout=60)
+    assert counts() == (2, 2, 1, n)
+    check_fits_the_phone(page, "offline-synced")
+
+
+def test_language_switch_and_errors_in_the_page_s_language(phone) -> None:
+    make, open_page = phone
+    page = open_page(make())
+    page.fill("#username", "t_worker")
+    page.fill("#password", "wrong-password-000")
+    page.click("#login-button")
+    page.wait_for_function("document.querySelector('#login-error').textContent !== ''")
+    assert page.inner_text("#login-error") == "用户名或密码错误。"
+    page.click("#lang")
+    assert page.inner_text("#login-button") == "Log in"
+    page.click("#login-button")
+    page.wait_for_function("document.querySelector('#login-error').textContent.startsWith('Wrong')")
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login-button")
+    page.wait_for_function("window.citygridWorker.ready === true")
+    assert page.inner_text("#tabs [data-view=tasks] b") == "Tasks"
+    check_fits_the_phone(page, "english")
+
+
+def test_leaving_my_grids_warns_on_patrol(phone, worker: dict) -> None:
+    make, open_page = phone
+    ctx = make()
+    page = open_page(ctx)
+    log_in(page)
+    page.click("#tabs [data-view=patrol]")
+    page.click("#patrol-toggle")
+    x0, y0, x1, y1 = worker["box"]
+    ctx.set_geolocation({"longitude": x1 + 0.01, "latitude": y1 + 0.01, "accuracy": 5})
+    page.click("#tabs [data-view=map]")
+    page.wait_for_selector("#leave-warning:not([hidden])")
+    check_fits_the_phone(page, "outside")
+    ctx.set_geolocation({"longitude": worker["lon"], "latitude": worker["lat"], "accuracy": 5})
+    page.wait_for_selector("#leave-warning", state="hidden")
+    page.click("#tabs [data-view=patrol]")
+    page.click("#patrol-toggle")
