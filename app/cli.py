@@ -75,7 +75,9 @@ def demo_load(
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing if a city exists")] = False,
     grids: Annotated[int | None, typer.Option(help="Synthetic city with about N grids")] = None,
     incidents: Annotated[int, typer.Option(help="Demo incidents over a year (0: none)")] = 220_000,
-    patrols: Annotated[int, typer.Option(help="Days of demo patrol GPS (0: none)")] = 7,
+    patrols: Annotated[int | None, typer.Option(
+        help="Days of demo patrol GPS (0: none; default: last month and this month so far)")
+    ] = None,
 ) -> None:
     """Generate the demo city (义乌市) and a year of incidents, each in one transaction."""
     from sqlalchemy import text
@@ -93,7 +95,7 @@ def demo_load(
             raise typer.Exit(2)
         else:
             typer.echo("a city is already loaded")
-    if patrols:
+    if patrols != 0:
         from data.patrols import load_demo_patrols
         from layers.patrols.grid_cover import refresh_stale
 

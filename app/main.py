@@ -18,6 +18,7 @@ from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
 from app.routers import (
     access,
+    analysis,
     incidents,
     locate,
     maps,
@@ -113,5 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(plans.router)
     app.include_router(ogc.router)
     app.include_router(portal_data.router)
+    app.include_router(analysis.router)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     return app

@@ -22,11 +22,13 @@ from sqlalchemy import Connection, text
 
 from data.incidents import IncidentFrames
 
-# The demo's year ends here, not "today": the same seed then gives the same ids, external ids,
-# times and states on every machine and every day, so screenshots, docs and tests can name them.
-# The price: open cases age against now(), so their traffic lights turn red as weeks pass; pass
-# ``end=`` to :func:`load_demo_incidents` for a demo that ends today.
-DEMO_END = datetime(2026, 11, 1, tzinfo=timezone(timedelta(hours=8)))
+# The demo's year ends at the start of the current month (Beijing time), not "now": the same seed
+# then gives the same ids, external ids, times and states on every machine and every day of a
+# month, and the last full month before now (the one a monthly meeting looks at) always has cases.
+# Open cases age against now(), so their traffic lights turn red as the month passes; pass
+# ``end=`` to :func:`load_demo_incidents` for a demo that ends elsewhere.
+DEMO_END = (datetime.now(timezone(timedelta(hours=8)))
+            .replace(day=1, hour=0, minute=0, second=0, microsecond=0))
 
 NULL = r"\N"
 _CHUNK = 50_000  # rows per COPY write: text is made chunk by chunk, so memory stays bounded
