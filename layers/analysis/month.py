@@ -191,7 +191,7 @@ def cases(conn: Connection, *, principal: Principal, month: str, level: str, cod
         "SELECT i.id, i.external_id, c.code AS category, c.name AS category_name, i.state, "
         f"{light_sql('i', 'c')} AS light, i.received_at, i.due_at, i.closed_at, "
         "i.closed_on_time, i.rework_count, i.grid_code, i.street_code, i.responsible_code, "
-        f"d.code AS department, i.card, ({hit}) AS hit, "
+        f"d.code AS department, i.card, coalesce(({hit}), false) AS hit, "
         "round((extract(epoch FROM i.closed_at - i.received_at) / 3600.0)::numeric, 2) "
         "AS handling_h, count(*) OVER () AS n_total "
         "FROM incident i JOIN category c ON c.id = i.category_id "
