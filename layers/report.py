@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from grids.access import Principal, prefix_of
+from grids.codes import normalise
 from layers import assessment
 from layers.analysis import CITY_TZ, METRIC_SRID
 from layers.analysis import gi as gi_mod
@@ -76,7 +77,9 @@ TEXT: dict[str, dict[str, str]] = {
         "count": "本月", "baseline": "以往月均", "topics": "热点话题（描述分词）",
         "word": "词", "none": "无", "worst": "按期未结最多的网格", "incidents": "事件数",
         "month_cases": "本月受理 {n} 件", "gi_rule": "Gi* 按网格事件数，权重为网格 Queen 邻接",
-        "z": "z 值", "rising": "上升", "kind": "类型",
+        "z": "z 值", "rising": "上升", "kind": "类型", "x_month": "月份",
+        "recurring_rule": "同类案件 {k} 件及以上、相距 {eps} 米以内（DBSCAN 聚类），{days} 天内",
+        "spikes_rule": "本月 ≥ {n} 件、≥ 该类以往 {h} 个月月均的 {r} 倍，且泊松 P(X ≥ 本月数) < {p}",
     },
     "en": {
         "title": "Monthly meeting pack {month} · {area}", "city": "Whole city",
@@ -105,7 +108,10 @@ TEXT: dict[str, dict[str, str]] = {
         "worst": "Grids with the most cases not closed on time", "incidents": "Incidents",
         "month_cases": "{n} cases received this month",
         "gi_rule": "Gi* over incidents per grid, Queen contiguity of the grids", "z": "z",
-        "rising": "rising", "kind": "Kind",
+        "rising": "rising", "kind": "Kind", "x_month": "Month",
+        "recurring_rule": "≥ {k} cases of one category within {eps} m (DBSCAN), in {days} days",
+        "spikes_rule": "≥ {n} cases, ≥ {r}× the category's mean of the previous {h} months, "
+                       "Poisson P(X ≥ count) < {p}",
     },
 }
 
@@ -175,9 +181,10 @@ def collect(conn: Connection, *, principal: Principal, month: str,
     prefix = prefix_of(region) if region else ""
     area_name = None
     if region:
+        code = normalise(region)
         area_name = conn.execute(text("SELECT name FROM region WHERE code = :c"),
-                                 {"c": region}).scalar()
-        if area_name is None or not scope.covers(region):
+                                 {"c": code}).scalar()
+        if area_name is None or not scope.covers(code):
             raise ReportError(f"no region {region!r} in the jurisdiction")
     shapes = _grid_shapes(conn, prefix, patterns)
     if not shapes:
@@ -315,6 +322,10 @@ def render_html(data: dict[str, Any], lang: str = "zh-CN") -> str:
               + _script(LEAFLET_HEAT.read_text(encoding="utf-8"))
               + _script((UPLOT / "uPlot.iife.min.js").read_text(encoding="utf-8")))
     title = T["title"].format(month=month, area=area)
+    rec_rule = T["recurring_rule"].format(k=rec["min_cases"], eps=f"{rec['eps_m']:g}",
+                                          days=rec["days"])
+    sp_rule = T["spikes_rule"].format(n=trends.SPIKE_MIN_CASES, r=trends.SPIKE_MIN_RATIO,
+                                      h=trends.SPIKE_HISTORY, p=trends.SPIKE_P)
     hs = data["hotspots"].get("summary", {})
     gi_line = " · ".join(f"{T[k.split('_')[0]]} {k.split('_')[1]}%: {v}"
                          for k, v in sorted(hs.items()) if v)
@@ -335,11 +346,11 @@ def render_html(data: dict[str, Any], lang: str = "zh-CN") -> str:
 <section><h2>{e(T['worst'])}</h2>{worst}</section>
 <section id='findings'><h2>{e(T['findings'])}</h2>
  <h3>{e(T['emerging'].format(n=len(em['months'])))}</h3>{emerging}
- <h3>{e(T['recurring'].format(rule=rec['rule']))}</h3>{recurring}
- <h3>{e(T['spikes'].format(rule=sp['rule']))}</h3>{spikes}
+ <h3>{e(T['recurring'].format(rule=rec_rule))}</h3>{recurring}
+ <h3>{e(T['spikes'].format(rule=sp_rule))}</h3>{spikes}
  <h3>{e(T['topics'])}</h3>{topic_tbl}
 </section>"""
-    script = """
+    script = """(function () {
 const D = JSON.parse(document.getElementById('pack-data').textContent), T = D.T;
 const esc = (s) => String(s == null ? '' : s).replace(/[&<>"']/g, (c) => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
 function baseMap(id) {
@@ -358,10 +369,10 @@ const tip = (p, extra) => `<b>${esc(p.name)}</b><br>${esc(p.community || '')}<br
 // heat
 const mh = baseMap('map-heat');
 L.geoJSON(D.grids, {style: {color: '#888', weight: 0.4, fillOpacity: 0}}).addTo(mh);
-const top = Math.max(1, ...D.heat.map((c) => c[2]));
-L.heatLayer(D.heat, {radius: 14, blur: 18, minOpacity: 0.3, max: top}).addTo(mh);
+const heatTop = Math.max(1, ...D.heat.map((c) => c[2]));
+L.heatLayer(D.heat, {radius: 14, blur: 18, minOpacity: 0.3, max: heatTop}).addTo(mh);
 legend(mh, `<b>${esc(T.legend_heat.replace('{c}', '""" + str(HEAT_CELL_M) + """'))}</b><br>` +
-  `<span class="bar heat"></span><br><span>${esc(T.legend_low)}</span><span style="float:right">${esc(T.legend_high)} (${top})</span>`);
+  `<span class="bar heat"></span><br><span>${esc(T.legend_low)}</span><span style="float:right">${esc(T.legend_high)} (${heatTop})</span>`);
 // Gi*
 const mg = baseMap('map-gi');
 L.geoJSON(D.grids, {style: (f) => ({color: '#777', weight: 0.4, fillOpacity: 0.85,
@@ -384,7 +395,7 @@ const xs = D.trend.months.map((m) => Date.UTC(+m.slice(0, 4), +m.slice(5, 7) - 1
 const pc = (a) => a.map((v) => v == null ? null : v * 100);
 new uPlot({width: Math.min(1000, document.body.clientWidth - 40), height: 260,
   scales: {x: {time: true}, '%': {range: [0, 100]}},
-  series: [{}, {label: T.closure_rate, stroke: '#1d3557', width: 2, scale: '%'},
+  series: [{label: T.x_month}, {label: T.closure_rate, stroke: '#1d3557', width: 2, scale: '%'},
     {label: T.on_time_rate, stroke: '#2a9d8f', width: 2, scale: '%'},
     {label: T.rework_rate, stroke: '#e76f51', width: 2, scale: '%'},
     {label: T.received, stroke: '#8d99ae', width: 1, dash: [4, 4], scale: 'n'}],
@@ -392,6 +403,7 @@ new uPlot({width: Math.min(1000, document.body.clientWidth - 40), height: 260,
   [xs, pc(D.trend.closure), pc(D.trend.on_time), pc(D.trend.rework), D.trend.received],
   document.getElementById('trend'));
 document.body.dataset.ready = '1';
+})();
 """
     style = """<style>
 body{font-family:"WenQuanYi Micro Hei","Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:0;
@@ -509,18 +521,19 @@ def to_pdf(html_path: Path, pdf_path: Path, *, chromium: str = CHROMIUM) -> int:
 
 
 def build_pack(conn: Connection, *, principal: Principal, month: str, region: str | None,
-               out_dir: str | Path, lang: str = "zh-CN", pdf: bool = True) -> dict[str, Any]:
-    """Write pack.html, pack.xlsx and (``pdf``) pack.pdf into ``out_dir``; a summary back."""
+               out_dir: str | Path, lang: str = "zh-CN", pdf: bool = True,
+               stem: str = "pack") -> dict[str, Any]:
+    """Write ``stem``.html, .xlsx and (``pdf``) .pdf into ``out_dir``; a summary back."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = collect(conn, principal=principal, month=month, region=region)
     page = render_html(data, lang)
-    (out / "pack.html").write_text(page, encoding="utf-8")
-    (out / "pack.xlsx").write_bytes(to_xlsx(data, lang))
-    files = {"html": out / "pack.html", "xlsx": out / "pack.xlsx"}
+    files = {"html": out / f"{stem}.html", "xlsx": out / f"{stem}.xlsx"}
+    files["html"].write_text(page, encoding="utf-8")
+    files["xlsx"].write_bytes(to_xlsx(data, lang))
     if pdf:
-        to_pdf(out / "pack.html", out / "pack.pdf")
-        files["pdf"] = out / "pack.pdf"
+        files["pdf"] = out / f"{stem}.pdf"
+        to_pdf(files["html"], files["pdf"])
     cur = data["total"]["current"]
     return {"month": month, "region": region, "area": data["area_name"], "lang": lang,
             "files": {k: str(v) for k, v in files.items()},
