@@ -23,9 +23,10 @@ Definitions (also written into every result and workbook, see :data:`FORMULAS`):
   grid, the share within 50 m of that day's filtered tracks (:mod:`layers.patrols.grid_cover`,
   equal to :mod:`layers.patrols.coverage` for the day), averaged over the month's days *with
   patrol data* (``coverage_days``: days on which any grid has a coverage row), then
-  area-weighted over the unit's grids. Grids are those in force now; a worker's grids are those they were the primary of at any time in the month. Null for
-  departments (they do not patrol) and when the month has no fixes. ``patrolled_grids`` counts
-  the unit's grids patrolled on at least one day.
+  area-weighted over the unit's grids. Grids are those in force now; a worker's grids are those
+  they were the primary of at any time in the month. Null for departments (they do not patrol)
+  and when the month has no fixes. ``patrolled_grids`` counts the unit's grids patrolled on at
+  least one day.
 """
 
 from __future__ import annotations

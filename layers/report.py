@@ -33,16 +33,16 @@ from sqlalchemy import Connection, text
 from grids.access import Principal, prefix_of
 from grids.codes import normalise
 from layers import assessment
-from layers.analysis import CITY_TZ, METRIC_SRID
+from layers.analysis import CITY_TZ, METRIC_SRID, scoring, topics, trends
 from layers.analysis import gi as gi_mod
 from layers.analysis import month as month_mod
 from layers.analysis import recurring as recurring_mod
-from layers.analysis import scoring, topics, trends
 
 VENDOR = Path(__file__).resolve().parents[1] / "map_ui" / "vendor"
 LEAFLET = VENDOR / "leaflet-1.9.4"
 LEAFLET_HEAT = VENDOR / "leaflet-heat" / "leaflet_heat.min.js"
 UPLOT = VENDOR / "uplot-1.6.32"
+PACK_JS = Path(__file__).with_name("report_pack.js")
 CHROMIUM = "/usr/bin/chromium"
 # Heat cell side in metres (metric CRS): fine enough for a city map, far fewer cells than points.
 HEAT_CELL_M = 100
@@ -186,6 +186,11 @@ def collect(conn: Connection, *, principal: Principal, month: str,
                                  {"c": code}).scalar()
         if area_name is None or not scope.covers(code):
             raise ReportError(f"no region {region!r} in the jurisdiction")
+    elif not scope.covers(None) and len(scope.prefixes) == 1:
+        # the caller's jurisdiction is one region: the pack is about it, by name
+        p = scope.prefixes[0]
+        area_name = conn.execute(text("SELECT name FROM region WHERE code = :c"),
+                                 {"c": p + "0" * (12 - len(p)) if len(p) < 12 else p}).scalar()
     shapes = _grid_shapes(conn, prefix, patterns)
     if not shapes:
         raise ReportError(f"no grids under {region or 'the jurisdiction'!r}")
@@ -314,7 +319,8 @@ def render_html(data: dict[str, Any], lang: str = "zh-CN") -> str:
                          "received": [r["received"] for r in data["trend"]["rows"]]},
                "T": T, "cover_ramp": COVER_RAMP, "count_ramp": COUNT_RAMP,
                "gi": {f"{k}_{c}": v for (k, c), v in GI_COLOURS.items()},
-               "cover": bool(data["coverage_days"]), "cover_note": cover_note}
+               "cover": bool(data["coverage_days"]), "cover_note": cover_note,
+               "heat_cell_m": HEAT_CELL_M}
     blob = json.dumps(payload, ensure_ascii=False).replace("</", "<\\/")
     assets = (f"<style>{_leaflet_css()}</style>"
               f"<style>{(UPLOT / 'uPlot.min.css').read_text(encoding='utf-8')}</style>"
@@ -350,61 +356,7 @@ def render_html(data: dict[str, Any], lang: str = "zh-CN") -> str:
  <h3>{e(T['spikes'].format(rule=sp_rule))}</h3>{spikes}
  <h3>{e(T['topics'])}</h3>{topic_tbl}
 </section>"""
-    script = """(function () {
-const D = JSON.parse(document.getElementById('pack-data').textContent), T = D.T;
-const esc = (s) => String(s == null ? '' : s).replace(/[&<>"']/g, (c) => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
-function baseMap(id) {
-  const m = L.map(id, {zoomControl: false, attributionControl: false, preferCanvas: false});
-  const layer = L.geoJSON(D.grids);
-  m.fitBounds(layer.getBounds());
-  return m;
-}
-function legend(m, html) {
-  const c = L.control({position: 'bottomright'});
-  c.onAdd = () => { const d = L.DomUtil.create('div', 'legend'); d.innerHTML = html; return d; };
-  c.addTo(m);
-}
-const sw = (c) => `<i style="background:${c}"></i>`;
-const tip = (p, extra) => `<b>${esc(p.name)}</b><br>${esc(p.community || '')}<br>${extra}`;
-// heat
-const mh = baseMap('map-heat');
-L.geoJSON(D.grids, {style: {color: '#888', weight: 0.4, fillOpacity: 0}}).addTo(mh);
-const heatTop = Math.max(1, ...D.heat.map((c) => c[2]));
-L.heatLayer(D.heat, {radius: 14, blur: 18, minOpacity: 0.3, max: heatTop}).addTo(mh);
-legend(mh, `<b>${esc(T.legend_heat.replace('{c}', '""" + str(HEAT_CELL_M) + """'))}</b><br>` +
-  `<span class="bar heat"></span><br><span>${esc(T.legend_low)}</span><span style="float:right">${esc(T.legend_high)} (${heatTop})</span>`);
-// Gi*
-const mg = baseMap('map-gi');
-L.geoJSON(D.grids, {style: (f) => ({color: '#777', weight: 0.4, fillOpacity: 0.85,
-  fillColor: f.properties.kind ? D.gi[f.properties.kind + '_' + f.properties.confidence] : '#f7f7f7'}),
-  onEachFeature: (f, l) => l.bindTooltip(tip(f.properties, `z = ${f.properties.z}`))}).addTo(mg);
-legend(mg, ['hot_99', 'hot_95', 'hot_90'].map((k) => `${sw(D.gi[k])}${esc(T.hot)} ${k.slice(4)}%`).join('<br>') +
-  '<br>' + ['cold_90', 'cold_95', 'cold_99'].map((k) => `${sw(D.gi[k])}${esc(T.cold)} ${k.slice(5)}%`).join('<br>') +
-  `<br>${sw('#f7f7f7')}${esc(T.not_sig)}`);
-// coverage
-const mc = baseMap('map-cover');
-const cc = (v) => v == null ? '#f7f7f7' : D.cover_ramp[Math.min(D.cover_ramp.length - 1, Math.floor(v * D.cover_ramp.length))];
-L.geoJSON(D.grids, {style: (f) => ({color: '#777', weight: 0.4, fillOpacity: 0.85, fillColor: D.cover ? cc(f.properties.coverage) : '#f7f7f7'}),
-  onEachFeature: (f, l) => l.bindTooltip(tip(f.properties, f.properties.coverage == null ? esc(T.no_data) : (f.properties.coverage * 100).toFixed(1) + '%'))}).addTo(mc);
-const n = D.cover_ramp.length;
-legend(mc, `<b>${esc(T.patrol_coverage)}</b><br>` + (D.cover ? D.cover_ramp.map((c, i) =>
-  `${sw(c)}${Math.round(i * 100 / n)}–${Math.round((i + 1) * 100 / n)}%`).join('<br>') + '<br>' : '') +
-  `${sw('#f7f7f7')}${esc(T.no_data)}<br><small>${esc(D.cover_note)}</small>`);
-// trend
-const xs = D.trend.months.map((m) => Date.UTC(+m.slice(0, 4), +m.slice(5, 7) - 1, 1) / 1000);
-const pc = (a) => a.map((v) => v == null ? null : v * 100);
-new uPlot({width: Math.min(1000, document.body.clientWidth - 40), height: 260,
-  scales: {x: {time: true}, '%': {range: [0, 100]}},
-  series: [{label: T.x_month}, {label: T.closure_rate, stroke: '#1d3557', width: 2, scale: '%'},
-    {label: T.on_time_rate, stroke: '#2a9d8f', width: 2, scale: '%'},
-    {label: T.rework_rate, stroke: '#e76f51', width: 2, scale: '%'},
-    {label: T.received, stroke: '#8d99ae', width: 1, dash: [4, 4], scale: 'n'}],
-  axes: [{}, {scale: '%', values: (u, v) => v.map((x) => x + '%')}, {scale: 'n', side: 1, grid: {show: false}}]},
-  [xs, pc(D.trend.closure), pc(D.trend.on_time), pc(D.trend.rework), D.trend.received],
-  document.getElementById('trend'));
-document.body.dataset.ready = '1';
-})();
-"""
+    script = PACK_JS.read_text(encoding="utf-8")
     style = """<style>
 body{font-family:"WenQuanYi Micro Hei","Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:0;
 padding:12px 20px;color:#1f2933;font-size:13px}h1{font-size:20px;margin:0}h2{font-size:16px;

@@ -181,7 +181,7 @@ def test_recurring_places_equal_a_brute_force_dbscan(conn: Connection) -> None:
         f"{METRIC_SRID}) AS p FROM region_current WHERE code = :g) s"), {"g": g}).one()
     rng = np.random.default_rng(5)
     pts = []
-    for k, (dx, dy, n) in enumerate([(0, 0, 3), (300, 0, 4), (0, 300, 2)]):
+    for dx, dy, n in [(0, 0, 3), (300, 0, 4), (0, 300, 2)]:
         for _ in range(n):
             pts.append((cx + dx + rng.uniform(-15, 15), cy + dy + rng.uniform(-15, 15)))
     pts += [(cx + rng.uniform(-900, 900), cy + rng.uniform(-900, 900)) for _ in range(25)]

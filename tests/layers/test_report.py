@@ -3,7 +3,6 @@ legend on every map, an XLSX whose totals equal the API's, and a PDF with pages.
 
 from __future__ import annotations
 
-import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
