@@ -282,7 +282,8 @@ def render_html(data: dict[str, Any], lang: str = "zh-CN") -> str:
         f"<h3>{e(T[level])}</h3>" + _table(
             [T["rank"], T["name"], T["score"], *rule_head],
             [[r["rank"], r["name"], f"{r['score']:.1f}",
-              *[f"{r['counts'][x['key']]} ({r['points'][x['key']]:+.1f})" for x in sc["rules"]]]
+              *[f"{_pct(r['counts'][x['key']]) if x['kind'] == 'rate' else r['counts'][x['key']]}"
+                f" ({r['points'][x['key']]:+.1f})" for x in sc["rules"]]]
              for r in sc[level]], "rank")
         for level in ("street", "department"))
     em = data["emerging"]

@@ -160,7 +160,7 @@ def trend(conn: Connection, *, principal: Principal, month: str, months: int = 6
             g = by.get(c)
             zs[c].append(g["z"] if g else 0.0)
             hot[c].append(bool(g and g["kind"] == "hot" and (g["confidence"] or 0) >= 95))
-    out = []
+    out: list[dict[str, Any]] = []
     for c in codes:
         h = hot[c]
         if h[-1]:

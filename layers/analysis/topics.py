@@ -58,7 +58,7 @@ def _counts(conn: Connection, principal: Principal, month: str, region: str | No
         total.update(ws)
         per.setdefault(street or "", Counter()).update(ws)
     codes = [c for c in per if c]
-    names = dict(conn.execute(text("SELECT code, name FROM region WHERE code = ANY(:c)"),
+    names: dict[str, str] = dict(conn.execute(text("SELECT code, name FROM region WHERE code = ANY(:c)"),
                               {"c": codes}).all()) if codes else {}
     return total, per, names, n
 

@@ -125,7 +125,7 @@ def spikes(conn: Connection, *, principal: Principal, month: str, region: str | 
         counts[(code, m)] = int(n)
         cats[code] = name
     first_seen = {c: min(m for (cc, m) in counts if cc == c) for c in cats}
-    out = []
+    out: list[dict[str, Any]] = []
     for code, name in cats.items():
         hist = [counts.get((code, m), 0) for m in names[:-1] if m >= first_seen[code]]
         now = counts.get((code, month), 0)

@@ -134,7 +134,7 @@
       return `<h4>${t("m_level_" + kind)}</h4><table class="m-cases"><thead><tr><th>${t("m_rank")}</th><th>${t("m_name")}</th><th>${t("m_score")}</th>` +
         st.scores.rules.map((r) => `<th title="${esc(r.points)} / ${esc(r.per || "")}">${esc(lang() === "en" ? r.label_en : r.label_zh)}</th>`).join("") + "</tr></thead><tbody>" +
         rows.map((r) => `<tr><td>${r.rank}</td><td>${esc(r.name)}</td><td><b>${r.score.toFixed(1)}</b></td>` +
-          st.scores.rules.map((rule) => `<td>${r.counts[rule.key]} <small>(${r.points[rule.key] >= 0 ? "+" : ""}${r.points[rule.key].toFixed(1)})</small></td>`).join("") + "</tr>").join("") +
+          st.scores.rules.map((rule) => `<td>${rule.kind === "rate" ? show(r.counts[rule.key], "on_time_rate") : r.counts[rule.key]} <small>(${r.points[rule.key] >= 0 ? "+" : ""}${r.points[rule.key].toFixed(1)})</small></td>`).join("") + "</tr>").join("") +
         "</tbody></table>";
     };
     box.innerHTML = `<h3>${t("m_scores_title")}</h3>` + part("street") + part("department");
