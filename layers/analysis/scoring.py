@@ -113,7 +113,8 @@ def scores(conn: Connection, *, principal: Principal, month: str, region: str | 
         counts = _counts(conn, principal=principal, month=month, level=level, region=region,
                          as_of=as_of)
         codes = [c for c in counts if c is not None]
-        names: dict[str, str] = dict(conn.execute(text(KEYS[level][1]), {"codes": codes}).all()) if codes else {}
+        names: dict[str, str] = (dict(conn.execute(text(KEYS[level][1]),
+                                                   {"codes": codes}).all()) if codes else {})
         rows = []
         for code, m in counts.items():
             if code is None:
