@@ -91,7 +91,9 @@ def demo_load(
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing if a city exists")] = False,
     grids: Annotated[int | None, typer.Option(help="Synthetic city with about N grids")] = None,
     incidents: Annotated[int, typer.Option(help="Demo incidents over a year (0: none)")] = 220_000,
-    patrols: Annotated[int, typer.Option(help="Days of demo patrol GPS (0: none)")] = 7,
+    patrols: Annotated[int | None, typer.Option(
+        help="Days of demo patrol GPS (0: none; default: last month and this month so far)")
+    ] = None,
     city: Annotated[str | None, typer.Option(
         help="County-level code of a demo city in data/sources (default: the first demo city)"
     )] = None,
@@ -112,7 +114,7 @@ def demo_load(
             raise typer.Exit(2)
         else:
             typer.echo("a city is already loaded")
-    if patrols:
+    if patrols != 0:
         from data.patrols import load_demo_patrols
         from layers.patrols.grid_cover import refresh_stale
 
@@ -325,19 +327,31 @@ def locate_file(
 @app.command()
 def report(
     month: Annotated[str, typer.Option(help="The month, YYYY-MM")],
-    out: Annotated[Path, typer.Option(help="The HTML file to write")],
+    out: Annotated[Path, typer.Option(help="A directory for pack.html/.xlsx/.pdf, or a file "
+                                           "NAME.html (then NAME.xlsx and NAME.pdf beside it)")],
     region: Annotated[str | None, typer.Option(help="A street or community code")] = None,
+    lang: Annotated[str, typer.Option(help="zh-CN or en")] = "zh-CN",
+    pdf: Annotated[bool, typer.Option(help="Also print a PDF with Chromium")] = True,
 ) -> None:
-    """The monthly meeting's map report: a standalone HTML file that opens offline."""
+    """The monthly meeting pack: an offline HTML page, an XLSX and a PDF (as the portal's button)."""
     from gis.errors import GisError
+    from grids.access import Principal
     from grids.errors import GridError
-    from layers.report import monthly_report
+    from layers.report import ReportError, build_pack
 
+    if lang not in ("zh-CN", "en"):
+        typer.secho("lang is zh-CN or en", fg="red")
+        raise typer.Exit(2)
+    out_dir, stem = (out.parent, out.stem) if out.suffix == ".html" else (out, "pack")
     try:
         with _engine().connect() as conn:
-            written = monthly_report(conn, month=month, region=region, out_path=out)
+            written = build_pack(conn, principal=Principal.system(_actor()), month=month,
+                                 region=region, out_dir=out_dir, lang=lang, pdf=pdf, stem=stem)
     except (GisError, GridError) as exc:
         _fail(exc)
+    except ReportError as exc:
+        typer.secho(str(exc), fg="red")
+        raise typer.Exit(1) from None
     typer.echo(f"wrote {written}")
 
 

@@ -22,6 +22,7 @@ from app.routers import (
     access,
     desk,
     field,
+    analysis,
     incidents,
     locate,
     maps,
@@ -130,5 +131,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(portal_data.router)
     app.include_router(desk.router)  # the dispatch desk (layers/dispatch)
     app.include_router(field.router)  # the grid worker's phone (/worker)
+    app.include_router(analysis.router)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     return app

@@ -12,7 +12,7 @@ Everything runs in the caller's transaction; nothing is committed here.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,13 @@ from sqlalchemy import Connection, text
 from data.divisions import DEFAULT_CITY, DEMO_SEED
 from data.incidents import IncidentFrames
 
-# The demo's year ends here, not "today": the same seed then gives the same ids, external ids,
-# times and states on every machine and every day, so screenshots, docs and tests can name them.
-# The price: open cases age against now(), so their traffic lights turn red as weeks pass; pass
-# ``end=`` to :func:`load_demo_incidents` for a demo that ends today.
-DEMO_END = datetime(2026, 10, 31, 16, tzinfo=UTC)  # 1 November, 00:00 Beijing time
+# The demo's year ends at the start of the current month (Beijing time), not "now": the same seed
+# then gives the same ids, external ids, times and states on every machine and every day of a
+# month, and the last full month before now (the one a monthly meeting looks at) always has cases.
+# Open cases age against now(), so their traffic lights turn red as the month passes; pass
+# ``end=`` to :func:`load_demo_incidents` for a demo that ends elsewhere.
+DEMO_END = (datetime.now(timezone(timedelta(hours=8)))
+            .replace(day=1, hour=0, minute=0, second=0, microsecond=0))
 
 NULL = r"\N"
 _CHUNK = 50_000  # rows per COPY write: text is made chunk by chunk, so memory stays bounded

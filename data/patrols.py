@@ -40,8 +40,8 @@ BEHAVIOURS = ("walker", "idler", "stray")
 SHARES = (0.65, 0.20, 0.15)
 
 
-def build_fixes(workers: pd.DataFrame, *, days: int = 7, end: date, seed: int = 2026
-                ) -> pd.DataFrame:
+def build_fixes(workers: pd.DataFrame, *, days: int = 7, end: date, seed: int = 2026,
+                step_s: int = STEP_S) -> pd.DataFrame:
     """Fixes for ``workers`` (columns ``staff_id`` and ``geom``: grid polygons in EPSG:4549).
 
     Returns ``staff_id``, ``at`` (UTC), ``x``, ``y`` (EPSG:4549), ``accuracy_m``, sorted by worker
@@ -64,16 +64,16 @@ def build_fixes(workers: pd.DataFrame, *, days: int = 7, end: date, seed: int = 
         for s, (t0, t1) in enumerate(SESSIONS):
             start = datetime.combine(day, t0, LOCAL).astimezone(UTC)
             n = int((datetime.combine(day, t1) - datetime.combine(day, t0)).total_seconds()
-                    // STEP_S)
+                    // step_s)
             frames.append(_session(rng, workers["staff_id"].to_numpy(), geoms, bounds, behaviour,
-                                   present, start, n, afternoon=s == 1))
+                                   present, start, n, afternoon=s == 1, step_s=step_s))
     out = pd.concat(frames, ignore_index=True)
     return out.sort_values(["staff_id", "at"], kind="stable", ignore_index=True)
 
 
 def _session(rng: np.random.Generator, staff: np.ndarray, geoms: np.ndarray, bounds: np.ndarray,
              behaviour: np.ndarray, present: np.ndarray, start: datetime, n: int, *,
-             afternoon: bool) -> pd.DataFrame:
+             afternoon: bool, step_s: int = STEP_S) -> pd.DataFrame:
     w = staff.size
     x0, y0, x1, y1 = (bounds[:, i][:, None] for i in range(4))
     # A smooth random walk: heading drifts, steps of ~36 m (1.2 m/s), folded into the grid's box.
@@ -114,7 +114,7 @@ def _session(rng: np.random.Generator, staff: np.ndarray, geoms: np.ndarray, bou
     py[outlier] += off * np.sin(ang)
     accuracy[outlier] = np.where(rng.random(m) < 0.5, rng.uniform(150, 500, m), accuracy[outlier])
     keep = np.repeat(present[:, None], n, axis=1)
-    at = pd.Timestamp(start) + pd.to_timedelta(np.arange(n) * STEP_S, unit="s")
+    at = pd.Timestamp(start) + pd.to_timedelta(np.arange(n) * step_s, unit="s")
     return pd.DataFrame({
         "staff_id": np.repeat(staff, n)[keep.ravel()],
         "at": np.tile(at, w)[keep.ravel()],
@@ -128,20 +128,38 @@ def _fold(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return lo + span - np.abs(u - span)
 
 
-def load_demo_patrols(conn: Connection, *, days: int = 7, seed: int = 2026,
-                      streets: tuple[str, ...] | None = None, end: date | None = None
-                      ) -> dict[str, Any]:
-    """Generate and COPY a week of fixes for the primary workers of ``streets`` (default: the
-    demo city's two central streets, or the first two streets of another city).
+def month_days(end: date) -> int:
+    """Days from the first of the month before ``end``'s month up to ``end`` (exclusive): the
+    last full month before ``end`` and this month so far.
+
+    >>> month_days(date(2026, 12, 5))
+    34
+    """
+    first = (end.replace(day=1) - timedelta(days=1)).replace(day=1)
+    return (end - first).days
+
+
+def load_demo_patrols(conn: Connection, *, days: int | None = 7, seed: int = 2026,
+                      streets: tuple[str, ...] | None = None, end: date | None = None,
+                      step_s: int | None = None) -> dict[str, Any]:
+    """Generate and COPY fixes for the primary workers of ``streets`` (default: the demo city's
+    two central streets, or the first two streets of another city).
 
     The days are the ``days`` before ``end`` (default: today, Beijing time), so a fresh demo
     has yesterday's patrols to show; the same seed draws the same walks whatever the dates.
+    ``days=None``: from the first of last month to yesterday (:func:`month_days`), so the last
+    full month has patrols on every day for the monthly assessment; these month-long loads take
+    a fix every 60 s (``step_s``, the slow end of the usual 10–60 s) to stay about 5 million rows.
     Runs in the caller's transaction and does not commit.
     """
     from grids.city import profile
 
     city = profile(conn)
     end = end or datetime.now(city.tz).date()
+    if days is None:
+        days = month_days(end)
+        step_s = step_s or 60
+    step_s = step_s or STEP_S
     if streets is None:
         streets = DEMO_STREETS
         if not all(s.startswith(city.region_prefix) for s in streets):
@@ -159,7 +177,7 @@ def load_demo_patrols(conn: Connection, *, days: int = 7, seed: int = 2026,
         return {"workers": 0, "fixes": 0}
     workers = pd.DataFrame({"staff_id": [r[0] for r in rows],
                             "geom": shapely.from_wkb([bytes(r[1]) for r in rows])})
-    fixes = build_fixes(workers, days=days, end=end, seed=seed)
+    fixes = build_fixes(workers, days=days, end=end, seed=seed, step_s=step_s)
     lon, lat = transformer(city.metric_crs, "EPSG:4490").transform(fixes["x"].to_numpy(),
                                                                    fixes["y"].to_numpy())
     wkb = shapely.to_wkb(shapely.set_srid(shapely.points(lon, lat), 4490), hex=True,

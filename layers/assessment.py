@@ -21,11 +21,12 @@ Definitions (also written into every result and workbook, see :data:`FORMULAS`):
 * **handling time**: received → closed, in hours, over the cases closed in the month (mean, p90).
 * **patrol coverage 巡查覆盖率** (日均): the mean daily patrolled share of the unit's grid area: per
   grid, the share within 50 m of that day's filtered tracks (:mod:`layers.patrols.grid_cover`,
-  equal to :mod:`layers.patrols.coverage` for the day), averaged over the month's days (so far,
-  for the current month), then area-weighted over the unit's grids. Grids are those in force now;
-  a worker's grids are those they were the primary of at any time in the month. Null for
-  departments (they do not patrol) and when the month has no fixes. ``patrolled_grids`` counts
-  the unit's grids patrolled on at least one day.
+  equal to :mod:`layers.patrols.coverage` for the day), averaged over the month's days *with
+  patrol data* (``coverage_days``: days on which any grid has a coverage row), then
+  area-weighted over the unit's grids. Grids are those in force now; a worker's grids are those
+  they were the primary of at any time in the month. Null for departments (they do not patrol)
+  and when the month has no fixes. ``patrolled_grids`` counts the unit's grids patrolled on at
+  least one day.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ FORMULAS: dict[str, str] = {
     "patrolled_grids": "已巡查网格数: of `grids`, those with area within 50 m of a track on at "
                        "least one day of the month",
     "patrol_coverage": "巡查覆盖率(日均) = Σ over the unit's grids of grid area × mean over the "
-                       "month's days of the day's share within 50 m of a filtered patrol track / "
-                       "Σ grid area (null: department, or no fixes in the month)",
+                       "month's days with patrol data (coverage_days) of the day's share within "
+                       "50 m of a filtered patrol track / Σ grid area (null: department, or no "
+                       "fixes in the month)",
 }
 LABELS_ZH = {"code": "编码", "name": "名称", "received": "受理数", "registered": "立案数",
              "closed": "结案数", "closed_on_time": "按期结案数", "reworked": "返工数",
@@ -79,6 +81,27 @@ LABELS_ZH = {"code": "编码", "name": "名称", "received": "受理数", "regis
              "closure_rate": "结案率", "on_time_rate": "按期结案率", "rework_rate": "返工率",
              "mean_handling_h": "平均处置时长(h)", "p90_handling_h": "P90处置时长(h)",
              "grids": "网格数", "patrolled_grids": "已巡查网格数", "patrol_coverage": "巡查覆盖率"}
+
+
+# The month's conditions over ``incident i`` (bound :s, :e, :as_of): the figures above count rows
+# meeting them, and layers.analysis.month lists the same rows behind a figure.
+RECEIVED_SQL = "i.received_at >= :s AND i.received_at < :e"
+CLOSED_SQL = "i.closed_at >= :s AND i.closed_at < :e"
+DUE_SQL = "i.due_at >= :s AND i.due_at < :e AND i.state NOT IN ('voided', 'merged')"
+FIGURE_SQL: dict[str, str] = {
+    "received": RECEIVED_SQL,
+    "registered": f"{RECEIVED_SQL} AND i.state NOT IN ('received', 'voided')",
+    "closed": CLOSED_SQL,
+    "closed_on_time": f"{CLOSED_SQL} AND i.closed_on_time",
+    "reworked": f"{CLOSED_SQL} AND i.rework_count > 0",
+    "due": DUE_SQL,
+    "due_closed": f"{DUE_SQL} AND i.closed_at <= :as_of",
+    "due_closed_on_time": f"{DUE_SQL} AND i.closed_at <= :as_of AND i.closed_on_time",
+    # not figures of their own: the cases a rate misses
+    "due_open": f"{DUE_SQL} AND (i.closed_at IS NULL OR i.closed_at > :as_of)",
+    "due_late": f"{DUE_SQL} AND NOT (i.closed_at IS NOT NULL AND i.closed_at <= :as_of "
+                "AND i.closed_on_time)",
+}
 
 
 class AssessmentError(GridError):
@@ -123,9 +146,7 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     if region:
         where.append("i.region_code LIKE :region")
         params["region"] = prefix_of(region) + "%"
-    rec = "i.received_at >= :s AND i.received_at < :e"
-    clo = "i.closed_at >= :s AND i.closed_at < :e"
-    due = "i.due_at >= :s AND i.due_at < :e AND i.state NOT IN ('voided', 'merged')"
+    rec, clo, due = RECEIVED_SQL, CLOSED_SQL, DUE_SQL
     hours = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
     rows = conn.execute(text(
         f"SELECT {key} AS code, "
@@ -179,8 +200,10 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     elif patrol is None:
         notes.append("patrol_coverage is null: no patrol fixes in the month.")
     else:
-        notes.append(f"patrol_coverage: mean daily share; each day's tracks filtered as in "
-                     f"layers.patrols.tracks, buffered {PATROL_BUFFER_M:g} m in "
+        n_days = data_days(conn, start, end)
+        notes.append(f"patrol_coverage: mean daily share over the {n_days} day(s) of the month "
+                     f"with patrol data; each day's tracks filtered as in layers.patrols.tracks, "
+                     f"buffered {PATROL_BUFFER_M:g} m in "
                      f"EPSG:{profile(conn).metric_srid}.")
         pending = conn.execute(text(
             "SELECT count(DISTINCT day) FROM patrol_cover_stale WHERE day >= :a AND day < :b"),
@@ -190,7 +213,8 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
                          "still being taken into account (recomputed in the background).")
     return {"month": month, "level": level, "region": region, "timezone": tz.key,
             "as_of": params["as_of"].isoformat(), "rows": out_rows, "formulas": FORMULAS,
-            "notes": notes}
+            "notes": notes,
+            "coverage_days": None if patrol is None else data_days(conn, start, end)}
 
 
 PATROL_BUFFER_M = 50.0
@@ -216,10 +240,8 @@ def _patrol_coverage(conn: Connection, *, level: str, start: datetime, end: date
     if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix WHERE at >= :s AND "
                              "at < :e)"), {"s": start, "e": end}).scalar():
         return None
-    tz = start.tzinfo
-    month0 = start.date()
-    last = (min(end, datetime.now(tz)) - timedelta(microseconds=1)).astimezone(tz)
-    days = max(1, (last.date() - month0).days + 1)
+    month0 = start.date()  # start is the month's first midnight in the city's zone
+    days = data_days(conn, start, end)
     prefix = prefix_of(region) if region else ""
     rows = conn.execute(text(
         "SELECT r.code, r.area_m2, coalesce(c.share, 0) AS share FROM region_current r "
@@ -257,6 +279,18 @@ def _patrol_coverage(conn: Connection, *, level: str, start: datetime, end: date
             s[2] += 1
             s[3] += r.share > 0
     return out
+
+
+def data_days(conn: Connection, start: datetime, end: datetime) -> int:
+    """The city days of [start, end) with patrol data (any grid's day row), at least 1: coverage
+    is a mean over these days, not over the calendar, so a month whose fixes began on the 25th
+    is not painted red for the 24 days nobody recorded."""
+    tz = profile(conn).tz
+    n = conn.execute(text(
+        "SELECT count(DISTINCT t0) FROM patrol_grid_cover WHERE span = 'd' AND t0 >= :a "
+        "AND t0 < :b"), {"a": start.astimezone(tz).date(),
+                         "b": end.astimezone(tz).date()}).scalar_one()
+    return max(1, int(n))
 
 
 def to_xlsx(figures: dict[str, Any]) -> bytes:

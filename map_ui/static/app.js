@@ -46,6 +46,7 @@
     fillCategories();
     setLive(state.liveState || null);
     if (!$("map-view").hidden) showWho();
+    document.dispatchEvent(new Event("cg:render"));  // views in other files (month.js) follow
   }
 
   // ---- requests ---------------------------------------------------------------------------------
@@ -132,6 +133,7 @@
     state.me = me; state.config = config;
     $("login-view").hidden = true; $("map-view").hidden = false; $("logout").hidden = false;
     showWho();
+    document.dispatchEvent(new Event("cg:render"));
     $("planner-link").hidden = !can("plans:read");
     // What the role may not read is not offered (the API would refuse it anyway).
     const patrols = can("patrols:read");
@@ -622,6 +624,7 @@
         const region = await api(`/regions/${encodeURIComponent(target.code)}`);
         highlight(region.geometry);
       }
+      if (body.grid) document.dispatchEvent(new CustomEvent("cg:grid", { detail: body.grid.code }));
     });
   }
   function person(p) {

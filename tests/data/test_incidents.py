@@ -337,6 +337,7 @@ def test_load_demo_incidents(conn: Connection) -> None:
         assert counts["incidents"] == 2000 and counts["events"] > 10_000
         ids = conn.execute(text(
             "SELECT external_id FROM incident ORDER BY id LIMIT 1")).scalar_one()
-        assert re.fullmatch(r"[A-Z0-9]+-20251101-000001", ids)
+        first = (DEMO_END - timedelta(days=365)).strftime("%Y%m%d")
+        assert re.fullmatch(rf"[A-Z0-9]+-{first}-000001", ids)
     with pytest.raises(ValueError, match="already holds incidents"):
         load_demo_incidents(conn, n=10)

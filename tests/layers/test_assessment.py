@@ -153,10 +153,14 @@ def test_patrol_coverage_per_grid_street_and_worker(conn: Connection, grids) -> 
                               until=datetime.fromisoformat("2026-11-01T00:00:00+08:00"))
     share = {g["code"]: g["share"] for g in exact["grids"]}
     assert share[a] > 0.05
-    by_grid = {r["code"]: r for r in assessment.monthly(
-        conn, principal=system, month="2026-10", level="grid", region="330782001")["rows"]}
-    # the month's only patrol day (12 October) over October's 31 days: a mean daily share
-    assert by_grid[a]["patrol_coverage"] == pytest.approx(share[a] / 31, abs=1e-4)
+    grid_fig = assessment.monthly(conn, principal=system, month="2026-10", level="grid",
+                                  region="330782001")
+    by_grid = {r["code"]: r for r in grid_fig["rows"]}
+    # the month's only day with patrol data (12 October): the mean over days with data, not over
+    # October's 31 calendar days (which painted every grid red when data began late in a month)
+    assert grid_fig["coverage_days"] == 1
+    assert any("over the 1 day(s) of the month with patrol data" in n for n in grid_fig["notes"])
+    assert by_grid[a]["patrol_coverage"] == pytest.approx(share[a], abs=1e-4)
     assert by_grid[a]["patrol_coverage"] > 0
     assert by_grid[a]["patrolled_grids"] == 1 == by_grid[a]["grids"]
     assert by_grid[b]["patrol_coverage"] == 0.0  # no case needed: every grid of the street is listed
@@ -164,7 +168,7 @@ def test_patrol_coverage_per_grid_street_and_worker(conn: Connection, grids) -> 
     street = assessment.monthly(conn, principal=system, month="2026-10", level="street",
                                 region="330782001")
     total = next(t for t in exact["totals"] if t["code"] == "330782001000")
-    assert street["rows"][0]["patrol_coverage"] == pytest.approx(total["share"] / 31, abs=1e-4)
+    assert street["rows"][0]["patrol_coverage"] == pytest.approx(total["share"], abs=1e-4)
     assert street["rows"][0]["patrolled_grids"] >= 1
     workers = {r["code"]: r for r in assessment.monthly(
         conn, principal=system, month="2026-10", level="worker", region="330782001")["rows"]}

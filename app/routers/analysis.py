@@ -1,0 +1,178 @@
+"""The supervisor's month: compared figures, the cases behind a figure, a grid's summary, scores,
+trends, 研判 and the monthly meeting pack. Thin: the work is in ``layers.analysis``."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Path as FPath
+from pydantic import BaseModel, Field
+
+from app.auth import require
+from app.deps import Conn
+from app.schemas import ErrorPublic
+from grids.access import Permission, Principal
+from grids.errors import RegionNotFound
+from layers.analysis import month as month_view
+
+router = APIRouter(prefix="/analysis", tags=["analysis"],
+                   responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
+                              404: {"model": ErrorPublic}, 422: {"model": ErrorPublic}})
+Assessor = Annotated[Principal, Depends(require(Permission.ASSESSMENT_READ))]
+Month = Annotated[str, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+OptMonth = Annotated[str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+                                       description="YYYY-MM (default: last full month)")]
+Level = Literal["grid", "community", "street", "worker", "department"]
+Region = Annotated[str | None, Query(max_length=15, pattern=r"^[0-9]{6,15}$")]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _xlsx(body: bytes, name: str) -> Response:
+    return Response(body, media_type=XLSX,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/month", summary="The month's figures per unit, ranked, with the month before and "
+            "the same month last year")
+def get_month(conn: Conn, principal: Assessor, month: OptMonth = None, level: Level = "street",
+              region: Region = None) -> dict[str, Any]:
+    return month_view.compare(conn, principal=principal,
+                              month=month or month_view.last_full_month(), level=level,
+                              region=region)
+
+
+@router.get("/cases", summary="The cases behind a figure of the month")
+def get_cases(conn: Conn, principal: Assessor, month: Month,
+              figure: Annotated[str, Query(max_length=32)],
+              level: Literal["all", "grid", "community", "street", "worker", "department"]
+              = "all", code: Annotated[str | None, Query(max_length=32)] = None,
+              region: Region = None,
+              limit: Annotated[int, Query(ge=1, le=month_view.CASE_LIMIT)] = 500
+              ) -> dict[str, Any]:
+    return month_view.cases(conn, principal=principal, month=month, level=level, code=code,
+                            figure=figure, region=region, limit=limit)
+
+
+@router.get("/grids/{code}", summary="A grid's summary: open cases, the month's figures, "
+            "coverage, last patrol, worker and backup")
+def get_grid_summary(conn: Conn, principal: Assessor, code: str, month: OptMonth = None
+                     ) -> dict[str, Any]:
+    return month_view.grid_summary(conn, principal=principal, code=code[:20], month=month)
+
+
+@router.get("/scores", summary="Scores and ranks of streets and departments (rules as data)")
+def get_scores(conn: Conn, principal: Assessor, month: Month, region: Region = None
+               ) -> dict[str, Any]:
+    from layers.analysis import scoring
+
+    return scoring.scores(conn, principal=principal, month=month, region=region)
+
+
+@router.get("/scores.xlsx", response_class=Response, summary="The scores as a workbook",
+            responses={200: {"content": {XLSX: {}}}})
+def get_scores_xlsx(conn: Conn, principal: Assessor, month: Month, region: Region = None
+                    ) -> Response:
+    from layers.analysis import scoring
+
+    res = scoring.scores(conn, principal=principal, month=month, region=region)
+    return _xlsx(scoring.to_xlsx(res), f"scores-{month}.xlsx")
+
+
+@router.get("/trend", summary="Twelve months of the jurisdiction's figures")
+def get_trend(conn: Conn, principal: Assessor, month: Month, region: Region = None
+              ) -> dict[str, Any]:
+    from layers.analysis import trends
+
+    return trends.series(conn, principal=principal, month=month, region=region)
+
+
+@router.get("/hotspots", summary="Getis–Ord Gi* hot and cold spots over grid counts")
+def get_hotspots(conn: Conn, principal: Assessor, month: Month, region: Region = None,
+                 category: Annotated[str | None, Query(max_length=32)] = None,
+                 months: Annotated[int, Query(ge=1, le=24)] = 1) -> dict[str, Any]:
+    from layers.analysis import gi
+
+    if months > 1:
+        return gi.trend(conn, principal=principal, month=month, months=months, region=region,
+                        category=category)
+    return gi.hotspots(conn, principal=principal, month=month, region=region,
+                       category=category)
+
+
+@router.get("/recurring", summary="Places with repeated cases (ST_ClusterDBSCAN)")
+def get_recurring(conn: Conn, principal: Assessor, month: Month, region: Region = None,
+                  days: Annotated[int, Query(ge=7, le=366)] = 90,
+                  eps_m: Annotated[float, Query(gt=0, le=1000)] = 50.0,
+                  min_cases: Annotated[int, Query(ge=2, le=100)] = 3,
+                  by_category: bool = True) -> dict[str, Any]:
+    from layers.analysis import recurring
+
+    return recurring.recurring(conn, principal=principal, month=month, region=region,
+                               days=days, eps_m=eps_m, min_cases=min_cases,
+                               by_category=by_category)
+
+
+@router.get("/spikes", summary="Categories spiking against their own past")
+def get_spikes(conn: Conn, principal: Assessor, month: Month, region: Region = None
+               ) -> dict[str, Any]:
+    from layers.analysis import trends
+
+    return trends.spikes(conn, principal=principal, month=month, region=region)
+
+
+@router.get("/topics", summary="Hot topics: words of the month's descriptions (jieba)")
+def get_topics(conn: Conn, principal: Assessor, month: Month, region: Region = None
+               ) -> dict[str, Any]:
+    from layers.analysis import topics
+
+    return topics.topics(conn, principal=principal, month=month, region=region)
+
+
+class PackRequest(BaseModel):
+    month: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    region: str | None = Field(default=None, max_length=15, pattern=r"^[0-9]{6,15}$")
+    lang: Literal["zh-CN", "en"] = "zh-CN"
+    pdf: bool = True
+
+
+PACK_ROOT = Path(tempfile.gettempdir()) / "citygrid-packs"
+_PACK_FILES = {"html": ("pack.html", "text/html; charset=utf-8"), "xlsx": ("pack.xlsx", XLSX),
+               "pdf": ("pack.pdf", "application/pdf")}
+
+
+@router.post("/pack", summary="Build the monthly meeting pack (HTML, XLSX, PDF)")
+def post_pack(conn: Conn, principal: Assessor, body: PackRequest) -> dict[str, Any]:
+    from layers.report import ReportError, build_pack
+
+    pack_id = uuid.uuid4().hex
+    out = PACK_ROOT / pack_id
+    try:
+        res = build_pack(conn, principal=principal, month=body.month, region=body.region,
+                         out_dir=out, lang=body.lang, pdf=body.pdf)
+    except ReportError as exc:
+        raise RegionNotFound(str(exc), detail={"region": body.region}) from None
+    (out / "owner").write_text(principal.name, encoding="utf-8")
+    res["id"] = pack_id
+    res["files"] = [{"kind": k, "url": f"/analysis/packs/{pack_id}/{k}", "bytes": res["bytes"][k]}
+                    for k in res["files"]]
+    return res
+
+
+@router.get("/packs/{pack_id}/{kind}", response_class=Response,
+            summary="A file of a pack built by the caller")
+def get_pack_file(principal: Assessor,
+                  pack_id: Annotated[str, FPath(pattern=r"^[0-9a-f]{32}$")],
+                  kind: Literal["html", "xlsx", "pdf"]) -> Response:
+    out = PACK_ROOT / pack_id
+    owner = out / "owner"
+    name, media = _PACK_FILES[kind]
+    if not owner.exists() or owner.read_text(encoding="utf-8") != principal.name \
+            or not (out / name).exists():
+        raise RegionNotFound("No such pack file of yours.", detail={"pack": pack_id})
+    disposition = "inline" if kind != "xlsx" else "attachment"
+    return Response((out / name).read_bytes(), media_type=media, headers={
+        "Content-Disposition": f'{disposition}; filename="{name}"'})

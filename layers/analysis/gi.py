@@ -1,0 +1,185 @@
+"""Hot and cold spots (Getis–Ord Gi*) over grid counts, and how they move month over month.
+
+* **Counts**: incidents received in the month per grid (the grid assigned at intake), optionally of
+  one category or category group; every grid in force in the area counts, with 0 if it had none.
+* **Weights**: Queen contiguity from the grid polygons (two grids are neighbours when their
+  boundaries share at least one point, ``ST_Intersects`` in PostGIS: the grids tile their
+  community exactly, so neighbours touch and never overlap), binary, with the grid itself included
+  (the *star* of Gi*). A grid with no neighbour is scored on itself alone.
+* **Statistic**: :func:`esda.getisord.G_Local` (PySAL) with ``star=True``, ``transform='B'``, no
+  permutations: the analytical z-score (``Zs``). :func:`gi_star_z` is the textbook formula written
+  out independently, which the tests hold esda to.
+* **Classes**: |z| ≥ 1.645 / 1.960 / 2.576 → hot (z > 0) or cold (z < 0) at 90 / 95 / 99 %
+  confidence (two-sided, as in ArcGIS's Hot Spot Analysis). No correction for multiple testing:
+  the classes are a map for a meeting, not a test of one grid.
+* **Over time** (:func:`trend`): Gi* for each of the last ``months`` months with the same weights;
+  a grid that is hot (≥ 95 %) this month is *new* if it was hot in none of the earlier months,
+  *persistent* if it was hot in every one, *consecutive* if it was hot last month too (a run
+  ending now) and *sporadic* otherwise; a grid hot earlier but not now is *diminished*. (A
+  simplified form of ArcGIS's Emerging Hot Spot Analysis, without the Mann–Kendall trend test.)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from grids.access import Permission, Principal, prefix_of
+from layers import assessment
+from layers.analysis.month import shift_month
+
+LEVELS = ((2.576, 99), (1.960, 95), (1.645, 90))
+
+
+def grid_neighbours(conn: Connection, codes: list[str]) -> dict[str, list[str]]:
+    """Queen contiguity between the grids ``codes`` (in force now), from PostGIS."""
+    nb: dict[str, list[str]] = {c: [] for c in codes}
+    for a, b in conn.execute(text(
+            "SELECT a.code, b.code FROM region_current a JOIN region_current b "
+            "ON a.code < b.code AND a.geom && b.geom AND ST_Intersects(a.geom, b.geom) "
+            "WHERE a.level = 'grid' AND b.level = 'grid' AND a.code = ANY(:c) "
+            "AND b.code = ANY(:c)"), {"c": codes}):
+        nb[a].append(b)
+        nb[b].append(a)
+    return nb
+
+
+def grid_counts(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
+                category: str | None = None) -> dict[str, int]:
+    """Incidents received in ``month`` per grid in force in the caller's area (0 included)."""
+    principal.require(Permission.ASSESSMENT_READ)
+    s, e = assessment.month_window(month)
+    scope = principal.locate_scope()
+    params: dict[str, Any] = {"s": s, "e": e, "p": (prefix_of(region) if region else "") + "%",
+                              "patterns": scope.like_patterns(), "cat": category}
+    rows = conn.execute(text(
+        "WITH n AS (SELECT i.grid_code AS code, count(*) AS n FROM incident i "
+        "JOIN category c ON c.id = i.category_id LEFT JOIN category g ON g.id = c.parent_id "
+        f"WHERE {assessment.RECEIVED_SQL} AND (CAST(:cat AS text) IS NULL OR c.code = :cat "
+        "OR g.code = :cat) GROUP BY 1) "
+        "SELECT r.code, coalesce(n.n, 0) FROM region_current r LEFT JOIN n USING (code) "
+        "WHERE r.level = 'grid' AND r.code LIKE :p AND r.code LIKE ANY(:patterns) "
+        "ORDER BY r.code"), params).all()
+    return {c: int(n) for c, n in rows}
+
+
+def weights(neighbours: dict[str, list[str]], codes: list[str]) -> Any:
+    """A libpysal binary ``W`` over ``codes`` (in that order)."""
+    from libpysal.weights import W
+
+    return W({c: neighbours.get(c, []) for c in codes}, id_order=codes, silence_warnings=True)
+
+
+def gi_star(values: np.ndarray, w: Any) -> np.ndarray:
+    """Gi* z-scores by esda (binary weights, self included, analytical)."""
+    from esda.getisord import G_Local
+
+    g = G_Local(np.asarray(values, dtype=float), w, transform="B", star=True, permutations=0)
+    return np.asarray(g.Zs, dtype=float)
+
+
+def gi_star_z(values: np.ndarray, neighbours: list[list[int]]) -> np.ndarray:
+    """Gi* z-scores by the formula (Getis & Ord 1992; Ord & Getis 1995), binary weights with
+    w_ii = 1, written without PySAL:
+
+    z_i = (Σ_j w_ij x_j − x̄ W_i) / (S √((n S1_i − W_i²) / (n − 1))), with
+    W_i = Σ_j w_ij, S1_i = Σ_j w_ij², x̄ the mean and S² = Σ x² / n − x̄².
+
+    >>> gi_star_z(np.array([1.0, 1, 1, 5]), [[1], [0, 2], [1, 3], [2]]).round(3).tolist()
+    [-1.0, -1.732, 0.577, 1.0]
+    """
+    x = np.asarray(values, dtype=float)
+    n = x.size
+    mean = x.mean()
+    s = math.sqrt(max((x * x).mean() - mean * mean, 0.0))
+    out = np.zeros(n)
+    for i in range(n):
+        js = [i, *neighbours[i]]
+        wi = float(len(js))
+        num = x[js].sum() - mean * wi
+        den = s * math.sqrt((n * wi - wi * wi) / (n - 1)) if s > 0 else 0.0
+        out[i] = num / den if den > 0 else 0.0
+    return out
+
+
+def classify(z: float) -> tuple[str | None, int | None]:
+    """('hot' | 'cold' | None, confidence %).
+
+    >>> classify(2.0), classify(-2.7), classify(1.0)
+    (('hot', 95), ('cold', 99), (None, None))
+    """
+    for cut, conf in LEVELS:
+        if abs(z) >= cut:
+            return ("hot" if z > 0 else "cold"), conf
+    return None, None
+
+
+def hotspots(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
+             category: str | None = None,
+             neighbours: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Gi* per grid for the month: z, class and confidence, with the counts."""
+    counts = grid_counts(conn, principal=principal, month=month, region=region,
+                         category=category)
+    codes = list(counts)
+    if len(codes) < 3:
+        return {"month": month, "category": category, "grids": [], "n": len(codes),
+                "note": "fewer than 3 grids: Gi* is not defined"}
+    nb = neighbours or grid_neighbours(conn, codes)
+    y = np.array([counts[c] for c in codes], dtype=float)
+    z = gi_star(y, weights(nb, codes)) if y.std() > 0 else np.zeros(len(codes))
+    grids = []
+    for c, v, zi in zip(codes, y, z, strict=True):
+        kind, conf = classify(float(zi))
+        grids.append({"code": c, "count": int(v), "z": round(float(zi), 3), "kind": kind,
+                      "confidence": conf})
+    summary = {f"{k}_{conf}": sum(g["kind"] == k and g["confidence"] == conf for g in grids)
+               for k in ("hot", "cold") for _, conf in LEVELS}
+    return {"month": month, "category": category, "region": region, "n": len(codes),
+            "isolates": sum(not nb.get(c) for c in codes), "weights": "queen, binary, self "
+            "included (Gi*)", "summary": summary, "grids": grids}
+
+
+def trend(conn: Connection, *, principal: Principal, month: str, months: int = 6,
+          region: str | None = None, category: str | None = None) -> dict[str, Any]:
+    """New, consecutive, persistent, sporadic and diminished hot spots over ``months`` months."""
+    names = [shift_month(month, k) for k in range(-(months - 1), 1)]
+    counts0 = grid_counts(conn, principal=principal, month=month, region=region,
+                          category=category)
+    codes = list(counts0)
+    nb = grid_neighbours(conn, codes)
+    hot: dict[str, list[bool]] = {c: [] for c in codes}
+    zs: dict[str, list[float]] = {c: [] for c in codes}
+    for m in names:
+        res = hotspots(conn, principal=principal, month=m, region=region, category=category,
+                       neighbours=nb)
+        by = {g["code"]: g for g in res["grids"]}
+        for c in codes:
+            g = by.get(c)
+            zs[c].append(g["z"] if g else 0.0)
+            hot[c].append(bool(g and g["kind"] == "hot" and (g["confidence"] or 0) >= 95))
+    out: list[dict[str, Any]] = []
+    for c in codes:
+        h = hot[c]
+        if h[-1]:
+            if all(h):
+                kind = "persistent"
+            elif not any(h[:-1]):
+                kind = "new"
+            elif len(h) > 1 and h[-2]:
+                kind = "consecutive"
+            else:
+                kind = "sporadic"
+        elif any(h[:-1]):
+            kind = "diminished"
+        else:
+            continue
+        out.append({"code": c, "kind": kind, "hot_months": sum(h), "z": zs[c]})
+    order = {"new": 0, "persistent": 1, "consecutive": 2, "sporadic": 3, "diminished": 4}
+    out.sort(key=lambda g: (order[g["kind"]], -g["z"][-1], g["code"]))
+    return {"month": month, "months": names, "category": category, "grids": out,
+            "rule": "hot = Gi* z ≥ 1.96 (95 %); new: hot now only; persistent: hot every month; "
+                    "consecutive: hot now and last month; sporadic: hot now and some earlier "
+                    "month; diminished: hot earlier, not now"}

@@ -1,0 +1,141 @@
+"""Twelve months of the jurisdiction's figures, for the trend chart and the meeting pack.
+
+One query for the counts: the months are joined to the incidents with the assessment's own
+conditions (:data:`layers.assessment.FIGURE_SQL`, its ``:s``/``:e`` bound to each month's window),
+so each month's point equals :func:`layers.analysis.month.total` for that month. Coverage per
+month comes from the monthly coverage rows, as in the assessment.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from grids.access import Permission, Principal
+from layers import assessment
+from layers.analysis import CITY_TZ
+from layers.analysis.month import _scope_where, shift_month
+
+COUNTS = assessment.COLUMNS[2:10]
+
+
+def _per_month(sql: str) -> str:
+    return re.sub(r":e\b", "m.e", re.sub(r":s\b", "m.s", sql))
+
+
+def series(conn: Connection, *, principal: Principal, month: str, months: int = 12,
+           region: str | None = None, as_of: datetime | None = None) -> dict[str, Any]:
+    """The ``months`` months ending with ``month``: counts, rates, mean handling time, coverage."""
+    principal.require(Permission.ASSESSMENT_READ)
+    names = [shift_month(month, k) for k in range(-(months - 1), 1)]
+    wins = [assessment.month_window(m) for m in names]
+    params: dict[str, Any] = {"starts": [w[0] for w in wins], "ends": [w[1] for w in wins],
+                              "as_of": as_of or datetime.now(CITY_TZ)}
+    where = _scope_where(principal, region, params)
+    f = {k: _per_month(v) for k, v in assessment.FIGURE_SQL.items()}
+    hours = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
+    counts = ", ".join(f"count(*) FILTER (WHERE {f[k]}) AS {k}" for k in COUNTS)
+    rows = {r["s"]: r for r in conn.execute(text(
+        "WITH m AS (SELECT * FROM unnest(CAST(:starts AS timestamptz[]), "
+        "CAST(:ends AS timestamptz[])) AS m(s, e)) "
+        f"SELECT m.s, {counts}, avg({hours}) FILTER (WHERE {f['closed']}) AS mean_h "
+        f"FROM m JOIN incident i ON ({f['received']} OR {f['closed']} OR ({f['due']})) "
+        f"WHERE {where} GROUP BY m.s"), params).mappings()}
+    out = []
+    scope = principal.locate_scope()
+    rate = assessment._rate
+    for name, (s, e) in zip(names, wins, strict=True):
+        r = rows.get(s)
+        c = {k: int(r[k]) if r else 0 for k in COUNTS}
+        patrol = assessment._patrol_coverage(conn, level="street", start=s, end=e, scope=scope,
+                                             region=region)
+        area = sum(v[0] for v in (patrol or {}).values())
+        done = sum(v[1] for v in (patrol or {}).values())
+        out.append({"month": name, **c,
+                    "closure_rate": rate(c["due_closed"], c["due"]),
+                    "on_time_rate": rate(c["due_closed_on_time"], c["due"]),
+                    "rework_rate": rate(c["reworked"], c["closed"]),
+                    "mean_handling_h": (round(float(r["mean_h"]), 2)
+                                        if r and r["mean_h"] is not None else None),
+                    "patrol_coverage": round(done / area, 4) if patrol and area else None})
+    return {"month": month, "region": region, "months": names, "rows": out,
+            "formulas": assessment.FORMULAS}
+
+
+# ---- category spikes -------------------------------------------------------------------------
+SPIKE_P = 0.01
+SPIKE_MIN_CASES = 5
+SPIKE_MIN_RATIO = 1.5
+SPIKE_HISTORY = 12
+
+
+def poisson_sf(k: int, lam: float) -> float:
+    """P(X ≥ k) for X ~ Poisson(lam).
+
+    >>> round(poisson_sf(10, 4.0), 5), poisson_sf(0, 3.0)
+    (0.00813, 1.0)
+    """
+    if k <= 0:
+        return 1.0
+    if lam <= 0:
+        return 0.0
+    term = math.exp(-lam)
+    cdf = term
+    for i in range(1, k):
+        term *= lam / i
+        cdf += term
+    return max(0.0, 1.0 - cdf)
+
+
+def is_spike(count: int, history: list[int]) -> tuple[bool, float, float]:
+    """The spike rule: against the category's own past ``history`` (the months before, at least
+    3 of them), with λ their mean: a spike when count ≥ 5, count ≥ 1.5 λ and
+    P(X ≥ count | Poisson(λ)) < 0.01 (λ floored at 0.5 so a new category is not a spike for
+    its first couple of cases). Returns (spike, λ, p).
+
+    >>> is_spike(30, [10, 12, 9, 11])[0], is_spike(12, [10, 12, 9, 11])[0]
+    (True, False)
+    """
+    if len(history) < 3:
+        return False, float("nan"), 1.0
+    lam = max(0.5, sum(history) / len(history))
+    p = poisson_sf(count, lam)
+    return (count >= SPIKE_MIN_CASES and count >= SPIKE_MIN_RATIO * lam and p < SPIKE_P), lam, p
+
+
+def spikes(conn: Connection, *, principal: Principal, month: str, region: str | None = None
+           ) -> dict[str, Any]:
+    """Categories whose count in ``month`` spikes against their own previous 12 months."""
+    principal.require(Permission.ASSESSMENT_READ)
+    names = [shift_month(month, k) for k in range(-SPIKE_HISTORY, 1)]
+    s0, _ = assessment.month_window(names[0])
+    _, e = assessment.month_window(month)
+    params: dict[str, Any] = {"s": s0, "e": e, "tz": CITY_TZ.key}
+    where = _scope_where(principal, region, params)
+    counts: dict[tuple[str, str], int] = {}
+    cats: dict[str, str] = {}
+    for code, name, m, n in conn.execute(text(
+            "SELECT c.code, c.name, to_char(i.received_at AT TIME ZONE :tz, 'YYYY-MM'), count(*) "
+            "FROM incident i JOIN category c ON c.id = i.category_id "
+            f"WHERE {assessment.RECEIVED_SQL} AND {where} GROUP BY 1, 2, 3"), params):
+        counts[(code, m)] = int(n)
+        cats[code] = name
+    first_seen = {c: min(m for (cc, m) in counts if cc == c) for c in cats}
+    out: list[dict[str, Any]] = []
+    for code, name in cats.items():
+        hist = [counts.get((code, m), 0) for m in names[:-1] if m >= first_seen[code]]
+        now = counts.get((code, month), 0)
+        spike, lam, p = is_spike(now, hist)
+        if spike:
+            out.append({"category": code, "category_name": name, "count": now,
+                        "baseline": round(lam, 2), "ratio": round(now / lam, 2),
+                        "p": float(f"{p:.3g}"), "history": hist})
+    out.sort(key=lambda r: (r["p"], -r["ratio"]))
+    return {"month": month, "region": region, "spikes": out,
+            "rule": f"count ≥ {SPIKE_MIN_CASES}, ≥ {SPIKE_MIN_RATIO}× the mean λ of the "
+                    f"category's previous {SPIKE_HISTORY} months (since its first case, at "
+                    f"least 3), and Poisson P(X ≥ count | λ) < {SPIKE_P}"}

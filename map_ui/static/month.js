@@ -1,0 +1,253 @@
+// The supervisor's month (考核 tab): the jurisdiction's figures for a month, per street, community,
+// grid, worker or department, ranked, beside the month before and the same month last year; every
+// figure opens the cases behind it. Also the grid summary under the lookup card when a grid is
+// clicked on the map, the scores, the 12-month trend and the meeting pack button.
+// Hooks into app.js by events only: "cg:render" (language or user changed) and "cg:grid" (a grid
+// was located). Uses window.CG (common.js) and window.citygrid (app.js) for the shared state.
+"use strict";
+(function () {
+  const { $, esc } = window.CG;
+  const STRINGS = window.CG_I18N;
+  const lang = () => (window.citygrid && window.citygrid.state.lang) || "zh-CN";
+  const t = window.CG.translator(STRINGS, lang);
+  const fmt = (s, vars) => s.replace(/\{(\w+)\}/g, (_, k) => (k in vars ? vars[k] : `{${k}}`));
+  const csrf = () => window.citygrid && window.citygrid.state.csrf;
+  const api = window.CG.client({ csrf, t });
+  const FIGS = ["closure_rate", "on_time_rate", "rework_rate", "mean_handling_h", "patrol_coverage"];
+  const LOWER = new Set(["rework_rate", "mean_handling_h"]);
+  const LIGHT = { red: "#d62828", yellow: "#f4a261", green: "#2a9d8f" };
+  const st = { data: null, drill: null, grid: null, gridCode: null, scores: null, trend: null,
+    chart: null, pack: null };
+
+  const can = (perm) => { const me = window.citygrid && window.citygrid.state.me; return !!(me && me.permissions.includes(perm)); };
+  function lastFullMonth() {
+    const now = new Date(Date.now() + 8 * 3600000);  // Beijing wall clock
+    const y = now.getUTCFullYear(), m = now.getUTCMonth();  // 0-based: the previous month's number
+    return m === 0 ? `${y - 1}-12` : `${y}-${String(m).padStart(2, "0")}`;
+  }
+  function show(v, fig) {
+    if (v === null || v === undefined) return "–";
+    if (fig === "mean_handling_h") return `${v.toFixed(1)} ${t("m_hours")}`;
+    if (fig.endsWith("_rate") || fig === "patrol_coverage") return `${(v * 100).toFixed(1)}%`;
+    return String(v);
+  }
+  function delta(cur, prev, fig) {
+    if (cur == null || prev == null || cur === prev) return "";
+    const better = LOWER.has(fig) ? cur < prev : cur > prev;
+    const d = fig === "mean_handling_h" ? (cur - prev).toFixed(1) : ((cur - prev) * 100).toFixed(1);
+    return ` <small class="${better ? "m-up" : "m-down"}" title="${t(better ? "m_better" : "m_worse")}">${better ? "▲" : "▼"}${esc(d)}</small>`;
+  }
+  const fig = (name, code, value, extra = "") =>
+    `<a href="#" class="m-fig" data-fig="${name}" data-code="${esc(code == null ? "" : code)}">${esc(show(value, name))}</a>${extra}`;
+
+  // ---- the view ------------------------------------------------------------------------------
+  async function load() {
+    const month = $("m-month").value || lastFullMonth();
+    const level = $("m-level").value;
+    const q = new URLSearchParams({ month, level });
+    const street = $("street") && $("street").value;
+    if (street) q.set("region", street);
+    st.data = await api(`/analysis/month?${q}`);
+    st.drill = null;
+    renderView();
+    loadScores().catch(() => {});
+    loadTrend().catch(() => {});
+  }
+  function renderView() {
+    const d = st.data;
+    if (!d) return;
+    const tot = d.total.current, prev = d.total.prev, ly = d.total.last_year;
+    $("m-total").innerHTML = `<h3>${t("m_total")} · ${esc(d.month)}</h3><div class="m-kpis">` + FIGS.map((f) =>
+      `<div class="m-kpi"><span>${t("m_" + f)}</span><b>${fig(f, null, tot[f])}</b>` +
+      `<small>${t("m_prev")} ${esc(show(prev[f], f))} · ${t("m_last_year")} ${esc(show(ly[f], f))}</small></div>`).join("") +
+      `</div><p class="hint">${t("m_received")} ${tot.received} · ${t("m_due")} ${tot.due} · ${t("m_closed")} ${tot.closed} · ` +
+      (tot.coverage_days ? esc(fmt(t("m_coverage_days"), { n: tot.coverage_days })) : t("m_no_patrol")) +
+      `</p><p class="hint">${t("m_click_hint")}</p>`;
+    const sort = $("m-sort").value;
+    const rows = [...d.rows].sort((a, b) => {
+      const ra = a.rank[sort], rb = b.rank[sort];
+      if (ra == null && rb == null) return String(a.code).localeCompare(String(b.code));
+      if (ra == null) return 1;
+      if (rb == null) return -1;
+      return ra - rb;
+    });
+    const head = `<tr><th>${t("m_rank")}</th><th>${t("m_name")}</th>` +
+      FIGS.map((f) => `<th>${t("m_" + f)}</th>`).join("") + `<th>${t("m_due")}</th></tr>`;
+    const body = rows.map((r) => `<tr data-code="${esc(r.code || "")}"><td>${r.rank[sort] ?? "–"}</td>` +
+      `<td class="m-name" title="${esc(r.code || "")}">${esc(r.name)}</td>` +
+      FIGS.map((f) => `<td title="${t("m_prev")} ${esc(show(r.prev[f], f))} · ${t("m_last_year")} ${esc(show(r.last_year[f], f))}">` +
+        fig(f, r.code, r[f], delta(r[f], r.prev[f], f)) + "</td>").join("") +
+      `<td>${fig("due", r.code, r.due)}</td></tr>`).join("");
+    $("m-table").innerHTML = `<thead>${head}</thead><tbody>${body}</tbody>`;
+    $("m-table").hidden = false;
+    const q = new URLSearchParams({ month: d.month, level: d.level });
+    if (d.region) q.set("region", d.region);
+    $("m-xlsx").href = `/assessment.xlsx?${q}`;
+    $("m-xlsx").hidden = false;
+    renderDrill();
+    renderScores();
+  }
+  async function drill(figure, code) {
+    const d = st.data;
+    const q = new URLSearchParams({ month: d.month, figure, limit: "500" });
+    if (code === null) { q.set("level", "all"); } else { q.set("level", d.level); q.set("code", code); }
+    if (d.region) q.set("region", d.region);
+    const body = await api(`/analysis/cases?${q}`);
+    const unit = code === null ? t("m_total") : ((d.rows.find((r) => (r.code || "") === code) || {}).name || code);
+    st.drill = { body, unit };
+    renderDrill();
+    $("m-drill").scrollIntoView({ block: "nearest" });
+  }
+  function renderDrill() {
+    const box = $("m-drill");
+    if (!st.drill) { box.hidden = true; return; }
+    const { body, unit } = st.drill;
+    const rate = body.hits !== null && body.hits !== undefined;
+    box.innerHTML = `<h3>${esc(fmt(t("m_drill_title"), { unit, figure: t("m_" + body.figure) === "m_" + body.figure ? body.figure : t("m_" + body.figure), n: body.total }))}` +
+      ` <button type="button" id="m-drill-close">${t("m_close")}</button></h3>` +
+      (rate ? `<p class="hint">${esc(fmt(t("m_drill_hits"), { h: body.hits }))}</p>` : "") +
+      (body.truncated ? `<p class="hint">${esc(fmt(t("m_drill_truncated"), { k: body.rows.length }))}</p>` : "") +
+      `<table class="m-cases"><thead><tr>${rate ? "<th></th>" : ""}<th>${t("m_case")}</th><th>${t("m_category")}</th>` +
+      `<th>${t("m_state")}</th><th>${t("m_due_at")}</th><th>${t("m_closed_at")}</th></tr></thead><tbody>` +
+      body.rows.map((c) => `<tr data-id="${c.id}">${rate ? `<td>${c.hit ? "✔" : "✘"}</td>` : ""}` +
+        `<td><a href="#" class="m-case" data-id="${c.id}">${esc(c.external_id)}</a></td><td>${esc(c.category_name)}</td>` +
+        `<td>${c.light ? `<i class="dot" style="background:${LIGHT[c.light]}"></i>` : ""}${esc(t("state_" + c.state))}</td>` +
+        `<td>${esc((c.due_at || "").slice(0, 16).replace("T", " "))}</td><td>${esc((c.closed_at || "").slice(0, 16).replace("T", " "))}</td></tr>`).join("") +
+      "</tbody></table>";
+    box.hidden = false;
+  }
+
+  // ---- scores and the 12-month trend -----------------------------------------------------------
+  async function loadScores() {
+    const d = st.data;
+    const q = new URLSearchParams({ month: d.month });
+    if (d.region) q.set("region", d.region);
+    st.scores = await api(`/analysis/scores?${q}`);
+    $("m-scores-xlsx").href = `/analysis/scores.xlsx?${q}`;
+    renderScores();
+  }
+  function renderScores() {
+    const box = $("m-scores");
+    if (!st.scores) { box.hidden = true; return; }
+    const part = (kind) => {
+      const rows = st.scores[kind];
+      return `<h4>${t("m_level_" + kind)}</h4><table class="m-cases"><thead><tr><th>${t("m_rank")}</th><th>${t("m_name")}</th><th>${t("m_score")}</th>` +
+        st.scores.rules.map((r) => `<th title="${esc(r.points)} / ${esc(r.per || "")}">${esc(lang() === "en" ? r.label_en : r.label_zh)}</th>`).join("") + "</tr></thead><tbody>" +
+        rows.map((r) => `<tr><td>${r.rank}</td><td>${esc(r.name)}</td><td><b>${r.score.toFixed(1)}</b></td>` +
+          st.scores.rules.map((rule) => `<td>${rule.kind === "rate" ? show(r.counts[rule.key], "on_time_rate") : r.counts[rule.key]} <small>(${r.points[rule.key] >= 0 ? "+" : ""}${r.points[rule.key].toFixed(1)})</small></td>`).join("") + "</tr>").join("") +
+        "</tbody></table>";
+    };
+    box.innerHTML = `<h3>${t("m_scores_title")}</h3>` + part("street") + part("department");
+    box.hidden = false;
+    $("m-scores-xlsx").hidden = false;
+  }
+  async function loadTrend() {
+    const d = st.data;
+    const q = new URLSearchParams({ month: d.month });
+    if (d.region) q.set("region", d.region);
+    st.trend = await api(`/analysis/trend?${q}`);
+    renderTrend();
+  }
+  function renderTrend() {
+    const box = $("m-trend");
+    if (!st.trend || !window.uPlot) { box.hidden = true; return; }
+    box.hidden = false;
+    box.querySelector("h3").textContent = t("m_trend_title");
+    const el = box.querySelector(".m-chart");
+    el.innerHTML = "";
+    const months = st.trend.months.map((m) => Date.UTC(+m.slice(0, 4), +m.slice(5, 7) - 1, 1) / 1000);
+    const pct = (k) => st.trend.rows.map((r) => (r[k] == null ? null : r[k] * 100));
+    const width = Math.max(300, el.clientWidth || 600);
+    st.chart = new window.uPlot({
+      width, height: 220, scales: { x: { time: true }, "%": { range: [0, 100] } },
+      series: [{},
+        { label: t("m_closure_rate"), stroke: "#1d3557", width: 2, scale: "%", value: (u, v) => (v == null ? "–" : v.toFixed(1) + "%") },
+        { label: t("m_on_time_rate"), stroke: "#2a9d8f", width: 2, scale: "%", value: (u, v) => (v == null ? "–" : v.toFixed(1) + "%") },
+        { label: t("m_rework_rate"), stroke: "#e76f51", width: 2, scale: "%", value: (u, v) => (v == null ? "–" : v.toFixed(1) + "%") },
+        { label: t("m_received"), stroke: "#8d99ae", width: 1, dash: [4, 4], scale: "n" }],
+      axes: [{}, { scale: "%", values: (u, vs) => vs.map((v) => v + "%") }, { scale: "n", side: 1, grid: { show: false } }],
+    }, [months, pct("closure_rate"), pct("on_time_rate"), pct("rework_rate"), st.trend.rows.map((r) => r.received)], el);
+  }
+
+  // ---- the meeting pack ----------------------------------------------------------------------
+  async function pack() {
+    const d = st.data;
+    const month = (d && d.month) || $("m-month").value || lastFullMonth();
+    const body = { month, lang: lang() === "en" ? "en" : "zh-CN" };
+    const street = $("street") && $("street").value;
+    if (street) body.region = street;
+    $("m-pack-out").textContent = t("m_pack_busy");
+    $("m-pack-out").hidden = false;
+    try {
+      st.pack = await api("/analysis/pack", { method: "POST", body });
+    } catch (err) { $("m-pack-out").textContent = `${t("error")}: ${err.message}`; throw err; }
+    renderPack();
+  }
+  function renderPack() {
+    const out = $("m-pack-out");
+    if (!st.pack) return;
+    out.innerHTML = `${t("m_pack_ready")}` + st.pack.files.map((f) =>
+      `<a href="${esc(f.url)}" target="_blank" rel="noopener" data-kind="${esc(f.kind)}">${esc(f.kind.toUpperCase())}</a>`).join(" · ");
+    out.hidden = false;
+  }
+
+  // ---- the grid summary under the lookup card -----------------------------------------------
+  async function gridSummary(code) {
+    if (!can("assessment:read")) return;
+    st.gridCode = code;
+    const month = $("m-month").value || new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 7);
+    try {
+      st.grid = await api(`/analysis/grids/${encodeURIComponent(code)}?${new URLSearchParams({ month })}`);
+    } catch (err) { st.grid = null; $("grid-summary").hidden = true; return; }
+    if (st.gridCode === code) renderGrid();
+  }
+  function person(p) {
+    if (!p) return t("m_nobody");
+    return `${esc(p.name)} · ${esc(p.phone)} · ${esc(t("staff_" + p.status))}`;
+  }
+  function renderGrid() {
+    const g = st.grid, box = $("grid-summary");
+    if (!g) { box.hidden = true; return; }
+    const f = g.figures || {};
+    const lights = ["red", "yellow", "green"].map((k) =>
+      `<i class="dot" style="background:${LIGHT[k]}"></i>${g.open.lights[k]}`).join(" ");
+    box.innerHTML = `<h3>${t("m_grid_summary")} · ${esc(g.name)}</h3><dl>` +
+      `<dt>${t("m_open_cases")}</dt><dd id="gs-open">${g.open.total} · ${lights}</dd>` +
+      `<dt>${t("m_this_month")} ${esc(g.month)}</dt><dd>${FIGS.map((k) => `${t("m_" + k)} <b>${esc(show(f[k], k))}</b>`).join("<br>")}</dd>` +
+      `<dt>${t("m_patrolled_days")}</dt><dd>${g.patrolled_days}${g.coverage_days ? " / " + g.coverage_days : ""}</dd>` +
+      `<dt>${t("m_last_patrol")}</dt><dd>${g.last_patrol ? esc(g.last_patrol.slice(0, 16).replace("T", " ")) : t("m_never")}</dd>` +
+      `<dt>${t("m_primary")}</dt><dd id="gs-primary">${person(g.primary)}</dd>` +
+      `<dt>${t("m_backup")}</dt><dd>${person(g.backup)}</dd></dl>` +
+      (g.open.rows.length ? `<ol class="m-open">${g.open.rows.slice(0, 10).map((c) =>
+        `<li><i class="dot" style="background:${LIGHT[c.light] || "#999"}"></i><a href="#" class="m-case" data-id="${c.id}">${esc(c.external_id)}</a> ${esc(c.category_name)}</li>`).join("")}</ol>` : "");
+    box.hidden = false;
+  }
+
+  // ---- wiring ---------------------------------------------------------------------------------
+  function render() {
+    const tab = document.querySelector("[data-tab=tab-month]");
+    if (tab) tab.hidden = !can("assessment:read");
+    renderView(); renderGrid(); renderPack(); renderTrend();
+  }
+  const guard = (fn) => fn().catch((err) => {
+    const box = $("error");
+    box.textContent = `${t("error")}: ${err.message}${err.code ? ` (${err.code})` : ""}`;
+    box.hidden = false;
+  });
+  document.addEventListener("cg:render", render);
+  document.addEventListener("cg:grid", (ev) => guard(() => gridSummary(ev.detail)));
+  $("m-month").value = lastFullMonth();
+  $("m-show").addEventListener("click", () => guard(load));
+  $("m-sort").addEventListener("change", renderView);
+  $("m-level").addEventListener("change", () => guard(load));
+  $("m-pack").addEventListener("click", () => guard(pack));
+  document.querySelector("[data-tab=tab-month]").addEventListener("click", () => { if (!st.data) guard(load); });
+  document.addEventListener("click", (ev) => {
+    const a = ev.target.closest("a.m-fig");
+    if (a) { ev.preventDefault(); guard(() => drill(a.dataset.fig, a.closest("#m-total") ? null : a.dataset.code)); return; }
+    const c = ev.target.closest("a.m-case");
+    if (c) { ev.preventDefault(); window.citygrid.selectCase(Number(c.dataset.id)); return; }
+    if (ev.target.id === "m-drill-close") { st.drill = null; renderDrill(); }
+  });
+  window.citygridMonth = { state: st, load, drill, gridSummary };
+})();

@@ -1,0 +1,182 @@
+"""The supervisor's month in Chromium: the 考核 tab (figures ranked, with the month before and
+last year), a drill from a figure to its cases, the grid summary on a map click, and the
+monthly meeting pack from the button (HTML offline, PDF with pages, XLSX totals = the API).
+
+Screenshots go to ``tests/ui/artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from contextlib import closing
+from datetime import date, timedelta
+
+import httpx
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import Engine, text
+
+from layers.analysis.month import last_full_month
+from tests.conftest import TEST_PASSWORD
+from tests.ui.conftest import ARTIFACTS, login
+
+STREET = "330782001"  # 稠城街道, t_supervisor's jurisdiction
+MONTH = last_full_month()
+
+
+@pytest.fixture(scope="module")
+def month_patrols(engine: Engine) -> None:
+    """Two days of patrols in 稠城街道 in the last full month (the UI database has yesterday's
+    only), so the month's coverage has data; added once."""
+    from data.patrols import load_demo_patrols
+    from layers.patrols import grid_cover
+
+    first = date.fromisoformat(MONTH + "-01")
+    end = first + timedelta(days=12)
+    with engine.begin() as conn:
+        have = conn.execute(text(
+            "SELECT EXISTS (SELECT 1 FROM patrol_grid_cover WHERE span = 'd' AND t0 >= :a "
+            "AND t0 < :b)"), {"a": first, "b": end}).scalar_one()
+        if not have:
+            load_demo_patrols(conn, days=2, end=end, streets=(STREET,), step_s=60)
+            grid_cover.refresh_stale(conn)
+
+
+@pytest.fixture(scope="module")
+def street_grid(engine: Engine) -> tuple[str, float, float]:
+    """The 稠城街道 grid with the most open cases, and a point inside it."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(text(
+            "SELECT r.code, ST_X(ST_PointOnSurface(r.geom)), ST_Y(ST_PointOnSurface(r.geom)) "
+            "FROM region_current r LEFT JOIN incident i ON i.grid_code = r.code AND i.state IN "
+            "('received', 'registered', 'dispatched', 'handling', 'reported', 'verified') "
+            "WHERE r.level = 'grid' AND r.code LIKE :p GROUP BY r.code, r.geom "
+            "ORDER BY count(i.id) DESC, r.code LIMIT 1"), {"p": STREET + "%"}).one())
+
+
+def _api(server: str, username: str = "t_supervisor") -> httpx.Client:
+    c = httpx.Client(base_url=server, timeout=120)
+    c.post("/auth/session", json={"username": username, "password": TEST_PASSWORD}
+           ).raise_for_status()
+    return c
+
+
+def _open_month(page) -> None:
+    page.click("[data-tab=tab-month]")
+    page.wait_for_selector("#m-table:not([hidden]) tbody tr")
+    page.wait_for_function("document.querySelector('#loading').hidden")
+
+
+def test_assessment_view_ranks_the_month(page, server: str, month_patrols) -> None:
+    login(page, "t_supervisor")
+    _open_month(page)
+    with closing(_api(server)) as c:
+        api = c.get("/analysis/month", params={"month": MONTH, "level": "street"}).json()
+    assert page.input_value("#m-month") == MONTH
+    kpis = page.locator("#m-total .m-kpi")
+    assert kpis.count() == 5
+    total = page.inner_text("#m-total")
+    assert "结案率" in total and "按期结案率" in total and "巡查覆盖率" in total
+    on_time = api["total"]["current"]["on_time_rate"]
+    assert f"{on_time * 100:.1f}%" in total
+    days = api["total"]["current"]["coverage_days"]
+    assert days and f"{days} 个有巡查数据的日子" in total
+    assert page.locator("#m-table tbody tr").count() == len(api["rows"])
+    # the units of the grid level, ranked on the chosen figure
+    page.select_option("#m-level", "grid")
+    page.wait_for_function(
+        "window.citygridMonth.state.data && window.citygridMonth.state.data.level === 'grid'")
+    page.select_option("#m-sort", "on_time_rate")
+    ranks = [int(x) for x in page.locator("#m-table tbody tr td:first-child").all_inner_texts()
+             if x.strip().isdigit()]
+    assert ranks == sorted(ranks) and ranks[0] == 1
+    page.wait_for_selector("#m-trend:not([hidden]) canvas")
+    page.wait_for_selector("#m-scores:not([hidden]) table")
+    page.screenshot(path=str(ARTIFACTS / "month_view.png"))
+    page.click("#lang")
+    assert "On-time closure rate" in page.inner_text("#m-total")
+    page.screenshot(path=str(ARTIFACTS / "month_view_en.png"))
+
+
+def test_a_figure_opens_its_cases(page, server: str) -> None:
+    login(page, "t_supervisor")
+    _open_month(page)
+    link = page.locator("#m-table tbody tr a.m-fig[data-fig=on_time_rate]").first
+    code = link.get_attribute("data-code")
+    link.click()
+    page.wait_for_selector("#m-drill:not([hidden]) tbody tr")
+    with closing(_api(server)) as c:
+        api = c.get("/analysis/cases", params={"month": MONTH, "level": "street", "code": code,
+                                               "figure": "on_time_rate", "limit": 500}).json()
+    title = page.inner_text("#m-drill h3")
+    assert f"{api['total']} 件" in title
+    assert page.locator("#m-drill tbody tr").count() == len(api["rows"])
+    assert f"{api['hits']} 件" in page.inner_text("#m-drill")
+    page.screenshot(path=str(ARTIFACTS / "month_drill.png"))
+    # a case of the list opens in the cases tab
+    first = page.locator("#m-drill a.m-case").first
+    case_id = int(first.get_attribute("data-id"))
+    first.click()
+    page.wait_for_selector(f"#case-detail:not([hidden]) h3:text('#{case_id}')")
+    assert page.evaluate("window.citygrid.state.selectedCase") == case_id
+
+
+def test_grid_click_shows_its_summary(page, server: str, street_grid) -> None:
+    code, lon, lat = street_grid
+    login(page, "t_supervisor")
+    page.evaluate(f"window.citygrid.locate({lon}, {lat}, 'EPSG:4326')")
+    page.wait_for_selector("#grid-summary:not([hidden])")
+    with closing(_api(server)) as c:
+        api = c.get(f"/analysis/grids/{code}").json()
+    box = page.inner_text("#grid-summary")
+    assert api["name"] in box
+    assert page.inner_text("#gs-open").startswith(str(api["open"]["total"]))
+    if api["primary"]:
+        assert api["primary"]["name"] in page.inner_text("#gs-primary")
+    assert "最近巡查" in box and "备岗" in box
+    page.screenshot(path=str(ARTIFACTS / "month_grid_summary.png"))
+
+
+def test_pack_button_builds_html_pdf_and_xlsx(page, browser, server: str, tmp_path,
+                                              month_patrols) -> None:
+    login(page, "t_supervisor")
+    _open_month(page)
+    page.click("#m-pack")
+    page.wait_for_selector("#m-pack-out a[data-kind=pdf]", timeout=180_000)
+    urls = {a.get_attribute("data-kind"): a.get_attribute("href")
+            for a in page.locator("#m-pack-out a").all()}
+    assert set(urls) == {"html", "xlsx", "pdf"}
+    with closing(_api(server)) as c:
+        files = {k: c.get(u) for k, u in urls.items()}
+        api = c.get("/analysis/month", params={"month": MONTH, "level": "street"}).json()
+        other = _api(server, "t_supervisor2")
+        assert other.get(urls["pdf"]).status_code == 404  # a pack is its builder's
+    assert all(r.status_code == 200 for r in files.values())
+    pdf = files["pdf"].content
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", pdf)) >= 2
+    wb = load_workbook(io.BytesIO(files["xlsx"].content))
+    rows = {r[0]: r for r in wb["汇总"].iter_rows(min_row=3, values_only=True) if r[0]}
+    tot = api["total"]["current"]
+    for k in ("received", "due", "closed", "due_closed_on_time", "on_time_rate",
+              "closure_rate", "patrol_coverage", "coverage_days"):
+        assert rows[k][2] == tot[k], k
+    (tmp_path / "pack.html").write_bytes(files["html"].content)
+    (ARTIFACTS / "month_pack.pdf").write_bytes(pdf)
+    # the HTML opens offline, from a file, and draws its three maps with legends
+    context = browser.new_context(offline=True, viewport={"width": 1400, "height": 900})
+    blocked: list[str] = []
+    try:
+        context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(
+            ("file:", "data:", "about:")) else (blocked.append(r.request.url), r.abort()))
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto((tmp_path / "pack.html").as_uri())
+        pg.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        assert pg.locator(".leaflet-container .legend").count() == 3
+        assert "稠城街道" in pg.inner_text("h1")
+        pg.screenshot(path=str(ARTIFACTS / "month_pack.png"), full_page=True)
+    finally:
+        context.close()
+    assert errors == [] and blocked == []
