@@ -20,9 +20,9 @@ from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
 from app.routers import (
     access,
+    analysis,
     desk,
     field,
-    analysis,
     incidents,
     locate,
     maps,

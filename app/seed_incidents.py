@@ -12,7 +12,7 @@ Everything runs in the caller's transaction; nothing is committed here.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np

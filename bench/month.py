@@ -37,6 +37,7 @@ from sqlalchemy import create_engine, text
 
 from bench.common import RESULTS
 from grids.access import Principal
+from grids.city import profile
 from layers import assessment
 from layers.analysis import gi, month
 
@@ -57,7 +58,7 @@ def naive_view(conn: Any, m: str) -> dict[tuple[str, str, str], int]:
         "SELECT code FROM region_current WHERE level = 'street' ORDER BY code"))]
     out = {}
     for mm in (m, month.shift_month(m, -1), month.shift_month(m, -12)):
-        s, e = assessment.month_window(mm)
+        s, e = assessment.month_window(mm, profile(conn).tz)
         for st in streets:
             for fig in ("received", "registered", "closed", "closed_on_time", "reworked", "due",
                         "due_closed", "due_closed_on_time"):
@@ -71,7 +72,7 @@ def naive_view(conn: Any, m: str) -> dict[tuple[str, str, str], int]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default=None, help="database URL (default: the settings' owner)")
-    ap.add_argument("--month", default=month.last_full_month())
+    ap.add_argument("--month", default=None, help="default: the last full month")
     ap.add_argument("--street", default="330782001")
     ap.add_argument("--lattice", type=int, default=100)
     ap.add_argument("--skip-pack", action="store_true")
@@ -81,8 +82,9 @@ def main() -> None:
 
         args.url = get_settings().db.owner_url
     eng = create_engine(args.url)
-    res: dict[str, Any] = {"month": args.month, "street": args.street}
     with eng.connect() as conn:
+        args.month = args.month or month.last_full_month(profile(conn).tz)
+        res: dict[str, Any] = {"month": args.month, "street": args.street}
         n_inc = conn.execute(text("SELECT count(*) FROM incident")).scalar_one()
         n_grid = conn.execute(text(
             "SELECT count(*) FROM region_current WHERE level = 'grid'")).scalar_one()

@@ -32,9 +32,8 @@ Definitions (also written into every result and workbook, see :data:`FORMULAS`):
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, text
 
@@ -108,9 +107,10 @@ class AssessmentError(GridError):
     code = "invalid_assessment_request"
 
 
-def month_window(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+def month_window(month: str, tz: tzinfo) -> tuple[datetime, datetime]:
     """Start and end (exclusive) of ``YYYY-MM`` in the city's time zone ``tz``.
 
+    >>> from zoneinfo import ZoneInfo
     >>> [t.isoformat() for t in month_window("2026-12", ZoneInfo("Asia/Urumqi"))]
     ['2026-12-01T00:00:00+06:00', '2027-01-01T00:00:00+06:00']
     """

@@ -34,10 +34,10 @@ from grids.access import Principal, prefix_of
 from grids.city import profile
 from grids.codes import normalise
 from layers import assessment
-from layers.analysis import CITY_TZ, METRIC_SRID, scoring, topics, trends
 from layers.analysis import gi as gi_mod
 from layers.analysis import month as month_mod
 from layers.analysis import recurring as recurring_mod
+from layers.analysis import scoring, topics, trends
 
 VENDOR = Path(__file__).resolve().parents[1] / "map_ui" / "vendor"
 LEAFLET = VENDOR / "leaflet-1.9.4"
@@ -176,7 +176,9 @@ def _grid_shapes(conn: Connection, prefix: str, patterns: list[str]) -> list[dic
 def collect(conn: Connection, *, principal: Principal, month: str,
             region: str | None = None) -> dict[str, Any]:
     """Everything the pack shows, as data (the HTML, the XLSX and the tests read this)."""
-    window = assessment.month_window(month)
+    city = profile(conn)
+    tz = city.tz
+    window = assessment.month_window(month, tz)
     scope = principal.locate_scope()
     patterns = scope.like_patterns()
     prefix = prefix_of(region) if region else ""
@@ -216,8 +218,8 @@ def collect(conn: Connection, *, principal: Principal, month: str,
                    key=lambda r: (-(r["due"] - r["due_closed_on_time"]), -r["received"]))[:WORST]
     return {
         "month": month, "region": region, "area_name": area_name, "level": level,
-        "generated": datetime.now(CITY_TZ).replace(microsecond=0).isoformat(),
-        "timezone": CITY_TZ.key, "compare": compared, "total": compared["total"],
+        "generated": datetime.now(tz).replace(microsecond=0).isoformat(),
+        "timezone": tz.key, "compare": compared, "total": compared["total"],
         "scores": scoring.scores(conn, principal=principal, month=month, region=region),
         "trend": trends.series(conn, principal=principal, month=month, region=region),
         "grids": shapes, "heat": _heat_cells(conn, window, prefix, patterns),

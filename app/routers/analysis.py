@@ -16,6 +16,7 @@ from app.auth import require
 from app.deps import Conn
 from app.schemas import ErrorPublic
 from grids.access import Permission, Principal
+from grids.city import profile
 from grids.errors import RegionNotFound
 from layers.analysis import month as month_view
 
@@ -41,7 +42,8 @@ def _xlsx(body: bytes, name: str) -> Response:
 def get_month(conn: Conn, principal: Assessor, month: OptMonth = None, level: Level = "street",
               region: Region = None) -> dict[str, Any]:
     return month_view.compare(conn, principal=principal,
-                              month=month or month_view.last_full_month(), level=level,
+                              month=month or month_view.last_full_month(profile(conn).tz),
+                              level=level,
                               region=region)
 
 

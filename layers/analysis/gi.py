@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal, prefix_of
+from grids.city import profile
 from layers import assessment
 from layers.analysis.month import shift_month
 
@@ -50,8 +51,10 @@ def grid_neighbours(conn: Connection, codes: list[str]) -> dict[str, list[str]]:
 def grid_counts(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
                 category: str | None = None) -> dict[str, int]:
     """Incidents received in ``month`` per grid in force in the caller's area (0 included)."""
+    city = profile(conn)
+    tz = city.tz
     principal.require(Permission.ASSESSMENT_READ)
-    s, e = assessment.month_window(month)
+    s, e = assessment.month_window(month, tz)
     scope = principal.locate_scope()
     params: dict[str, Any] = {"s": s, "e": e, "p": (prefix_of(region) if region else "") + "%",
                               "patterns": scope.like_patterns(), "cat": category}

@@ -12,15 +12,15 @@ figure, and a grid's summary.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal, prefix_of
+from grids.city import profile
 from grids.errors import RegionNotFound
 from layers import assessment
-from layers.analysis import CITY_TZ
 from layers.incidents.workflow import light_sql
 
 KEY_FIGURES = ("closure_rate", "on_time_rate", "rework_rate", "mean_handling_h",
@@ -46,15 +46,16 @@ def shift_month(month: str, k: int) -> str:
     >>> shift_month("2026-01", -1), shift_month("2026-11", -12), shift_month("2026-12", 1)
     ('2025-12', '2025-11', '2027-01')
     """
-    assessment.month_window(month)  # validates
+    assessment.month_window(month, UTC)  # validates
     y, m = int(month[:4]), int(month[5:7])
     n = y * 12 + (m - 1) + k
     return f"{n // 12:04d}-{n % 12 + 1:02d}"
 
 
-def last_full_month(now: datetime | None = None) -> str:
-    """The last calendar month that has ended (city time): the one a monthly meeting reviews."""
-    now = (now or datetime.now(CITY_TZ)).astimezone(CITY_TZ)
+def last_full_month(tz: tzinfo, now: datetime | None = None) -> str:
+    """The last calendar month that has ended in the city's zone ``tz``: the one a monthly
+    meeting reviews."""
+    now = (now or datetime.now(tz)).astimezone(tz)
     return shift_month(now.strftime("%Y-%m"), -1)
 
 
@@ -89,9 +90,11 @@ def _scope_where(principal: Principal, region: str | None, params: dict[str, Any
 def total(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
           as_of: datetime | None = None) -> dict[str, Any]:
     """The jurisdiction's (or ``region``'s) figures for the month as one row."""
+    city = profile(conn)
+    tz = city.tz
     principal.require(Permission.ASSESSMENT_READ)
-    s, e = assessment.month_window(month)
-    params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(CITY_TZ)}
+    s, e = assessment.month_window(month, tz)
+    params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(tz)}
     where = _scope_where(principal, region, params)
     f = assessment.FIGURE_SQL
     hours = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
@@ -163,6 +166,8 @@ def cases(conn: Connection, *, principal: Principal, month: str, level: str, cod
     A rate's figure lists its denominator; each row says whether it counts for the numerator
     (``hit``). ``total`` is the full count; at most ``limit`` rows are returned.
     """
+    city = profile(conn)
+    tz = city.tz
     principal.require(Permission.ASSESSMENT_READ)
     if figure not in DRILL and figure not in assessment.FIGURE_SQL:
         raise assessment.AssessmentError(
@@ -173,8 +178,8 @@ def cases(conn: Connection, *, principal: Principal, month: str, level: str, cod
             "level is all, grid, community, street, worker or department.",
             detail={"field": "level", "expected": ["all", *assessment.LEVELS]})
     base, against = DRILL.get(figure, (figure, None))
-    s, e = assessment.month_window(month)
-    params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(CITY_TZ),
+    s, e = assessment.month_window(month, tz)
+    params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(tz),
                               "limit": limit}
     where = [assessment.FIGURE_SQL[base], _scope_where(principal, region, params)]
     if level != "all":
@@ -209,7 +214,7 @@ def cases(conn: Connection, *, principal: Principal, month: str, level: str, cod
         r.pop("n_total")
         for k in ("received_at", "due_at", "closed_at"):
             if r[k] is not None:
-                r[k] = r[k].astimezone(CITY_TZ).isoformat()
+                r[k] = r[k].astimezone(tz).isoformat()
         r["handling_h"] = None if r["handling_h"] is None else float(r["handling_h"])
     return {"month": month, "level": level, "code": code, "figure": figure, "set": base,
             "total": n, "hits": hits, "rows": rows, "truncated": n > len(rows),
@@ -220,6 +225,8 @@ def grid_summary(conn: Connection, *, principal: Principal, code: str,
                  month: str | None = None) -> dict[str, Any]:
     """A grid's open cases (with lights), its month's figures, coverage, last patrol, and its
     worker and backup."""
+    city = profile(conn)
+    tz = city.tz
     principal.require(Permission.ASSESSMENT_READ)
     scope = principal.locate_scope()
     grid = conn.execute(text(
@@ -229,8 +236,8 @@ def grid_summary(conn: Connection, *, principal: Principal, code: str,
         "WHERE r.code = :c AND r.level = 'grid'"), {"c": code}).mappings().first()
     if grid is None or not scope.covers(code):
         raise RegionNotFound("No such grid in your jurisdiction.", detail={"code": code[:20]})
-    month = month or datetime.now(CITY_TZ).strftime("%Y-%m")
-    s, e = assessment.month_window(month)
+    month = month or datetime.now(tz).strftime("%Y-%m")
+    s, e = assessment.month_window(month, tz)
     light = light_sql("i", "c")
     open_rows = [dict(r) for r in conn.execute(text(
         f"SELECT i.id, i.external_id, c.name AS category_name, i.state, {light} AS light, "
@@ -243,14 +250,14 @@ def grid_summary(conn: Connection, *, principal: Principal, code: str,
     for r in open_rows:
         for k in ("received_at", "due_at"):
             if r[k] is not None:
-                r[k] = r[k].astimezone(CITY_TZ).isoformat()
+                r[k] = r[k].astimezone(tz).isoformat()
     figures = assessment.monthly(conn, principal=principal, month=month, level="grid",
                                  region=code)
     row = next((r for r in figures["rows"] if r["code"] == code), None)
     cover = conn.execute(text(
         "SELECT max(last_fix_at) AS last_fix, count(*) FILTER (WHERE span = 'd' AND t0 >= :a "
         "AND t0 < :b) AS days FROM patrol_grid_cover WHERE grid_code = :c"),
-        {"c": code, "a": s.astimezone(CITY_TZ).date(), "b": e.astimezone(CITY_TZ).date()}
+        {"c": code, "a": s.astimezone(tz).date(), "b": e.astimezone(tz).date()}
     ).mappings().one()
     staff = [dict(r) for r in conn.execute(text(
         "SELECT a.duty, st.code, st.name, st.phone, st.role, st.status FROM assignment a "
@@ -269,15 +276,9 @@ def grid_summary(conn: Connection, *, principal: Principal, code: str,
         "open": {"total": len(open_rows), "lights": lights, "rows": open_rows[:50]},
         "figures": row, "coverage_days": figures.get("coverage_days"),
         "patrolled_days": int(cover["days"]),
-        "last_patrol": None if last_fix is None else last_fix.astimezone(CITY_TZ).isoformat(),
+        "last_patrol": None if last_fix is None else last_fix.astimezone(tz).isoformat(),
         "primary": next((p for p in staff if p["duty"] == "primary"), None),
         "backup": next((p for p in staff if p["duty"] == "backup"), None),
         "formulas": {k: assessment.FORMULAS[k] for k in KEY_FIGURES if k in assessment.FORMULAS},
     }
 
-
-def month_days(month: str) -> list[date]:
-    """The city days of ``month``."""
-    s, e = assessment.month_window(month)
-    d0, d1 = s.date(), e.date()
-    return [d0 + timedelta(days=i) for i in range((d1 - d0).days)]

@@ -19,20 +19,23 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal, prefix_of
+from grids.city import profile
 from layers import assessment
-from layers.analysis import CITY_TZ, METRIC_SRID
 
 
 def recurring(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
               days: int = 90, eps_m: float = 50.0, min_cases: int = 3, by_category: bool = True,
               limit: int = 50) -> dict[str, Any]:
     """The recurring places of the ``days`` days up to the end of ``month`` (see module doc)."""
+    city = profile(conn)
+    tz = city.tz
+    srid = city.metric_srid
     principal.require(Permission.ASSESSMENT_READ)
-    _, end = assessment.month_window(month)
+    _, end = assessment.month_window(month, tz)
     start = end - timedelta(days=days)
     scope = principal.locate_scope()
     params: dict[str, Any] = {"s": start, "e": end, "eps": eps_m, "k": min_cases,
-                              "srid": METRIC_SRID, "patterns": scope.like_patterns(),
+                              "srid": srid, "patterns": scope.like_patterns(),
                               "p": (prefix_of(region) if region else "") + "%", "limit": limit}
     part = "PARTITION BY p.category_id" if by_category else ""
     cat = "i.category_id" if by_category else "CAST(NULL AS integer)"
@@ -59,13 +62,13 @@ def recurring(conn: Connection, *, principal: Principal, month: str, region: str
                "grid_code": r["grid_code"], "grid_name": r["grid_name"],
                "street_name": r["street_name"], "lon": round(float(r["lon"]), 6),
                "lat": round(float(r["lat"]), 6),
-               "first_at": r["first_at"].astimezone(CITY_TZ).isoformat(),
-               "last_at": r["last_at"].astimezone(CITY_TZ).isoformat()}
+               "first_at": r["first_at"].astimezone(tz).isoformat(),
+               "last_at": r["last_at"].astimezone(tz).isoformat()}
               for i, r in enumerate(rows, start=1)]
     return {"month": month, "from": start.isoformat(), "to": end.isoformat(), "days": days,
             "eps_m": eps_m, "min_cases": min_cases, "by_category": by_category,
             "places": places, "total": int(rows[0]["n_places"]) if rows else 0,
-            "rule": f"≥ {min_cases} cases within {eps_m:g} m (DBSCAN, EPSG:{METRIC_SRID}) "
+            "rule": f"≥ {min_cases} cases within {eps_m:g} m (DBSCAN, EPSG:{srid}) "
                     f"received in the {days} days before {end.date()}"
                     + (", same category" if by_category else "")}
 

@@ -28,8 +28,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal
+from grids.city import profile
 from layers import assessment
-from layers.analysis import CITY_TZ
 from layers.analysis.month import _scope_where
 
 RULES_FILE = Path(__file__).with_name("scoring_rules.json")
@@ -52,9 +52,11 @@ def load_rules(path: str | Path | None = None) -> dict[str, Any]:
 
 def _counts(conn: Connection, *, principal: Principal, month: str, level: str,
             region: str | None, as_of: datetime | None) -> dict[str | None, dict[str, Any]]:
+    city = profile(conn)
+    tz = city.tz
     key = KEYS[level][0]
-    s, e = assessment.month_window(month)
-    params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(CITY_TZ)}
+    s, e = assessment.month_window(month, tz)
+    params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(tz)}
     where = _scope_where(principal, region, params)
     f = assessment.FIGURE_SQL
     ev = ("(SELECT count(*) FROM incident_event x WHERE x.incident_id = i.id "

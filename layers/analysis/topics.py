@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal
+from grids.city import profile
 from layers import assessment
 from layers.analysis.month import _scope_where, shift_month
 
@@ -44,7 +45,9 @@ def words(description: str) -> set[str]:
 
 def _counts(conn: Connection, principal: Principal, month: str, region: str | None
             ) -> tuple[Counter[str], dict[str, Counter[str]], dict[str, str], int]:
-    s, e = assessment.month_window(month)
+    city = profile(conn)
+    tz = city.tz
+    s, e = assessment.month_window(month, tz)
     params: dict[str, Any] = {"s": s, "e": e}
     where = _scope_where(principal, region, params)
     total: Counter[str] = Counter()

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal
+from grids.city import profile
 from layers import assessment
-from layers.analysis import CITY_TZ
 from layers.analysis.month import _scope_where, shift_month
 
 COUNTS = assessment.COLUMNS[2:10]
@@ -30,11 +30,13 @@ def _per_month(sql: str) -> str:
 def series(conn: Connection, *, principal: Principal, month: str, months: int = 12,
            region: str | None = None, as_of: datetime | None = None) -> dict[str, Any]:
     """The ``months`` months ending with ``month``: counts, rates, mean handling time, coverage."""
+    city = profile(conn)
+    tz = city.tz
     principal.require(Permission.ASSESSMENT_READ)
     names = [shift_month(month, k) for k in range(-(months - 1), 1)]
-    wins = [assessment.month_window(m) for m in names]
+    wins = [assessment.month_window(m, tz) for m in names]
     params: dict[str, Any] = {"starts": [w[0] for w in wins], "ends": [w[1] for w in wins],
-                              "as_of": as_of or datetime.now(CITY_TZ)}
+                              "as_of": as_of or datetime.now(tz)}
     where = _scope_where(principal, region, params)
     f = {k: _per_month(v) for k, v in assessment.FIGURE_SQL.items()}
     hours = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
@@ -110,11 +112,13 @@ def is_spike(count: int, history: list[int]) -> tuple[bool, float, float]:
 def spikes(conn: Connection, *, principal: Principal, month: str, region: str | None = None
            ) -> dict[str, Any]:
     """Categories whose count in ``month`` spikes against their own previous 12 months."""
+    city = profile(conn)
+    tz = city.tz
     principal.require(Permission.ASSESSMENT_READ)
     names = [shift_month(month, k) for k in range(-SPIKE_HISTORY, 1)]
-    s0, _ = assessment.month_window(names[0])
-    _, e = assessment.month_window(month)
-    params: dict[str, Any] = {"s": s0, "e": e, "tz": CITY_TZ.key}
+    s0, _ = assessment.month_window(names[0], tz)
+    _, e = assessment.month_window(month, tz)
+    params: dict[str, Any] = {"s": s0, "e": e, "tz": tz.key}
     where = _scope_where(principal, region, params)
     counts: dict[tuple[str, str], int] = {}
     cats: dict[str, str] = {}

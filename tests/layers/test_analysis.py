@@ -14,9 +14,11 @@ from sqlalchemy import Connection, text
 
 from grids.access import Principal
 from layers import assessment
-from layers.analysis import METRIC_SRID, gi, month, recurring, scoring, topics, trends
+from layers.analysis import gi, month, recurring, scoring, topics, trends
 from tests.layers.test_assessment import CASES, EDGES, _insert
-from tests.layers.test_maps import grid_in, mounted, scatter  # noqa: F401 - fixture
+from tests.layers.test_maps import grid_in, scatter
+
+METRIC_SRID = 4549  # the test city's metric CRS (its profile)
 
 SYSTEM = Principal.system()
 COUNTS = ("received", "registered", "closed", "closed_on_time", "reworked", "due", "due_closed",
@@ -240,7 +242,7 @@ def test_spikes_and_topics_in_the_database(conn: Connection) -> None:
 
 
 # ---- through the API ---------------------------------------------------------------------
-def test_the_api_scopes_and_drills(mounted, anonymous: TestClient, headers,  # noqa: F811
+def test_the_api_scopes_and_drills(anonymous: TestClient, headers,
                                    grids) -> None:
     h = headers("t_supervisor")
     res = anonymous.get("/analysis/month", params={"month": "2026-10", "level": "grid"},

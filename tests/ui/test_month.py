@@ -11,6 +11,7 @@ import io
 import re
 from contextlib import closing
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from tests.conftest import TEST_PASSWORD
 from tests.ui.conftest import ARTIFACTS, login
 
 STREET = "330782001"  # 稠城街道, t_supervisor's jurisdiction
-MONTH = last_full_month()
+MONTH = last_full_month(ZoneInfo("Asia/Shanghai"))  # the demo city's zone
 
 
 @pytest.fixture(scope="module")
