@@ -157,7 +157,8 @@ def test_duplicates_merge_and_undo(anonymous: TestClient, headers, spot: dict,
     assert dup["allowed_actions"] == ["unmerge"]
     # the reporter of a merged case follows the lead on Open311
     _act(anonymous, headers, "t_dispatcher", lead, "register")
-    o311 = anonymous.get(f"/open311/v2/requests/{b}.json").json()[0]
+    o311 = anonymous.get(f"/open311/v2/requests/{b}.json",
+                         headers=headers("t_dispatcher")).json()[0]
     assert o311["status"] == "open" and o311["status_notes"].startswith(f"并入 {lead}")
     assert "立案" in o311["status_notes"]
     # merging a merged case again, or a case into itself, is refused in words
