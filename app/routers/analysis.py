@@ -44,7 +44,7 @@ def get_month(conn: Conn, principal: Assessor, month: OptMonth = None, level: Le
     return month_view.compare(conn, principal=principal,
                               month=month or month_view.last_full_month(profile(conn).tz),
                               level=level,
-                              region=region)
+                              region=month_view.area(principal, region))
 
 
 @router.get("/cases", summary="The cases behind a figure of the month")
@@ -56,7 +56,7 @@ def get_cases(conn: Conn, principal: Assessor, month: Month,
               limit: Annotated[int, Query(ge=1, le=month_view.CASE_LIMIT)] = 500
               ) -> dict[str, Any]:
     return month_view.cases(conn, principal=principal, month=month, level=level, code=code,
-                            figure=figure, region=region, limit=limit)
+                            figure=figure, region=month_view.area(principal, region), limit=limit)
 
 
 @router.get("/grids/{code}", summary="A grid's summary: open cases, the month's figures, "
@@ -71,7 +71,7 @@ def get_scores(conn: Conn, principal: Assessor, month: Month, region: Region = N
                ) -> dict[str, Any]:
     from layers.analysis import scoring
 
-    return scoring.scores(conn, principal=principal, month=month, region=region)
+    return scoring.scores(conn, principal=principal, month=month, region=month_view.area(principal, region))
 
 
 @router.get("/scores.xlsx", response_class=Response, summary="The scores as a workbook",
@@ -80,7 +80,7 @@ def get_scores_xlsx(conn: Conn, principal: Assessor, month: Month, region: Regio
                     ) -> Response:
     from layers.analysis import scoring
 
-    res = scoring.scores(conn, principal=principal, month=month, region=region)
+    res = scoring.scores(conn, principal=principal, month=month, region=month_view.area(principal, region))
     return _xlsx(scoring.to_xlsx(res), f"scores-{month}.xlsx")
 
 
@@ -89,7 +89,7 @@ def get_trend(conn: Conn, principal: Assessor, month: Month, region: Region = No
               ) -> dict[str, Any]:
     from layers.analysis import trends
 
-    return trends.series(conn, principal=principal, month=month, region=region)
+    return trends.series(conn, principal=principal, month=month, region=month_view.area(principal, region))
 
 
 @router.get("/hotspots", summary="Getis–Ord Gi* hot and cold spots over grid counts")
@@ -98,6 +98,7 @@ def get_hotspots(conn: Conn, principal: Assessor, month: Month, region: Region =
                  months: Annotated[int, Query(ge=1, le=24)] = 1) -> dict[str, Any]:
     from layers.analysis import gi
 
+    region = month_view.area(principal, region)
     if months > 1:
         return gi.trend(conn, principal=principal, month=month, months=months, region=region,
                         category=category)
@@ -113,6 +114,7 @@ def get_recurring(conn: Conn, principal: Assessor, month: Month, region: Region 
                   by_category: bool = True) -> dict[str, Any]:
     from layers.analysis import recurring
 
+    region = month_view.area(principal, region)
     return recurring.recurring(conn, principal=principal, month=month, region=region,
                                days=days, eps_m=eps_m, min_cases=min_cases,
                                by_category=by_category)
@@ -123,7 +125,7 @@ def get_spikes(conn: Conn, principal: Assessor, month: Month, region: Region = N
                ) -> dict[str, Any]:
     from layers.analysis import trends
 
-    return trends.spikes(conn, principal=principal, month=month, region=region)
+    return trends.spikes(conn, principal=principal, month=month, region=month_view.area(principal, region))
 
 
 @router.get("/topics", summary="Hot topics: words of the month's descriptions (jieba)")
@@ -131,7 +133,7 @@ def get_topics(conn: Conn, principal: Assessor, month: Month, region: Region = N
                ) -> dict[str, Any]:
     from layers.analysis import topics
 
-    return topics.topics(conn, principal=principal, month=month, region=region)
+    return topics.topics(conn, principal=principal, month=month, region=month_view.area(principal, region))
 
 
 class PackRequest(BaseModel):
@@ -153,7 +155,8 @@ def post_pack(conn: Conn, principal: Assessor, body: PackRequest) -> dict[str, A
     pack_id = uuid.uuid4().hex
     out = PACK_ROOT / pack_id
     try:
-        res = build_pack(conn, principal=principal, month=body.month, region=body.region,
+        res = build_pack(conn, principal=principal, month=body.month,
+                         region=month_view.area(principal, body.region),
                          out_dir=out, lang=body.lang, pdf=body.pdf)
     except ReportError as exc:
         raise RegionNotFound(str(exc), detail={"region": body.region}) from None

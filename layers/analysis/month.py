@@ -75,6 +75,19 @@ def _ranks(rows: list[dict[str, Any]], figure: str) -> dict[str, int]:
     return out
 
 
+def area(principal: Principal, region: str | None) -> str | None:
+    """``region`` if it overlaps the caller's jurisdiction (inside it, or one of its parents);
+    a region elsewhere is not found, as everywhere else in the API."""
+    if region is None:
+        return None
+    scope = principal.locate_scope()
+    prefix = prefix_of(region)
+    if scope.covers(region) or any(p.startswith(prefix) for p in scope.prefixes):
+        return region
+    raise RegionNotFound(f"No region {region} in your jurisdiction.",
+                         detail={"field": "region", "value": region})
+
+
 def _scope_where(principal: Principal, region: str | None, params: dict[str, Any]) -> str:
     where = ["TRUE"]
     scope = principal.locate_scope()
