@@ -294,7 +294,8 @@ def sample_tiles(conn: Connection, z: int, k: int, rng: random.Random) -> list[t
 
 def measure(repeat: int = 20, tiles_per_zoom: int = 6) -> dict[str, Any]:
     from grids.access import Principal
-    from layers import map_tally, maps
+    from layers import maps
+    from layers.maps import tally as map_tally
 
     engine = create_engine(city.url(DBNAME))
     admin = Principal.system("bench")

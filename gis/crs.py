@@ -16,6 +16,7 @@ can see, so no datum shift is applied between them. Axis order is always x/y (lo
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,7 +35,13 @@ from gis.transform import (
     wgs84_to_gcj02,
 )
 
-__all__ = ["BD09", "CGCS2000", "GCJ02", "LONLAT", "WGS84", "Crs", "from_lonlat", "gk_zone_srid",
+WEB_MERCATOR_RADIUS_M = 6378137.0
+"""The sphere of EPSG:3857 (the WGS84 semi-major axis), in metres."""
+EARTH_M = 2 * math.pi * WEB_MERCATOR_RADIUS_M
+"""The equator in EPSG:3857 metres: the width of the Web Mercator world (one zoom-0 tile)."""
+
+__all__ = ["BD09", "CGCS2000", "EARTH_M", "GCJ02", "LONLAT", "WEB_MERCATOR_RADIUS_M", "WGS84", "Crs",
+           "from_lonlat", "gk_zone_srid",
            "parse_crs", "to_lonlat"]  # fmt: skip
 
 Float = NDArray[np.float64]

@@ -37,9 +37,11 @@ from app.plan_schemas import (
     VersionList,
 )
 from app.schemas import ErrorPublic
-from grids import plan_history, plan_io, plans
+from grids import plans
 from grids.access import Permission, Principal
 from grids.errors import PreconditionRequired
+from grids.plans import history as plan_history
+from grids.plans import io as plan_io
 from layers.incidents import reroute
 
 router = APIRouter(tags=["plans"], responses={

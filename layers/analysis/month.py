@@ -21,7 +21,7 @@ from grids.access import Permission, Principal, prefix_of
 from grids.city import profile
 from grids.errors import RegionNotFound
 from layers import assessment
-from layers.incidents.workflow import light_sql
+from layers.incidents.workflow import OPEN_SQL, light_sql
 
 KEY_FIGURES = ("closure_rate", "on_time_rate", "rework_rate", "mean_handling_h",
                "patrol_coverage")
@@ -255,8 +255,7 @@ def grid_summary(conn: Connection, *, principal: Principal, code: str,
     open_rows = [dict(r) for r in conn.execute(text(
         f"SELECT i.id, i.external_id, c.name AS category_name, i.state, {light} AS light, "
         "i.received_at, i.due_at, i.card FROM incident i JOIN category c ON c.id = i.category_id "
-        "WHERE i.grid_code = :c AND i.state IN ('received', 'registered', 'dispatched', "
-        "'handling', 'reported', 'verified') ORDER BY CASE "
+        f"WHERE i.grid_code = :c AND i.state IN {OPEN_SQL} ORDER BY CASE "
         f"{light} WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 ELSE 2 END, i.received_at"),
         {"c": code}).mappings()]
     lights = {k: sum(r["light"] == k for r in open_rows) for k in ("red", "yellow", "green")}

@@ -25,8 +25,8 @@ from sqlalchemy import Connection, text
 from grids.access import Permission
 from layers.dispatch.roles import DeskUser
 from layers.incidents.handling import IncidentNotFound
+from layers.incidents.workflow import OPEN_SQL
 
-OPEN_SQL = "('received', 'registered', 'dispatched', 'handling', 'reported', 'verified')"
 RELATED_WEIGHT = 0.7
 # The time part of the score decays with time apart: e^-6 at the end of the window. Reports of
 # one event mostly come within hours; the window is the outer bound, not the typical gap.

@@ -18,10 +18,8 @@ from sqlalchemy import Connection, text
 from grids.access import Permission, prefix_of
 from grids.errors import GridError
 from layers.dispatch.roles import DeskUser
-from layers.incidents.workflow import OPEN_STATES, light_sql
+from layers.incidents.workflow import OPEN_ORDER, OPEN_SQL, OPEN_STATES, light_sql
 
-OPEN_ORDER = ("received", "registered", "dispatched", "handling", "reported", "verified")
-OPEN_SQL = "('received', 'registered', 'dispatched', 'handling', 'reported', 'verified')"
 LIGHTS = ("red", "yellow", "green")
 SORTS = {"due_at": "i.due_at NULLS LAST, i.id", "-due_at": "i.due_at DESC NULLS LAST, i.id DESC",
          "received_at": "i.received_at, i.id", "-received_at": "i.received_at DESC, i.id DESC"}

@@ -16,8 +16,12 @@ from datetime import datetime, timedelta
 
 STATES = ("received", "registered", "dispatched", "handling", "reported", "verified", "closed",
           "evaluated", "voided", "merged")  # merged: a duplicate closed into a lead (dispatch desk)
-OPEN_STATES = frozenset({"received", "registered", "dispatched", "handling", "reported",
-                         "verified"})
+OPEN_ORDER = ("received", "registered", "dispatched", "handling", "reported", "verified")
+"""The open states, in the order a case goes through them (the one definition; pages keep a copy)."""
+OPEN_STATES = frozenset(OPEN_ORDER)
+OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_ORDER) + ")"
+"""``state IN {OPEN_SQL}``: a literal list (not a bound array) so that the planner matches the
+partial indexes whose predicate is this same list (migrations 0008, 0011, 0015)."""
 # The step whose time limit runs while the case is in a state (category limits are keyed by it).
 STEP_OF_STATE = {"received": "register", "registered": "dispatch", "dispatched": "accept",
                  "handling": "handle", "reported": "verify", "verified": "close"}
@@ -137,7 +141,6 @@ def light_sql(prefix: str = "i", category: str = "c") -> str:
     limit = (f"(coalesce(({{c}}.limits ->> ({step}))::float8, {defaults}) + "
              "{i}.extension_hours) * 3600.0")
     used = f"extract(epoch FROM now() - {{i}}.state_since) / nullif({limit}, 0)"
-    expr = (f"CASE WHEN {{i}}.state NOT IN ('received', 'registered', 'dispatched', 'handling', "
-            f"'reported', 'verified') THEN NULL WHEN {used} < 0.8 THEN 'green' "
+    expr = (f"CASE WHEN {{i}}.state NOT IN {OPEN_SQL} THEN NULL WHEN {used} < 0.8 THEN 'green' "
             f"WHEN {used} <= 1.0 THEN 'yellow' ELSE 'red' END")
     return expr.format(i=prefix, c=category)

@@ -15,11 +15,12 @@ from shapely import box
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from grids import plan_history, plans
+from grids import plans
 from grids.access import Principal, Scope
 from grids.errors import GridError
 from grids.locate import locate_at
-from grids.plan_geom import TOLERANCE_M2, area_m2
+from grids.plans import history as plan_history
+from grids.plans.draft import TOLERANCE_M2, area_m2
 from tests.tiny_city import C1, C2, G1, G2, G3, STREET, T0, X0, Y0, U, at, cell
 
 PLANNER = Principal.make("user:planner", "planner", Scope.of(STREET))

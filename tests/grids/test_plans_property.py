@@ -2,7 +2,7 @@
 
 Hypothesis draws hundreds of sequences of splits, merges, reshapes (one vertex moved), creates,
 retirements and re-codes on a small community of six 100 m grids (in memory: the geometry
-engine, :mod:`grids.plan_geom`, is what decides). Each edit is either applied or refused; after
+engine, :mod:`grids.plans.edits`, is what decides). Each edit is either applied or refused; after
 every step the draft is checked by an independent oracle written here with plain shapely:
 
 - every live grid is a valid polygon;
@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely import box
 
-from grids import plan_geom as pg
+from grids.plans import draft as pg
+from grids.plans.edits import apply
 
 U = 0.001  # about 100 m
 X0, Y0 = 120.05, 29.3
@@ -138,7 +139,7 @@ def test_edits_keep_a_perfect_tiling(steps: list[tuple[str, float, float, float,
         TRIED[op] += 1
         before = draft.items
         try:
-            draft = pg.apply(draft, edit).draft
+            draft = apply(draft, edit).draft
         except pg.EditRejected as exc:
             assert exc.problems and all(p.message for p in exc.problems)
             assert draft.items is before

@@ -18,8 +18,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import Connection, text
 
+from gis.crs import EARTH_M
 from grids.access import Principal, Scope
-from layers import map_tally, maps
+from layers import maps
+from layers.maps import choropleth, heatmap
+from layers.maps import tally as map_tally
 
 STREET_A, STREET_B = "330782001", "330782002"
 T = datetime.fromisoformat
@@ -289,8 +292,8 @@ def test_filters_bbox_and_jurisdiction_on_the_tallies(city: Connection) -> None:
 
 
 def _bins(conn: Connection, z: int, x: int, y: int, f: maps.IncidentFilter, *, raw: bool):
-    size = maps.EARTH_M / 2 ** z * 16 / 256
-    sql, params, source = maps._bins_sql(size, z, map_tally.tile_bin_box(z, x, y, 16), f,
+    size = EARTH_M / 2 ** z * 16 / 256
+    sql, params, source = heatmap.bins_sql(size, z, map_tally.tile_bin_box(z, x, y, 16), f,
                                          Scope.everything(), raw=raw, tz=ZoneInfo("Asia/Shanghai"))
     return source, {(int(a), int(b)): int(n) for a, b, n in conn.execute(text(sql), params)}
 
@@ -332,7 +335,7 @@ def test_grid_counts_from_the_tallies_equal_raw(city: Connection, since, until) 
               maps.IncidentFilter(since=since and T(since), until=until and T(until),
                                   categories=("E0501",), states=("closed", "handling"))):
         for column in ("grid_code", "street_code"):
-            sql, params = maps._grid_counts(f, Scope.everything(), column,
+            sql, params = choropleth.grid_counts(f, Scope.everything(), column,
                                             tz=ZoneInfo("Asia/Shanghai"))
             got = {r[0]: tuple(r[1:]) for r in city.execute(text(sql), params)
                    if any(r[1:])}

@@ -185,7 +185,8 @@ def test_page_and_geoman_are_served(server: str) -> None:
         assert page.status_code == 200 and "planner.js" in page.text
         for asset in ("/portal/static/vendor/geoman/leaflet-geoman.min.js",
                       "/portal/static/vendor/geoman/leaflet-geoman.css",
-                      "/portal/static/planner.js", "/portal/static/planner.css",
+                      "/portal/static/planner.js", "/portal/static/i18n-planner.js",
+                      "/portal/static/planner.css",
                       "/portal/static/common.js"):
             assert c.get(asset).status_code == 200, asset
         assert c.get("/plans").status_code == 401  # the page is public, the plans are not

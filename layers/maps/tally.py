@@ -28,9 +28,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, text
 
+from gis.crs import EARTH_M, WEB_MERCATOR_RADIUS_M
 from grids.access import Scope, prefix_of
+from layers.maps.filters import place_sql
 
-EARTH_M = 2 * math.pi * 6378137.0
 CELL_LEVELS = (8, 10, 12)
 DETAIL_LEVEL = 8  # the only cell level with rows per category and state, and with days
 HALF = EARTH_M / 2
@@ -47,14 +48,14 @@ def cell_m(k: int) -> float:
 
 def mercator(lon: float, lat: float) -> tuple[float, float]:
     """EPSG:4326 → EPSG:3857 (spherical formula, as PROJ uses for 3857)."""
-    return (math.radians(lon) * 6378137.0,
-            math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * 6378137.0)
+    return (math.radians(lon) * WEB_MERCATOR_RADIUS_M,
+            math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * WEB_MERCATOR_RADIUS_M)
 
 
 def lonlat(x: float, y: float) -> tuple[float, float]:
     """EPSG:3857 → EPSG:4326 (the inverse of :func:`mercator`)."""
-    return (math.degrees(x / 6378137.0),
-            math.degrees(2 * math.atan(math.exp(y / 6378137.0)) - math.pi / 2))
+    return (math.degrees(x / WEB_MERCATOR_RADIUS_M),
+            math.degrees(2 * math.atan(math.exp(y / WEB_MERCATOR_RADIUS_M)) - math.pi / 2))
 
 
 def level_for(size: float) -> tuple[int, int] | None:
@@ -208,14 +209,10 @@ def detail_sql(categories: tuple[str, ...], states: tuple[str, ...], params: dic
 
 
 def scope_sql(scope: Scope, region: str | None, params: dict[str, Any], *, column: str) -> str:
-    cond = ["TRUE"]
-    if not scope.covers(None):
-        cond.append(f"{column} LIKE ANY(:f_scope)")
-        params["f_scope"] = scope.like_patterns()
-    if region:
-        cond.append(f"{column} LIKE :f_region")
-        params["f_region"] = prefix_of(region) + "%"
-    return " AND ".join(cond)
+    """:func:`layers.maps.filters.place_sql`, its parameters added to ``params``."""
+    cond, more = place_sql(scope, region, column=column)
+    params |= more
+    return cond
 
 
 def cell_bins_sql(*, k: int, r: int, since: datetime | None, until: datetime | None,

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 from grids.access import Principal, prefix_of
 from grids.codes import normalise
 from grids.errors import RegionNotFound
-from grids.plan_geom import NOISE_M2
+from grids.plans.draft import NOISE_M2
 
 
 def versions(conn: Connection, *, principal: Principal, limit: int = 200

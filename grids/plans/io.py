@@ -19,14 +19,19 @@ from typing import Any
 import geopandas as gpd
 import pyogrio
 import shapely
+from pyogrio.errors import DataLayerError, DataSourceError
 from sqlalchemy import Connection, text
 
-from grids import io, plans
-from grids import plan_geom as pg
+from grids import io
 from grids.access import Principal
 from grids.city import profile
 from grids.codes import normalise
 from grids.errors import RegionNotFound
+from grids.plans.checks import validate
+from grids.plans.draft import GRID_DEG, NOISE_M2, Item, area_m2
+from grids.plans.drafting import create_plan
+from grids.plans.store import get_plan, load_draft, log_edit, plan_row, problems_json, store_draft
+from grids.plans.views import features
 from grids.upload_limits import UploadLimits, check_features
 
 LAYER = "plan_grids"
@@ -36,7 +41,7 @@ def export_plan(conn: Connection, plan_id: int, path: str | Path, *, principal: 
                 ) -> int:
     """Write the plan's grids and context to a GeoPackage; returns the number of plan grids."""
     path = Path(path)
-    fc = plans.features(conn, plan_id, principal=principal, digits=15)
+    fc = features(conn, plan_id, principal=principal, digits=15)
     live = [f for f in fc["features"] if f["properties"]["change"] not in ("retired", "context")]
     context = [f for f in fc["features"] if f["properties"]["change"] == "context"]
     if path.exists():
@@ -73,21 +78,21 @@ def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: s
                              detail={"field": "region_code", "value": code})
     try:
         layers = [name for name, _ in pyogrio.list_layers(path)]
-    except Exception:  # noqa: BLE001 - read_regions reports an unreadable file properly
+    except (DataSourceError, DataLayerError, OSError):  # read_regions says what is wrong
         layers = []
     layer = LAYER if LAYER in layers else None
     check_features(path, limits or UploadLimits(), layer=layer)
     srid = profile(conn).metric_srid
     frame = io.read_regions(path, layer=layer, crs=crs, level="grid",
                             metric=f"EPSG:{srid}" if srid else None)
-    plan = plans.create_plan(conn, name=name, region_code=region_code, principal=principal,
+    plan = create_plan(conn, name=name, region_code=region_code, principal=principal,
                              note=f"imported from {path.name}")
-    row = plans.plan_row(conn, plan["id"], principal, lock=True)
-    draft = plans.load_draft(conn, row)
+    row = plan_row(conn, plan["id"], principal, lock=True)
+    draft = load_draft(conn, row)
     incoming = {c: (n, p, g)
                 for c, n, p, g in zip(frame["code"], frame["name"], frame["parent_code"],
                                       frame.geometry.values, strict=True)}
-    items: list[pg.Item] = []
+    items: list[Item] = []
     changed, retired = [], []
     for it in draft.items:
         if it.level != "grid":
@@ -101,27 +106,27 @@ def import_plan(conn: Connection, path: str | Path, *, region_code: str, name: s
         nm, parent, geom = got
         assert it.geom is not None
         # a file saved again by a desktop GIS may re-node or round: same within NOISE_M2
-        moved = pg.area_m2(shapely.symmetric_difference(it.geom, geom))
-        if parent == it.parent and nm == it.name and moved <= pg.NOISE_M2:
+        moved = area_m2(shapely.symmetric_difference(it.geom, geom))
+        if parent == it.parent and nm == it.name and moved <= NOISE_M2:
             items.append(it)
         else:
-            items.append(replace(it, geom=shapely.set_precision(geom, pg.GRID_DEG),
+            items.append(replace(it, geom=shapely.set_precision(geom, GRID_DEG),
                                  parent=parent or it.parent, name=nm, touched=True))
             changed.append(it.code)
     new = sorted(incoming)
     for c in new:
         nm, parent, geom = incoming[c]
-        items.append(pg.Item(code=c, level="grid", name=nm, parent=parent or c[:12],
-                             geom=shapely.set_precision(geom, pg.GRID_DEG), touched=True))
+        items.append(Item(code=c, level="grid", name=nm, parent=parent or c[:12],
+                             geom=shapely.set_precision(geom, GRID_DEG), touched=True))
     result = draft.with_items(items)
-    plans.store_draft(conn, plan["id"], draft, result)
-    plans.log_edit(conn, row, "import",
+    store_draft(conn, plan["id"], draft, result)
+    log_edit(conn, row, "import",
                     {"op": "import", "file": path.name, "changed": changed, "new": new,
                      "retired": retired},
                     f"imported {path.name}: {len(changed)} changed, {len(new)} new, "
                     f"{len(retired)} retired", principal)
-    problems = pg.validate(plans.load_draft(conn, row))
+    problems = validate(load_draft(conn, row))
     conn.execute(text("UPDATE plan SET revision = revision + 1, updated_at = now(), "
                       "problems = CAST(:p AS jsonb) WHERE id = :id"),
-                 {"p": plans.problems_json(problems), "id": plan["id"]})
-    return plans.get_plan(conn, plan["id"], principal=principal)
+                 {"p": problems_json(problems), "id": plan["id"]})
+    return get_plan(conn, plan["id"], principal=principal)
