@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             service.reload()
             with app.state.engine.connect() as conn:
                 app.state.directory.reload(conn)
-        except Exception:  # noqa: BLE001 - serve errors, not a dead process, until the DB is up
+        except Exception:  # logged; serve errors, not a dead process, until the DB is up
             log.exception("could not load the city at start; retrying in the background")
         service.start()
         app.state.coverage_worker.start()
