@@ -44,7 +44,7 @@ class CoverageWorker:
         while not self._stop.wait(self.interval_s):
             try:
                 self.run_once()
-            except Exception:  # noqa: BLE001 - the notes stay; try again next round
+            except Exception:  # logged with its traceback; the notes stay; try again next round
                 log.exception("patrol coverage refresh failed; will retry")
 
     def start(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -74,12 +73,6 @@ def install_audit_key(url: str, secret_key: str | None = None) -> None:
                 "WHERE audit_signing_key.key <> excluded.key"), {"k": audit_key(secret_key)})
     finally:
         engine.dispose()
-
-
-def unit_of_work(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a transaction: committed if the body returns, rolled back if it raises."""
-    with engine.begin() as conn:
-        yield conn
 
 
 def set_actor(conn: Connection, actor: str, ip: str | None = None, *,

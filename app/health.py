@@ -8,6 +8,10 @@ Always answered (never a 500), in one of three states:
   writes, history and lists fail with 503. A load balancer should keep the worker: lookups work;
 - ``down`` (503): neither (nothing useful can be answered).
 
+A locator whose reloads fail for a reason other than the database (a bug: see
+``app/locator_service.py``) makes the worker ``degraded`` too, with the error in ``reason``: it
+still answers from its last snapshot, but someone should look at the log.
+
 ``works`` says which kinds of request succeed, so a monitor does not have to guess.
 """
 
@@ -39,7 +43,10 @@ async def health(request: Request) -> JSONResponse:
     database = engine is not None and await run_in_threadpool(_database_up, engine)
     locator = getattr(state, "locator", None)
     loaded = locator is not None and locator.snapshot is not None
+    failure = getattr(locator, "failure", None) if locator is not None else None
     status = "ok" if database and loaded else "degraded" if database or loaded else "down"
+    if status == "ok" and failure:
+        status = "degraded"
     body = {
         "status": status,
         "database": "up" if database else "down",
@@ -47,4 +54,6 @@ async def health(request: Request) -> JSONResponse:
                     "stale": bool(loaded and (getattr(locator, "stale", False) or not database))},
         "works": {"locate": loaded, "reads": database, "writes": database},
     }
+    if failure:
+        body["reason"] = f"locator reload failing: {failure}"
     return JSONResponse(body, status_code=503 if status == "down" else 200)

@@ -6,7 +6,11 @@ thread per worker listens, reloads the snapshot and swaps it in atomically. The 
 built after the swap, so single lookups are fresh at once and the batch path catches up.
 
 If the database connection is lost, the last snapshot keeps answering and :attr:`stale` is True
-until a reload succeeds again.
+until a reload succeeds again; the listener logs a warning and reconnects with a growing wait
+(:data:`BACKOFF_S` up to :data:`MAX_BACKOFF_S`). Any other error while reloading is a bug, not an
+outage: it is logged with its traceback, kept in :attr:`failure` (``/health`` reports the worker
+``degraded`` with it) and the listener keeps retrying, so a fix deployed in the data (or a
+transient fault) heals it without a restart.
 
 Scheduled changes (a plan activated with a future ``effective_at``, an assignment starting
 later) send their NOTIFY when they are written, not when they take effect. So after every reload
@@ -26,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
@@ -49,6 +54,22 @@ _NEXT_CHANGE = text(
     "(SELECT min(valid_to) FROM assignment WHERE valid_to > now()))"
 )
 POLL_S = 0.5
+# Reconnect waits: the first retry after BACKOFF_S, doubling up to MAX_BACKOFF_S.
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
+# What a lost or refused database raises (psycopg directly, or wrapped by SQLAlchemy); a
+# statement timeout (QueryCanceled) is an OperationalError too. Anything else is a bug.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError, psycopg.InterfaceError,
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
+)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """True when ``exc`` means the database is unreachable, not that the code is wrong."""
+    if isinstance(exc, DATABASE_ERRORS):
+        return True
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
 
 
 def next_change(conn: Connection) -> datetime | None:
@@ -67,6 +88,10 @@ class LocatorService:
         self.stale = True
         self.reloads = 0
         self.next_change_at: datetime | None = None
+        # The last reload failure that was not the database going away (a bug): shown by
+        # status() and /health until a reload succeeds again.
+        self.failure: str | None = None
+        self.backoff_s = BACKOFF_S
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,6 +162,7 @@ class LocatorService:
             "next_change_at": self.next_change_at.isoformat() if self.next_change_at else None,
             "grids": len(snap.grids) if snap else 0,
             "raster": snap.grids.raster_stats() if snap else None,
+            "failure": self.failure,
         }
 
     # -- listening ---------------------------------------------------------------------------
@@ -165,15 +191,18 @@ class LocatorService:
         return url.render_as_string(hide_password=False)
 
     def _listen(self) -> None:
+        wait = BACKOFF_S
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._dsn(), autocommit=True, connect_timeout=3,
                                      application_name=self.listener_name) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     # Anything may have changed while we were not listening.
-                    if self.stale:
+                    if self.stale or self.failure:
                         self.reload()
                         self._notify_subscribers(None)
+                        self.failure = None
+                    wait = BACKOFF_S
                     while not self._stop.is_set():
                         tables = {n.payload for n in conn.notifies(timeout=self._wait_s(),
                                                                    stop_after=1)}
@@ -192,9 +221,17 @@ class LocatorService:
                             self._notify_subscribers(tables)
                         else:
                             conn.execute("SELECT 1")  # notice a dead server within a second
-            except Exception as exc:  # noqa: BLE001 - any failure means: serve from memory
-                if not self.stale:
-                    log.warning("locator lost the database (%s); answering from memory",
-                                exc.__class__.__name__)
+            except Exception as exc:  # a dead listener = stale for good: told apart, logged below
+                if is_database_error(exc):
+                    if not self.stale:
+                        log.warning("locator lost the database (%s: %s); answering from memory, "
+                                    "reconnecting", exc.__class__.__name__, str(exc).strip()[:200])
+                else:
+                    # A bug in a reload: the traceback, and visible in status() and /health.
+                    log.exception("locator reload failed (not a database outage); answering "
+                                  "from the last snapshot, retrying in %.1f s", wait)
+                    self.failure = f"{exc.__class__.__name__}: {str(exc)[:200]}"
                 self.stale = True
-                self._stop.wait(1.0)
+                self.backoff_s = wait
+                self._stop.wait(wait)
+                wait = min(wait * 2, MAX_BACKOFF_S)

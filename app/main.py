@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app import errors, health
+from app import errors, health, openapi_security
 from app.auth import Authenticator, Directory, install_log_redaction
 from app.backpressure import InFlightLimit, size_thread_pool
 from app.coverage_worker import CoverageWorker
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             service.reload()
             with app.state.engine.connect() as conn:
                 app.state.directory.reload(conn)
-        except Exception:  # noqa: BLE001 - serve errors, not a dead process, until the DB is up
+        except Exception:  # logged; serve errors, not a dead process, until the DB is up
             log.exception("could not load the city at start; retrying in the background")
         service.start()
         app.state.coverage_worker.start()
@@ -133,4 +133,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(field.router)  # the grid worker's phone (/worker)
     app.include_router(analysis.router)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
+    openapi_security.install(app)  # bearer, API key, session: /docs' Authorize button
     return app

@@ -141,6 +141,31 @@ class UploadSettings(BaseSettings):
             max_vertices=self.upload_max_vertices)
 
 
+class PortalSettings(BaseSettings):
+    """The portal's optional base map (map_ui/portal.py): ``CITYGRID_BASEMAP_URL`` (none: the
+    city's own outlines on a plain background) and ``CITYGRID_BASEMAP_CRS`` (WGS84 or GCJ02)."""
+
+    model_config = _ENV
+
+    basemap_url: str | None = None
+    basemap_crs: Literal["WGS84", "GCJ02"] = "WGS84"
+
+    @field_validator("basemap_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: object) -> object:
+        return (v.strip() or None) if isinstance(v, str) else v
+
+    @field_validator("basemap_crs", mode="before")
+    @classmethod
+    def _crs_name(cls, v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        crs = (v.strip() or "WGS84").upper().replace("-", "")
+        if crs not in ("WGS84", "GCJ02"):
+            raise ValueError(f"CITYGRID_BASEMAP_CRS must be WGS84 or GCJ02, not {crs!r}")
+        return crs
+
+
 _S = TypeVar("_S", bound=BaseSettings)
 
 
@@ -160,6 +185,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=_from_env(ApiSettings))
     auth: AuthSettings = Field(default_factory=_from_env(AuthSettings))
     upload: UploadSettings = Field(default_factory=_from_env(UploadSettings))
+    portal: PortalSettings = Field(default_factory=_from_env(PortalSettings))
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> Settings:

@@ -1,19 +1,27 @@
-"""Patrol coverage of all grids of a street for one day, against two naive baselines.
+"""Patrol coverage of all grids of a street for one day, beside two baselines doing the same work.
 
-Run after ``citygrid demo load`` and :func:`data.patrols.load_demo_patrols` (the demo covers
-稠城街道 and 江东街道)::
+Run after ``citygrid demo load`` (the demo's patrols cover 稠城街道 and 江东街道)::
 
-    .venv/bin/python -m bench.patrol_coverage [--street CODE] [--day 2026-11-28]
+    .venv/bin/python -m bench.patrol_coverage [--street 330782002000] [--day 2026-11-28]
 
-- **ours**: :func:`layers.patrols.coverage.coverage` end to end (read the window's fixes, filter
-  them into tracks, buffer the pieces of each shift's line near the street in the city's metric CRS, union
-  them once, intersect each grid, last patrolled, totals).
-- **naive shapely**: buffer every raw fix as a 50 m disc, union them all, intersect each grid.
-- **naive PostGIS**: per grid, ``ST_Union`` of the 50 m buffers (the city's metric CRS) of the unfiltered
-  per-worker lines (``ST_MakeLine`` over ordered fixes) that touch it, intersected with the grid.
+Every side does the same work on the same input and its answer is compared with ours:
 
-Prints the best of 3 wall times, the ratio and the mean patrolled share of each, and writes
-``bench/results/patrol_coverage.json``.
+1. read the window's fixes around the street's grids (:func:`~layers.patrols.coverage.window_fixes`:
+   the same envelope, the same filtering into tracks: drift, jumps and jitter dropped);
+2. the area of each grid within ``buffer_m`` of the kept tracks (buffers with 8 segments a
+   quarter circle), in the city's metric CRS;
+3. the share of each grid.
+
+- **ours**: :func:`layers.patrols.coverage.coverage` end to end (step 2 cuts tracks into pieces,
+  buffers only the pieces near the grids, unions once, intersects each grid), with its pool of
+  2 threads, and again with 1 thread (the baselines are single-threaded).
+- **plain shapely**: step 1 as ours, then each whole track buffered, all buffers unioned,
+  intersected with each grid.
+- **PostGIS**: step 1 as ours, the tracks sent as WKB, then in SQL per grid
+  ``ST_Intersection(grid, ST_Union(ST_Buffer(track)))`` over the tracks that come near it.
+
+Prints the best of 3 wall times (PostGIS: 1 run), each ratio to ours, and the largest per-grid
+difference in share from ours; writes ``bench/results/patrol_coverage.json``.
 """
 
 from __future__ import annotations
@@ -21,22 +29,25 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
+from typing import Any
 
 import numpy as np
 import shapely
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from app.settings import get_settings
 from bench.common import RESULTS
-from gis.transform import transformer
 from grids.access import Principal
 from grids.city import profile
-from layers.patrols.coverage import coverage, visible_grids
+from layers.patrols import coverage as cov
+from layers.patrols.tracks import KEPT, lines
 
 
-def best(fn, repeat: int = 3):
+def best(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
     times, out = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -45,79 +56,98 @@ def best(fn, repeat: int = 3):
     return min(times), out
 
 
-def naive_shapely(conn, street: str, since: datetime, until: datetime, buffer_m: float):
-    grids = visible_grids(conn, street, principal=Principal.system())
-    x0, y0, x1, y1 = grids.box
-    pad = 0.02
-    rows = conn.execute(text(
-        "SELECT ST_X(geom), ST_Y(geom) FROM patrol_fix WHERE at >= :s AND at < :u "
-        "AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490)"),
-        {"s": since, "u": until, "x0": x0 - pad, "y0": y0 - pad, "x1": x1 + pad,
-         "y1": y1 + pad}).all()
-    xy = np.array(rows, dtype=float).reshape(-1, 2)
-    x, y = transformer("EPSG:4490", profile(conn).metric_crs).transform(xy[:, 0], xy[:, 1])
-    cover = shapely.union_all(shapely.buffer(shapely.points(x, y), buffer_m))
+def kept_tracks(conn: Connection, street: str, since: datetime, until: datetime,
+                buffer_m: float) -> tuple[cov.Grids, np.ndarray]:
+    """Step 1, as ours does it: the street's grids and the whole kept tracks (metric CRS)."""
+    grids = cov.visible_grids(conn, street, principal=Principal.system())
+    fx = cov.window_fixes(conn, grids, since, until, buffer_m)
+    kept = fx.status == KEPT
+    _, tracks = lines(fx.track_keys()[kept], fx.x[kept], fx.y[kept])
+    return grids, tracks
+
+
+def plain_shapely(conn: Connection, street: str, since: datetime, until: datetime,
+                  buffer_m: float) -> np.ndarray:
+    grids, tracks = kept_tracks(conn, street, since, until, buffer_m)
+    if tracks.size == 0:
+        return np.zeros(len(grids.geom))
+    cover = shapely.union_all(shapely.buffer(tracks, buffer_m, quad_segs=8))
     return shapely.area(shapely.intersection(grids.geom, cover)) / shapely.area(grids.geom)
 
 
-NAIVE_SQL = """
-WITH g AS (SELECT code, ST_Transform(geom, (SELECT citygrid_metric_srid())) AS geom
-           FROM region_current WHERE level = 'grid' AND code LIKE :p),
-t AS (SELECT staff_id, ST_Buffer(ST_Transform(ST_MakeLine(geom ORDER BY at),
-                                              (SELECT citygrid_metric_srid())), :b) AS geom
-      FROM patrol_fix WHERE at >= :s AND at < :u AND geom && (
-          SELECT ST_Expand(ST_Extent(geom), 0.02) FROM region_current
-          WHERE level = 'grid' AND code LIKE :p)
-      GROUP BY staff_id)
-SELECT g.code, coalesce(ST_Area(ST_Intersection(g.geom, ST_Union(t.geom))) / ST_Area(g.geom), 0)
-FROM g LEFT JOIN t ON ST_Intersects(g.geom, t.geom) GROUP BY g.code, g.geom
+POSTGIS_SQL = """
+WITH t AS (SELECT ST_Buffer(ST_GeomFromWKB(w), :b, 'quad_segs=8') AS geom
+           FROM unnest(CAST(:tracks AS bytea[])) w),
+g AS (SELECT k, ST_GeomFromWKB(w) AS geom FROM unnest(CAST(:grids AS bytea[])) WITH ORDINALITY u(w, k))
+SELECT g.k, coalesce(ST_Area(ST_Intersection(g.geom, ST_Union(t.geom))) / ST_Area(g.geom), 0)
+FROM g LEFT JOIN t ON ST_Intersects(g.geom, t.geom) GROUP BY g.k, g.geom ORDER BY g.k
 """
 
 
-def naive_postgis(conn, street: str, since: datetime, until: datetime, buffer_m: float):
-    rows = conn.execute(text(NAIVE_SQL), {"p": street[:9] + "%", "s": since, "u": until,
-                                          "b": buffer_m}).all()
-    return np.array([r[1] for r in rows])
+def postgis(conn: Connection, street: str, since: datetime, until: datetime,
+            buffer_m: float) -> np.ndarray:
+    grids, tracks = kept_tracks(conn, street, since, until, buffer_m)
+    rows = conn.execute(text(POSTGIS_SQL), {
+        "b": buffer_m, "tracks": [bytes(w) for w in shapely.to_wkb(tracks)],
+        "grids": [bytes(w) for w in shapely.to_wkb(grids.geom)]}).all()
+    return np.array([r[1] for r in rows], dtype=float)
+
+
+def ours(conn: Connection, street: str, since: datetime, until: datetime,
+         buffer_m: float) -> np.ndarray:
+    out = cov.coverage(conn, region=street, since=since, until=until, buffer_m=buffer_m,
+                       principal=Principal.system())
+    return np.array([g["patrolled_m2"] / g["area_m2"] for g in out["grids"]])
+
+
+def single_threaded(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with the coverage module's pool cut to one thread."""
+    def run() -> Any:
+        threads, pool = cov.THREADS, cov._POOL
+        cov.THREADS, cov._POOL = 1, ThreadPoolExecutor(1)
+        try:
+            return fn()
+        finally:
+            cov._POOL.shutdown()
+            cov.THREADS, cov._POOL = threads, pool
+    return run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--street", default=None, help="street code (default: the first street)")
-    ap.add_argument("--day", type=date.fromisoformat,
-                    default=None, help="a city day (default: yesterday)")
+    ap.add_argument("--street", default="330782001000")
+    ap.add_argument("--day", type=date.fromisoformat, default=None,
+                    help="a day in the city's time zone (default: yesterday there)")
     ap.add_argument("--buffer", type=float, default=50.0)
-    ap.add_argument("--skip-postgis", action="store_true")
+    ap.add_argument("--skip-postgis", action="store_true", help="leave out the PostGIS baseline")
     args = ap.parse_args()
+    street, b = args.street, args.buffer
     eng = create_engine(get_settings().db.owner_url)
     with eng.connect() as conn:
-        tz = profile(conn).tz
+        tz = profile(conn).tz  # the city's zone: a day starts at its midnight
         day = args.day or datetime.now(tz).date() - timedelta(days=1)
         since = datetime.combine(day, dtime(0), tz)
         until = since + timedelta(days=1)
-        if args.street is None:
-            args.street = conn.execute(text(
-                "SELECT code FROM region_current WHERE level = 'street' ORDER BY code LIMIT 1"
-            )).scalar_one()
-        n = conn.execute(text("SELECT count(*) FROM patrol_fix WHERE at >= :s AND at < :u "
-                              "AND staff_id IN (SELECT a.staff_id FROM assignment a JOIN region r "
-                              "ON r.id = a.region_id WHERE r.code LIKE :p)"),
-                         {"s": since, "u": until, "p": args.street[:9] + "%"}).scalar()
-        ours_t, ours = best(lambda: coverage(conn, region=args.street, since=since, until=until,
-                                             buffer_m=args.buffer, principal=Principal.system()))
-        naive_t, naive = best(lambda: naive_shapely(conn, args.street, since, until, args.buffer))
-        result = {"street": args.street, "day": day.isoformat(), "fixes": n,
-                  "grids": len(ours["grids"]), "ours_s": round(ours_t, 3),
-                  "ours_mean_share": round(float(np.mean([g["share"] for g in ours["grids"]])), 4),
-                  "naive_shapely_s": round(naive_t, 3),
-                  "naive_shapely_mean_share": round(float(np.mean(naive)), 4),
-                  "ratio_naive_shapely": round(naive_t / ours_t, 1)}
+        grids, tracks = kept_tracks(conn, street, since, until, b)
+        ours_t, mine = best(lambda: ours(conn, street, since, until, b))
+        one_t, _ = best(single_threaded(lambda: ours(conn, street, since, until, b)))
+        plain_t, plain = best(lambda: plain_shapely(conn, street, since, until, b))
+        result: dict[str, Any] = {
+            "street": street, "day": day.isoformat(), "grids": len(grids.geom),
+            "kept_tracks": int(tracks.size), "buffer_m": b,
+            "ours_s": round(ours_t, 3), "ours_1_thread_s": round(one_t, 3),
+            "ours_mean_share": round(float(mine.mean()), 4),
+            "plain_shapely_s": round(plain_t, 3),
+            "plain_shapely_vs_ours": round(plain_t / ours_t, 2),
+            "plain_shapely_vs_ours_1_thread": round(plain_t / one_t, 2),
+            "plain_shapely_max_share_diff": round(float(np.abs(plain - mine).max()), 6)}
         if not args.skip_postgis:
-            pg_t, pg = best(lambda: naive_postgis(conn, args.street, since, until, args.buffer),
-                            repeat=1)
-            result.update(naive_postgis_s=round(pg_t, 3),
-                          naive_postgis_mean_share=round(float(np.mean(pg)), 4),
-                          ratio_naive_postgis=round(pg_t / ours_t, 1))
+            pg_t, pg = best(lambda: postgis(conn, street, since, until, b), repeat=1)
+            result.update(postgis_s=round(pg_t, 3), postgis_vs_ours=round(pg_t / ours_t, 2),
+                          postgis_vs_ours_1_thread=round(pg_t / one_t, 2),
+                          postgis_max_share_diff=round(float(np.abs(pg - mine).max()), 6))
     print(json.dumps(result, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "patrol_coverage.json").write_text(json.dumps(result, indent=2) + "\n")
 
 

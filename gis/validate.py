@@ -438,7 +438,7 @@ def guess_projected_crs(x: ArrayLike, y: ArrayLike, *,
     for crs, name in tries:
         try:
             lon, lat = transformer(crs, "EPSG:4490").transform(x, y)
-        except Exception:  # noqa: BLE001, S112 - a candidate PROJ cannot use is no candidate
+        except Exception:  # noqa: BLE001 - a candidate PROJ cannot use is no candidate
             continue
         lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
         if _share_in_china(lon, lat) >= 0.5:

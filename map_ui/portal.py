@@ -7,7 +7,6 @@ unless an operator configures a base map (``CITYGRID_BASEMAP_URL``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from app.deps import Conn
+from app.settings import PortalSettings
 from grids.city import profile
 
 HERE = Path(__file__).resolve().parent
@@ -51,8 +51,9 @@ class PortalConfig(BaseModel):
     city: CityView | None = None
 
 
-def portal_config(env: Mapping[str, str] | None = None) -> PortalConfig:
-    """The portal's settings from ``CITYGRID_BASEMAP_URL`` / ``CITYGRID_BASEMAP_CRS``.
+def portal_config(source: PortalSettings | Mapping[str, str] | None = None) -> PortalConfig:
+    """The portal's settings: ``CITYGRID_BASEMAP_URL`` / ``CITYGRID_BASEMAP_CRS`` as the app's
+    settings read them (the environment, then ``.env``: app/settings.py), or from a mapping.
 
     No URL means no external tiles: the page draws the city's own outlines on a plain background.
 
@@ -62,20 +63,22 @@ def portal_config(env: Mapping[str, str] | None = None) -> PortalConfig:
     ...                "CITYGRID_BASEMAP_CRS": "gcj02"}).base_map.crs
     'GCJ02'
     """
-    if env is None:
-        env = os.environ
-    url = (env.get("CITYGRID_BASEMAP_URL") or "").strip()
-    if not url:
+    if source is None:
+        source = PortalSettings()
+    elif isinstance(source, Mapping):
+        source = PortalSettings(basemap_url=source.get("CITYGRID_BASEMAP_URL"),
+                                # any spelling: the validator normalises it (gcj-02 -> GCJ02)
+                                basemap_crs=source.get("CITYGRID_BASEMAP_CRS") or "WGS84")  # type: ignore[arg-type]
+    if not source.basemap_url:
         return PortalConfig(base_map=None)
-    crs = (env.get("CITYGRID_BASEMAP_CRS") or "WGS84").strip().upper().replace("-", "")
-    if crs not in ("WGS84", "GCJ02"):
-        raise ValueError(f"CITYGRID_BASEMAP_CRS must be WGS84 or GCJ02, not {crs!r}")
-    return PortalConfig(base_map=BaseMap(url=url, crs=crs))  # type: ignore[arg-type]
+    return PortalConfig(base_map=BaseMap(url=source.basemap_url, crs=source.basemap_crs))
 
 
 def mount(app: FastAPI) -> None:
     """Serve the portal on ``app``: ``/`` and ``/portal`` (the page), its config and assets."""
-    config = portal_config()  # read once: a bad setting fails at start, not per request
+    # The app's settings (environment and .env), read once: a bad setting fails at start.
+    settings = getattr(app.state, "settings", None)
+    config = portal_config(settings.portal if settings is not None else None)
 
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html",

@@ -164,6 +164,8 @@ def post_report(body: FieldReport, request: Request, response: Response, conn: C
 
 @router.post("/photos", response_model=PhotoPublic, status_code=201,
              summary="Upload one photo (JPEG, PNG or WebP body); named by its SHA-256",
+             responses={200: {"model": PhotoPublic,
+                              "description": "The same photo was already uploaded: its record"}},
              openapi_extra={"requestBody": {"content": {
                  "image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
                  "required": True}})

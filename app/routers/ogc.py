@@ -45,17 +45,17 @@ class LandingPage(BaseModel):
 
 
 class Conformance(BaseModel):
-    conformsTo: list[str]  # noqa: N815 - the standard's name
+    conformsTo: list[str]  # the standard's name (camelCase)
 
 
 class CollectionPublic(BaseModel):
     id: str
     title: str
     description: str
-    itemType: str  # noqa: N815
+    itemType: str
     links: list[Link]
     crs: list[str]
-    storageCrs: str  # noqa: N815
+    storageCrs: str
     extent: dict[str, Any] | None = None
 
 

@@ -136,7 +136,7 @@ class Open311Route(APIRoute):
         async def spec_errors(request: Request) -> Response:
             try:
                 return await handler(request)
-            except Exception as exc:  # noqa: BLE001 - every error is answered in the spec's form
+            except Exception as exc:  # re-raised: every error is answered in the spec's form
                 raise failure_of(exc) from exc
 
         return spec_errors

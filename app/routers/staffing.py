@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
+from app import errors
 from app.auth import require
 from app.deps import Conn
 from app.schemas import ErrorPublic
@@ -78,7 +79,8 @@ def create_assignment(body: AssignmentCreate, conn: Conn,
 
 
 @router.delete("/assignments/{assignment_id}", response_model=AssignmentPublic,
-               summary="End an assignment now (kept in history)")
+               summary="End an assignment now (kept in history)",
+               responses=errors.responses(409))  # 409: it has already ended
 def end_assignment(assignment_id: Annotated[int, Path(ge=1, le=2**31 - 1)], conn: Conn,
                    principal: Annotated[Principal,
                                         Depends(require(Permission.ASSIGNMENTS_WRITE))]

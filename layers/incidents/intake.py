@@ -239,7 +239,7 @@ def read_bulk(body: bytes, *, filename: str = "upload.csv",
             check_csv_rows(len(frame) + 1, limits)  # + the header, as a spreadsheet counts
     except UploadTooLarge:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault
+    except Exception as exc:  # re-raised: any parser failure is the file's fault
         raise IntakeError("The file could not be read as CSV or XLSX.",
                           detail={"field": "file", "reason": str(exc)[:300]},
                           code="unreadable_file") from exc

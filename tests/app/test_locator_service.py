@@ -145,3 +145,81 @@ def test_a_change_through_the_api_is_seen_by_its_own_next_request(scratch: Engin
                             headers=h).status_code == 200
         assert client.get("/locate", params={"lon": lon, "lat": lat},
                           headers=h).json()["responsible"]["code"] == "W1"
+
+
+def test_an_outage_is_a_warning_without_traceback_and_no_failure(
+    scratch: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Losing the database is expected weather: a warning, a reconnect with backoff, no 'bug'."""
+    service = LocatorService(scratch, raster=False)
+    service.reload()
+    service.start()
+    try:
+        assert wait_for(lambda: not service.stale, 5) is not None
+        time.sleep(0.3)
+        with caplog.at_level("WARNING", logger="citygrid.locator"):
+            service.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
+            with scratch.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE application_name = :n"), {"n": service.listener_name})
+            assert wait_for(lambda: service.stale and service.backoff_s > 0.5, 10) is not None
+        lost = [r for r in caplog.records if "lost the database" in r.getMessage()]
+        assert len(lost) == 1 and lost[0].levelname == "WARNING" and lost[0].exc_info is None
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        assert service.failure is None and service.status()["failure"] is None
+        service.engine = scratch
+        assert wait_for(lambda: not service.stale, 10) is not None
+    finally:
+        service.stop()
+
+
+def test_a_bug_in_a_reload_is_logged_with_traceback_and_shown_by_health(
+    scratch: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload that raises something other than a database error is a bug: the traceback goes
+    to the log, /health says 'degraded' with the reason, the listener stays alive and heals when
+    the fault goes away."""
+    from fastapi.testclient import TestClient
+
+    import app.locator_service as locator_service
+    from app.main import create_app
+    from app.settings import DatabaseSettings, Settings
+    from tests.conftest import app_role_url
+
+    real = locator_service.load_snapshot
+    armed = {"on": False}
+
+    def faulty(conn):  # the fault injected into reload()
+        if armed["on"]:
+            raise ZeroDivisionError("injected fault in load_snapshot")
+        return real(conn)
+
+    monkeypatch.setattr(locator_service, "load_snapshot", faulty)
+    url = scratch.url.render_as_string(hide_password=False)
+    app = create_app(Settings(db=DatabaseSettings(database_url=app_role_url(url),
+                                                  migration_url=url)))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        service = app.state.locator
+        assert wait_for(lambda: not service.stale, 10) is not None
+        time.sleep(0.3)  # listening
+        assert client.get("/health").json()["status"] == "ok"
+        with caplog.at_level("WARNING", logger="citygrid.locator"):
+            armed["on"] = True
+            psql(scratch, f"UPDATE region SET name = name WHERE code = '{G1}'")
+            assert wait_for(lambda: service.failure is not None, 5) is not None
+            health = client.get("/health")
+            armed["on"] = False
+        bugs = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert bugs and bugs[0].exc_info is not None
+        assert bugs[0].exc_info[0] is ZeroDivisionError
+        assert not [r for r in caplog.records if "lost the database" in r.getMessage()]
+        assert "ZeroDivisionError: injected fault" in service.failure
+        assert health.status_code == 200  # degraded, not down: lookups still work
+        body = health.json()
+        assert body["status"] == "degraded" and "ZeroDivisionError" in body["reason"]
+        assert body["works"]["locate"] is True
+        # The listener is alive: once the fault is gone it reloads and the worker is ok again.
+        assert service._thread is not None and service._thread.is_alive()
+        assert wait_for(lambda: service.failure is None and not service.stale, 10) is not None
+        assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/health").json().get("reason") is None

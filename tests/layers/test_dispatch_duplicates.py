@@ -64,7 +64,7 @@ def test_matcher_recall_and_precision(conn: Connection, labelled) -> None:
     load_labelled(conn, labelled)
     every = measure(conn, "dup_eval")
     ranked = measure(conn, "dup_eval", min_score=0.5)
-    print({"all": every, "score>=0.5": ranked})  # noqa: T201 - docs/desk.md quotes it (-s)
+    print({"all": every, "score>=0.5": ranked})  # docs/desk.md quotes it (-s)
     assert every["duplicates"] > 500
     assert every["recall"] >= 0.95, every
     assert every["precision"] >= 0.40, every

@@ -3,14 +3,13 @@ back, so the answer is the place under the cursor on the (shifted) base map, not
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
 
 from app.main import create_app
-from app.settings import Settings
+from app.settings import PortalSettings, Settings
 from gis.transform import wgs84_to_gcj02
 from tests.conftest import free_port, live_server
 from tests.ui.conftest import ARTIFACTS, login
@@ -19,18 +18,10 @@ from tests.ui.conftest import ARTIFACTS, login
 @pytest.fixture(scope="module")
 def gcj_server(settings: Settings, engine: Engine) -> Iterator[str]:
     port = free_port()
-    old = {k: os.environ.get(k) for k in ("CITYGRID_BASEMAP_URL", "CITYGRID_BASEMAP_CRS")}
     # A local URL (nothing answers it with tiles: the test is about overlays, and stays offline).
-    os.environ["CITYGRID_BASEMAP_URL"] = f"http://127.0.0.1:{port}/no-tiles/{{z}}/{{x}}/{{y}}.png"
-    os.environ["CITYGRID_BASEMAP_CRS"] = "GCJ-02"
-    try:
-        app = create_app(settings)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    portal = PortalSettings(basemap_url=f"http://127.0.0.1:{port}/no-tiles/{{z}}/{{x}}/{{y}}.png",
+                            basemap_crs="GCJ-02")
+    app = create_app(settings.model_copy(update={"portal": portal}))
     with live_server(app, port=port) as url:
         yield url
 
