@@ -35,8 +35,13 @@ from gis.errors import GisError
 from grids.access import Principal, Scope
 from grids.errors import GridError, ImportRejected
 from grids.locate import Snapshot, load_snapshot
-from grids.upload_limits import UploadLimits, UploadTooLarge, cell_text, check_csv_rows, \
-    read_xlsx_rows
+from grids.upload_limits import (
+    UploadLimits,
+    UploadTooLarge,
+    cell_text,
+    check_csv_rows,
+    read_xlsx_rows,
+)
 
 MAX_TEXT = 300
 MAX_PROBLEMS = 1000  # problems listed in one rejection (detail['total'] counts them all)
@@ -373,8 +378,7 @@ def confidence(query_norm: str, candidate_norm: str, word_sim: float, sim: float
             score *= 0.5
         elif name not in c:
             score *= 0.8
-    for name in c.keys() - q.keys():
-        score *= 0.9
+    score *= 0.9 ** len(c.keys() - q.keys())
     return round(min(1.0, score), 2)
 
 
