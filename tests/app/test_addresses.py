@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from app.routers.addresses import AddressDetail, ImportSummary, SearchPublic
 from data.addresses import generate
@@ -107,3 +107,48 @@ def test_import_lists_every_bad_row(anonymous: TestClient, headers, conn: Connec
     bad_crs = anonymous.post("/addresses/import", files={"file": ("a.csv", csv)},
                              data={"crs": "mars"}, headers=headers("t_admin"))
     assert bad_crs.status_code == 422 and bad_crs.json()["detail"]["errors"][0]["field"] == "crs"
+
+
+def test_cli_import_and_search(tmp_path) -> None:
+    """``citygrid addresses import FILE --crs`` on the tiny city (it commits, as an operator would)."""
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+    from app.db import migrate
+    from app.settings import get_settings
+    from tests.conftest import app_role_url, database_url
+    from tests.tiny_city import write_tiny_city
+
+    owner = database_url("citygrid_test_cli_addr", fresh=True)
+    migrate(owner)
+    engine = create_engine(owner)
+    with engine.begin() as conn:
+        write_tiny_city(conn)
+        grid, lon, lat = conn.execute(text(
+            "SELECT code, ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) "
+            "FROM region_current WHERE level = 'grid' ORDER BY code LIMIT 1")).one()
+    engine.dispose()
+    env = {"CITYGRID_DATABASE_URL": app_role_url(owner), "CITYGRID_MIGRATION_URL": owner}
+    gx, gy = from_lonlat(lon, lat, "gcj02")
+    good = tmp_path / "book.csv"
+    good.write_text(f"address,lon,lat\n小城路十二号三幢,{float(gx):.8f},{float(gy):.8f}\n"
+                    f"小城路13号,{float(gx):.8f},{float(gy):.8f}\n", encoding="utf-8")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"address,lon,lat\n小城路14号,{lon},{lat}\n小城路15号,east,{lat}\n",
+                   encoding="utf-8")
+
+    def run(*args: str):
+        get_settings.cache_clear()
+        return CliRunner().invoke(cli, list(args), env=env)
+
+    try:
+        done = run("addresses", "import", str(good), "--crs", "gcj02")
+        assert done.exit_code == 0, done.output
+        assert "'added': 2" in done.output and "GCJ-02" in done.output
+        refused = run("addresses", "import", str(bad))
+        assert refused.exit_code == 2 and "row 3 [lon]: not a number" in refused.output
+        found = run("addresses", "search", "小城路12號3座")
+        assert found.exit_code == 0 and '"confidence": 1.0' in found.output
+        assert grid in found.output
+    finally:
+        get_settings.cache_clear()
