@@ -185,5 +185,5 @@ def noisy_variants(entries: list[Entry], *, n: int, seed: int = 16) -> list[tupl
         if "spaces" in chosen:
             cut = int(rng.integers(1, len(s)))
             s = s[:cut] + " " + s[cut:]
-        out.append((s, e.key, "+".join(sorted(chosen))))
+        out.append((s, e.key, "+".join(sorted(chosen)) or "none"))
     return out

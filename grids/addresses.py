@@ -395,8 +395,8 @@ _CANDIDATES = (
 )
 
 
-def search(conn: Connection, query: str, *, principal: Principal, limit: int = 10
-           ) -> dict[str, Any]:
+def search(conn: Connection, query: str, *, principal: Principal, limit: int = 10,
+           exact_first: bool = True) -> dict[str, Any]:
     """The book's best candidates for what a caller typed, most likely first.
 
     Two passes, both on the trigram index of ``norm``: first the addresses that hold the whole
@@ -408,6 +408,7 @@ def search(conn: Connection, query: str, *, principal: Principal, limit: int = 1
 
     Returns ``{query, normalised, candidates: [{id, text, code, grid_code, grid_name,
     grid_level, lon, lat, confidence}]}``; only addresses in the caller's locate scope.
+    ``exact_first=False`` skips the first pass (to measure the fuzzy one: bench/addresses.py).
     """
     norm = normalise(query)
     if not norm:
@@ -415,7 +416,8 @@ def search(conn: Connection, query: str, *, principal: Principal, limit: int = 1
     where, params = _scope_sql(principal.locate_scope(), "a.grid_code")
     params |= {"q": norm, "pool": max(POOL, limit), "like": _like(norm)}
     rows = conn.execute(text(_CANDIDATES.format(
-        match="a.norm LIKE :like", scope=where, order="length(a.norm), a.norm")), params).all()
+        match="a.norm LIKE :like", scope=where, order="length(a.norm), a.norm")), params
+    ).all() if exact_first else []
     if not rows:
         conn.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
                      {"t": str(WORD_THRESHOLD)})
