@@ -386,13 +386,19 @@ def _like(value: str) -> str:
     return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-_CANDIDATES = (
-    "SELECT c.*, word_similarity(:q, c.norm) AS ws, similarity(:q, c.norm) AS s, "
-    "r.name AS grid_name, r.level AS grid_level FROM ("
-    " SELECT a.id, a.code, a.text, a.norm, a.grid_code, ST_X(a.geom) AS lon, "
-    " ST_Y(a.geom) AS lat FROM address a WHERE a.valid_to IS NULL AND {match}{scope}"
-    " ORDER BY {order} LIMIT :pool) c LEFT JOIN region r ON r.code = c.grid_code"
-)
+_ROW = ("SELECT a.id, a.code, a.text, a.norm, a.grid_code, ST_X(a.geom) AS lon, "
+        "ST_Y(a.geom) AS lat FROM address a WHERE a.valid_to IS NULL")
+_SCORED = ("SELECT c.*, word_similarity(:q, c.norm) AS ws, similarity(:q, c.norm) AS s, "
+           "r.name AS grid_name, r.level AS grid_level FROM ({inner}) c "
+           "LEFT JOIN region r ON r.code = c.grid_code")
+# Exact pass: at most EXACT_CAP rows holding the query (a broad one such as a street's name holds
+# tens of thousands), the shortest first: the closest to the query among them.
+EXACT_CAP = 2000
+_EXACT = _SCORED.format(inner="SELECT * FROM (" + _ROW + " AND a.norm LIKE :like{scope} "
+                              "LIMIT :cap) m ORDER BY length(m.norm), m.norm LIMIT :pool")
+_FUZZY = _SCORED.format(inner=_ROW + " AND :q <% a.norm{scope} "
+                              "ORDER BY word_similarity(:q, a.norm) DESC, a.norm LIMIT :pool")
+MIN_QUERY = 3  # characters of the normalised query: fewer match a good part of the book
 
 
 def search(conn: Connection, query: str, *, principal: Principal, limit: int = 10,
@@ -411,19 +417,16 @@ def search(conn: Connection, query: str, *, principal: Principal, limit: int = 1
     ``exact_first=False`` skips the first pass (to measure the fuzzy one: bench/addresses.py).
     """
     norm = normalise(query)
-    if not norm:
-        raise EmptyQuery("Type an address to search for.", detail={"field": "q"})
+    if len(norm) < MIN_QUERY:
+        raise EmptyQuery(f"Type at least {MIN_QUERY} characters of the address.",
+                         detail={"field": "q", "normalised": norm, "min_length": MIN_QUERY})
     where, params = _scope_sql(principal.locate_scope(), "a.grid_code")
-    params |= {"q": norm, "pool": max(POOL, limit), "like": _like(norm)}
-    rows = conn.execute(text(_CANDIDATES.format(
-        match="a.norm LIKE :like", scope=where, order="length(a.norm), a.norm")), params
-    ).all() if exact_first else []
+    params |= {"q": norm, "pool": max(POOL, limit), "like": _like(norm), "cap": EXACT_CAP}
+    rows = conn.execute(text(_EXACT.format(scope=where)), params).all() if exact_first else []
     if not rows:
         conn.execute(text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
                      {"t": str(WORD_THRESHOLD)})
-        rows = conn.execute(text(_CANDIDATES.format(
-            match=":q <% a.norm", scope=where,
-            order="word_similarity(:q, a.norm) DESC, a.norm")), params).all()
+        rows = conn.execute(text(_FUZZY.format(scope=where)), params).all()
     ranked = sorted(((confidence(norm, r.norm, r.ws, r.s), r) for r in rows),
                     key=lambda t: (-t[0], -t[1].ws, -t[1].s, t[1].id))
     return {"query": query, "normalised": norm,

@@ -117,7 +117,7 @@
   async function search() {
     const q = box.q.trim();
     if (box.abort) box.abort.abort();
-    if (q.length < 2) { box.result = null; renderResults(); return; }
+    if (q.length < 3) { box.result = null; renderResults(); return; }  // the API wants 3 characters
     const seq = ++box.seq;
     box.abort = new AbortController();
     try {

@@ -98,7 +98,7 @@ Object.assign(window.CG_I18N["zh-CN"], {
   addr_grid: "所属网格", addr_change: "重新选择", addr_category: "类别", addr_choose: "请选择类别",
   addr_source: "来源", addr_description: "描述", addr_submit: "登记并打开案件",
   addr_created: "已登记案件 #{id}（网格 {grid}）",
-  err_empty_query: "请输入要查找的地址", err_address_not_found: "在您的辖区内找不到此地址",
+  err_empty_query: "请至少输入 3 个字的地址", err_address_not_found: "在您的辖区内找不到此地址",
   err_category_required: "请选择类别", err_unknown_category: "没有这个类别",
   err_point_outside_city: "地址不在本市范围内", err_import_rejected: "文件有误，未导入",
 });
