@@ -230,3 +230,18 @@ def test_empty_query_and_unknown_id(conn: Connection) -> None:
         search(conn, " ，。 ", principal=SYSTEM)
     with pytest.raises(addresses.AddressNotFound):
         addresses.get(conn, 2**40, principal=SYSTEM)
+
+
+def test_a_slip_in_the_name_falls_to_the_fuzzy_pass(book: int, conn: Connection) -> None:
+    entry = next(e for e in generate(conn) if e.unit is not None and len(e.road) >= 3)
+    slipped = entry.road[0] + "某" + entry.road[2:]  # one character of the road misheard
+    typed = entry.render(prefix=False).replace(entry.road, slipped)
+    assert normalise(typed) not in normalise(entry.text)  # no exact match to be had
+    top = search(conn, typed, principal=SYSTEM)["candidates"][0]
+    assert top["code"] == entry.key and 0.5 < top["confidence"] < 1.0
+
+
+def test_too_short_a_query_is_refused(conn: Connection) -> None:
+    with pytest.raises(addresses.EmptyQuery) as caught:
+        search(conn, "１号", principal=SYSTEM)
+    assert caught.value.detail["min_length"] == 3
