@@ -27,6 +27,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(import_app, name="import")
+addresses_app = typer.Typer(help="The standard address book (标准地址库).", no_args_is_help=True)
+app.add_typer(addresses_app, name="addresses")
 city_app = typer.Typer(help="The city profile (time zone, metric CRS, phone pattern).",
                        no_args_is_help=True)
 app.add_typer(city_app, name="city")
@@ -500,3 +502,42 @@ def city_set(
         prof = update_profile(conn, tz=tz, metric_srid=srid, phone_pattern=phone_pattern,
                               metric_auto=True if auto_srid else None)
         typer.echo(json.dumps(prof.as_dict(), ensure_ascii=False, indent=2))
+
+
+@addresses_app.command("import")
+def addresses_import(
+    path: Path,
+    crs: Annotated[str, typer.Option(help="CRS of the coordinates: EPSG:4490, wgs84, gcj02, "
+                                          "bd09 or a projected EPSG code")] = "EPSG:4490",
+    merge: Annotated[bool, typer.Option(
+        "--merge", help="Add and update only (default: also end addresses the file no longer "
+                        "holds)")] = False,
+) -> None:
+    """Import a CSV/XLSX address book (columns address, lon, lat, optional code), all or nothing."""
+    from gis.errors import GisError
+    from grids.access import Principal
+    from grids.addresses import import_file
+    from grids.errors import GridError
+
+    try:
+        with _writing() as conn:
+            summary = import_file(conn, path.read_bytes(), path.name,
+                                  principal=Principal.system(_actor()), crs=crs,
+                                  mode="merge" if merge else "replace",
+                                  limits=get_settings().upload.limits())
+    except (GridError, GisError) as exc:
+        _fail(exc)
+    typer.echo(f"imported {summary}")
+
+
+@addresses_app.command("search")
+def addresses_search(query: str, limit: int = 5) -> None:
+    """Search the address book as the desk does (city-wide)."""
+    import json
+
+    from grids.access import Principal
+    from grids.addresses import search
+
+    with _engine().connect() as conn:
+        typer.echo(json.dumps(search(conn, query, principal=Principal.system(_actor()),
+                                     limit=limit), ensure_ascii=False, indent=2))

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.auth import AuthError
 from app.backpressure import describe_db_failure
 from gis.errors import DomainError, GisError
+from grids import addresses as grid_addresses
 from grids import errors as grid_errors
 from grids import features
 from grids.access import Forbidden
@@ -42,6 +43,7 @@ STATUS: dict[type[Exception], int] = {
     grid_errors.PreconditionRequired: 428,
     IllegalTransition: 409,
     features.InvalidQuery: 400,  # OGC API - Features: a bad bbox, crs or datetime is a 400
+    grid_addresses.AddressNotFound: 404,
 }
 
 

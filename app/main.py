@@ -20,6 +20,7 @@ from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
 from app.routers import (
     access,
+    addresses,
     analysis,
     desk,
     field,
@@ -42,7 +43,7 @@ from map_ui import portal
 log = logging.getLogger("citygrid")
 # Bulk endpoints that may carry large bodies (everything else is capped lower).
 BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes", "/plans/import",
-              "/field/photos")  # photos: their own size limit (PhotoSettings)
+              "/field/photos", "/addresses/import")  # photos: their own size limit (PhotoSettings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(desk.router)  # the dispatch desk (layers/dispatch)
     app.include_router(field.router)  # the grid worker's phone (/worker)
     app.include_router(analysis.router)
+    app.include_router(addresses.router)  # the standard address book (grids/addresses)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     openapi_security.install(app)  # bearer, API key, session: /docs' Authorize button
     return app

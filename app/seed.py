@@ -30,4 +30,9 @@ def load_demo(conn: Connection, *, city: str | None = None, grids: int | None = 
                                      valid_from=DEMO_VALID_FROM)
     n_staff = store.upsert_staff(conn, built.staff)
     n_assign = store.insert_assignments(conn, built.assignments, valid_from=DEMO_VALID_FROM)
-    return {"regions": n_regions, "staff": n_staff, "assignments": n_assign}
+    counts = {"regions": n_regions, "staff": n_staff, "assignments": n_assign}
+    if grids is None:  # the demo's standard address book (a synthetic city has none)
+        from data.addresses import load_demo_addresses
+
+        counts["addresses"] = load_demo_addresses(conn)["added"]
+    return counts

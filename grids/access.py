@@ -41,6 +41,7 @@ class Permission(StrEnum):
     ASSESSMENT_READ = "assessment:read"
     PLANS_READ = "plans:read"
     PLANS_WRITE = "plans:write"
+    ADDRESSES_WRITE = "addresses:write"  # import the standard address book (grids/addresses.py)
 
 
 ROLES = ("admin", "planner", "supervisor", "dispatcher", "grid_worker", "viewer")
@@ -49,7 +50,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
     "planner": frozenset({P.REGIONS_READ, P.STAFF_READ, P.LOCATE, P.INCIDENTS_READ,
                           P.PATROLS_READ, P.MAPS_READ, P.ASSESSMENT_READ, P.PLANS_READ,
-                          P.PLANS_WRITE}),
+                          P.PLANS_WRITE, P.ADDRESSES_WRITE}),
     "supervisor": frozenset({P.REGIONS_READ, P.STAFF_READ, P.STAFF_WRITE, P.ASSIGNMENTS_WRITE,
                              P.LOCATE, P.USERS_READ, P.AUDIT_READ, P.INCIDENTS_READ,
                              P.INCIDENTS_CREATE, P.INCIDENTS_HANDLE, P.PATROLS_READ,

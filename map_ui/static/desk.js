@@ -118,6 +118,7 @@
     notify(desk.notice);
     renderQueue();
     renderCase();
+    window.dispatchEvent(new CustomEvent("citygrid:desk-built"));  // desk-address.js mounts here
   }
 
   function readFilters() {

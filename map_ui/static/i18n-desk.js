@@ -89,3 +89,25 @@ Object.assign(window.CG_I18N.en, {
   phone_masked: "(number hidden)", nobody_named: "not assigned",
   err_unknown: "Failed",
 });
+// Address-only calls (desk-address.js).
+Object.assign(window.CG_I18N["zh-CN"], {
+  addr_title: "仅地址来电登记", addr_placeholder: "输入来电人说的地址，如：江滨路十二号三幢二单元",
+  addr_hint: "边输入边查标准地址库；全角半角、號/号、幢/座/栋、中文数字、省市区前缀都可以",
+  addr_none: "标准地址库中没有相近的地址，请换个说法或在地图上选点",
+  addr_confidence: "匹配可信度", addr_conf_high: "高", addr_conf_mid: "中", addr_conf_low: "低",
+  addr_grid: "所属网格", addr_change: "重新选择", addr_category: "类别", addr_choose: "请选择类别",
+  addr_source: "来源", addr_description: "描述", addr_submit: "登记并打开案件",
+  addr_created: "已登记案件 #{id}（网格 {grid}）",
+  err_empty_query: "请至少输入 3 个字的地址", err_address_not_found: "在您的辖区内找不到此地址",
+  err_category_required: "请选择类别", err_unknown_category: "没有这个类别",
+  err_point_outside_city: "地址不在本市范围内", err_import_rejected: "文件有误，未导入",
+});
+Object.assign(window.CG_I18N.en, {
+  addr_title: "Address-only call", addr_placeholder: "Type the address as the caller says it, e.g. 江滨路十二号三幢二单元",
+  addr_hint: "Searches the standard address book as you type; full-width digits, 號/号, 幢/座/栋, Chinese numerals and missing province/city/district prefixes are fine",
+  addr_none: "No close address in the book; try other words or pick a point on the map",
+  addr_confidence: "Match confidence", addr_conf_high: "high", addr_conf_mid: "medium", addr_conf_low: "low",
+  addr_grid: "Grid", addr_change: "Choose again", addr_category: "Category", addr_choose: "Choose a category",
+  addr_source: "Source", addr_description: "Description", addr_submit: "Register and open the case",
+  addr_created: "Case #{id} registered (grid {grid})",
+});
