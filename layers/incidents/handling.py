@@ -41,7 +41,8 @@ def _locked(conn: Connection, incident_id: int, principal: Principal) -> dict[st
     row = conn.execute(text(
         "SELECT i.id, i.state, i.region_code, i.version, i.received_at, i.extension_hours, "
         "i.rework_count, i.due_at, c.limits, c.limit_unit FROM incident i "
-        "JOIN category c ON c.id = i.category_id WHERE i.id = :id FOR UPDATE OF i"), {"id": incident_id}).mappings().first()
+        "JOIN category c ON c.id = i.category_id WHERE i.id = :id FOR UPDATE OF i"),
+        {"id": incident_id}).mappings().first()
     if row is None or not _scope_of(principal).covers(row["region_code"]):
         raise IncidentNotFound(f"No incident {incident_id} in your jurisdiction.",
                                detail={"field": "id", "value": incident_id})
