@@ -111,6 +111,7 @@ def lights(db: str, repeat: int) -> None:
             from app.seed_incidents import load_demo_incidents
 
             load_demo_incidents(conn, n=20_000)  # rolled back with the rest
+            conn.execute(text("ANALYZE incident"))
         out["open"] = conn.execute(text("SELECT count(*) FROM incident WHERE state = ANY(:o)"),
                                    {"o": sorted(OPEN_STATES)}).scalar()
         for unit in ("hours", "work_hours"):
