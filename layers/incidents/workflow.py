@@ -143,17 +143,17 @@ def light_sql(prefix: str = "i", category: str = "c") -> str:
     # Calendar hours: seconds since the step began over the limit. Working time: office seconds
     # since then (citygrid_work_seconds, migration 0018) over the limit in office seconds (a
     # working day is one office day), so the yellow comes at 80 % of office time too.
-    day_s = ("(SELECT sum(extract(epoch FROM (e ->> 1)::time - (e ->> 0)::time)) "
-             "FROM work_calendar_setting, jsonb_array_elements(office_hours) e)")
     used_h = (f"extract(epoch FROM now() - {{i}}.state_since) / "
               f"nullif(({step_limit} + {{i}}.extension_hours) * 3600.0, 0)")
     used_w = (f"citygrid_work_seconds({{i}}.state_since, now()) / nullif("
-              f"CASE {{c}}.limit_unit WHEN 'work_days' THEN {step_limit} * {day_s} "
-              f"ELSE {step_limit} * 3600.0 END + {{i}}.extension_hours * 3600.0, 0)")
-    colour = "CASE WHEN {u} < 0.8 THEN 'green' WHEN {u} <= 1.0 THEN 'yellow' ELSE 'red' END"
+              f"CASE {{c}}.limit_unit WHEN 'work_days' THEN {step_limit} * "
+              f"citygrid_office_day_seconds() ELSE {step_limit} * 3600.0 END "
+              f"+ {{i}}.extension_hours * 3600.0, 0)")
+    # No subquery here: its estimated cost would push every query that shows a light over the
+    # JIT threshold (seconds of compiling for a millisecond of work).
     expr = (f"CASE WHEN {{i}}.state NOT IN ('received', 'registered', 'dispatched', 'handling', "
             f"'reported', 'verified') THEN NULL "
-            f"WHEN {{c}}.limit_unit = 'hours' THEN {colour.format(u=used_h)} "
-            # the office time is measured once per row, not once per comparison
-            f"ELSE (SELECT {colour.format(u='w.u')} FROM (SELECT {used_w} AS u) w) END")
+            f"WHEN {{c}}.limit_unit = 'hours' THEN CASE WHEN {used_h} < 0.8 THEN 'green' "
+            f"WHEN {used_h} <= 1.0 THEN 'yellow' ELSE 'red' END "
+            f"ELSE citygrid_light_of({used_w}) END")
     return expr.format(i=prefix, c=category)

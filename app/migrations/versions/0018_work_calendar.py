@@ -63,6 +63,20 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
                     extract(isodow FROM d) < 6)
 $fn$;
 
+-- The length of an office day in seconds (7.5 h = 27000 with 08:30-12:00, 13:30-17:30).
+CREATE FUNCTION citygrid_office_day_seconds() RETURNS float8
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
+    SELECT coalesce(sum(extract(epoch FROM (e ->> 1)::time - (e ->> 0)::time)), 0)::float8
+    FROM work_calendar_setting, jsonb_array_elements(office_hours) e
+$fn$;
+
+-- The traffic light of a share of a limit used (as workflow.light): one call per row, so the
+-- share (office time, measured by a function) is computed once.
+CREATE FUNCTION citygrid_light_of(used float8) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    SELECT CASE WHEN used < 0.8 THEN 'green' WHEN used <= 1.0 THEN 'yellow' ELSE 'red' END
+$fn$;
+
 -- Office seconds of one local day within [lo, hi) (0 on a rest day).
 CREATE FUNCTION citygrid_work_seconds_on(d date, lo timestamptz, hi timestamptz, tz text)
 RETURNS float8 LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
@@ -106,8 +120,7 @@ BEGIN
                              FROM work_calendar_day
                              WHERE day > da AND day < db
                                AND (kind = 'workday') = (extract(isodow FROM day) >= 6)), 0);
-    SELECT coalesce(sum(extract(epoch FROM (e ->> 1)::time - (e ->> 0)::time)), 0) INTO day_s
-    FROM work_calendar_setting, jsonb_array_elements(office_hours) e;
+    day_s := citygrid_office_day_seconds();
     RETURN citygrid_work_seconds_on(da, a, b, tz) + citygrid_work_seconds_on(db, a, b, tz)
            + days * day_s;
 END
@@ -117,6 +130,8 @@ $fn$;
 DOWNGRADE = """
 DROP FUNCTION IF EXISTS citygrid_work_seconds(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS citygrid_work_seconds_on(date, timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS citygrid_office_day_seconds();
+DROP FUNCTION IF EXISTS citygrid_light_of(float8);
 DROP FUNCTION IF EXISTS citygrid_is_workday(date);
 ALTER TABLE category DROP COLUMN IF EXISTS limit_unit;
 DROP TABLE IF EXISTS work_calendar_setting, work_calendar_day;
