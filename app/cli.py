@@ -32,6 +32,9 @@ app.add_typer(addresses_app, name="addresses")
 city_app = typer.Typer(help="The city profile (time zone, metric CRS, phone pattern).",
                        no_args_is_help=True)
 app.add_typer(city_app, name="city")
+calendar_app = typer.Typer(help="The workday calendar (holidays, make-up workdays, office hours).",
+                           no_args_is_help=True)
+app.add_typer(calendar_app, name="calendar")
 
 
 def _engine():
@@ -457,6 +460,61 @@ def serve(
     uvicorn.run("app.main:create_app", factory=True, host=host or settings.api.host,
                 port=port or settings.api.port, workers=workers, log_level="info",
                 proxy_headers=PROXY_HEADERS)
+
+
+@calendar_app.command("import")
+def calendar_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                         help="CSV date,kind,name (e.g. data/holidays/cn-2026.csv)")],
+) -> None:
+    """Replace the years a CSV names with its rows (all or nothing: bad rows are listed)."""
+    from grids.access import Principal
+    from grids.errors import GridError
+    from layers.incidents import calendar
+
+    try:
+        with _writing() as conn:
+            out = calendar.import_csv(conn, file.read_bytes(), principal=Principal.system(_actor()))
+    except GridError as exc:
+        _fail(exc)
+    typer.echo(f"imported {out['rows']} rows for {', '.join(map(str, out['years']))}")
+
+
+@calendar_app.command("show")
+def calendar_show(year: Annotated[int, typer.Argument(help="e.g. 2026")]) -> None:
+    """Print a year's holidays and make-up workdays, its workday count and the office hours."""
+    from grids.access import Principal
+    from grids.errors import GridError
+    from layers.incidents import calendar
+
+    try:
+        with _writing() as conn:
+            out = calendar.read_year(conn, year, principal=Principal.system(_actor()))
+    except GridError as exc:
+        _fail(exc)
+    hours = ", ".join(f"{s}–{e}" for s, e in out["office_hours"])
+    typer.echo(f"{year}: {out['workdays']} workdays; office hours {hours}")
+    for d in out["days"]:
+        typer.echo(f"{d['date'].isoformat()}  {d['kind']:<8} {d['name']}")
+
+
+@calendar_app.command("hours")
+def calendar_hours(
+    periods: Annotated[list[str], typer.Argument(help="Office periods, e.g. 08:30-12:00 "
+                                                      "13:30-17:30")],
+) -> None:
+    """Set the city's office hours (every workday)."""
+    from grids.access import Principal
+    from grids.errors import GridError
+    from layers.incidents import calendar
+
+    try:
+        with _writing() as conn:
+            out = calendar.set_office_hours(conn, [p.split("-", 1) for p in periods],
+                                            principal=Principal.system(_actor()))
+    except GridError as exc:
+        _fail(exc)
+    typer.echo("office hours: " + ", ".join(f"{s}–{e}" for s, e in out))
 
 
 # X-Forwarded-For is read by the app, from CITYGRID_TRUSTED_PROXIES only (app.auth.client_ip):

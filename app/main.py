@@ -22,6 +22,7 @@ from app.routers import (
     access,
     addresses,
     analysis,
+    calendar,
     desk,
     field,
     incidents,
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(field.router)  # the grid worker's phone (/worker)
     app.include_router(analysis.router)
     app.include_router(addresses.router)  # the standard address book (grids/addresses)
+    app.include_router(calendar.router)  # the workday calendar (layers/incidents/calendar)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     openapi_security.install(app)  # bearer, API key, session: /docs' Authorize button
     return app

@@ -85,6 +85,8 @@ class Limits(BaseModel):
     total_hours: float
     extension_hours: float
     step_used: float | None = Field(description="Share of the current step's limit used")
+    unit: Literal["hours", "work_hours", "work_days"] = Field(
+        "hours", description="Unit of step_hours and total_hours (working time: the calendar)")
 
 
 class Candidate(BaseModel):

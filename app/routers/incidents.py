@@ -39,6 +39,7 @@ class CategoryPublic(BaseModel):
     department_name: str | None
     routing: Literal["location", "owner"]
     limits: dict[str, float]
+    limit_unit: Literal["hours", "work_hours", "work_days"] = "hours"
     active: bool
 
 
@@ -52,6 +53,8 @@ class CategorySave(BaseModel):
     limits: dict[Literal["register", "dispatch", "accept", "handle", "verify", "close"],
                  Annotated[float, Field(gt=0, le=24 * 365)]] = {}
     active: bool = Field(True, strict=True)  # true or false, not 0 or 1
+    # calendar hours (the default), or working time on the city's calendar (GET /calendar/{year})
+    limit_unit: Literal["hours", "work_hours", "work_days"] = "hours"
 
 
 class IncidentCreate(BaseModel):

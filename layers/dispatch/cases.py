@@ -18,7 +18,7 @@ from grids.access import Forbidden, Permission, mask_phone
 from grids.errors import GridError
 from layers.dispatch import duplicates, merge
 from layers.dispatch.roles import DESK_ROLES, LIAISON_ACTIONS, REVEAL_ROLES, DeskUser
-from layers.incidents import handling
+from layers.incidents import calendar, handling
 from layers.incidents.workflow import (
     OPEN_STATES,
     allowed_actions,
@@ -57,7 +57,7 @@ def may_reveal(case: dict[str, Any], user: DeskUser) -> bool:
 
 def _raw(conn: Connection, incident_id: int) -> dict[str, Any]:
     return dict(conn.execute(text(
-        "SELECT i.reporter_phone, i.reporter_name, i.responsible_code, c.limits, "
+        "SELECT i.reporter_phone, i.reporter_name, i.responsible_code, c.limits, c.limit_unit, "
         "d.name AS department_name, c.name_en AS category_name_en, p.code AS category_group, "
         "s.name AS responsible_name, s.phone AS responsible_phone, s.role AS responsible_role, "
         "s.status AS responsible_status, g.name AS grid_name, i.merged_into "
@@ -81,10 +81,12 @@ def case_view(conn: Connection, incident_id: int, *, user: DeskUser,
     now = now or datetime.now(UTC)
     limits = raw["limits"] or {}
     step_h = step_limit_hours(limits, case["state"])
+    unit = raw["limit_unit"]
     used = None
-    if step_h is not None:
-        used = round((now - case["state_since"]).total_seconds() / 3600.0
-                     / (step_h + case["extension_hours"]), 3)
+    if step_h is not None:  # on working time for a category on working time (as the light)
+        cal = calendar.load(conn) if unit != "hours" else None
+        used = round(calendar.used_fraction(cal, case["state_since"], now, step_h, unit,
+                                            case["extension_hours"]), 3)
     case["reporter_phone"] = mask_phone(raw["reporter_phone"])
     case["category_name_en"] = raw["category_name_en"]
     case["category_group"] = raw["category_group"]
@@ -96,7 +98,8 @@ def case_view(conn: Connection, incident_id: int, *, user: DeskUser,
         "phone": mask_phone(raw["responsible_phone"]), "role": raw["responsible_role"],
         "status": raw["responsible_status"]}
     case["limits"] = {"step_hours": step_h, "total_hours": total_limit_hours(limits),
-                      "extension_hours": case["extension_hours"], "step_used": used}
+                      "extension_hours": case["extension_hours"], "step_used": used,
+                      "unit": unit}  # step_hours/total_hours are in this unit
     case["allowed_actions"] = desk_actions(case, user)
     case["may_reveal"] = may_reveal(case, user) and bool(
         raw["reporter_phone"] or raw["responsible_phone"])

@@ -16,6 +16,8 @@ from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal
 from grids.errors import Conflict, GridError, RegionNotFound
+from layers.incidents.calendar import UNITS
+from layers.incidents.workflow import DEFAULT_LIMITS_H
 
 DEPARTMENTS = [
     ("CGJ", "综合行政执法局"), ("ZJJ", "住房和城乡建设局"), ("SWJ", "水务局"),
@@ -92,7 +94,7 @@ def seed(conn: Connection) -> int:
 
 
 _COLUMNS = ("c.code, p.code AS parent_code, c.name, c.name_en, c.family, d.code AS department, "
-            "d.name AS department_name, c.routing, c.limits, c.active")
+            "d.name AS department_name, c.routing, c.limits, c.limit_unit, c.active")
 _FROM = ("FROM category c LEFT JOIN category p ON p.id = c.parent_id "
          "LEFT JOIN department d ON d.id = c.department_id")
 
@@ -118,10 +120,23 @@ def get_category(conn: Connection, code: str) -> dict[str, Any]:
 
 def save_category(conn: Connection, *, code: str, parent_code: str | None, name: str,
                   name_en: str = "", family: str, department: str | None, routing: str,
-                  limits: dict[str, float], active: bool = True, principal: Principal
-                  ) -> dict[str, Any]:
-    """Create or replace a category (admins only). Only two levels: a parent has no parent."""
+                  limits: dict[str, float], active: bool = True, principal: Principal,
+                  limit_unit: str = "hours") -> dict[str, Any]:
+    """Create or replace a category (admins only). Only two levels: a parent has no parent.
+
+    ``limit_unit``: the limits are calendar ``hours``, ``work_hours`` or ``work_days``
+    (:mod:`layers.incidents.calendar`); a category on working days names every step's limit
+    (the defaults are hours).
+    """
     principal.require(Permission.CATALOGUE_WRITE)
+    if limit_unit not in UNITS:
+        raise GridError(f"Unknown limit unit {limit_unit[:20]!r}.",
+                        detail={"field": "limit_unit", "expected": list(UNITS)},
+                        code="invalid_limit_unit")
+    if limit_unit == "work_days" and set(limits) != set(DEFAULT_LIMITS_H):
+        raise GridError("A category on working days names the limit of every step.",
+                        detail={"field": "limits", "expected": sorted(DEFAULT_LIMITS_H)},
+                        code="invalid_limit_unit")
     parent_id = None
     if parent_code:
         parent = get_category(conn, parent_code)
@@ -142,14 +157,15 @@ def save_category(conn: Connection, *, code: str, parent_code: str | None, name:
                                  code="department_not_found")
     conn.execute(text(
         "INSERT INTO category (code, parent_id, name, name_en, family, department_id, routing, "
-        "limits, active) VALUES (:code, :parent, :name, :name_en, :family, :dept, :routing, "
-        "CAST(:limits AS jsonb), :active) ON CONFLICT (code) DO UPDATE SET "
+        "limits, active, limit_unit) VALUES (:code, :parent, :name, :name_en, :family, :dept, "
+        ":routing, CAST(:limits AS jsonb), :active, :unit) ON CONFLICT (code) DO UPDATE SET "
         "parent_id = EXCLUDED.parent_id, name = EXCLUDED.name, name_en = EXCLUDED.name_en, "
         "family = EXCLUDED.family, department_id = EXCLUDED.department_id, "
-        "routing = EXCLUDED.routing, limits = EXCLUDED.limits, active = EXCLUDED.active"),
+        "routing = EXCLUDED.routing, limits = EXCLUDED.limits, active = EXCLUDED.active, "
+        "limit_unit = EXCLUDED.limit_unit"),
         {"code": code, "parent": parent_id, "name": name, "name_en": name_en, "family": family,
          "dept": dept_id, "routing": routing, "limits": orjson.dumps(limits).decode(),
-         "active": active})
+         "active": active, "unit": limit_unit})
     out = get_category(conn, code)
     out.pop("id")
     return out

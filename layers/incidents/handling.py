@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 
 from grids.access import Forbidden, Permission, Principal, Scope, mask_name, mask_phone
 from grids.errors import Conflict, GridError, RegionNotFound
+from layers.incidents import calendar
 from layers.incidents.workflow import (
     ACTIONS,
     OPEN_STATES,
@@ -39,8 +40,9 @@ def _scope_of(principal: Principal) -> Scope:
 def _locked(conn: Connection, incident_id: int, principal: Principal) -> dict[str, Any]:
     row = conn.execute(text(
         "SELECT i.id, i.state, i.region_code, i.version, i.received_at, i.extension_hours, "
-        "i.rework_count, c.limits FROM incident i JOIN category c ON c.id = i.category_id "
-        "WHERE i.id = :id FOR UPDATE OF i"), {"id": incident_id}).mappings().first()
+        "i.rework_count, i.due_at, c.limits, c.limit_unit FROM incident i "
+        "JOIN category c ON c.id = i.category_id WHERE i.id = :id FOR UPDATE OF i"),
+        {"id": incident_id}).mappings().first()
     if row is None or not _scope_of(principal).covers(row["region_code"]):
         raise IncidentNotFound(f"No incident {incident_id} in your jurisdiction.",
                                detail={"field": "id", "value": incident_id})
@@ -77,9 +79,14 @@ def act(conn: Connection, incident_id: int, action: str, *, principal: Principal
             raise GridError("An extension needs hours between 0 and 720.",
                             detail={"field": "hours", "expected": "0 < hours <= 720"},
                             code="invalid_extension")
-        sets += ["extension_hours = extension_hours + :hours",
-                 "due_at = due_at + make_interval(secs => :hours * 3600)"]
+        sets.append("extension_hours = extension_hours + :hours")
         params["hours"] = hours
+        if inc["limit_unit"] == "hours" or inc["due_at"] is None:
+            sets.append("due_at = due_at + make_interval(secs => :hours * 3600)")
+        else:  # office hours on the calendar: moved in Python (layers.incidents.calendar)
+            sets.append("due_at = :due")
+            params["due"] = calendar.extend(calendar.load(conn), inc["due_at"], hours,
+                                            inc["limit_unit"])
     elif action == "card":
         if card not in ("yellow", "red"):
             raise GridError("A supervision card is yellow or red.",
@@ -90,9 +97,13 @@ def act(conn: Connection, incident_id: int, action: str, *, principal: Principal
     elif action == "rework":
         sets.append("rework_count = rework_count + 1")
     elif action == "close":
+        # On time: by due_at (intake + limits + extensions, on working time for a category on
+        # working time), the same instant the lights, 应结案数 and 按期结案率 read. Rows without
+        # a due_at fall back to the calendar hours of the limits.
         total = total_limit_hours(inc["limits"]) + inc["extension_hours"]
         sets += ["closed_at = now()",
-                 "closed_on_time = now() <= received_at + make_interval(secs => :total * 3600)"]
+                 "closed_on_time = now() <= coalesce(due_at, received_at + "
+                 "make_interval(secs => :total * 3600))"]
         params["total"] = total
     elif action == "evaluate":
         if score is None or not 1 <= score <= 5:

@@ -35,6 +35,7 @@ from grids.upload_limits import (
     check_csv_rows,
     read_xlsx_rows,
 )
+from layers.incidents import calendar
 from layers.incidents.catalogue import get_category
 from layers.incidents.workflow import total_limit_hours
 
@@ -143,7 +144,9 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
                              detail={"field": "lon", "fields": ["lon", "lat"]},
                              code="outside_jurisdiction")
     received = data.get("received_at") or datetime.now(UTC)
-    total = total_limit_hours(category["limits"])
+    unit = category["limit_unit"]
+    due = calendar.deadline(calendar.load(conn) if unit != "hours" else None, received,
+                            total_limit_hours(category["limits"]), unit)
     row = conn.execute(text(
         "INSERT INTO incident (source, external_id, category_id, description, address, geom, "
         "crs_in, reporter_name, reporter_phone, attachments, region_code, grid_code, "
@@ -154,7 +157,7 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
         "ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4490) END, :crs, :rname, :rphone, "
         "CAST(:attachments AS jsonb), :region, :grid, :community, :street, :version, "
         ":responsible, :fallback, c.department_id, :received, :received, "
-        ":received + make_interval(secs => :total * 3600) FROM category c WHERE c.code = :cat "
+        ":due FROM category c WHERE c.code = :cat "
         "ON CONFLICT (source, external_id) DO NOTHING RETURNING id"),
         {"source": data["source"], "external_id": data["external_id"].strip(),
          "description": data.get("description") or "", "address": data.get("address") or "",
@@ -164,7 +167,7 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
          "region": placement.region_code, "grid": placement.grid_code,
          "community": placement.community_code, "street": placement.street_code,
          "version": placement.boundary_version_id, "responsible": placement.responsible_code,
-         "fallback": placement.fallback, "received": received, "total": total,
+         "fallback": placement.fallback, "received": received, "due": due,
          "cat": data["category"]}).scalar()
     if row is None:  # a concurrent retry won the race: return theirs
         theirs = _existing(conn, data["source"], data["external_id"])
@@ -282,8 +285,8 @@ def bulk(conn: Connection, snap: Snapshot, frame: pd.DataFrame, *, principal: Pr
     dup = frame.assign(_e=ext).duplicated(["source", "_e"], keep="first").to_numpy()
     flag(dup, "external_id", "the same source and external id appear twice in the file")
     cats = {c["code"]: c for c in conn.execute(text(
-        "SELECT c.code, c.id, c.limits, c.active, c.parent_id IS NOT NULL AS leaf, c.department_id "
-        "FROM category c")).mappings()}
+        "SELECT c.code, c.id, c.limits, c.limit_unit, c.active, c.parent_id IS NOT NULL AS leaf, "
+        "c.department_id FROM category c")).mappings()}
     good_cat = frame["category"].isin(
         [code for code, c in cats.items() if c["active"] and c["leaf"]]).to_numpy(dtype=bool)
     flag(~good_cat, "category", "expected an active second-level category code")
@@ -349,7 +352,21 @@ def bulk(conn: Connection, snap: Snapshot, frame: pd.DataFrame, *, principal: Pr
     limit_of = {code: total_limit_hours(c["limits"]) for code, c in cats.items()}
     total_h = frame["category"].map(limit_of).fillna(0.0).to_numpy(dtype=float)
     received_s = _utc_text(received)
-    due_s = _utc_text(received + pd.to_timedelta(total_h, unit="h"))
+    due = received + pd.to_timedelta(total_h, unit="h")
+    unit_of = {code: c["limit_unit"] for code, c in cats.items()}
+    on_work = (frame["category"].map(unit_of).fillna("hours") != "hours").to_numpy(dtype=bool)
+    if on_work.any():  # working time: all such rows at once (calendar.add_work_seconds_many)
+        cal = calendar.load(conn)
+        secs = {code: calendar.limit_seconds(cal, limit_of[code], unit_of[code])
+                for code in cats if unit_of[code] != "hours"}
+        start_us = (received.dt.tz_convert("UTC").dt.tz_localize(None)
+                    .to_numpy(dtype="datetime64[us]").astype(np.int64))
+        work_s = frame["category"].map(secs).fillna(0.0).to_numpy(dtype=float)
+        due_us = due.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(
+            dtype="datetime64[us]").astype(np.int64)
+        due_us[on_work] = calendar.add_work_seconds_many(cal, start_us[on_work], work_s[on_work])
+        due = pd.Series(pd.to_datetime(due_us, unit="us", utc=True), index=received.index)
+    due_s = _utc_text(due)
 
     # Rows already taken in (a re-sent export) are duplicates, not errors. Asked per source,
     # the ids as one JSON text: binding 100,000 strings as text[] cost ~0.1 s a list.

@@ -12,7 +12,9 @@ Jurisdiction is checked by the caller (:mod:`layers.incidents.handling`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+
+from layers.incidents.calendar import WorkCalendar, used_fraction
 
 STATES = ("received", "registered", "dispatched", "handling", "reported", "verified", "closed",
           "evaluated", "voided", "merged")  # merged: a duplicate closed into a lead (dispatch desk)
@@ -114,11 +116,14 @@ def total_limit_hours(limits: dict[str, float]) -> float:
 
 
 def light(state: str, state_since: datetime, limits: dict[str, float], extension_h: float,
-          now: datetime) -> str | None:
+          now: datetime, *, unit: str = "hours", calendar: WorkCalendar | None = None
+          ) -> str | None:
     """Traffic light of the current step: under 80 % of its limit green, 80–100 % yellow,
-    over 100 % red; None once the case is closed or voided.
+    over 100 % red; None once the case is closed or voided. For a category on working time
+    (``unit`` ``work_hours`` or ``work_days``) both the limit and the time used are office time
+    of ``calendar``.
 
-    >>> from datetime import UTC
+    >>> from datetime import UTC, timedelta
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
     >>> [light("handling", t0, {"handle": 10}, 0, t0 + timedelta(hours=h)) for h in (7, 9, 11)]
     ['green', 'yellow', 'red']
@@ -126,7 +131,7 @@ def light(state: str, state_since: datetime, limits: dict[str, float], extension
     limit = step_limit_hours(limits, state)
     if limit is None:
         return None
-    used = (now - state_since) / timedelta(hours=limit + extension_h)
+    used = used_fraction(calendar, state_since, now, limit, unit, extension_h)
     return "green" if used < 0.8 else "yellow" if used <= 1.0 else "red"
 
 
@@ -138,9 +143,20 @@ def light_sql(prefix: str = "i", category: str = "c") -> str:
     defaults = ("CASE {i}.state WHEN 'received' THEN 2 WHEN 'registered' THEN 2 "
                 "WHEN 'dispatched' THEN 4 WHEN 'handling' THEN 72 WHEN 'reported' THEN 24 "
                 "WHEN 'verified' THEN 24 END")
-    limit = (f"(coalesce(({{c}}.limits ->> ({step}))::float8, {defaults}) + "
-             "{i}.extension_hours) * 3600.0")
-    used = f"extract(epoch FROM now() - {{i}}.state_since) / nullif({limit}, 0)"
-    expr = (f"CASE WHEN {{i}}.state NOT IN {OPEN_SQL} THEN NULL WHEN {used} < 0.8 THEN 'green' "
-            f"WHEN {used} <= 1.0 THEN 'yellow' ELSE 'red' END")
+    step_limit = f"coalesce(({{c}}.limits ->> ({step}))::float8, {defaults})"
+    # Calendar hours: seconds since the step began over the limit. Working time: office seconds
+    # since then (citygrid_work_seconds, migration 0018) over the limit in office seconds (a
+    # working day is one office day), so the yellow comes at 80 % of office time too.
+    used_h = (f"extract(epoch FROM now() - {{i}}.state_since) / "
+              f"nullif(({step_limit} + {{i}}.extension_hours) * 3600.0, 0)")
+    used_w = (f"citygrid_work_seconds({{i}}.state_since, now()) / nullif("
+              f"CASE {{c}}.limit_unit WHEN 'work_days' THEN {step_limit} * "
+              f"citygrid_office_day_seconds() ELSE {step_limit} * 3600.0 END "
+              f"+ {{i}}.extension_hours * 3600.0, 0)")
+    # No subquery here: its estimated cost would push every query that shows a light over the
+    # JIT threshold (seconds of compiling for a millisecond of work).
+    expr = (f"CASE WHEN {{i}}.state NOT IN {OPEN_SQL} THEN NULL "
+            f"WHEN {{c}}.limit_unit = 'hours' THEN CASE WHEN {used_h} < 0.8 THEN 'green' "
+            f"WHEN {used_h} <= 1.0 THEN 'yellow' ELSE 'red' END "
+            f"ELSE citygrid_light_of({used_w}) END")
     return expr.format(i=prefix, c=category)

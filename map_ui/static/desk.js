@@ -238,14 +238,15 @@
     const c = desk.view;
     if (!c) { box.hidden = true; return; }
     const resp = c.responsible;
+    const unit = c.limits.unit && c.limits.unit !== "hours" ? " " + t("limit_unit_" + c.limits.unit) : "h";
     const rows = [
       [t("state"), `${esc(label("state_", c.state))}${c.card ? ` · <span class="card-${esc(c.card)}">${esc(t("card_" + c.card))}</span>` : ""}`],
       [t("light"), `<i class="dot" style="background:${COLOR[c.light] || "#999"}"></i> ${esc(label("light_", c.light))}` +
         (c.limits.step_used != null ? ` · ${t("case_step_used")} ${Math.round(c.limits.step_used * 100)}%` +
-          ` / ${c.limits.step_hours}h${c.limits.extension_hours ? ` +${c.limits.extension_hours}h` : ""}` : "")],
+          ` / ${c.limits.step_hours}${unit}${c.limits.extension_hours ? ` +${c.limits.extension_hours}h` : ""}` : "")],
       [t("case_source"), esc(label("source_", c.source)) + ` <span class="hint">${esc(c.external_id)}</span>`],
       [t("case_received"), esc(when(c.received_at))],
-      [t("case_due"), esc(when(c.due_at)) + ` <span class="hint">(${c.limits.total_hours}h)</span>`],
+      [t("case_due"), esc(when(c.due_at)) + ` <span class="hint">(${c.limits.total_hours}${unit})</span>`],
       [t("case_grid"), c.grid_code ? `${esc(c.grid_code)} ${esc(c.grid_name || "")}` : esc(c.region_code || "–")],
       [t("case_responsible"), resp ? `<span id="desk-resp-name" class="person-name">${esc(resp.name || resp.code)}</span>` +
         ` <span class="hint">${esc(resp.code)} · ${esc(label("role_", resp.role))} · ${esc(label("staff_", resp.status))}</span><br>` +
