@@ -21,6 +21,7 @@ from app.locator_service import LocatorService
 from app.routers import (
     access,
     analysis,
+    callup,
     desk,
     field,
     incidents,
@@ -132,5 +133,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(desk.router)  # the dispatch desk (layers/dispatch)
     app.include_router(field.router)  # the grid worker's phone (/worker)
     app.include_router(analysis.router)
+    app.include_router(callup.router)  # call-ups for emergencies and events (layers/dispatch)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     return app
