@@ -5,8 +5,9 @@ region code. Who is called for it:
 
 - **responsible**: the primary and backup workers of every grid the area intersects (for a region
   code, every grid under it), as assigned now;
-- **heads**: the heads of the communities and streets above those grids (the chain the locator
-  names above a grid: community head, street officer);
+- **heads**: the grids' own heads (网格长, the grid chief, a ``head`` duty on the grid) and the
+  heads of the communities and streets above them (the chain the locator names above a grid:
+  community head, street officer);
 - **nearest**: the available staff closest to the area by their last GPS fix (``patrol_fix``),
   measured in the city's metric CRS (:func:`grids.city.profile`), no older than ``max_fix_age``,
   at most ``limit`` of them, not already called above.
@@ -200,7 +201,7 @@ def who(conn: Connection, *, principal: Principal, area: dict[str, Any] | None =
         "FROM assignment x JOIN region r ON r.id = x.region_id JOIN staff s ON s.id = x.staff_id "
         f"CROSS JOIN a {_LAST_FIX}"
         "WHERE x.valid_from <= :now AND (x.valid_to IS NULL OR x.valid_to > :now) AND ("
-        " (r.code = ANY(:g) AND x.duty IN ('primary', 'backup')) OR "
+        " r.code = ANY(:g) OR "
         " (r.code = ANY(:chain) AND x.duty = 'head')) "
         "ORDER BY CASE x.duty WHEN 'primary' THEN 0 WHEN 'backup' THEN 1 ELSE 2 END, "
         "CASE r.level WHEN 'grid' THEN 0 WHEN 'community' THEN 1 ELSE 2 END, r.code, s.code"),
