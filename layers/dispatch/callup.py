@@ -45,13 +45,11 @@ from layers.patrols.intake import _own_staff_code
 
 CALLERS = frozenset({"admin", "supervisor", "dispatcher"})
 KINDS = ("routine", "event", "emergency")
-REASONS = ("primary", "backup", "head", "nearest")
 ANSWERS = {"acknowledge": "acknowledged", "decline": "declined", "arrive": "arrived"}
 MAX_GRIDS = 400          # a street is ~100 grids; an area wider than a few streets is refused
 MAX_NEAREST = 200
 DEFAULT_NEAREST = 10
 DEFAULT_FIX_AGE_MIN = 24 * 60
-_IN_FORCE = "a.valid_from <= :now AND (a.valid_to IS NULL OR a.valid_to > :now)"
 
 
 class CallupError(GridError):
@@ -192,10 +190,12 @@ def who(conn: Connection, *, principal: Principal, area: dict[str, Any] | None =
         " FROM region_current p JOIN up ON p.id = up.parent_id) "
         "SELECT DISTINCT code FROM up WHERE level IN ('community', 'street')"),
         {"g": grid_codes}).scalars().all()
-    dist = (f"ST_Distance(ST_Transform(lf.geom, CAST(:srid AS integer)), "
-            "ST_Transform(a.g, CAST(:srid AS integer)))")
+    dist = "ST_Distance(ST_Transform(lf.geom, CAST(:srid AS integer)), a.gm)"
+    # the area once in metres (not once per person)
+    with_area = (f"WITH a0 AS ({area_sql}), a AS (SELECT g, ST_Transform(g, CAST(:srid AS "
+                 "integer)) AS gm FROM a0) ")
     rows = conn.execute(text(
-        f"WITH a AS ({area_sql}) "
+        f"{with_area}"
         f"SELECT s.id, s.code, s.name, s.phone, s.role, s.status, x.duty, r.code AS region_code, "
         f"lf.at AS fix_at, {dist} AS distance_m "
         "FROM assignment x JOIN region r ON r.id = x.region_id JOIN staff s ON s.id = x.staff_id "
@@ -222,7 +222,7 @@ def who(conn: Connection, *, principal: Principal, area: dict[str, Any] | None =
             "WHERE a2.staff_id = s.id AND a2.valid_from <= :now AND (a2.valid_to IS NULL OR "
             "a2.valid_to > :now) AND r2.code LIKE ANY(:patterns)) ")
         near = conn.execute(text(
-            f"WITH a AS ({area_sql}) "
+            f"{with_area}"
             "SELECT s.id, s.code, s.name, s.phone, s.role, s.status, lf.at AS fix_at, "
             f"{dist} AS distance_m, (SELECT r3.code FROM assignment a3 JOIN region r3 "
             " ON r3.id = a3.region_id WHERE a3.staff_id = s.id AND a3.valid_from <= :now AND "
