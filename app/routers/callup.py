@@ -64,6 +64,8 @@ class PersonCalled(BaseModel):
     distance_m: float | None = Field(description="From the last fix to the area, metres")
     fix_at: datetime | None
     fix_age_s: int | None
+    fix_lon: float | None = Field(description="The last fix (WGS84), to draw it")
+    fix_lat: float | None
     will_call: bool
 
 

@@ -151,6 +151,8 @@ def _person(row: Any, reason: str, now: datetime) -> dict[str, Any]:
             "region_code": row["region_code"],
             "distance_m": None if row["distance_m"] is None else round(float(row["distance_m"]), 1),
             "fix_at": fix_at,
+            "fix_lon": None if row["fix_lon"] is None else round(float(row["fix_lon"]), 6),
+            "fix_lat": None if row["fix_lat"] is None else round(float(row["fix_lat"]), 6),
             "fix_age_s": None if fix_at is None else max(0, int((now - fix_at).total_seconds())),
             "will_call": row["status"] == "available"}
 
@@ -191,13 +193,14 @@ def who(conn: Connection, *, principal: Principal, area: dict[str, Any] | None =
         "SELECT DISTINCT code FROM up WHERE level IN ('community', 'street')"),
         {"g": grid_codes}).scalars().all()
     dist = "ST_Distance(ST_Transform(lf.geom, CAST(:srid AS integer)), a.gm)"
+    xy = "ST_X(lf.geom) AS fix_lon, ST_Y(lf.geom) AS fix_lat"
     # the area once in metres (not once per person)
     with_area = (f"WITH a0 AS ({area_sql}), a AS (SELECT g, ST_Transform(g, CAST(:srid AS "
                  "integer)) AS gm FROM a0) ")
     rows = conn.execute(text(
         f"{with_area}"
         f"SELECT s.id, s.code, s.name, s.phone, s.role, s.status, x.duty, r.code AS region_code, "
-        f"lf.at AS fix_at, {dist} AS distance_m "
+        f"lf.at AS fix_at, {dist} AS distance_m, {xy} "
         "FROM assignment x JOIN region r ON r.id = x.region_id JOIN staff s ON s.id = x.staff_id "
         f"CROSS JOIN a {_LAST_FIX}"
         "WHERE x.valid_from <= :now AND (x.valid_to IS NULL OR x.valid_to > :now) AND ("
@@ -224,7 +227,7 @@ def who(conn: Connection, *, principal: Principal, area: dict[str, Any] | None =
         near = conn.execute(text(
             f"{with_area}"
             "SELECT s.id, s.code, s.name, s.phone, s.role, s.status, lf.at AS fix_at, "
-            f"{dist} AS distance_m, (SELECT r3.code FROM assignment a3 JOIN region r3 "
+            f"{dist} AS distance_m, {xy}, (SELECT r3.code FROM assignment a3 JOIN region r3 "
             " ON r3.id = a3.region_id WHERE a3.staff_id = s.id AND a3.valid_from <= :now AND "
             " (a3.valid_to IS NULL OR a3.valid_to > :now) ORDER BY a3.duty <> 'primary', r3.code "
             " LIMIT 1) AS region_code "

@@ -14,7 +14,7 @@
   const CALLERS = ["admin", "supervisor", "dispatcher"];
   const REASONS = ["primary", "backup", "head", "nearest"];
   const cu = { vertices: [], drawing: false, shape: null, area: null, plan: null, excluded: new Set(),
-    current: null, timer: null, incident: null, overlay: null, built: false, list: [] };
+    current: null, timer: null, incident: null, overlay: null, built: false, list: [], markers: null };
 
   function fmt(key, vars = {}) {
     let s = t(key);
@@ -45,7 +45,6 @@
 
   // ---- the tab ----------------------------------------------------------------------------------
   function ensureTab() {
-    const allowed = !!(S.me && CALLERS.includes(S.me.role) && S.me.permissions.includes("incidents:handle"));
     let btn = document.querySelector('.tab[data-tab="tab-callup"]');
     if (!btn) {
       btn = document.createElement("button");
@@ -63,7 +62,7 @@
       panel.id = "tab-callup"; panel.className = "panel callup"; panel.hidden = true;
       document.querySelector("#map-view aside").appendChild(panel);
     }
-    btn.hidden = !allowed;
+    btn.hidden = !allowed();
   }
   function open() {
     $("map-view").classList.remove("desk-wide");
@@ -206,6 +205,7 @@
     stopDrawing();
     cu.vertices = []; cu.area = null; cu.plan = null; cu.excluded = new Set();
     redraw();
+    drawFixes(null);
     if ($("cu-plan")) $("cu-plan").innerHTML = "";
     if ($("cu-send-box")) $("cu-send-box").hidden = true;
   }
@@ -231,9 +231,19 @@
       `<td>${esc(p.phone || "")}${p.will_call ? "" : `<br><small>${esc(label("staff_status_", p.status))}</small>`}</td>` +
       `<td class="num">${esc(metres(p.distance_m))}</td><td class="num">${esc(age(p.fix_age_s))}</td></tr>`;
   }
+  const REASON_COLOR = { primary: "#0b5cad", backup: "#2a9d8f", head: "#6a4c93", nearest: "#e76f51" };
+  function drawFixes(people) {  // each person's last fix on the map, coloured by why they are called
+    if (cu.markers) { cu.markers.remove(); cu.markers = null; }
+    if (!people || !S.map) return;
+    cu.markers = L.layerGroup(people.filter((x) => x.fix_lon != null).map((x) =>
+      L.circleMarker(app.toMap(x.fix_lon, x.fix_lat), { radius: 6, weight: 2, color: "#fff",
+        fillColor: REASON_COLOR[x.reason], fillOpacity: 0.9 })
+        .bindTooltip(`${esc(x.name)} · ${esc(label("cu_reason_", x.reason))} · ${esc(metres(x.distance_m))} · ${esc(age(x.fix_age_s))}`))).addTo(S.map);
+  }
   function renderPlan() {
     const p = cu.plan;
     const people = [...p.responsible, ...p.heads, ...p.nearest];
+    drawFixes(people);
     $("cu-plan").innerHTML = `
       <p id="cu-summary">${esc(fmt("cu_summary", { g: p.grids.length, n: p.to_call }))}` +
       `${p.outside_jurisdiction ? " " + esc(fmt("cu_outside", { n: p.outside_jurisdiction })) : ""}</p>
@@ -316,6 +326,36 @@
       ${esc(fmt("cu_list_counts", { n: c.called, ack: c.acknowledged + c.arrived, dec: c.declined }))}</small></li>`).join("")
       : `<li class="hint">${esc(t("cu_none"))}</li>`;
   }
+
+  // ---- from the desk's case view (desk.js says when it shows a case) -------------------------
+  const allowed = () => !!(S.me && CALLERS.includes(S.me.role) && S.me.permissions.includes("incidents:handle"));
+  document.addEventListener("cg:desk-case", (ev) => {
+    const c = ev.detail;
+    const acts = $("desk-actions");
+    if (!c || !acts || !allowed()) return;
+    const b = document.createElement("button");
+    b.type = "button"; b.id = "desk-callup"; b.textContent = t("cu_from_case");
+    b.addEventListener("click", () => {
+      open();
+      clearArea();
+      $("cu-region").value = c.grid_code || c.region_code || "";
+      $("cu-incident").value = c.id; cu.incident = c.id;
+      guarded(preview);
+    });
+    acts.appendChild(b);
+    const linked = document.createElement("div");
+    linked.id = "desk-callups";
+    acts.after(linked);
+    api(`/callups?open=false&incident_id=${c.id}`).then((list) => {
+      if (!list.length) return;
+      linked.innerHTML = `<h4>${esc(t("cu_case_linked"))}</h4><ul class="desk-list">` + list.map((x) =>
+        `<li><button type="button" class="link" data-cu="${x.id}">#${x.id}</button> ${esc(x.title)} ·
+          ${esc(fmt("cu_list_counts", { n: x.called, ack: x.acknowledged + x.arrived, dec: x.declined }))}</li>`).join("") + "</ul>";
+      linked.querySelectorAll("[data-cu]").forEach((el) => el.addEventListener("click", () => {
+        open(); guarded(() => showCallup(Number(el.dataset.cu)));
+      }));
+    }, () => {});
+  });
 
   // ---- wiring ---------------------------------------------------------------------------------
   window.addEventListener("citygrid:incident", (ev) => {  // a case chosen on the portal: link it

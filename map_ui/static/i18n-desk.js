@@ -118,6 +118,7 @@ Object.assign(window.CG_I18N["zh-CN"], {
   err_invalid_window: "增援时段有误（需开始与结束，且结束在将来）", err_note_required: "拒绝时请填写原因",
   err_callup_not_found: "在您的辖区内找不到此集结", err_callup_task_not_found: "此人不在本次集结名单中",
   err_region_not_found: "在您的辖区内找不到此区域", err_invalid_limit: "数量或时间超出范围",
+  cu_from_case: "就此集结", cu_case_linked: "本案的集结",
 });
 Object.assign(window.CG_I18N.en, {
   tab_callup: "Call-up", cu_title: "Call-up / major event",
@@ -141,4 +142,5 @@ Object.assign(window.CG_I18N.en, {
   cu_reinforced: "reinforces {g} until {to}", cu_ack_for: "Ack. for them", cu_decline_for: "Decline for them",
   cu_answer_note: "Note for a phoned answer", cu_refresh: "Refresh", cu_close: "End call-up", cu_closed: "Ended {at}",
   cu_open: "Call-ups under way", cu_none: "No call-up under way", cu_list_counts: "{n} called, {ack} acknowledged, {dec} declined",
+  cu_from_case: "Call up here", cu_case_linked: "Call-ups for this case",
 });

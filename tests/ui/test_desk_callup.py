@@ -13,12 +13,18 @@ from tests.conftest import TEST_PASSWORD
 from tests.ui.conftest import ARTIFACTS, login
 
 
-def _worker(engine: Engine, server: str) -> dict:
-    res = httpx.post(f"{server}/auth/token", json={"username": "t_worker",
-                                                   "password": TEST_PASSWORD})
+def _client(server: str, username: str) -> httpx.Client:
+    """An API client with a bearer token (a generous timeout: the machine is shared)."""
+    res = httpx.post(f"{server}/auth/token", timeout=60,
+                     json={"username": username, "password": TEST_PASSWORD})
     res.raise_for_status()
-    me = httpx.get(f"{server}/field/me", headers={
-        "Authorization": f"Bearer {res.json()['access_token']}"}).json()
+    return httpx.Client(base_url=server, timeout=60, headers={
+        "Authorization": f"Bearer {res.json()['access_token']}"})
+
+
+def _worker(engine: Engine, server: str) -> dict:
+    with _client(server, "t_worker") as c:
+        me = c.get("/field/me").json()
     with engine.connect() as conn:
         lon, lat = conn.execute(text(
             "SELECT ST_X(p), ST_Y(p) FROM region_current r, LATERAL ST_PointOnSurface(r.geom) p "
@@ -110,4 +116,46 @@ def test_draw_send_and_the_worker_answers(new_page, browser, server: str, engine
                            ".includes('acknowledged 1')")
     page.click("#cu-close")
     page.wait_for_selector("#cu-current .hint")
-    assert page.locator(f"#cu-list li[data-id='{cid}']").count() == 0
+    page.wait_for_selector(f"#cu-list li[data-id='{cid}']", state="detached")
+
+
+def test_call_up_from_the_case_view(new_page, server: str, engine: Engine) -> None:
+    """A case on the desk: 就此集结 opens the call-up tab on the case's grid, linked to the case;
+    the case view then lists the call-up with its answers."""
+    import uuid
+
+    from tests.ui.test_desk import find_case, open_desk
+
+    w = _worker(engine, server)
+    with _client(server, "t_dispatcher") as c:
+        with engine.connect() as conn:
+            category = conn.execute(text(
+                "SELECT code FROM category WHERE parent_id IS NOT NULL AND active ORDER BY code "
+                "LIMIT 1")).scalar_one()
+        res = c.post("/incidents", json={
+            "source": "hotline_12345", "external_id": f"callup-{uuid.uuid4()}",
+            "category": category, "description": "道路积水严重", "address": "测试路 3 号",
+            "lon": w["lon"], "lat": w["lat"]})
+        assert res.status_code == 201, res.text
+        iid = res.json()["id"]
+    page = new_page()
+    login(page)
+    open_desk(page)
+    find_case(page, iid)
+    page.click("#desk-callup")
+    page.wait_for_selector("#tab-callup:not([hidden]) #cu-people tbody tr")
+    assert page.input_value("#cu-region") == w["grid"]
+    assert page.input_value("#cu-incident") == str(iid)
+    page.fill("#cu-name", "积水集结")
+    page.click("#cu-send")
+    page.wait_for_selector("#cu-current:not([hidden]) #cu-tasks")
+    assert f"关联案件 #{iid}" in page.inner_text("#cu-current")
+    cid = page.evaluate("window.citygridCallup.cu.current.id")
+    open_desk(page)
+    find_case(page, iid)
+    page.wait_for_selector(f"#desk-callups button[data-cu='{cid}']")
+    page.screenshot(path=str(ARTIFACTS / "callup-case-view.png"))
+    with _client(server, "t_dispatcher") as c:  # leave no open call-up or case behind
+        c.post(f"/callups/{cid}/close").raise_for_status()
+        res = c.post(f"/incidents/{iid}/actions", json={"action": "void", "note": "测试数据"})
+        assert res.status_code == 200, res.text
