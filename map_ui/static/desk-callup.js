@@ -342,15 +342,17 @@
       $("cu-incident").value = c.id; cu.incident = c.id;
       guarded(preview);
     });
-    acts.appendChild(b);
-    const linked = document.createElement("div");
+    const linked = document.createElement("div");  // beside the workflow's actions, not among them
     linked.id = "desk-callups";
+    linked.className = "desk-actions";
+    linked.style.marginTop = "0.3rem";
+    linked.appendChild(b);
     acts.after(linked);
     api(`/callups?open=false&incident_id=${c.id}`).then((list) => {
       if (!list.length) return;
-      linked.innerHTML = `<h4>${esc(t("cu_case_linked"))}</h4><ul class="desk-list">` + list.map((x) =>
+      linked.insertAdjacentHTML("beforeend", `<div style="flex-basis:100%"><h4>${esc(t("cu_case_linked"))}</h4><ul class="desk-list">` + list.map((x) =>
         `<li><button type="button" class="link" data-cu="${x.id}">#${x.id}</button> ${esc(x.title)} ·
-          ${esc(fmt("cu_list_counts", { n: x.called, ack: x.acknowledged + x.arrived, dec: x.declined }))}</li>`).join("") + "</ul>";
+          ${esc(fmt("cu_list_counts", { n: x.called, ack: x.acknowledged + x.arrived, dec: x.declined }))}</li>`).join("") + "</ul></div>");
       linked.querySelectorAll("[data-cu]").forEach((el) => el.addEventListener("click", () => {
         open(); guarded(() => showCallup(Number(el.dataset.cu)));
       }));

@@ -67,7 +67,7 @@ def test_draw_send_and_the_worker_answers(new_page, browser, server: str, engine
     page.click("#cu-send")
     page.wait_for_selector("#cu-current:not([hidden]) #cu-tasks")
     cid = page.evaluate("window.citygridCallup.cu.current.id")
-    assert page.locator(f"#cu-list li[data-id='{cid}']").count() == 1
+    page.wait_for_selector(f"#cu-list li[data-id='{cid}']")  # listed among those under way
     assert "待响应" in page.inner_text("#cu-answers")
 
     # The worker's phone: the call-up is at the top of the inbox; acknowledge it.
