@@ -4,6 +4,7 @@ transaction."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -114,3 +115,33 @@ def test_errors(anonymous: TestClient, headers, area) -> None:
     error(anonymous.post("/callups", headers=h, json={"region_code": area["grid"]}), 422,
           "invalid_request")
     error(anonymous.get("/callups/99999999", headers=h), 404, "callup_not_found")
+
+
+def test_event_window_adds_reinforcements(anonymous: TestClient, headers, area,
+                                          conn: Connection) -> None:
+    """An event (重大活动) by the street's supervisor: the nearest person called stands on the
+    area's grid as a backup for the window; a dispatcher may not open a window (403)."""
+    helper = conn.execute(text(
+        "SELECT s.code FROM staff s JOIN assignment a ON a.staff_id = s.id AND a.valid_to IS NULL "
+        "AND a.duty = 'primary' JOIN region r ON r.id = a.region_id WHERE s.status = 'available' "
+        "AND r.code LIKE :street AND r.code NOT LIKE :community ORDER BY s.code LIMIT 1"),
+        {"street": area["grid"][:9] + "%", "community": area["grid"][:12] + "%"}).scalar_one()
+    conn.execute(text(
+        "INSERT INTO patrol_fix (staff_id, at, geom) SELECT s.id, now() - interval '1 minute', "
+        "ST_Centroid(ST_GeomFromGeoJSON(:gj)) FROM staff s WHERE s.code = :s"),
+        {"s": helper, "gj": orjson.dumps(area["geojson"]).decode()})
+    start = datetime.now(UTC) + timedelta(hours=1)
+    body = {"area": area["geojson"], "kind": "event", "title": "灯光节", "limit": 1,
+            "max_fix_age_min": 30, "window_from": start.isoformat(),
+            "window_to": (start + timedelta(hours=4)).isoformat()}
+    error(anonymous.post("/callups", headers=headers("t_dispatcher"), json=body), 403,
+          "forbidden")
+    res = anonymous.post("/callups", headers=headers("t_supervisor"), json=body)
+    assert res.status_code == 201, res.text
+    task = next(t for t in res.json()["tasks"] if t["staff_code"] == helper)
+    assert task["reason"] == "nearest" and task["distance_m"] == 0
+    (r,) = task["reinforcements"]
+    assert r["grid_code"] == area["grid"]
+    assert datetime.fromisoformat(r["valid_to"]) == start + timedelta(hours=4)
+    error(anonymous.post("/callups", headers=headers("t_supervisor"), json={
+        **body, "window_to": body["window_from"]}), 422, "invalid_window")
