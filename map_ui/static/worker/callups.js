@@ -18,6 +18,8 @@
       reason_primary: "your grid", reason_backup: "backup", reason_head: "head", reason_nearest: "nearby",
       window: "Reinforce {a} – {b}", linked: "case #{id}", failed: "Failed: " },
   };
+  const ERRORS_ZH = { note_required: "请填写原因。", conflict: "该集结已结束或状态已变化。",
+    callup_not_found: "集结不存在或已不在您的范围内。", callup_task_not_found: "您不在本次集结名单中。" };
   const lang = () => (localStorage.getItem("cg.lang") || "zh") === "en" ? "en" : "zh";
   const t = (k, vars) => {
     let s = TEXT[lang()][k] || k;
@@ -93,7 +95,8 @@
       body: JSON.stringify({ answer: what, note: note || "" }) }).catch(() => null);
     if (!res || !res.ok) {
       const body = res ? await res.json().catch(() => null) : null;
-      showError(t("failed") + ((body && body.message) || (res ? res.status : t("offline"))));
+      const zh = lang() === "zh" && body && ERRORS_ZH[body.code];
+      showError(t("failed") + (zh || (body && body.message) || (res ? res.status : t("offline"))));
       return;
     }
     opened = null;
