@@ -23,6 +23,7 @@ from app.routers import (
     addresses,
     analysis,
     calendar,
+    callup,
     desk,
     field,
     incidents,
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analysis.router)
     app.include_router(addresses.router)  # the standard address book (grids/addresses)
     app.include_router(calendar.router)  # the workday calendar (layers/incidents/calendar)
+    app.include_router(callup.router)  # call-ups for emergencies and events (layers/dispatch)
     portal.mount(app)  # the Leaflet portal: /, /portal, /portal/config.json, /portal/static
     openapi_security.install(app)  # bearer, API key, session: /docs' Authorize button
     return app

@@ -296,6 +296,7 @@
       "</li>").join("") + "</ol>";
     box.innerHTML = html;
     box.hidden = false;
+    document.dispatchEvent(new CustomEvent("cg:desk-case", { detail: c }));  // call-ups (desk-callup.js)
   }
 
   // ---- acting -----------------------------------------------------------------------------------
