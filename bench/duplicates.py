@@ -82,6 +82,7 @@ def run(db: str, *, n: int, days: int, seed: int, sensitivity: bool) -> None:
         print(_line("every pair inside the rule", duplicates.measure(conn, "dup_eval")))
         print(_line(f"score >= {duplicates.LIKELY}",
                     duplicates.measure(conn, "dup_eval", min_score=duplicates.LIKELY)))
+        print(_line("score >= 0.8", duplicates.measure(conn, "dup_eval", min_score=0.8)))
         saved = duplicates.SAME_CHANNEL_WEIGHT
         duplicates.SAME_CHANNEL_WEIGHT = 1.0
         print(_line(f"score >= {duplicates.LIKELY}, channel not used",

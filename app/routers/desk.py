@@ -102,6 +102,10 @@ class Candidate(BaseModel):
     distance_m: float
     hours_apart: float
     score: float
+    same_channel: bool = False
+    same_phone: bool = False
+    text_similarity: float | None = None
+    likely: bool = False
 
 
 class MergeLink(BaseModel):
