@@ -125,7 +125,7 @@ async def locate(request: Request, principal: Locator) -> Response:
         on_outside=lambda: check_outside(snap, point, max_outside_m=limit))
     extra: dict = {"point": point.as_dict(), "stale": service.stale}
     if link is not None:
-        extra["link"] = parsed.as_dict()
+        extra["link"] = {**parsed.as_dict(), "crs": point.crs}  # the canonical name
     if query.get("detail") == "edges" or "accuracy" in query:  # only when asked: not cached
         extra.update(_edges(query, snap, point, crs, principal, body))
     head = orjson.dumps(extra)

@@ -10,37 +10,14 @@ from sqlalchemy import Connection, text
 from app.schemas import LocatePublic
 from gis.crs import to_lonlat
 from gis.transform import wgs84_to_bd09, wgs84_to_gcj02
+from tests.locate_edges import edge_point
 
 
 @pytest.fixture
 def edge(conn: Connection) -> dict:
     """A point inside grid A, a few metres from grid B (PostGIS alone, metres in the city's
     metric CRS): a shared edge's midpoint moved towards A's inside."""
-    row = conn.execute(text("""
-        WITH pair AS (
-            SELECT a.code AS a, b.code AS b, a.geom AS ga, b.geom AS gb,
-                   ST_LineMerge(ST_Intersection(ST_Boundary(a.geom), ST_Boundary(b.geom))) AS line
-            FROM region_current a JOIN region_current b ON a.code < b.code
-             AND a.level = 'grid' AND b.level = 'grid' AND a.code LIKE '330782001%'
-             AND b.code LIKE '330782001%' AND ST_Touches(a.geom, b.geom)
-            LIMIT 20),
-        mid AS (
-            SELECT pair.*, ST_Transform(ST_LineInterpolatePoint(ST_GeometryN(line, 1), 0.5),
-                                        citygrid_metric_srid()) AS m
-            FROM pair WHERE ST_Length(ST_Transform(line, citygrid_metric_srid())) > 40),
-        tries AS (
-            SELECT mid.*, ST_Transform(ST_Translate(m, dx, dy), 4490) AS p
-            FROM mid, (VALUES (6, 0), (-6, 0), (0, 6), (0, -6), (4, 4), (-4, -4), (4, -4),
-                              (-4, 4)) d(dx, dy))
-        SELECT a, b, ST_X(p) AS lon, ST_Y(p) AS lat,
-               ST_Distance(ST_Transform(ST_Boundary(ga), citygrid_metric_srid()),
-                           ST_Transform(p, citygrid_metric_srid())) AS edge_m,
-               ST_Distance(ST_Transform(gb, citygrid_metric_srid()),
-                           ST_Transform(p, citygrid_metric_srid())) AS to_b
-        FROM tries WHERE ST_Covers(ga, p) AND NOT ST_Intersects(gb, p)
-        ORDER BY a, b LIMIT 1""")).mappings().first()
-    assert row is not None
-    return dict(row)
+    return edge_point(conn)
 
 
 def test_plain_lookup_carries_no_uncertainty(client: TestClient, edge: dict) -> None:
