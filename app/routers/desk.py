@@ -56,6 +56,7 @@ class QueueItem(BaseModel):
     version: int
     lon: float | None
     lat: float | None
+    duplicates: int = Field(0, description="open cases likely the same event (score >= 0.5)")
 
 
 class QueueCounts(BaseModel):

@@ -149,6 +149,33 @@ LIMIT :limit
 """
 
 
+LIKELY_COUNTS_SQL = f"""
+WITH x0 AS MATERIALIZED (
+    SELECT i.id, i.geom, i.received_at, c.code AS cat, i.source, i.reporter_phone AS phone,
+           rule.*
+    FROM incident i JOIN category c ON c.id = i.category_id,
+    LATERAL {_rule_sql('c.code')} rule
+    WHERE i.id = ANY(:ids) AND i.geom IS NOT NULL AND i.state IN {OPEN_SQL}),
+o AS NOT MATERIALIZED ({_OPEN_CASES}),
+x AS MATERIALIZED (
+    SELECT x0.*, {density_sql('x0', 'o n')} AS dens FROM x0)
+SELECT x.id, count(*) FILTER (WHERE ({_SCORE}) >= {LIKELY}) AS likely
+FROM x JOIN o ON o.id <> x.id AND {_COND}
+WHERE o.region_code LIKE ANY(:scope)
+GROUP BY x.id
+"""
+
+
+def likely_counts(conn: Connection, ids: list[int], scope: list[str]) -> dict[int, int]:
+    """Per open case of ``ids``: how many open cases in ``scope`` (LIKE patterns) are *likely*
+    the same event (score >= :data:`LIKELY`): the queue's duplicate badge. One statement for a
+    page of the queue."""
+    if not ids:
+        return {}
+    return {int(r[0]): int(r[1]) for r in conn.execute(text(LIKELY_COUNTS_SQL), {
+        "ids": ids, "scope": scope})}
+
+
 def candidates(conn: Connection, incident_id: int, *, user: DeskUser, limit: int = 20
                ) -> list[dict[str, Any]]:
     """Open cases that may be the same event as ``incident_id``, best first (in the caller's

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 
 from grids.access import Permission, prefix_of
 from grids.errors import GridError
+from layers.dispatch.duplicates import likely_counts
 from layers.dispatch.roles import DeskUser
 from layers.incidents.workflow import OPEN_STATES, light_sql
 
@@ -147,6 +148,11 @@ def queue(conn: Connection, *, user: DeskUser, filters: QueueFilters, limit: int
            " LEFT JOIN staff s ON s.code = i.responsible_code WHERE " + " AND ".join(where) +
            f" ORDER BY {SORTS[filters.sort]} LIMIT :limit OFFSET :offset")
     items = [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    # the duplicate badge: likely duplicates of each row (layers.dispatch.duplicates)
+    badge = likely_counts(conn, [r["id"] for r in items],
+                          user.principal.locate_scope().like_patterns())
+    for r in items:
+        r["duplicates"] = badge.get(r["id"], 0)
     cwhere, cparams = _where(user, filters, with_state_light=False)
     cells = conn.execute(text(
         f"SELECT i.state, {light_sql('i', 'c')} AS light, count(*) AS n {_FROM} "

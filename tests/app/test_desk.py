@@ -144,6 +144,12 @@ def test_duplicates_merge_and_undo(anonymous: TestClient, headers, spot: dict,
     assert {b, c} <= set(by_id) and far not in by_id
     assert by_id[b]["score"] > by_id[c]["score"]  # same category beats related
     assert 15 < by_id[b]["distance_m"] < 25
+    assert by_id[b]["likely"] and not by_id[b]["same_channel"]  # 20 m, minutes, another channel
+    # the queue row carries the badge: how many candidates are likely the same event
+    rows = anonymous.get("/desk/queue", params={"q": f"#{lead}"},
+                         headers=headers("t_dispatcher")).json()["items"]
+    assert rows[0]["id"] == lead
+    assert rows[0]["duplicates"] == sum(x["likely"] for x in cands) >= 1
     view = _case(anonymous, headers, "t_dispatcher", lead)
     res = anonymous.post(f"/desk/cases/{lead}/merge", headers=headers("t_dispatcher"),
                          json={"duplicates": [b, c], "note": "同一井盖",
