@@ -60,20 +60,20 @@ def uncertainty(snap: Snapshot, lon: float, lat: float, *,
     for j in near.tolist():
         if j != own:
             dist[j] = float(_metric(snap.grids.polygons[j], srid).distance(pt))
+    edge: float
     if own >= 0:
         edge = float(shapely.boundary(_metric(snap.grids.polygons[own], srid)).distance(pt))
-    else:
-        edge = min(dist.values()) if dist else None
-        if edge is None:
-            _, far = snap.nearest_grid(lon, lat)
-            edge = far
+    elif dist:
+        edge = min(dist.values())
+    else:  # far from every grid: the geodesic distance to the nearest one
+        edge = snap.nearest_grid(lon, lat)[1]
     runner = min(dist, key=dist.__getitem__) if dist else -1
     runner_up = None
     if runner >= 0 and dist[runner] <= accuracy_m:
         r = snap.regions[int(snap.grid_ids[runner])]
         runner_up = {"code": r.code, "name": r.name, "level": r.level,
                      "distance_m": round(dist[runner], 1)}
-    return {"edge_m": None if edge is None else round(edge, 1), "runner_up": runner_up,
+    return {"edge_m": round(edge, 1) if np.isfinite(edge) else None, "runner_up": runner_up,
             "accuracy_m": accuracy_m, "metric_crs": f"EPSG:{srid}"}
 
 

@@ -128,3 +128,19 @@ def test_unreadable_link_is_a_422(client: TestClient) -> None:
     assert res.status_code == 422
     assert res.json()["code"] == "unreadable_map_link"
     assert res.json()["detail"]["reason"] == "short_link"
+
+
+def test_point_just_outside_the_city(client: TestClient, conn: Connection) -> None:
+    """10 m west of the westernmost grid vertex: outside, 10 m from the grid that may hold it."""
+    row = conn.execute(text("""
+        WITH v AS (SELECT code, (ST_DumpPoints(geom)).geom AS p FROM region_current
+                   WHERE level = 'grid' ORDER BY ST_X((ST_DumpPoints(geom)).geom) LIMIT 1)
+        SELECT code, ST_X(q) AS lon, ST_Y(q) AS lat FROM v,
+               LATERAL ST_Transform(ST_Translate(ST_Transform(p, citygrid_metric_srid()),
+                                                 -10, 0), 4490) q""")).mappings().one()
+    body = client.get("/locate", params={"lon": row["lon"], "lat": row["lat"],
+                                        "detail": "edges"}).json()
+    assert body["status"] == "outside"
+    u = body["uncertainty"]
+    assert 9.0 < u["edge_m"] <= 10.05
+    assert u["runner_up"]["code"] == row["code"] == body["nearest"]["code"]
