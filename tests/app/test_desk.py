@@ -246,3 +246,29 @@ def test_saved_views(anonymous: TestClient, headers) -> None:
     assert anonymous.delete(f"/desk/views/{view['id']}",
                             headers=headers("t_dispatcher")).status_code == 404
     assert anonymous.delete(f"/desk/views/{view['id']}", headers=h).status_code == 204
+
+
+@pytest.mark.parametrize("sort", ["due_at", "-due_at", "received_at", "-received_at"])
+def test_keyset_pages_match_offset_pages(anonymous: TestClient, headers, spot: dict,
+                                         sort: str) -> None:
+    for k in range(5):
+        _new(anonymous, headers, spot, f"keyset-{sort}-{k}", dx=0.001 * k)
+    h = headers("t_dispatcher")
+    by_offset, by_key, after = [], [], None
+    for page in range(4):
+        a = anonymous.get("/desk/queue", params={"sort": sort, "limit": 3, "offset": 3 * page},
+                          headers=h).json()
+        by_offset += [r["id"] for r in a["items"]]
+        params = {"sort": sort, "limit": 3, **({"after": after} if after else {})}
+        b = anonymous.get("/desk/queue", params=params, headers=h).json()
+        by_key += [r["id"] for r in b["items"]]
+        assert b["total"] == a["total"]
+        after = b["next"]
+        if after is None:
+            break
+    assert by_key == by_offset and len(set(by_key)) == len(by_key) >= 5
+    bad = anonymous.get("/desk/queue", params={"after": "yesterday|x"}, headers=h)
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_queue_filter"
+    both = anonymous.get("/desk/queue", params={"after": by_key[0] and "|1", "offset": 3},
+                         headers=h)
+    assert both.status_code == 422
