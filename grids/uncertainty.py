@@ -29,8 +29,6 @@ from grids.locate import Snapshot, mask_answer
 
 DEFAULT_ACCURACY_M = 30.0
 MAX_ACCURACY_M = 500.0
-# degrees of latitude per metre, with room: the box searched for neighbouring grids
-_DEG_PER_M = 1 / 100_000.0
 
 
 @lru_cache(maxsize=8)
@@ -54,15 +52,28 @@ def uncertainty(snap: Snapshot, lon: float, lat: float, *,
         return {"edge_m": None, "runner_up": None, "accuracy_m": accuracy_m, "metric_crs": None}
     own = snap.grids.query_one(lon, lat)
     pt = _metric(shapely.Point(lon, lat), srid)
-    reach = max(accuracy_m, 1.0) * 3 * _DEG_PER_M / max(np.cos(np.radians(lat)), 0.2)
-    near = snap.grids.tree.query(shapely.box(lon - reach, lat - reach, lon + reach, lat + reach))
+    # Only the pieces of grids inside a window around the point are projected: a distance up to
+    # ``half`` metres is exact on the clipped piece (the window is a little wider than that).
+    half = max(accuracy_m, 1.0) * 3
+    dlat = half / 110_000.0
+    dlon = dlat / max(float(np.cos(np.radians(lat))), 0.2)
+    win = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+    polys = snap.grids.polygons
     dist: dict[int, float] = {}
-    for j in near.tolist():
-        if j != own:
-            dist[j] = float(_metric(snap.grids.polygons[j], srid).distance(pt))
+    for j in snap.grids.tree.query(shapely.box(*win)).tolist():
+        if j == own:
+            continue
+        piece = shapely.clip_by_rect(polys[j], *win)
+        if not piece.is_empty:
+            d = float(_metric(piece, srid).distance(pt))
+            if d <= half:
+                dist[j] = d
     edge: float
     if own >= 0:
-        edge = float(shapely.boundary(_metric(snap.grids.polygons[own], srid)).distance(pt))
+        ring = shapely.clip_by_rect(shapely.boundary(polys[own]), *win)
+        edge = float(_metric(ring, srid).distance(pt)) if not ring.is_empty else np.inf
+        if edge > half:  # deep inside: the whole outline
+            edge = float(shapely.boundary(_metric(polys[own], srid)).distance(pt))
     elif dist:
         edge = min(dist.values())
     else:  # far from every grid: the geodesic distance to the nearest one
