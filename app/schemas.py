@@ -147,3 +147,10 @@ class LocatePublic(BaseModel):
     nearest: NearestPublic | None
     boundary_version: int | None
     as_of: str | None = None
+    uncertainty: dict[str, Any] | None = Field(None, description=(
+        "with detail=edges or accuracy: edge_m (metres to the grid's edge, city metric CRS), "
+        "runner_up (the nearest other grid within accuracy_m, else null), accuracy_m"))
+    datum_doubt: dict[str, Any] | None = Field(None, description=(
+        "with detail=edges: the same numbers read as GCJ-02 (or WGS84) fall in another grid: "
+        "read_as, point, grid, responsible"))
+    link: dict[str, Any] | None = Field(None, description="with link=: provider, input, crs")

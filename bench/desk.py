@@ -124,10 +124,29 @@ def run(db: str, repeat: int) -> None:
             return conn.execute(cand_sql, {"id": ids[next(j) % len(ids)], "scope": ["330782%"],
                                            "limit": 20}).all()
 
+        m = iter(range(10**9))
+        radius_sql = text(
+            "SELECT o.id FROM incident x JOIN incident o ON o.id <> x.id AND o.state IN "
+            f"{duplicates.OPEN_SQL} AND ST_DWithin(o.geom::geography, x.geom::geography, 60) "
+            "WHERE x.id = :id")
+
+        def radius() -> Any:  # the plain PostGIS question: open cases within 60 m
+            return conn.execute(radius_sql, {"id": ids[next(m) % len(ids)]}).all()
+
         t_dc, _ = _times(desk_cands, repeat)
         t_pc, _ = _times(plain_cands, repeat)
+        t_r, _ = _times(radius, repeat)
         print(f"duplicate candidates (50 newest open cases, in turn): desk {_p(t_dc)}; "
-              f"plain SQL {_p(t_pc)}")
+              f"the same SQL plain {_p(t_pc)}; plain PostGIS radius 60 m (ST_DWithin, "
+              f"geography) {_p(t_r)}")
+        page_ids = [r["id"] for r in got["items"]] or ids
+
+        def badge() -> Any:
+            return duplicates.likely_counts(conn, page_ids, ["330782%"])
+
+        t_b, counts = _times(badge, repeat)
+        print(f"queue badge for a page of {len(page_ids)} rows (likely_counts, "
+              f"{sum(counts.values())} likely): {_p(t_b)} (included in the queue page above)")
 
 
 def main() -> None:

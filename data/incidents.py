@@ -773,6 +773,11 @@ def add_duplicate_clusters(frames: IncidentFrames, snapshot: Any, *, share: floa
     swap = (rng.random(m) < DUPLICATE_RELATED_SHARE) & np.isin(cat, list(DUPLICATE_RELATED))
     cat[swap] = [DUPLICATE_RELATED[c] for c in cat[swap]]
     dept_of = dict(zip(inc["category_code"], inc["department_code"], strict=False))
+    # what the new caller says: their channel's opening and the category's name (not the lead's
+    # own text: a second report is written by someone else)
+    lead_intro = inc["source"].map(SOURCE_INTRO).fillna("").to_numpy(dtype=object)
+    what = {c: d[len(i):] for c, d, i in zip(inc["category_code"], inc["description"],
+                                             lead_intro, strict=True)}
     place = _place_columns(snapshot, lon, lat)
     intro = np.array([SOURCE_INTRO[s] for s in src], dtype=object)
     day = received.dt.tz_convert(CST).dt.strftime("%Y%m%d").to_numpy(dtype=object)
@@ -781,7 +786,7 @@ def add_duplicate_clusters(frames: IncidentFrames, snapshot: Any, *, share: floa
     extra = pd.DataFrame({
         "source": src, "external_id": ext, "category_code": cat,
         "department_code": [dept_of.get(c) for c in cat],
-        "description": intro + inc["description"].to_numpy(dtype=object)[lead_of],
+        "description": intro + np.array([what.get(c, c) for c in cat], dtype=object),
         "address": place.pop("address"), "lon": lon, "lat": lat,
         "crs_in": np.array([SOURCE_CRS[s] for s in src], dtype=object),
         "reporter_name": None, "reporter_phone": None, "state": "received", **place,

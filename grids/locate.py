@@ -31,6 +31,7 @@ from sqlalchemy import Connection, text
 
 from gis.index import NONE, PolygonIndex
 from grids.access import Principal, Scope, mask_person
+from grids.city import profile
 from grids.errors import RegionNotFound
 
 _GEOD = Geod(ellps="GRS80")  # the CGCS2000 ellipsoid, to a micrometre
@@ -69,6 +70,7 @@ class Snapshot:
     loaded_at: datetime
     as_of: datetime | None
     region_ids: dict[int, int] = field(default_factory=dict, repr=False)  # database id → index
+    metric_srid: int | None = None  # the city's metric CRS (grids.city.profile), for metres
     _answers: dict[tuple[int, bool], bytes] = field(default_factory=dict, repr=False)
 
     # -- single ------------------------------------------------------------------------------
@@ -384,6 +386,7 @@ def load_snapshot(conn: Connection, *, at: datetime | None = None) -> Snapshot:
         area_ids=area_ids, areas=PolygonIndex(geoms[area_ids]),
         version_id=max((r.version_id for r in regions), default=0),
         loaded_at=datetime.now(UTC), as_of=at, region_ids=pos,
+        metric_srid=profile(conn).metric_srid if rows else None,
     )
 
 
@@ -419,7 +422,8 @@ def reload_staff(conn: Connection, snap: Snapshot) -> Snapshot:
     _attach_staff(conn, regions, snap.region_ids, snap.as_of)
     return Snapshot(regions=regions, grid_ids=snap.grid_ids, grids=snap.grids,
                     area_ids=snap.area_ids, areas=snap.areas, version_id=snap.version_id,
-                    loaded_at=datetime.now(UTC), as_of=snap.as_of, region_ids=snap.region_ids)
+                    loaded_at=datetime.now(UTC), as_of=snap.as_of, region_ids=snap.region_ids,
+                    metric_srid=snap.metric_srid)
 
 
 def locate_at(conn: Connection, lon: float, lat: float, *, at: datetime,

@@ -56,6 +56,7 @@ class QueueItem(BaseModel):
     version: int
     lon: float | None
     lat: float | None
+    duplicates: int = Field(0, description="open cases likely the same event (score >= 0.5)")
 
 
 class QueueCounts(BaseModel):
@@ -68,6 +69,7 @@ class QueuePage(BaseModel):
     total: int
     limit: int
     offset: int
+    next: str | None = Field(None, description="cursor of the next page (keyset): pass as after")
     counts: QueueCounts
     department: str | None = Field(description="The liaison's department (the queue is cut to it)")
 
@@ -104,6 +106,10 @@ class Candidate(BaseModel):
     distance_m: float
     hours_apart: float
     score: float
+    same_channel: bool = False
+    same_phone: bool = False
+    text_similarity: float | None = None
+    likely: bool = False
 
 
 class MergeLink(BaseModel):
@@ -234,9 +240,11 @@ def get_profile(conn: Conn, principal: Reader) -> DeskProfile:
             summary="Open cases in your jurisdiction, by due time, with counts per state and light")
 def get_queue(conn: Conn, principal: Reader, filters: Filters,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> QueuePage:
+              offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+              after: Annotated[str | None, Query(max_length=80, description=(
+                  "keyset: the previous page's next"))] = None) -> QueuePage:
     return QueuePage.model_validate(queue(conn, user=_user(conn, principal), filters=filters,
-                                          limit=limit, offset=offset))
+                                          limit=limit, offset=offset, after=after))
 
 
 @router.get("/cases/{incident_id}", response_model=CaseView,

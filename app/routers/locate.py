@@ -12,11 +12,13 @@ from fastapi.routing import APIRoute
 from app.auth import authorize, require
 from app.deps import Conn
 from app.schemas import ErrorPublic, IsoDateTime, LocatePublic
+from gis.maplinks import parse_map_link
 from grids import batch
 from grids.access import Permission, Principal
 from grids.errors import GridError
 from grids.locate import locate_at
 from grids.point import LocatorUnavailable, check_outside, checked_point
+from grids.uncertainty import DEFAULT_ACCURACY_M, MAX_ACCURACY_M, datum_doubt, uncertainty
 
 
 class HotRoute(APIRoute):
@@ -64,13 +66,23 @@ def _service(request: Request):
 
 
 _LOCATE_PARAMS = [
-    {"name": "lon", "in": "query", "required": True, "schema": {"type": "number"},
+    {"name": "lon", "in": "query", "required": False, "schema": {"type": "number"},
      "description": "x: longitude (or easting in a projected CRS)"},
-    {"name": "lat", "in": "query", "required": True, "schema": {"type": "number"},
+    {"name": "lat", "in": "query", "required": False, "schema": {"type": "number"},
      "description": "y: latitude (or northing in a projected CRS)"},
     {"name": "crs", "in": "query", "required": False,
      "schema": {"type": "string", "default": "EPSG:4326", "maxLength": 40},
      "description": "EPSG:4326 (default), EPSG:4490, gcj02, bd09 or any EPSG code"},
+    {"name": "link", "in": "query", "required": False, "schema": {"type": "string",
+     "maxLength": 2000}, "description": "instead of lon/lat/crs: a link copied from Amap, Baidu "
+     "or Tencent maps, read in that map's CRS (gis.maplinks)"},
+    {"name": "detail", "in": "query", "required": False, "schema": {"enum": ["edges"]},
+     "description": "edges: add uncertainty (metres to the grid's edge, the runner-up grid "
+     "within the accuracy) and datum_doubt (WGS84 and GCJ-02 readings in different grids)"},
+    {"name": "accuracy", "in": "query", "required": False,
+     "schema": {"type": "number", "default": 30, "maximum": 500},
+     "description": "the point's accuracy in metres (e.g. the phone's GPS accuracy); implies "
+     "detail=edges"},
 ]
 
 
@@ -93,8 +105,13 @@ async def locate(request: Request, principal: Locator) -> Response:
     # (declared for the docs above) because validation machinery would cost more than the
     # lookup itself.
     query = request.query_params
-    lon, lat = _number(query, "lon"), _number(query, "lat")
-    crs = query.get("crs") or "EPSG:4326"
+    link = query.get("link")
+    if link is not None:  # a link copied from Amap, Baidu or Tencent maps: their own CRS
+        parsed = parse_map_link(link)
+        lon, lat, crs = parsed.x, parsed.y, parsed.crs
+    else:
+        lon, lat = _number(query, "lon"), _number(query, "lat")
+        crs = query.get("crs") or "EPSG:4326"
     if len(crs) > 40:
         raise GridError("Invalid request: check crs.", code="invalid_request",
                         detail=[{"field": "crs", "in": "query", "expected": "at most 40 "
@@ -106,8 +123,28 @@ async def locate(request: Request, principal: Locator) -> Response:
     body = snap.locate_json(
         point.lon, point.lat, principal=principal,
         on_outside=lambda: check_outside(snap, point, max_outside_m=limit))
-    head = orjson.dumps({"point": point.as_dict(), "stale": service.stale})
+    extra: dict = {"point": point.as_dict(), "stale": service.stale}
+    if link is not None:
+        extra["link"] = {**parsed.as_dict(), "crs": point.crs}  # the canonical name
+    if query.get("detail") == "edges" or "accuracy" in query:  # only when asked: not cached
+        extra.update(_edges(query, snap, point, crs, principal, body))
+    head = orjson.dumps(extra)
     return Response(head[:-1] + b"," + body[1:], media_type="application/json")
+
+
+def _edges(query, snap, point, crs: str, principal: Principal, body: bytes) -> dict:
+    """``uncertainty`` (edge distance, runner-up grid) and ``datum_doubt`` for ``/locate``."""
+    accuracy = DEFAULT_ACCURACY_M
+    if "accuracy" in query:
+        accuracy = _number(query, "accuracy")
+        if not 0 < accuracy <= MAX_ACCURACY_M:
+            raise GridError("Invalid request: check accuracy.", code="invalid_request",
+                            detail=[{"field": "accuracy", "in": "query",
+                                     "expected": f"metres, > 0 and <= {MAX_ACCURACY_M:g}"}])
+    grid = orjson.loads(body).get("grid")
+    return {"uncertainty": uncertainty(snap, point.lon, point.lat, accuracy_m=accuracy),
+            "datum_doubt": datum_doubt(snap, point.x, point.y, crs,
+                                       grid["code"] if grid else None, principal=principal)}
 
 
 @router.get("/locate/history", response_model=LocatePublic,

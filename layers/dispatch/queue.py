@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 
 from grids.access import Permission, prefix_of
 from grids.errors import GridError
+from layers.dispatch.duplicates import likely_counts
 from layers.dispatch.roles import DeskUser
 from layers.incidents.workflow import OPEN_ORDER, OPEN_SQL, OPEN_STATES, light_sql
 
@@ -130,21 +131,68 @@ _ROW = (
 )
 
 
+_SORT_COLUMN = {"due_at": "due_at", "-due_at": "due_at", "received_at": "received_at",
+                "-received_at": "received_at"}
+
+
+def _keyset(sort: str, after: str) -> tuple[str, dict[str, Any]]:
+    """SQL condition for the rows after cursor ``after`` (``'<iso time or empty>|<id>'``, the
+    ``next`` of the previous page) in ``sort`` order, NULL due times last."""
+    value, _, raw_id = after.rpartition("|")
+    try:
+        last_id = int(raw_id)
+        at = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        raise QueueInvalid("The cursor is not one this queue gave.",
+                           detail={"field": "after", "value": after[:80]}) from None
+    if at is not None and at.tzinfo is None:
+        raise QueueInvalid("The cursor is not one this queue gave.",
+                           detail={"field": "after", "value": after[:80]})
+    col = f"i.{_SORT_COLUMN[sort]}"
+    desc = sort.startswith("-")
+    cmp, id_cmp = ("<", "<") if desc else (">", ">")
+    params: dict[str, Any] = {"k_id": last_id, "k_at": at}
+    if at is None:  # already among the rows without a due time (they come last)
+        return f"({col} IS NULL AND i.id {id_cmp} :k_id)", params
+    return (f"({col} {cmp} :k_at OR ({col} = :k_at AND i.id {id_cmp} :k_id) "
+            f"OR {col} IS NULL)"), params
+
+
+def cursor_of(row: dict[str, Any], sort: str) -> str:
+    """The keyset cursor after ``row`` in ``sort`` order."""
+    at = row[_SORT_COLUMN[sort]]
+    return f"{at.isoformat() if at is not None else ''}|{row['id']}"
+
+
 def queue(conn: Connection, *, user: DeskUser, filters: QueueFilters, limit: int = 50,
-          offset: int = 0) -> dict[str, Any]:
+          offset: int = 0, after: str | None = None) -> dict[str, Any]:
     """One page of the queue, its total, and the counts per state and per light.
 
     The counts are over the same selection without the state and light filters (so every
     state and light shows how many it would give); ``total`` is the filtered count.
+    Pages go by ``offset`` or, steadier under live intake and cheap deep down, by keyset:
+    ``after`` = the previous page's ``next`` (then ``offset`` must be 0).
     """
     user.principal.require(Permission.INCIDENTS_READ)
     filters.check()
     where, params = _where(user, filters, with_state_light=True)
+    if after is not None:
+        if offset:
+            raise QueueInvalid("Page by offset or by cursor, not both.",
+                               detail={"field": "after", "expected": "offset 0 with a cursor"})
+        cond, kparams = _keyset(filters.sort, after)
+        where = [*where, cond]
+        params.update(kparams)
     params.update(limit=limit, offset=offset)
     sql = (_ROW.format(light=light_sql("i", "c")) + _FROM +
            " LEFT JOIN staff s ON s.code = i.responsible_code WHERE " + " AND ".join(where) +
            f" ORDER BY {SORTS[filters.sort]} LIMIT :limit OFFSET :offset")
     items = [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    # the duplicate badge: likely duplicates of each row (layers.dispatch.duplicates)
+    badge = likely_counts(conn, [r["id"] for r in items],
+                          user.principal.locate_scope().like_patterns())
+    for r in items:
+        r["duplicates"] = badge.get(r["id"], 0)
     cwhere, cparams = _where(user, filters, with_state_light=False)
     cells = conn.execute(text(
         f"SELECT i.state, {light_sql('i', 'c')} AS light, count(*) AS n {_FROM} "
@@ -159,6 +207,7 @@ def queue(conn: Connection, *, user: DeskUser, filters: QueueFilters, limit: int
         if (not filters.states or state in filters.states) and (
                 not filters.lights or light in filters.lights):
             total += n
-    return {"items": items, "total": total, "limit": limit, "offset": offset,
+    nxt = cursor_of(items[-1], filters.sort) if len(items) == limit else None
+    return {"items": items, "total": total, "limit": limit, "offset": offset, "next": nxt,
             "counts": {"state": by_state, "light": by_light},
             "department": user.department}

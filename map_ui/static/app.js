@@ -213,6 +213,7 @@
     html += `<div class="extra"><i class="outline"></i>${t("level_" + (state.outlineData ? state.outlineData.level : "street"))}</div>`;
     if (state.grid) html += `<div class="extra"><i class="grid"></i>${t("legend_grid")}</div>`;
     if (state.point) html += `<div class="extra"><i class="point"></i>${t("legend_point")}</div>`;
+    if (state.runnerUp) html += `<div class="extra"><i class="runner"></i>${t("card_runner_up")}</div>`;
     if (state.heat) html += `<div><i class="heat"></i>${t("heat")}</div>`;
     if (state.cases.length) {
       html += `<div class="extra"><i class="dot" style="background:${LIGHT.red}"></i>${t("light_red")}</div>` +
@@ -602,19 +603,38 @@
   }
 
   // ---- responsibility lookup --------------------------------------------------------------------
+  // The looked-up point: a blue ring with a cross (case markers are filled dots coloured by their
+  // light, red for overdue: the two must not be confused).
+  const LOOKUP_ICON = () => L.divIcon({ className: "lookup-pin", iconSize: [26, 26], iconAnchor: [13, 13],
+    html: '<span class="lookup-ring"></span><span class="lookup-cross"></span>' });
+  function clearLookup() {
+    $("card").hidden = true; $("register-form").hidden = true; state.lastLocate = null;
+    if (state.point) { state.point.remove(); state.point = null; }
+    if (state.runnerUp) { state.runnerUp.remove(); state.runnerUp = null; }
+    highlight(null);
+  }
   async function locate(lon, lat, crs, opts = {}) {
     showTab("tab-lookup");
     await guarded(async () => {
-      const q = new URLSearchParams({ lon: String(lon), lat: String(lat), crs });
+      // detail=edges: the card says how far the point is from its grid's edge, names the
+      // runner-up grid and flags a WGS84/GCJ-02 doubt (computed only when asked).
+      const q = opts.link ? new URLSearchParams({ link: opts.link, detail: "edges" })
+        : new URLSearchParams({ lon: String(lon), lat: String(lat), crs, detail: "edges" });
       let body;
       try { body = await api(`/locate?${q}`); } catch (err) {
-        $("card").hidden = true; $("register-form").hidden = true; state.lastLocate = null; throw err;
+        // a failed lookup leaves nothing of the previous one on the map or in the card
+        clearLookup();
+        if (err && err.code && state.lang !== "en" && t("err_" + err.code) !== "err_" + err.code) {
+          err.message = t("err_" + err.code);
+        }
+        throw err;
       }
       state.lastLocate = body;
       showCard(body);
       if (state.point) state.point.remove();
-      state.point = L.circleMarker(toMap(body.point.lon, body.point.lat), { radius: 6, color: "#fff",
-        weight: 2, fillColor: "#d62828", fillOpacity: 1 }).addTo(state.map);
+      if (state.runnerUp) { state.runnerUp.remove(); state.runnerUp = null; }
+      state.point = L.marker(toMap(body.point.lon, body.point.lat), { icon: LOOKUP_ICON(),
+        keyboard: false, interactive: false, zIndexOffset: 1000 }).addTo(state.map);
       // A pasted point is shown close up; a click keeps the view (the user is looking at it).
       if (opts.zoomTo || (!opts.keepView && !state.map.getBounds().contains(state.point.getLatLng()))) {
         state.map.setView(state.point.getLatLng(), Math.max(state.map.getZoom(), 15), { animate: false });
@@ -623,9 +643,44 @@
       if (target) {
         const region = await api(`/regions/${encodeURIComponent(target.code)}`);
         highlight(region.geometry);
+      } else {
+        highlight(null);
+      }
+      const runner = body.uncertainty && body.uncertainty.runner_up;
+      if (runner) {
+        const other = await api(`/regions/${encodeURIComponent(runner.code)}`).catch(() => null);
+        if (other && other.geometry) {
+          state.runnerUp = L.geoJSON(other.geometry, geoOptions({ color: "#1d3557", weight: 2,
+            dashArray: "6 4", fill: false })).addTo(state.map);
+          refreshLegend();
+        }
       }
       if (body.grid) document.dispatchEvent(new CustomEvent("cg:grid", { detail: body.grid.code }));
     });
+  }
+  function uncertaintyRows(b) {
+    const rows = [];
+    const u = b.uncertainty;
+    const fill = (key, vars) => Object.entries(vars).reduce(
+      (acc, [k, v]) => acc.split(`{${k}}`).join(v), t(key));
+    if (b.link) {
+      rows.push([t("card_link"), `<span id="card-link">${esc(t("link_" + b.link.provider))} · ${esc(b.link.crs)}</span>`]);
+    }
+    if (u && u.edge_m != null) {
+      rows.push([t("card_edge"), `<span id="card-edge">${esc(fill("card_edge_m", { m: u.edge_m.toFixed(1) }))}</span>`]);
+      rows.push([t("card_runner_up"), u.runner_up
+        ? `<span id="card-runner-up" class="warn">${esc(fill("card_runner_up_text", { code: u.runner_up.code,
+          name: u.runner_up.name, m: u.runner_up.distance_m.toFixed(1), acc: String(u.accuracy_m) }))}</span>`
+        : `<span id="card-runner-up" class="hint">${esc(fill("card_runner_up_none", { acc: String(u.accuracy_m) }))}</span>`]);
+    }
+    const d = b.datum_doubt;
+    if (d) {
+      const g = d.grid || {};
+      const who = d.responsible ? d.responsible.name : t("nobody");
+      rows.push([t("card_datum_doubt"), `<span id="card-datum-doubt" class="warn">${esc(fill("card_datum_doubt_text", {
+        crs: d.read_as, code: g.code || "—", name: g.name || "", who }))}</span>`]);
+    }
+    return rows;
   }
   function person(p) {
     if (!p) return `<span class="warn">${t("nobody")}</span>`;
@@ -647,6 +702,7 @@
       [t("card_point"), `${b.point.lon.toFixed(6)}, ${b.point.lat.toFixed(6)}`],
       [t("card_read_as"), esc(b.point.crs_in)],
     ];
+    rows.push(...uncertaintyRows(b));
     if (b.unavailable && b.unavailable.length) {
       rows.push([t("card_unavailable"), b.unavailable.map(person).join("<br>")]);
     }
@@ -659,8 +715,15 @@
   }
   function pasted(ev) {
     ev.preventDefault();
+    const text = $("coords").value.trim();
+    // a link copied from Amap, Baidu or Tencent maps: the server reads it in that map's CRS
+    if (/^(https?:)?\/\//i.test(text) || /^[a-z0-9.-]+\.(com|cn)\//i.test(text)) {
+      locate(null, null, null, { link: text, zoomTo: true });
+      return;
+    }
     const parts = $("coords").value.trim().split(/[\s,，;]+/).filter(Boolean).map(Number);
     if (parts.length !== 2 || parts.some((v) => !Number.isFinite(v))) {
+      clearLookup();
       showError({ message: t("error_coords") });
       return;
     }

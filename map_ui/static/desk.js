@@ -177,7 +177,8 @@
     $("desk-table").querySelector("tbody").innerHTML = p.items.map((c) => `
       <tr data-id="${c.id}" class="${desk.view && desk.view.id === c.id ? "selected" : ""}${c.fresh ? " fresh" : ""}">
         <td><i class="dot" style="background:${COLOR[c.light] || "#999"}" title="${esc(label("light_", c.light))}"></i></td>
-        <td class="num">#${c.id}</td><td>${esc(catName(c))}</td><td class="addr" title="${esc(c.description)}">${esc(c.address || "–")}</td>
+        <td class="num">#${c.id}${c.duplicates ? ` <span class="dup-badge" title="${esc(fmt("desk_dup_badge", { n: c.duplicates }))}">${
+          Number(c.duplicates)}</span>` : ""}</td><td>${esc(catName(c))}</td><td class="addr" title="${esc(c.description)}">${esc(c.address || "–")}</td>
         <td>${esc(label("state_", c.state))}${c.card ? ` <span class="card-${esc(c.card)}">●</span>` : ""}</td>
         <td class="due">${esc(when(c.due_at))}</td><td class="resp">${esc(c.responsible_name || c.responsible_code || "–")}</td>
         <td>${esc(c.department_name || "–")}</td></tr>`).join("");

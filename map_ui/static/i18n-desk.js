@@ -48,6 +48,7 @@ Object.assign(window.CG_I18N["zh-CN"], {
   err_no_phone: "此案件没有该号码", err_invalid_code: "区域编码应为 6、9、12 或 15 位数字",
   err_database_unavailable: "数据库暂时不可用", err_internal_error: "服务器出错，已记录",
   err_unknown: "操作失败",
+  desk_dup_badge: "有 {n} 件未结案件可能是同一事件（见案件详情）",
 });
 Object.assign(window.CG_I18N.en, {
   tab_desk: "Desk",
@@ -88,6 +89,7 @@ Object.assign(window.CG_I18N.en, {
   toast_new: "New case #{id}: {category}", toast_open: "Open",
   phone_masked: "(number hidden)", nobody_named: "not assigned",
   err_unknown: "Failed",
+  desk_dup_badge: "{n} open cases are likely the same event (see the case)",
 });
 // Address-only calls (desk-address.js).
 Object.assign(window.CG_I18N["zh-CN"], {

@@ -144,6 +144,12 @@ def test_duplicates_merge_and_undo(anonymous: TestClient, headers, spot: dict,
     assert {b, c} <= set(by_id) and far not in by_id
     assert by_id[b]["score"] > by_id[c]["score"]  # same category beats related
     assert 15 < by_id[b]["distance_m"] < 25
+    assert by_id[b]["likely"] and not by_id[b]["same_channel"]  # 20 m, minutes, another channel
+    # the queue row carries the badge: how many candidates are likely the same event
+    rows = anonymous.get("/desk/queue", params={"q": f"#{lead}"},
+                         headers=headers("t_dispatcher")).json()["items"]
+    assert rows[0]["id"] == lead
+    assert rows[0]["duplicates"] == sum(x["likely"] for x in cands) >= 1
     view = _case(anonymous, headers, "t_dispatcher", lead)
     res = anonymous.post(f"/desk/cases/{lead}/merge", headers=headers("t_dispatcher"),
                          json={"duplicates": [b, c], "note": "同一井盖",
@@ -240,3 +246,29 @@ def test_saved_views(anonymous: TestClient, headers) -> None:
     assert anonymous.delete(f"/desk/views/{view['id']}",
                             headers=headers("t_dispatcher")).status_code == 404
     assert anonymous.delete(f"/desk/views/{view['id']}", headers=h).status_code == 204
+
+
+@pytest.mark.parametrize("sort", ["due_at", "-due_at", "received_at", "-received_at"])
+def test_keyset_pages_match_offset_pages(anonymous: TestClient, headers, spot: dict,
+                                         sort: str) -> None:
+    for k in range(5):
+        _new(anonymous, headers, spot, f"keyset-{sort}-{k}", dx=0.001 * k)
+    h = headers("t_dispatcher")
+    by_offset, by_key, after = [], [], None
+    for page in range(4):
+        a = anonymous.get("/desk/queue", params={"sort": sort, "limit": 3, "offset": 3 * page},
+                          headers=h).json()
+        by_offset += [r["id"] for r in a["items"]]
+        params = {"sort": sort, "limit": 3, **({"after": after} if after else {})}
+        b = anonymous.get("/desk/queue", params=params, headers=h).json()
+        by_key += [r["id"] for r in b["items"]]
+        assert b["total"] == a["total"]
+        after = b["next"]
+        if after is None:
+            break
+    assert by_key == by_offset and len(set(by_key)) == len(by_key) >= 5
+    bad = anonymous.get("/desk/queue", params={"after": "yesterday|x"}, headers=h)
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_queue_filter"
+    both = anonymous.get("/desk/queue", params={"after": by_key[0] and "|1", "offset": 3},
+                         headers=h)
+    assert both.status_code == 422

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-import shapely
 from sqlalchemy import Connection, text
 
+from bench.duplicates import load_labelled
 from data.incidents import add_duplicate_clusters, build_incidents
 from grids.locate import load_snapshot
-from layers.dispatch.duplicates import measure
+from layers.dispatch.duplicates import LIKELY, measure, pair_sql
 from layers.incidents.catalogue import list_categories
 
 N, DAYS = 30_000, 50  # ~600 a day: the demo year's density (220,000 / 365)
@@ -32,21 +32,6 @@ def labelled(engine):
     return add_duplicate_clusters(frames, snap, share=0.02).incidents
 
 
-def load_labelled(conn: Connection, inc) -> None:
-    conn.execute(text("CREATE TEMP TABLE dup_eval (id bigint PRIMARY KEY, geom geometry(Point, "
-                      "4490), received_at timestamptz, cat text, cluster bigint) ON COMMIT DROP"))
-    geom = shapely.to_wkb(shapely.set_srid(shapely.points(inc["lon"], inc["lat"]), 4490),
-                          hex=True, include_srid=True)
-    cluster = inc["dup_cluster"].to_numpy()
-    raw = conn.connection.driver_connection
-    with raw.cursor().copy("COPY dup_eval FROM STDIN") as copy:
-        for i, (g, t, c, k) in enumerate(zip(geom, inc["received_at"], inc["category_code"],
-                                             cluster, strict=True)):
-            copy.write_row((i, g, t, c, None if k < 0 else int(k)))
-    conn.execute(text("CREATE INDEX ON dup_eval USING gist (geom)"))
-    conn.execute(text("ANALYZE dup_eval"))
-
-
 def test_generator_labels_cross_channel_clusters(labelled) -> None:
     dups = labelled[labelled["dup_cluster"] >= 0]
     assert 0.015 * N < dups["dup_cluster"].nunique() < 0.025 * N
@@ -58,14 +43,55 @@ def test_generator_labels_cross_channel_clusters(labelled) -> None:
 
 
 def test_matcher_recall_and_precision(conn: Connection, labelled) -> None:
-    """Recall meets the target; precision does NOT yet (see docs/desk.md): the generator's own
-    hot spots put same-category cases within tens of metres and a day of each other, which the
-    rule cannot tell from a second report. Guarded here against regressions, reported as is."""
+    """Every pair inside the rule: recall; scored (score >= LIKELY): the target, recall >= 0.95
+    at precision >= 0.90, on the demo seed. A held-out seed (bench/duplicates.py) reaches 0.85
+    precision: see docs/desk.md for why the rest is out of reach of place, time and category."""
     load_labelled(conn, labelled)
     every = measure(conn, "dup_eval")
-    ranked = measure(conn, "dup_eval", min_score=0.5)
-    print({"all": every, "score>=0.5": ranked})  # docs/desk.md quotes it (-s)
+    ranked = measure(conn, "dup_eval", min_score=LIKELY)
+    print({"all": every, f"score>={LIKELY}": ranked})  # docs/desk.md quotes it (-s)
     assert every["duplicates"] > 500
     assert every["recall"] >= 0.95, every
-    assert every["precision"] >= 0.40, every
-    assert ranked["precision"] >= 0.85 and ranked["recall"] >= 0.80, ranked
+    assert ranked["recall"] >= 0.95, ranked
+    assert ranked["precision"] >= 0.90, ranked
+
+
+def _score(conn: Connection, a: dict, b: dict) -> float:
+    """The desk's score of ``b`` as a candidate of ``a`` (each: d metres east of a common
+    point, hours, cat, source, phone; ``a`` also dens)."""
+    _, score = pair_sql("a", "b", "a")
+    row = {f"{k}_{side}": v for side, case in (("a", a), ("b", b)) for k, v in case.items()}
+    sql = f"""
+        WITH a AS (SELECT ST_SetSRID(ST_Point(120.0 + CAST(:d_a AS float8) / 97000.0, 29.3),
+                                     4490) AS geom,
+                          TIMESTAMPTZ '2026-11-01 08:00Z' + make_interval(hours => :h_a)
+                              AS received_at,
+                          CAST(:cat_a AS text) AS cat, CAST(:source_a AS text) AS source,
+                          CAST(:phone_a AS text) AS phone, CAST(:dens_a AS int) AS dens),
+             b AS (SELECT ST_SetSRID(ST_Point(120.0 + CAST(:d_b AS float8) / 97000.0, 29.3),
+                                     4490) AS geom,
+                          TIMESTAMPTZ '2026-11-01 08:00Z' + make_interval(hours => :h_b)
+                              AS received_at,
+                          CAST(:cat_b AS text) AS cat, CAST(:source_b AS text) AS source,
+                          CAST(:phone_b AS text) AS phone)
+        SELECT {score} FROM a, b"""
+    return float(conn.execute(text(sql), row).scalar_one())
+
+
+def test_score_reads_place_time_density_channel_and_phone(conn: Connection) -> None:
+    a = {"d": 0, "h": 3, "cat": "C0101", "source": "grid_worker", "phone": None, "dens": 2}
+    b = {"d": 10, "h": 1, "cat": "C0101", "source": "hotline_12345", "phone": None}
+    base = _score(conn, a, b)
+    assert 0.5 < base < 1
+    assert _score(conn, a, {**b, "d": 45}) < base  # farther
+    assert _score(conn, a, {**b, "h": -20}) < base  # longer apart
+    assert _score(conn, {**a, "dens": 40}, b) < base  # a place where this is reported daily
+    assert _score(conn, a, {**b, "cat": "C0202"}) < base  # a related category only
+    assert _score(conn, a, {**b, "source": "grid_worker"}) < base  # the same channel
+    same_phone = _score(conn, {**a, "phone": "19900000001", "source": "hotline_12345"},
+                        {**b, "d": 40, "phone": "19900000001", "h": -10})
+    other_phone = _score(conn, {**a, "phone": "19900000002", "source": "hotline_12345"},
+                         {**b, "d": 40, "phone": "19900000001", "h": -10})
+    assert same_phone > 5 * other_phone
+    # in a market (dense) even a close report hours later is left below LIKELY
+    assert _score(conn, {**a, "dens": 40}, {**b, "d": 35, "h": -3}) < LIKELY
