@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import shapely
+import shapely.geometry
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
 from layers.field import photos
+from layers.patrols import grid_cover
 from tests.layers.test_field_photos import jpeg
 
 
@@ -113,7 +116,55 @@ def test_coverage_of_my_grids_follows_my_fixes(anonymous: TestClient, headers, c
     assert res.json()["accepted"] == 200
     assert anonymous.post("/patrols/fixes", headers=h, json={"fixes": fixes}).json()[
         "duplicates"] == 200  # a resent batch changes nothing
+    # The share is the background worker's (patrol_grid_cover): run its refresh as it would.
+    assert grid_cover.refresh_stale(conn) is not None
     assert share() > before
+    # The unpatrolled parts only when asked, and then smaller than the grid.
+    plain = anonymous.get("/field/grids", headers=h).json()["features"]
+    assert all("unpatrolled" not in f["properties"] for f in plain)
+    body = anonymous.get("/field/grids", headers=h, params={"unpatrolled": "true"}).json()
+    mine = next(f for f in body["features"] if f["properties"]["code"] == grid)
+    rest = shapely.geometry.shape(mine["properties"]["unpatrolled"])
+    whole = shapely.geometry.shape(mine["geometry"])
+    assert 0 < rest.area < whole.area * (1 - mine["properties"]["patrolled_share"] / 2)
+    again = anonymous.get("/field/grids", headers=h, params={"unpatrolled": "true"}).json()
+    assert again["features"] == body["features"]  # kept: the cover rows did not change
+
+
+def test_nearby_open_cases_and_adding_to_one(anonymous: TestClient, headers, conn: Connection,
+                                             worker, store) -> None:
+    case = dispatched_case(anonymous, headers, conn, worker["grids"][0])
+    h = headers("t_worker")
+    cat = _category(conn)
+    near = anonymous.get("/field/duplicates", headers=h, params={
+        "category": cat, "lon": case["lon"] + 0.0001, "lat": case["lat"]}).json()
+    found = {c["id"]: c for c in near["candidates"]}
+    assert case["id"] in found and 5 < found[case["id"]]["distance_m"] < 20
+    assert near["rule"]["radius_m"] > 0
+    far = anonymous.get("/field/duplicates", headers=h, params={
+        "category": cat, "lon": case["lon"] + 0.05, "lat": case["lat"]}).json()
+    assert case["id"] not in [c["id"] for c in far["candidates"]]
+    # Add to it: the note and photo land in the case's history once, whatever the resends.
+    photo = upload(anonymous, h, jpeg(lon=case["lon"], lat=case["lat"], seed=31))
+    cid = str(uuid.uuid4())
+    body = {"client_id": cid, "note": "井盖仍未修复，补充照片", "photos": [photo["url"]]}
+    url = f"/field/incidents/{case['id']}/supplements"
+    res = anonymous.post(url, headers=h, json=body)
+    assert res.status_code == 201, res.text
+    assert anonymous.post(url, headers=h, json=body).status_code == 200
+    history = anonymous.get(f"/field/incidents/{case['id']}", headers=h).json()["history"]
+    added = [e for e in history if e["action"] == "supplement"]
+    assert len(added) == 1 and added[0]["note"] == body["note"]
+    assert added[0]["photos"] == [photo["url"]]
+    assert res.json()["incident"]["state"] == "dispatched"  # the state does not move
+    got = anonymous.get(photo["url"], headers=headers("t_supervisor"))
+    assert got.status_code == 200  # whoever sees the case sees its photos
+    # The same client id for another case is a conflict; an empty supplement is refused.
+    other = dispatched_case(anonymous, headers, conn, worker["grids"][0])
+    assert anonymous.post(f"/field/incidents/{other['id']}/supplements", headers=h,
+                          json=body).status_code == 409
+    empty = anonymous.post(url, headers=h, json={"client_id": str(uuid.uuid4())})
+    assert empty.status_code == 422 and empty.json()["code"] == "invalid_field_request"
 
 
 def test_accept_report_with_photo_is_in_the_history(anonymous: TestClient, headers,
