@@ -324,3 +324,55 @@ def test_photo_upload_is_checked(anonymous: TestClient, headers, store) -> None:
     assert res.status_code == 422 and res.json()["code"] == "invalid_photo"
     assert anonymous.post("/field/photos", headers={"Content-Type": "image/jpeg"},
                           content=jpeg()).status_code == 401
+
+
+def test_the_phone_s_data_in_any_city(any_city: Connection) -> None:
+    """Both demo cities: the phone's zone and first view come from the city profile, my grids
+    (with a walked one's unpatrolled part) and the nearby cases work with the city's own CRS."""
+    from grids.access import Principal, Scope
+    from grids.city import profile
+    from grids.locate import load_snapshot
+    from layers.field import duplicates, tasks
+    from layers.incidents import intake
+    from layers.patrols import grid_cover
+
+    conn = any_city
+    city = profile(conn)
+    grid, staff, x0, y0, x1, y1 = conn.execute(text(
+        "SELECT r.code, a.staff_id, ST_XMin(r.geom), ST_YMin(r.geom), ST_XMax(r.geom), "
+        "ST_YMax(r.geom) FROM region_current r JOIN assignment a ON a.region_id = r.id "
+        "AND a.valid_to IS NULL WHERE r.level = 'grid' ORDER BY r.code LIMIT 1")).one()
+    who = Principal.make("user:nobody", "grid_worker", Scope.of(grid))
+    me = tasks.me(conn, principal=who)
+    assert me["city"]["tz"] == city.tz.key and me["city"]["name"] == city.name
+    lat, lon = me["city"]["center"]
+    west, south, east, north = city.extent
+    assert west < lon < east and south < lat < north
+    # A walk along the grid's middle today: the share (after the background refresh) and an
+    # unpatrolled part that is not the whole grid.
+    now = datetime.now(UTC)
+    ats = [now - timedelta(seconds=3 * (300 - i)) for i in range(300)]
+    conn.execute(text(
+        "INSERT INTO patrol_fix (staff_id, at, geom, accuracy_m) SELECT :s, a, "
+        "ST_SetSRID(ST_MakePoint(x, :y), 4490), 5 FROM unnest(CAST(:a AS timestamptz[]), "
+        "CAST(:x AS float8[])) AS u(a, x)"),
+        {"s": staff, "a": ats, "y": (y0 + y1) / 2,
+         "x": [x0 + (x1 - x0) * i / 299 for i in range(300)]})
+    grid_cover.refresh_stale(conn)
+    body = tasks.my_grids(conn, principal=who, unpatrolled=True)
+    f = body["features"][0]["properties"]
+    assert f["code"] == grid and 0 < f["patrolled_share"] < 1
+    rest = shapely.geometry.shape(f["unpatrolled"])
+    whole = shapely.geometry.shape(body["features"][0]["geometry"])
+    assert west < rest.centroid.x < east and 0 < rest.area < whole.area
+    # The nearby cases: an open case of the grid is found from a pin beside it.
+    cx, cy = conn.execute(text("SELECT ST_X(p), ST_Y(p) FROM region_current r, "
+                               "LATERAL ST_PointOnSurface(r.geom) p WHERE r.code = :g"),
+                          {"g": grid}).one()
+    placed, _ = intake.create(conn, load_snapshot(conn), {
+        "source": "hotline_12345", "external_id": f"city-{uuid.uuid4()}",
+        "category": _category(conn), "description": "井盖破损", "lon": cx, "lat": cy},
+        principal=Principal.system())
+    near = duplicates.near(conn, principal=who, category=_category(conn), lon=cx + 0.00005,
+                           lat=cy)
+    assert placed["id"] in [c["id"] for c in near["candidates"]]
