@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -129,7 +130,7 @@ _SHAPES_MAX = 256
 _SHAPES_LOCK = threading.Lock()
 
 
-def _unpatrolled(conn: Connection, rows: list[Any], day: Any, since: datetime, until: datetime,
+def _unpatrolled(conn: Connection, rows: Sequence[Any], day: Any, since: datetime, until: datetime,
                  city: Any) -> dict[str, Any]:
     key = (city.metric_srid, day, tuple((r.code, r.share, r.last_fix_at) for r in rows))
     with _SHAPES_LOCK:
