@@ -78,9 +78,11 @@ def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = N
     also the parts of each grid no track came near today.
 
     The share is the background worker's (``patrol_grid_cover``, today's day rows: as fresh as
-    its last refresh, ``CITYGRID_COVERAGE_REFRESH_S``); the unpatrolled shapes are computed from
-    today's fixes only when asked, and kept per (grids, day, today's cover rows of those grids):
-    they change when the share does.
+    its last refresh, ``CITYGRID_COVERAGE_REFRESH_S``). With ``unpatrolled`` the shapes and the
+    shares are computed from today's fixes, and kept per (grids, day, today's cover rows of
+    those grids, the caller's own latest fix today): recomputed when the background worker
+    has seen new fixes there, or when the caller's own fixes arrive (a worker sees their walk
+    at once).
     """
     principal.require(Permission.PATROLS_READ)
     # A worker's own grids; for a supervisor with a street, the first MAX_GRIDS of it (the
@@ -99,13 +101,19 @@ def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = N
     truncated = len(rows) > MAX_GRIDS
     rows = rows[:MAX_GRIDS]
     shapes: dict[str, Any] = {}
+    shares = {r.code: float(r.share or 0.0) for r in rows}
     if unpatrolled and rows:
-        shapes = _unpatrolled(conn, rows, day, since, until, city)
+        mine = conn.execute(text(
+            "SELECT max(f.at) FROM patrol_fix f JOIN app_user u ON u.staff_id = f.staff_id "
+            "WHERE u.username = :u AND f.at >= :since"),
+            {"u": principal.name.removeprefix("user:"), "since": since}).scalar()
+        shapes, fresh = _unpatrolled(conn, rows, (day, mine), since, until, city)
+        shares.update(fresh)
     import orjson
 
     features = [{"type": "Feature", "properties": {
         "code": r.code, "name": r.name, "area_m2": round(float(r.area_m2), 1),
-        "patrolled_share": round(min(1.0, float(r.share or 0.0)), 4),
+        "patrolled_share": round(min(1.0, shares[r.code]), 4),
         "last_fix_at": r.last_fix_at.isoformat() if r.last_fix_at else None,
         **({"unpatrolled": shapes.get(r.code)} if unpatrolled else {})},
         "geometry": orjson.loads(r.outline)} for r in rows]
@@ -124,15 +132,16 @@ def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = N
             "buffer_m": BUFFER_M}
 
 
-# (grid codes, day, today's cover rows of those grids) -> {code: unpatrolled GeoJSON or None}
-_SHAPES: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+# (grid codes, day, today's cover rows of those grids, my latest fix) ->
+# ({code: unpatrolled GeoJSON or None}, {code: share})
+_SHAPES: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], dict[str, float]]] = OrderedDict()
 _SHAPES_MAX = 256
 _SHAPES_LOCK = threading.Lock()
 
 
-def _unpatrolled(conn: Connection, rows: Sequence[Any], day: Any, since: datetime, until: datetime,
-                 city: Any) -> dict[str, Any]:
-    key = (city.metric_srid, day, tuple((r.code, r.share, r.last_fix_at) for r in rows))
+def _unpatrolled(conn: Connection, rows: Sequence[Any], stamp: Any, since: datetime,
+                 until: datetime, city: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    key = (city.metric_srid, stamp, tuple((r.code, r.share, r.last_fix_at) for r in rows))
     with _SHAPES_LOCK:
         hit = _SHAPES.get(key)
         if hit is not None:
@@ -149,11 +158,15 @@ def _unpatrolled(conn: Connection, rows: Sequence[Any], day: Any, since: datetim
     def to_lonlat(g: Any) -> Any:
         return shapely.transform(g, lambda xy: np.column_stack(back.transform(xy[:, 0],
                                                                               xy[:, 1])))
-    out: dict[str, Any] = {}
+    shapes: dict[str, Any] = {}
+    shares: dict[str, float] = {}
     for code, geom, part in zip(grids.code, grids.geom, parts, strict=True):
+        area = float(shapely.area(geom))
+        shares[code] = float(shapely.area(part)) / area if part is not None and area else 0.0
         rest = geom if part is None else shapely.difference(geom, part)
         rest = shapely.simplify(rest, 3.0)
-        out[code] = None if shapely.is_empty(rest) else mapping(to_lonlat(rest))
+        shapes[code] = None if shapely.is_empty(rest) else mapping(to_lonlat(rest))
+    out = (shapes, shares)
     with _SHAPES_LOCK:
         _SHAPES[key] = out
         while len(_SHAPES) > _SHAPES_MAX:

@@ -116,8 +116,13 @@ def test_coverage_of_my_grids_follows_my_fixes(anonymous: TestClient, headers, c
     assert res.json()["accepted"] == 200
     assert anonymous.post("/patrols/fixes", headers=h, json={"fixes": fixes}).json()[
         "duplicates"] == 200  # a resent batch changes nothing
-    # The share is the background worker's (patrol_grid_cover): run its refresh as it would.
-    assert grid_cover.refresh_stale(conn) is not None
+    # The plain share is the background worker's (patrol_grid_cover): not moved yet; asked with
+    # the unpatrolled parts, the worker sees their own walk at once.
+    assert share() == before
+    fresh = anonymous.get("/field/grids", headers=h, params={"unpatrolled": "true"}).json()
+    assert next(f["properties"]["patrolled_share"] for f in fresh["features"]
+                if f["properties"]["code"] == grid) > before
+    assert grid_cover.refresh_stale(conn) is not None  # as the background worker would
     assert share() > before
     # The unpatrolled parts only when asked, and then smaller than the grid.
     plain = anonymous.get("/field/grids", headers=h).json()["features"]
