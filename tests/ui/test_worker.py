@@ -453,6 +453,7 @@ def test_field_report_offers_the_case_nearby_and_adds_to_it(phone, phone_server:
         return [p.blob.size, p.display ? p.display.size : 0]; }""")
     assert shown[0] == len(photo) and 0 < shown[1] < len(photo) / 3, shown
     page.click("#queue-badge")
+    page.wait_for_selector("#queue-list img.thumb")
     assert page.locator("#queue-list img.thumb").count() == 1
     check_fits_the_phone(page, "duplicates-queued")
     page.evaluate("""async () => { const db = await window.citygridWorker.db();

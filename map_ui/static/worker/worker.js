@@ -215,6 +215,9 @@
     return flushing;
   }
   async function doFlush() {
+    // Known to be offline: nothing is tried (a POST the page's service worker lets through would
+    // be sent outside the page's view of the network); the "online" event flushes.
+    if (!navigator.onLine) return setNet(false);
     const db = await dbp;
     let items = await db.getAllFromIndex("outbox", "seq");
     // Photos first: the reports and actions that show them name them by hash.
