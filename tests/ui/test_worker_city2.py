@@ -113,6 +113,7 @@ def test_the_phone_in_the_second_city(browser, city2_server: dict[str, Any]) -> 
         assert south < centre[0] < north and west < centre[1] < east
         page.wait_for_function("window.citygridWorker.state().grids.features"
                                ".every(f => 'unpatrolled' in f.properties)")
+        page.wait_for_timeout(1000)  # Leaflet's zoom animation settled, for the screenshot
         check_fits_the_phone(page, "city2-map")
         # A field report beside the case: the phone offers it and adds to it.
         page.click("#tabs [data-view=report]")
