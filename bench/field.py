@@ -17,6 +17,15 @@ mobile, touch, geolocation in the test grid worker's first grid):
    emulation; baseline: the same payload posted by a plain HTTP client (httpx, one batch of
    fixes, 10 uploads) to the same server, unthrottled.
 
+4. **My grids** (``GET /field/grids``'s domain call, ``layers.field.tasks.my_grids``) for the
+   city's first grid after a busy day on it (12,300 fixes of its worker today, every 3 s up to
+   now, sweeping two thirds of it; inserted and refreshed in a transaction rolled back at the
+   end), as a worker of that grid: the share read from the
+   background worker's ``patrol_grid_cover`` (the default) and the unpatrolled parts when asked,
+   computed (cache emptied) and kept (second call); baseline: the computation every call made
+   before (today's fixes → covered parts → share and unpatrolled shape), i.e. the cold
+   ``unpatrolled`` call. ``--only grids`` runs this part alone (any test database).
+
 Prints JSON; the figures are recorded in docs/benchmarks.md.
 """
 
@@ -136,10 +145,91 @@ def _sync_baseline(base: str, staff: str, point: tuple[float, float], n_fixes: i
     return round(time.perf_counter() - t0, 3)
 
 
+def _median_ms(fn: Any, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(sorted(times)[len(times) // 2], 1)
+
+
+def _walk_a_grid(conn: Any, since: datetime, until: datetime, n: int) -> tuple[str, int]:
+    """``n`` fixes today of a worker zig-zagging over the first grid of the city (every 3 s,
+    ending now), and the background worker's refresh of that day, in the caller's
+    transaction."""
+    import numpy as np
+    from sqlalchemy import text
+
+    from layers.patrols import grid_cover
+
+    grid, staff, x0, y0, x1, y1 = conn.execute(text(
+        "SELECT r.code, a.staff_id, ST_XMin(r.geom), ST_YMin(r.geom), ST_XMax(r.geom), "
+        "ST_YMax(r.geom) FROM region_current r JOIN assignment a ON a.region_id = r.id "
+        "AND a.valid_to IS NULL WHERE r.level = 'grid' ORDER BY r.code LIMIT 1")).one()
+    n = min(n, int((until - since).total_seconds() // 3) - 1)
+    i = np.arange(n)
+    rows = 6  # sweeps across the west two thirds of the grid, then back
+    t = (i % (n // rows)) / (n // rows)
+    band = (i // (n // rows)) % rows
+    xs = x0 + (x1 - x0) * 0.66 * np.where(band % 2 == 0, t, 1 - t)
+    ys = y0 + (y1 - y0) * (band + 0.5) / rows
+    ats = [until - timedelta(seconds=3 * (n - k)) for k in range(n)]
+    conn.execute(text(
+        "INSERT INTO patrol_fix (staff_id, at, geom, accuracy_m) SELECT :s, a, "
+        "ST_SetSRID(ST_MakePoint(x, y), 4490), 5 FROM unnest(CAST(:a AS timestamptz[]), "
+        "CAST(:x AS float8[]), CAST(:y AS float8[])) AS u(a, x, y) ON CONFLICT DO NOTHING"),
+        {"s": staff, "a": ats, "x": xs.tolist(), "y": ys.tolist()})
+    grid_cover.refresh_stale(conn)
+    return grid, n
+
+
+def grids_figures(url: str, n: int = 7, walk_fixes: int = 12_300) -> dict[str, Any]:
+    from sqlalchemy import create_engine, text
+
+    from grids.access import Principal, Scope
+    from grids.city import profile
+    from layers.field import tasks
+
+    engine = create_engine(url)
+    with engine.connect() as conn, conn.begin() as tx:
+        since, until = tasks.today_window(profile(conn).tz)
+        # a busy day on one grid, whatever the database holds today (rolled back at the end)
+        grid, synthetic = _walk_a_grid(conn, since, until, walk_fixes)
+        fixes = conn.execute(text(
+            "SELECT count(*) FROM patrol_fix f JOIN region_current r ON r.code = :g "
+            "AND ST_DWithin(f.geom, r.geom, 0.0005) WHERE f.at >= :a AND f.at < :b"),
+            {"g": grid, "a": since, "b": until}).scalar_one()
+        who = Principal.make("user:bench", "grid_worker", Scope.of(grid))
+
+        def cold() -> Any:
+            tasks._SHAPES.clear()
+            return tasks.my_grids(conn, principal=who, unpatrolled=True)
+        before = cold()
+        share = before["features"][0]["properties"]["patrolled_share"]
+        out = {"grid": grid, "fixes_today_near_it": fixes, "synthetic_fixes": synthetic,
+               "share": share, "baseline_recompute_ms": _median_ms(cold, n),
+               "share_only_ms": _median_ms(lambda: tasks.my_grids(conn, principal=who), n)}
+        cold()
+        out["unpatrolled_kept_ms"] = _median_ms(
+            lambda: tasks.my_grids(conn, principal=who, unpatrolled=True), n)
+        out["share_only_again_ms"] = _median_ms(lambda: tasks.my_grids(conn, principal=who), n)
+        out["runs"] = n
+        tx.rollback()
+    engine.dispose()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", default="citygrid_test_ui")
+    parser.add_argument("--only", choices=["grids"], default=None)
     args = parser.parse_args()
+    if args.only == "grids":
+        from tests.conftest import database_url as _url
+
+        print(json.dumps({"grids": grids_figures(_url(args.db))}, indent=2))
+        return
     import tempfile
 
     from playwright.sync_api import sync_playwright
@@ -194,6 +284,7 @@ def main() -> None:
                               "httpx_baseline_s": _sync_baseline(base, staff, point, 2000,
                                                                  photos_b, TEST_PASSWORD)}
             browser.close()
+    result["grids"] = grids_figures(url)
     print(json.dumps(result, indent=2))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.auth import require
@@ -17,7 +17,7 @@ from app.schemas import ErrorPublic
 from app.settings import PhotoSettings, _from_env
 from grids.access import Permission, Principal
 from grids.city import profile
-from layers.field import evidence, photos, tasks
+from layers.field import duplicates, evidence, photos, tasks
 from layers.field.photos import city_offset
 
 router = APIRouter(prefix="/field", tags=["field"],
@@ -81,6 +81,39 @@ class FieldReport(BaseModel):
     position: Position | None = None
 
 
+class FieldSupplement(BaseModel):
+    client_id: str = Field(min_length=32, max_length=36, description="UUID made by the phone")
+    note: str = Field("", max_length=1500)
+    photos: list[PhotoRef] = Field([], max_length=10)
+    position: Position | None = None
+
+
+class DuplicateCandidate(BaseModel):
+    id: int
+    state: str
+    category: str
+    category_name: str
+    category_name_en: str | None
+    address: str | None
+    description: str | None
+    received_at: datetime
+    distance_m: float
+    score: float
+    lon: float
+    lat: float
+
+
+class DuplicateRule(BaseModel):
+    radius_m: float
+    window_h: float
+    related: list[str]
+
+
+class NearbyCases(BaseModel):
+    candidates: list[DuplicateCandidate]
+    rule: DuplicateRule | None
+
+
 class EvidencePublic(BaseModel):
     id: int
     incident_id: int
@@ -129,8 +162,11 @@ def get_me(conn: Conn, principal: Reader) -> dict[str, Any]:
 
 
 @router.get("/grids", summary="My grids (simplified outlines), open cases, today's coverage")
-def get_grids(conn: Conn, principal: PatrolReader) -> dict[str, Any]:
-    return tasks.my_grids(conn, principal=principal)
+def get_grids(conn: Conn, principal: PatrolReader,
+              unpatrolled: Annotated[bool, Query(
+                  description="Also the parts of each grid no track came near today")] = False
+              ) -> dict[str, Any]:
+    return tasks.my_grids(conn, principal=principal, unpatrolled=unpatrolled)
 
 
 @router.get("/tasks", summary="My tasks inbox: dispatched to me, and cases to verify")
@@ -214,3 +250,24 @@ def get_case(incident_id: IncidentId, conn: Conn, principal: Reader) -> dict[str
 def clear_flag(incident_id: IncidentId, check_id: Annotated[int, Path(ge=1, le=2**62)],
                body: ClearFlag, conn: Conn, principal: Handler) -> dict[str, Any]:
     return evidence.clear(conn, incident_id, check_id, principal=principal, reason=body.reason)
+
+
+@router.get("/duplicates", response_model=NearbyCases,
+            summary="Before a field report: open cases near the pin that may be the same event")
+def get_duplicates(conn: Conn, principal: Reader,
+                   category: Annotated[str, Query(min_length=1, max_length=32)],
+                   lon: Annotated[float, Query(ge=-180, le=180)],
+                   lat: Annotated[float, Query(ge=-90, le=90)]) -> dict[str, Any]:
+    return duplicates.near(conn, principal=principal, category=category, lon=lon, lat=lat)
+
+
+@router.post("/incidents/{incident_id}/supplements", response_model=FieldResult,
+             status_code=201,
+             summary="Add a note and photos to an open case (已上报？补充), once per client_id")
+def post_supplement(incident_id: IncidentId, body: FieldSupplement, response: Response,
+                    conn: Conn, principal: Creator) -> dict[str, Any]:
+    out = tasks.supplement(conn, incident_id, principal=principal, client_id=body.client_id,
+                           note=body.note, photos=body.photos)
+    if out["replayed"]:
+        response.status_code = 200
+    return out

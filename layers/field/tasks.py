@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -32,6 +35,7 @@ from layers.field import photos as photo_store
 from layers.incidents import handling, intake
 from layers.incidents.workflow import CHECKERS, OPEN_STATES, light_sql
 from layers.patrols.coverage import GRID_COLUMNS, covered_parts, grids_of, window_fixes
+from layers.patrols.grid_cover import BUFFER_M
 from layers.patrols.intake import _own_staff_code
 
 FIELD_ACTIONS = ("accept", "report", "return", "verify", "rework")
@@ -55,7 +59,10 @@ def me(conn: Connection, *, principal: Principal) -> dict[str, Any]:
             "staff_code": staff, "staff_name": name,
             "grids": [p for p in principal.scope.prefixes if len(p) == 15],
             "can_verify": principal.role in CHECKERS,
-            "can_clear_flags": principal.role in evidence.CLEARERS}
+            "can_clear_flags": principal.role in evidence.CLEARERS,
+            # the city's zone (the phone's "today") and first view (before any grid is drawn)
+            "city": {"tz": (city := profile(conn)).tz.key, "name": city.name,
+                     "center": city.first_view()["center"]}}
 
 
 def today_window(tz: tzinfo, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -66,56 +73,105 @@ def today_window(tz: tzinfo, now: datetime | None = None) -> tuple[datetime, dat
 
 
 def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = None,
-             buffer_m: float = 50.0) -> dict[str, Any]:
-    """My grids as GeoJSON with open cases, today's coverage and the unpatrolled parts."""
+             unpatrolled: bool = False) -> dict[str, Any]:
+    """My grids as GeoJSON with open cases and today's patrolled share; with ``unpatrolled``
+    also the parts of each grid no track came near today.
+
+    The share is the background worker's (``patrol_grid_cover``, today's day rows: as fresh as
+    its last refresh, ``CITYGRID_COVERAGE_REFRESH_S``). With ``unpatrolled`` the shapes and the
+    shares are computed from today's fixes, and kept per (grids, day, today's cover rows of
+    those grids, the caller's own latest fix today): recomputed when the background worker
+    has seen new fixes there, or when the caller's own fixes arrive (a worker sees their walk
+    at once).
+    """
     principal.require(Permission.PATROLS_READ)
     # A worker's own grids; for a supervisor with a street, the first MAX_GRIDS of it (the
     # phone is not the desk's map), said so by ``truncated``.
-    rows = conn.execute(text(
-        f"SELECT {GRID_COLUMNS} FROM region_current WHERE level = 'grid' "
-        "AND code LIKE ANY(:patterns) ORDER BY code LIMIT :n"),
-        {"patterns": principal.scope.like_patterns(), "n": MAX_GRIDS + 1}).all()
-    truncated = len(rows) > MAX_GRIDS
     city = profile(conn)
     since, until = today_window(city.tz, now)
-    if not rows:
-        return {"type": "FeatureCollection", "features": [], "cases": [], "truncated": False,
-                "since": since.isoformat(), "until": until.isoformat(), "buffer_m": buffer_m}
-    grids = grids_of(rows[:MAX_GRIDS])
-    outlines: dict[str, str] = dict(conn.execute(text(
-        "SELECT code, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tol), 6) FROM "
-        "region_current WHERE level = 'grid' AND code = ANY(:c)"),
-        {"tol": SIMPLIFY_DEG, "c": grids.code}).all())
-    fx = window_fixes(conn, grids, since, until, buffer_m)
-    parts = covered_parts(grids.geom, fx, buffer_m)
+    day = since.date()
+    rows = conn.execute(text(
+        "SELECT r.code, r.name, r.area_m2, "
+        "ST_AsGeoJSON(ST_SimplifyPreserveTopology(r.geom, :tol), 6) AS outline, "
+        "c.share, c.last_fix_at FROM region_current r "
+        "LEFT JOIN patrol_grid_cover c ON c.span = 'd' AND c.t0 = :day AND c.grid_code = r.code "
+        "WHERE r.level = 'grid' AND r.code LIKE ANY(:patterns) ORDER BY r.code LIMIT :n"),
+        {"patterns": principal.scope.like_patterns(), "n": MAX_GRIDS + 1, "tol": SIMPLIFY_DEG,
+         "day": day}).all()
+    truncated = len(rows) > MAX_GRIDS
+    rows = rows[:MAX_GRIDS]
+    shapes: dict[str, Any] = {}
+    shares = {r.code: float(r.share or 0.0) for r in rows}
+    if unpatrolled and rows:
+        mine = conn.execute(text(
+            "SELECT max(f.at) FROM patrol_fix f JOIN app_user u ON u.staff_id = f.staff_id "
+            "WHERE u.username = :u AND f.at >= :since"),
+            {"u": principal.name.removeprefix("user:"), "since": since}).scalar()
+        shapes, fresh = _unpatrolled(conn, rows, (day, mine), since, until, city)
+        shares.update(fresh)
+    import orjson
+
+    features = [{"type": "Feature", "properties": {
+        "code": r.code, "name": r.name, "area_m2": round(float(r.area_m2), 1),
+        "patrolled_share": round(min(1.0, shares[r.code]), 4),
+        "last_fix_at": r.last_fix_at.isoformat() if r.last_fix_at else None,
+        **({"unpatrolled": shapes.get(r.code)} if unpatrolled else {})},
+        "geometry": orjson.loads(r.outline)} for r in rows]
+    cases: list[dict[str, Any]] = []
+    if rows:
+        cases = [dict(r) for r in conn.execute(text(
+            "SELECT i.id, i.state, c.name AS category_name, i.grid_code, i.address, "
+            "round(ST_X(i.geom)::numeric, 6)::float8 AS lon, "
+            "round(ST_Y(i.geom)::numeric, 6)::float8 AS lat, i.due_at, "
+            f"{light_sql('i', 'c')} AS light FROM incident i "
+            "JOIN category c ON c.id = i.category_id "
+            "WHERE i.grid_code = ANY(:g) AND i.state = ANY(:open) ORDER BY i.received_at DESC "
+            "LIMIT 500"), {"g": [r.code for r in rows], "open": sorted(OPEN_STATES)}).mappings()]
+    return {"type": "FeatureCollection", "features": features, "cases": cases,
+            "truncated": truncated, "since": since.isoformat(), "until": until.isoformat(),
+            "buffer_m": BUFFER_M}
+
+
+# (grid codes, day, today's cover rows of those grids, my latest fix) ->
+# ({code: unpatrolled GeoJSON or None}, {code: share})
+_SHAPES: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], dict[str, float]]] = OrderedDict()
+_SHAPES_MAX = 256
+_SHAPES_LOCK = threading.Lock()
+
+
+def _unpatrolled(conn: Connection, rows: Sequence[Any], stamp: Any, since: datetime,
+                 until: datetime, city: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    key = (city.metric_srid, stamp, tuple((r.code, r.share, r.last_fix_at) for r in rows))
+    with _SHAPES_LOCK:
+        hit = _SHAPES.get(key)
+        if hit is not None:
+            _SHAPES.move_to_end(key)
+            return hit
+    grid_rows = conn.execute(text(
+        f"SELECT {GRID_COLUMNS} FROM region_current WHERE level = 'grid' AND code = ANY(:c) "
+        "ORDER BY code"), {"c": [r.code for r in rows]}).all()
+    grids = grids_of(grid_rows)
+    fx = window_fixes(conn, grids, since, until, BUFFER_M)
+    parts = covered_parts(grids.geom, fx, BUFFER_M)
     back = transformer(city.metric_crs, "EPSG:4490")
 
     def to_lonlat(g: Any) -> Any:
         return shapely.transform(g, lambda xy: np.column_stack(back.transform(xy[:, 0],
                                                                               xy[:, 1])))
-    features = []
-    for code, name, geom, part in zip(grids.code, grids.name, grids.geom, parts, strict=True):
+    shapes: dict[str, Any] = {}
+    shares: dict[str, float] = {}
+    for code, geom, part in zip(grids.code, grids.geom, parts, strict=True):
         area = float(shapely.area(geom))
-        done = 0.0 if part is None else float(shapely.area(part))
+        shares[code] = float(shapely.area(part)) / area if part is not None and area else 0.0
         rest = geom if part is None else shapely.difference(geom, part)
         rest = shapely.simplify(rest, 3.0)
-        import orjson
-
-        features.append({"type": "Feature", "properties": {
-            "code": code, "name": name, "area_m2": round(area, 1),
-            "patrolled_share": round(done / area, 4) if area else 0.0,
-            "unpatrolled": None if shapely.is_empty(rest) else mapping(to_lonlat(rest))},
-            "geometry": orjson.loads(outlines[code])})
-    cases = [dict(r) for r in conn.execute(text(
-        "SELECT i.id, i.state, c.name AS category_name, i.grid_code, i.address, "
-        "round(ST_X(i.geom)::numeric, 6)::float8 AS lon, "
-        "round(ST_Y(i.geom)::numeric, 6)::float8 AS lat, i.due_at, "
-        f"{light_sql('i', 'c')} AS light FROM incident i JOIN category c ON c.id = i.category_id "
-        "WHERE i.grid_code = ANY(:g) AND i.state = ANY(:open) ORDER BY i.received_at DESC "
-        "LIMIT 500"), {"g": grids.code, "open": sorted(OPEN_STATES)}).mappings()]
-    return {"type": "FeatureCollection", "features": features, "cases": cases,
-            "truncated": truncated, "since": since.isoformat(), "until": until.isoformat(),
-            "buffer_m": buffer_m}
+        shapes[code] = None if shapely.is_empty(rest) else mapping(to_lonlat(rest))
+    out = (shapes, shares)
+    with _SHAPES_LOCK:
+        _SHAPES[key] = out
+        while len(_SHAPES) > _SHAPES_MAX:
+            _SHAPES.popitem(last=False)
+    return out
 
 
 def my_tasks(conn: Connection, *, principal: Principal) -> dict[str, Any]:
@@ -224,6 +280,19 @@ def report(conn: Connection, snap: Snapshot, *, principal: Principal, client_id:
         photo_store.link(conn, shas, placed["id"], event_id)
     return {"replayed": not created,
             "incident": handling.get(conn, placed["id"], principal=principal)}
+
+
+def supplement(conn: Connection, incident_id: int, *, principal: Principal, client_id: str,
+               note: str = "", photos: list[str] | None = None) -> dict[str, Any]:
+    """Add a note and photos to an open case instead of reporting it again (补充)."""
+    from layers.field import duplicates
+
+    cid = _client_id(client_id)
+    shas = _photo_shas(conn, photos or [])
+    if not note.strip() and not shas:
+        raise FieldError("Add a note or a photo.", detail={"field": "note"})
+    return duplicates.supplement(conn, incident_id, principal=principal, cid=cid,
+                                 note=note, shas=shas)
 
 
 def _json(value: Any) -> str:

@@ -30,10 +30,17 @@ SAMPLES = {
         "GET", f"/field/incidents/{p.incident}", {}),
     ("POST", "/field/incidents/{incident_id}/evidence/{check_id}/clear"): lambda p: (
         "POST", f"/field/incidents/{p.incident}/evidence/1/clear", {"json": {"reason": "ok"}}),
+    ("GET", "/field/duplicates"): lambda p: ("GET", "/field/duplicates", {"params": {
+        "category": "E0101", "lon": p.point[0], "lat": p.point[1]}}),
+    ("POST", "/field/incidents/{incident_id}/supplements"): lambda p: (
+        "POST", f"/field/incidents/{p.incident}/supplements",
+        {"json": {"client_id": CID, "note": "补充说明"}}),
 }
+# the nearby cases are those the caller can read: none outside, never a 404
 PLACELESS = {("GET", "/field/me"), ("GET", "/field/grids"), ("GET", "/field/tasks"),
-             ("POST", "/field/photos")}
-SUCCESS = {("POST", "/field/reports"): 201, ("POST", "/field/photos"): 422}
+             ("POST", "/field/photos"), ("GET", "/field/duplicates")}
+SUCCESS = {("POST", "/field/reports"): 201, ("POST", "/field/photos"): 422,
+           ("POST", "/field/incidents/{incident_id}/supplements"): 201}
 MISSING = {("GET", "/field/photos/{sha}"), ("GET", "/field/photos/{sha}/thumb")}
 
 

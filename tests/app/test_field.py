@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import shapely
+import shapely.geometry
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
 from layers.field import photos
+from layers.patrols import grid_cover
 from tests.layers.test_field_photos import jpeg
 
 
@@ -113,7 +116,60 @@ def test_coverage_of_my_grids_follows_my_fixes(anonymous: TestClient, headers, c
     assert res.json()["accepted"] == 200
     assert anonymous.post("/patrols/fixes", headers=h, json={"fixes": fixes}).json()[
         "duplicates"] == 200  # a resent batch changes nothing
+    # The plain share is the background worker's (patrol_grid_cover): not moved yet; asked with
+    # the unpatrolled parts, the worker sees their own walk at once.
+    assert share() == before
+    fresh = anonymous.get("/field/grids", headers=h, params={"unpatrolled": "true"}).json()
+    assert next(f["properties"]["patrolled_share"] for f in fresh["features"]
+                if f["properties"]["code"] == grid) > before
+    assert grid_cover.refresh_stale(conn) is not None  # as the background worker would
     assert share() > before
+    # The unpatrolled parts only when asked, and then smaller than the grid.
+    plain = anonymous.get("/field/grids", headers=h).json()["features"]
+    assert all("unpatrolled" not in f["properties"] for f in plain)
+    body = anonymous.get("/field/grids", headers=h, params={"unpatrolled": "true"}).json()
+    mine = next(f for f in body["features"] if f["properties"]["code"] == grid)
+    rest = shapely.geometry.shape(mine["properties"]["unpatrolled"])
+    whole = shapely.geometry.shape(mine["geometry"])
+    assert 0 < rest.area < whole.area * (1 - mine["properties"]["patrolled_share"] / 2)
+    again = anonymous.get("/field/grids", headers=h, params={"unpatrolled": "true"}).json()
+    assert again["features"] == body["features"]  # kept: the cover rows did not change
+
+
+def test_nearby_open_cases_and_adding_to_one(anonymous: TestClient, headers, conn: Connection,
+                                             worker, store) -> None:
+    case = dispatched_case(anonymous, headers, conn, worker["grids"][0])
+    h = headers("t_worker")
+    cat = _category(conn)
+    near = anonymous.get("/field/duplicates", headers=h, params={
+        "category": cat, "lon": case["lon"] + 0.0001, "lat": case["lat"]}).json()
+    found = {c["id"]: c for c in near["candidates"]}
+    assert case["id"] in found and 5 < found[case["id"]]["distance_m"] < 20
+    assert near["rule"]["radius_m"] > 0
+    far = anonymous.get("/field/duplicates", headers=h, params={
+        "category": cat, "lon": case["lon"] + 0.05, "lat": case["lat"]}).json()
+    assert case["id"] not in [c["id"] for c in far["candidates"]]
+    # Add to it: the note and photo land in the case's history once, whatever the resends.
+    photo = upload(anonymous, h, jpeg(lon=case["lon"], lat=case["lat"], seed=31))
+    cid = str(uuid.uuid4())
+    body = {"client_id": cid, "note": "井盖仍未修复，补充照片", "photos": [photo["url"]]}
+    url = f"/field/incidents/{case['id']}/supplements"
+    res = anonymous.post(url, headers=h, json=body)
+    assert res.status_code == 201, res.text
+    assert anonymous.post(url, headers=h, json=body).status_code == 200
+    history = anonymous.get(f"/field/incidents/{case['id']}", headers=h).json()["history"]
+    added = [e for e in history if e["action"] == "supplement"]
+    assert len(added) == 1 and added[0]["note"] == body["note"]
+    assert added[0]["photos"] == [photo["url"]]
+    assert res.json()["incident"]["state"] == "dispatched"  # the state does not move
+    got = anonymous.get(photo["url"], headers=headers("t_supervisor"))
+    assert got.status_code == 200  # whoever sees the case sees its photos
+    # The same client id for another case is a conflict; an empty supplement is refused.
+    other = dispatched_case(anonymous, headers, conn, worker["grids"][0])
+    assert anonymous.post(f"/field/incidents/{other['id']}/supplements", headers=h,
+                          json=body).status_code == 409
+    empty = anonymous.post(url, headers=h, json={"client_id": str(uuid.uuid4())})
+    assert empty.status_code == 422 and empty.json()["code"] == "invalid_field_request"
 
 
 def test_accept_report_with_photo_is_in_the_history(anonymous: TestClient, headers,
@@ -273,3 +329,55 @@ def test_photo_upload_is_checked(anonymous: TestClient, headers, store) -> None:
     assert res.status_code == 422 and res.json()["code"] == "invalid_photo"
     assert anonymous.post("/field/photos", headers={"Content-Type": "image/jpeg"},
                           content=jpeg()).status_code == 401
+
+
+def test_the_phone_s_data_in_any_city(any_city: Connection) -> None:
+    """Both demo cities: the phone's zone and first view come from the city profile, my grids
+    (with a walked one's unpatrolled part) and the nearby cases work with the city's own CRS."""
+    from grids.access import Principal, Scope
+    from grids.city import profile
+    from grids.locate import load_snapshot
+    from layers.field import duplicates, tasks
+    from layers.incidents import intake
+    from layers.patrols import grid_cover
+
+    conn = any_city
+    city = profile(conn)
+    grid, staff, x0, y0, x1, y1 = conn.execute(text(
+        "SELECT r.code, a.staff_id, ST_XMin(r.geom), ST_YMin(r.geom), ST_XMax(r.geom), "
+        "ST_YMax(r.geom) FROM region_current r JOIN assignment a ON a.region_id = r.id "
+        "AND a.valid_to IS NULL WHERE r.level = 'grid' ORDER BY r.code LIMIT 1")).one()
+    who = Principal.make("user:nobody", "grid_worker", Scope.of(grid))
+    me = tasks.me(conn, principal=who)
+    assert me["city"]["tz"] == city.tz.key and me["city"]["name"] == city.name
+    lat, lon = me["city"]["center"]
+    west, south, east, north = city.extent
+    assert west < lon < east and south < lat < north
+    # A walk along the grid's middle today: the share (after the background refresh) and an
+    # unpatrolled part that is not the whole grid.
+    now = datetime.now(UTC)
+    ats = [now - timedelta(seconds=3 * (300 - i)) for i in range(300)]
+    conn.execute(text(
+        "INSERT INTO patrol_fix (staff_id, at, geom, accuracy_m) SELECT :s, a, "
+        "ST_SetSRID(ST_MakePoint(x, :y), 4490), 5 FROM unnest(CAST(:a AS timestamptz[]), "
+        "CAST(:x AS float8[])) AS u(a, x)"),
+        {"s": staff, "a": ats, "y": (y0 + y1) / 2,
+         "x": [x0 + (x1 - x0) * i / 299 for i in range(300)]})
+    grid_cover.refresh_stale(conn)
+    body = tasks.my_grids(conn, principal=who, unpatrolled=True)
+    f = body["features"][0]["properties"]
+    assert f["code"] == grid and 0 < f["patrolled_share"] < 1
+    rest = shapely.geometry.shape(f["unpatrolled"])
+    whole = shapely.geometry.shape(body["features"][0]["geometry"])
+    assert west < rest.centroid.x < east and 0 < rest.area < whole.area
+    # The nearby cases: an open case of the grid is found from a pin beside it.
+    cx, cy = conn.execute(text("SELECT ST_X(p), ST_Y(p) FROM region_current r, "
+                               "LATERAL ST_PointOnSurface(r.geom) p WHERE r.code = :g"),
+                          {"g": grid}).one()
+    placed, _ = intake.create(conn, load_snapshot(conn), {
+        "source": "hotline_12345", "external_id": f"city-{uuid.uuid4()}",
+        "category": _category(conn), "description": "井盖破损", "lon": cx, "lat": cy},
+        principal=Principal.system())
+    near = duplicates.near(conn, principal=who, category=_category(conn), lon=cx + 0.00005,
+                           lat=cy)
+    assert placed["id"] in [c["id"] for c in near["candidates"]]

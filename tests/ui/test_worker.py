@@ -4,6 +4,11 @@ geolocation set by the test), against a real server on the demo city.
 - Online: log in, see my grids and my position; accept a dispatched task, report it with a
   photo (a JPEG with EXIF made here), and find it in the case's history through the API; patrol
   200 fixes and see the coverage of my grid change.
+- Field report near an open case of the same category: the phone shows it before sending and
+  the worker adds the note and photo to it instead (offline at that moment: through the queue,
+  once); the previews are small copies made on the phone while the original is uploaded.
+- Verify and rework as a checker (t_supervisor); return with a reason as the worker; in English,
+  a refused action shows the server's English message.
 - Offline: with the context offline, two field reports with photos, one action on a task and
   200 fixes go into the phone's queue; the page is closed and reopened (from the service worker's
   cache), then the network returns and everything arrives exactly once, even when the whole
@@ -124,8 +129,8 @@ def phone(browser, phone_server: dict, worker: dict):
     assert not crashes, f"the page threw: {crashes}"
 
 
-def log_in(page) -> None:
-    page.fill("#username", "t_worker")
+def log_in(page, username: str = "t_worker") -> None:
+    page.fill("#username", username)
     page.fill("#password", TEST_PASSWORD)
     page.click("#login-button")
     page.wait_for_function("window.citygridWorker && window.citygridWorker.ready === true")
@@ -385,3 +390,177 @@ def test_leaving_my_grids_warns_on_patrol(phone, worker: dict) -> None:
     page.wait_for_selector("#leave-warning", state="hidden")
     page.click("#tabs [data-view=patrol]")
     page.click("#patrol-toggle")
+
+
+def reported_case(url: str, worker: dict, seed: int) -> int:
+    """A case dispatched to the worker, accepted and reported from the field API with a photo."""
+    iid = dispatch_case(url, worker)
+    h = worker["headers"]
+    photo = httpx.post(url + "/field/photos", headers={**h, "Content-Type": "image/jpeg"},
+                       content=jpeg(lon=worker["lon"], lat=worker["lat"],
+                                    taken_at=datetime.now(UTC), seed=seed)).json()
+    for action in ("accept", "report"):
+        body = {"client_id": str(uuid.uuid4()), "action": action, "note": "已处理",
+                "photos": [photo["url"]] if action == "report" else []}
+        httpx.post(f"{url}/field/tasks/{iid}/actions", headers=h, json=body).raise_for_status()
+    return iid
+
+
+def state_of(url: str, iid: int) -> str:
+    return httpx.get(f"{url}/incidents/{iid}", headers=_token(url, "t_supervisor")).json()["state"]
+
+
+def history(url: str, iid: int, action: str) -> list[dict]:
+    case = httpx.get(f"{url}/field/incidents/{iid}", headers=_token(url, "t_supervisor")).json()
+    return [e for e in case["history"] if e["action"] == action]
+
+
+def test_field_report_offers_the_case_nearby_and_adds_to_it(phone, phone_server: dict,
+                                                            worker: dict) -> None:
+    url = phone_server["url"]
+    iid = dispatch_case(url, worker)
+    make, open_page = phone
+    ctx = make()
+    page = open_page(ctx)
+    log_in(page)
+    page.wait_for_function("window.citygridWorker.state().position !== null")
+    page.click("#tabs [data-view=report]")
+    page.wait_for_selector("#pin-map .leaflet-marker-icon")
+    page.select_option("#report-category", worker["category"])
+    photo = jpeg(lon=worker["lon"], lat=worker["lat"], taken_at=datetime.now(UTC), seed=41,
+                 size=(1600, 1200))
+    page.set_input_files("#report-photos", files=[
+        {"name": "again.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+    # The preview is the phone's small copy, not the 1600 px original.
+    page.wait_for_function("document.querySelector('#photo-previews img')?.complete && "
+                           "document.querySelector('#photo-previews img').naturalWidth > 0")
+    preview = page.evaluate("(() => { const i = document.querySelector('#photo-previews img');"
+                            " return [i.naturalWidth, i.naturalHeight, i.dataset.copy]; })()")
+    assert preview == [320, 240, "small"], preview
+    page.fill("#report-note", "路灯还是不亮，补充一张照片")
+    page.click("#report-submit")
+    sheet = page.locator(f"#dup-list li[data-incident='{iid}']")
+    sheet.wait_for()
+    assert page.is_hidden("#report-form")
+    check_fits_the_phone(page, "duplicates")
+    # The network drops as the worker decides: the supplement waits in the queue.
+    ctx.set_offline(True)
+    sheet.get_by_role("button", name="补充到此案件").click()
+    page.wait_for_selector("#map-view:not([hidden])")
+    assert _outbox(page) == {"photo": 1, "supplement": 1, "fixes": 0}
+    shown = page.evaluate("""async () => { const db = await window.citygridWorker.db();
+        const p = (await db.getAll('outbox')).find((i) => i.kind === 'photo');
+        return [p.blob.size, p.display ? p.display.size : 0]; }""")
+    assert shown[0] == len(photo) and 0 < shown[1] < len(photo) / 3, shown
+    page.click("#queue-badge")
+    page.wait_for_selector("#queue-list img.thumb")
+    assert page.locator("#queue-list img.thumb").count() == 1
+    check_fits_the_phone(page, "duplicates-queued")
+    page.evaluate("""async () => { const db = await window.citygridWorker.db();
+        window.__queueCopy = await db.getAll('outbox'); }""")
+    ctx.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    wait_until(lambda: _outbox(page) == {"fixes": 0}, timeout=60)
+    added = history(url, iid, "supplement")
+    assert len(added) == 1 and added[0]["note"] == "路灯还是不亮，补充一张照片"
+    got = httpx.get(url + added[0]["photos"][0], headers=_token(url, "t_supervisor"))
+    assert got.content == photo  # the original as taken, EXIF and all
+    assert state_of(url, iid) == "dispatched"
+    # Sent again (a phone that lost the answers): nothing doubles.
+    page.evaluate("""async () => { const db = await window.citygridWorker.db();
+        for (const item of window.__queueCopy) await db.put('outbox', item);
+        await window.citygridWorker.flush(); }""")
+    wait_until(lambda: _outbox(page) == {"fixes": 0}, timeout=60)
+    assert len(history(url, iid, "supplement")) == 1
+
+
+def test_checker_sends_back_for_rework_then_verifies(phone, phone_server: dict,
+                                                    worker: dict) -> None:
+    url = phone_server["url"]
+    iid = reported_case(url, worker, seed=51)
+    make, open_page = phone
+    ctx = make()
+    page = open_page(ctx)
+    log_in(page, "t_supervisor")
+    page.click("#tabs [data-view=tasks]")
+    card = page.locator(f"#verify-list li[data-incident='{iid}']")
+    check_fits_the_phone(page, "verify-list")
+    card.get_by_role("button", name="返工").click()
+    page.click("#report-submit")
+    assert page.inner_text("#report-error") == "请填写原因。"
+    page.fill("#report-reason", "照片未拍到修复后的路灯")
+    check_fits_the_phone(page, "rework")
+    page.click("#report-submit")
+    wait_until(lambda: state_of(url, iid) == "dispatched")
+    assert history(url, iid, "rework")[0]["note"].startswith("照片未拍到修复后的路灯")
+    # The worker reports again; the checker verifies with a photo and a note.
+    h = worker["headers"]
+    photo = httpx.post(url + "/field/photos", headers={**h, "Content-Type": "image/jpeg"},
+                       content=jpeg(lon=worker["lon"], lat=worker["lat"],
+                                    taken_at=datetime.now(UTC), seed=52)).json()
+    for action in ("accept", "report"):
+        httpx.post(f"{url}/field/tasks/{iid}/actions", headers=h, json={
+            "client_id": str(uuid.uuid4()), "action": action,
+            "photos": [photo["url"]] if action == "report" else []}).raise_for_status()
+    page.reload()
+    page.wait_for_function("window.citygridWorker.ready === true")
+    page.wait_for_function(
+        f"window.citygridWorker.state().tasks.verify.some(t => t.id === {iid})")
+    page.click("#tabs [data-view=tasks]")
+    page.locator(f"#verify-list li[data-incident='{iid}']").get_by_role(
+        "button", name="核查").click()
+    page.click("#report-submit")
+    assert page.inner_text("#report-error") == "请至少拍一张照片。"
+    page.set_input_files("#report-photos", files=[
+        {"name": "check.jpg", "mimeType": "image/jpeg",
+         "buffer": jpeg(lon=worker["lon"], lat=worker["lat"], taken_at=datetime.now(UTC),
+                        seed=53)}])
+    page.fill("#report-note", "现场核查：已修复")
+    check_fits_the_phone(page, "verify")
+    page.click("#report-submit")
+    wait_until(lambda: state_of(url, iid) == "verified")
+    verify = history(url, iid, "verify")[0]
+    assert verify["note"] == "现场核查：已修复" and len(verify["photos"]) == 1
+
+
+def test_worker_returns_a_task_with_a_reason(phone, phone_server: dict, worker: dict) -> None:
+    url = phone_server["url"]
+    iid = dispatch_case(url, worker)
+    make, open_page = phone
+    page = open_page(make())
+    log_in(page)
+    page.click("#tabs [data-view=tasks]")
+    page.locator(f"li[data-incident='{iid}']").get_by_role("button", name="回退").click()
+    page.click("#report-submit")
+    assert page.inner_text("#report-error") == "请填写原因。"
+    page.fill("#report-reason", "不属于本网格")
+    check_fits_the_phone(page, "return")
+    page.click("#report-submit")
+    wait_until(lambda: state_of(url, iid) == "registered")
+    assert history(url, iid, "return")[0]["note"].startswith("不属于本网格")
+
+
+def test_in_english_a_refused_action_shows_the_english_message(phone, phone_server: dict,
+                                                               worker: dict) -> None:
+    url = phone_server["url"]
+    iid = dispatch_case(url, worker)
+    make, open_page = phone
+    page = open_page(make())
+    log_in(page)
+    page.click("#lang")
+    page.click("#tabs [data-view=tasks]")
+    card = page.locator(f"li[data-incident='{iid}']")
+    assert card.get_by_role("button", name="Accept").is_visible()
+    check_fits_the_phone(page, "english-tasks")
+    # The desk takes the case back before the phone's accept arrives: the server refuses it.
+    httpx.post(f"{url}/incidents/{iid}/actions", headers=_token(url, "t_dispatcher"),
+               json={"action": "return", "note": "改派"}).raise_for_status()
+    card.get_by_role("button", name="Accept").click()
+    page.click("#queue-badge")
+    failed = page.locator("#queue-list li.red")
+    failed.wait_for()
+    assert "Cannot accept an incident that is registered" in failed.inner_text()
+    assert failed.get_by_role("button", name="Discard").is_visible()
+    check_fits_the_phone(page, "english-refused")
+    failed.get_by_role("button", name="Discard").click()
+    page.wait_for_selector("#queue-list li.red", state="detached")

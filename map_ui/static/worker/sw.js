@@ -2,7 +2,7 @@
  * starts without a network; the worker's data (me, grids, tasks, categories, today's track)
  * network first with the last answer as the fallback. Writes are never touched here: the page
  * queues them in IndexedDB and sends them itself (worker.js). */
-const VERSION = "cg-worker-1";
+const VERSION = "cg-worker-2";
 const SHELL_CACHE = VERSION + "-shell";
 const DATA_CACHE = "cg-worker-data";
 const SHELL = [

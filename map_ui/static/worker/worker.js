@@ -43,6 +43,13 @@
       "err.place": "No position yet: wait for GPS or drag the pin.",
       "state.dispatched": "Dispatched", "state.handling": "Handling", "state.reported": "Reported",
       "login.expired": "Your session has ended: log in again. Nothing waiting is lost.",
+      "kind.supplement": "Added to a case", "dup.title": "Already reported nearby?",
+      "dup.hint": "Open cases near the pin that may be the same thing. Add your note and photos to one of them, or send a new report.",
+      "dup.add": "Add to this case", "dup.new": "Send as a new report", "dup.back": "Back",
+      "dup.offline": "Offline: nearby cases were not checked; the report is saved and sent when online.",
+      "dup.added": "Added to case #{id}.", "dup.checking": "Checking nearby cases…",
+      "dup.meta": "{d} m away · {state}", "err.empty": "Add a note or a photo.",
+      "state.received": "Received", "state.registered": "Registered", "state.verified": "Verified",
     },
     zh: {
       "tasks.none": "暂无任务。", "patrol.stop": "结束巡查", "report.task": "处置反馈",
@@ -58,6 +65,13 @@
       "err.place": "尚未定位：请等待 GPS 或拖动图钉。", "state.dispatched": "待接收",
       "state.handling": "处置中", "state.reported": "已反馈",
       "login.expired": "登录已过期，请重新登录。待发送的内容不会丢失。",
+      "kind.supplement": "补充到案件", "dup.title": "附近已有上报？",
+      "dup.hint": "图钉附近有可能是同一件事的未结案件。可把说明和照片补充到其中一件，或仍作为新案件上报。",
+      "dup.add": "补充到此案件", "dup.new": "仍作为新案件上报", "dup.back": "返回修改",
+      "dup.offline": "离线：未检查附近已有案件；上报已保存，联网后自动发送。",
+      "dup.added": "已补充到案件 #{id}。", "dup.checking": "正在检查附近案件…",
+      "dup.meta": "相距 {d} 米 · {state}", "err.empty": "请填写说明或拍照。",
+      "state.received": "已受理", "state.registered": "已立案", "state.verified": "已核查",
     },
   };
   // API error codes shown in the page's language (the server's message is English).
@@ -66,6 +80,7 @@
     outside_jurisdiction: "该位置不在您的负责范围内。", invalid_photo: "照片无法识别。",
     photo_too_large: "照片太大。", photo_not_uploaded: "照片尚未上传。",
     reason_required: "请填写原因。", incident_not_found: "案件不存在或不在您的范围内。",
+    invalid_field_request: "请求内容有误。",
     too_many_requests: "尝试次数过多，请稍后再试。", invalid_request: "请求内容有误。",
   };
   let lang = localStorage.getItem("cg.lang") || "zh";
@@ -145,6 +160,29 @@
     flushSoon();
     return item;
   }
+  // A small copy for the phone's own display (previews, the queue): the original, EXIF and all,
+  // is what is uploaded; the copy never leaves the phone.
+  const DISPLAY_PX = 320;
+  const displayCopies = new WeakMap();
+  async function displayCopy(file) {
+    if (displayCopies.has(file)) return displayCopies.get(file);
+    const made = (async () => {
+      try {
+        const bmp = await createImageBitmap(file, { imageOrientation: "from-image" });
+        const k = Math.min(1, DISPLAY_PX / Math.max(bmp.width, bmp.height));
+        const canvas = document.createElement("canvas");
+        canvas.width = Math.max(1, Math.round(bmp.width * k));
+        canvas.height = Math.max(1, Math.round(bmp.height * k));
+        canvas.getContext("2d").drawImage(bmp, 0, 0, canvas.width, canvas.height);
+        bmp.close && bmp.close();
+        return await new Promise((ok) => canvas.toBlob(ok, "image/jpeg", 0.8));
+      } catch (e) {
+        return null; // an image the browser cannot decode: no copy, the original is still sent
+      }
+    })();
+    displayCopies.set(file, made);
+    return made;
+  }
   async function queuePhotos(files) {
     const shas = [];
     for (const file of files) {
@@ -154,7 +192,7 @@
       // The photo's hash is its id: the same photo twice is one upload.
       if (!(await db.get("outbox", "photo:" + sha))) {
         await enqueue({ id: "photo:" + sha, kind: "photo", sha, blob: file, type: file.type || "image/jpeg",
-                        label: file.name || sha.slice(0, 8) });
+                        display: await displayCopy(file), label: file.name || sha.slice(0, 8) });
       }
     }
     return shas;
@@ -177,6 +215,9 @@
     return flushing;
   }
   async function doFlush() {
+    // Known to be offline: nothing is tried (a POST the page's service worker lets through would
+    // be sent outside the page's view of the network); the "online" event flushes.
+    if (!navigator.onLine) return setNet(false);
     const db = await dbp;
     let items = await db.getAllFromIndex("outbox", "seq");
     // Photos first: the reports and actions that show them name them by hash.
@@ -247,6 +288,13 @@
       const li = card({ title: t("kind." + item.kind) + (item.label ? " · " + item.label : ""),
                         lines: [new Date(item.created).toLocaleString(), item.error || ""],
                         cls: item.state === "failed" ? "red" : "" });
+      if (item.display) {
+        const img = document.createElement("img");
+        img.className = "thumb";
+        img.alt = item.label || "";
+        img.src = URL.createObjectURL(item.display);
+        li.prepend(img);
+      }
       if (item.state === "failed") {
         const b = button(t("queue.discard"), async () => {
           await (await dbp).delete("outbox", item.id); refreshQueueBadge();
@@ -365,7 +413,16 @@
   async function reloadData() {
     const [g, tk] = await Promise.allSettled([api("/field/grids"), api("/field/tasks")]);
     if (tk.status === "fulfilled") { tasks = tk.value; renderTasks(); }
-    if (g.status === "fulfilled") { grids = g.value; drawGrids(); }
+    if (g.status === "fulfilled") { grids = g.value; drawGrids(); loadUnpatrolled(); }
+  }
+  // Today's unpatrolled parts are computed on the server on demand (kept there until the
+  // coverage changes): asked for after the outlines and shares, for the map.
+  async function loadUnpatrolled() {
+    try {
+      const g = await api("/field/grids?unpatrolled=true");
+      grids = g;
+      drawGrids();
+    } catch (e) { /* offline: the outlines and shares stay */ }
   }
   async function loadCategories() {
     if (categories.length) return;
@@ -474,10 +531,12 @@
     $("#reason-row").hidden = true;
     $("#photo-previews").replaceChildren();
     $("#report-error").textContent = "";
+    $("#dup-sheet").hidden = true;
+    $("#report-form").hidden = false;
     pinPlaced = false;
   }
   function ensurePinMap() {
-    const here = position ? [position.lat, position.lon] : (grids ? centreOfGrids() : [29.3, 120.07]);
+    const here = position ? [position.lat, position.lon] : (grids ? centreOfGrids() : cityCentre());
     if (!pinMap) {
       pinMap = L.map("pin-map", { zoomControl: false, attributionControl: false }).setView(here, 17);
       drawOutlines(pinMap);
@@ -497,14 +556,17 @@
     const p = pin.getLatLng();
     $("#pin-text").textContent = `${p.lng.toFixed(6)}, ${p.lat.toFixed(6)}`;
   }
-  $("#report-photos").addEventListener("change", () => {
+  $("#report-photos").addEventListener("change", async () => {
     const box = $("#photo-previews");
-    box.replaceChildren(...Array.from($("#report-photos").files).map((f) => {
+    const files = Array.from($("#report-photos").files);
+    box.replaceChildren(...await Promise.all(files.map(async (f) => {
       const img = document.createElement("img");
-      img.src = URL.createObjectURL(f);
+      const copy = await displayCopy(f);
+      img.src = URL.createObjectURL(copy || f);
       img.alt = f.name;
+      img.dataset.copy = copy ? "small" : "original";
       return img;
-    }));
+    })));
   });
   $("#report-cancel").addEventListener("click", () => {
     const wasTask = $("#report-task").value;
@@ -530,18 +592,80 @@
       return;
     }
     if (!pinPlaced) { err.textContent = t("err.place"); return; }
-    const photos = await queuePhotos(files);
     const p = pin.getLatLng();
+    const category = $("#report-category").value;
+    // Already reported? Open cases near the pin (the desk's duplicate rule), before sending.
+    const found = await nearbyCases(category, p.lng, p.lat);
+    if (found && found.length) return showDuplicates(found, files, note);
+    await sendFieldReport(files, note, p, category, found === null);
+  });
+  async function nearbyCases(category, lon, lat) {
+    // null: not checked (offline, or no answer in time); [] none near.
+    if (!navigator.onLine) return null;
+    $("#report-error").textContent = t("dup.checking");
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 5000);
+    try {
+      const q = new URLSearchParams({ category, lon: lon.toFixed(7), lat: lat.toFixed(7) });
+      const res = await fetch("/field/duplicates?" + q, { credentials: "same-origin", signal: ctl.signal });
+      if (!res.ok) return null;
+      return (await res.json()).candidates;
+    } catch (e) {
+      return null;
+    } finally {
+      clearTimeout(timer);
+      $("#report-error").textContent = "";
+    }
+  }
+  async function sendFieldReport(files, note, p, category, unchecked) {
+    const photos = await queuePhotos(files);
     const id = uuid();
     await enqueue({ id, kind: "report", label: $("#report-category").selectedOptions[0]?.textContent || "",
                     url: "/field/reports",
-                    body: { client_id: id, category: $("#report-category").value, lon: p.lng, lat: p.lat,
+                    body: { client_id: id, category, lon: p.lng, lat: p.lat,
                             crs: "EPSG:4326", address: $("#report-address").value, note, photos,
                             position: positionNow() } });
-    toast(navigator.onLine ? t("toast.sent") : t("toast.queued"));
+    toast(unchecked ? t("dup.offline") : (navigator.onLine ? t("toast.sent") : t("toast.queued")));
     resetForm();
     show("map");
-  });
+  }
+  function showDuplicates(found, files, note) {
+    const p = pin.getLatLng();
+    const category = $("#report-category").value;
+    $("#report-form").hidden = true;
+    $("#dup-sheet").hidden = false;
+    $("#dup-list").replaceChildren(...found.map((c) => {
+      const name = lang === "zh" ? c.category_name : (c.category_name_en || c.category_name);
+      const li = card({ title: `#${c.id} ${name}`, lines: [
+        t("dup.meta", { d: Math.round(c.distance_m), state: t("state." + c.state) }),
+        c.address, c.description] });
+      li.dataset.incident = c.id;
+      li.append(row([button(t("dup.add"), () => addToCase(c, files, note), "primary")]));
+      return li;
+    }));
+    $("#dup-new").onclick = async () => {
+      closeDuplicates();
+      await sendFieldReport(files, note, p, category, false);
+    };
+    $("#dup-back").onclick = closeDuplicates;
+    $("main").scrollTop = 0;
+  }
+  function closeDuplicates() {
+    $("#dup-sheet").hidden = true;
+    $("#report-form").hidden = false;
+  }
+  async function addToCase(c, files, note) {
+    if (!note.trim() && !files.length) { closeDuplicates(); $("#report-error").textContent = t("err.empty"); return; }
+    const photos = await queuePhotos(files);
+    const id = uuid();
+    await enqueue({ id, kind: "supplement", incident: c.id, label: `#${c.id}`,
+                    url: `/field/incidents/${c.id}/supplements`,
+                    body: { client_id: id, note, photos, position: positionNow() } });
+    toast(t("dup.added", { id: c.id }));
+    closeDuplicates();
+    resetForm();
+    show("map");
+  }
 
   // -- the map, my position ----------------------------------------------------------------------
   let map = null, gridLayer = null, caseLayer = null, trackLine = null, meDot = null, meCircle = null;
@@ -552,13 +676,13 @@
   }
   function initMap() {
     if (map) return;
-    map = L.map("map", { zoomControl: true, attributionControl: false, zoomSnap: 0.5 }).setView([29.3, 120.07], 13);
+    map = L.map("map", { zoomControl: true, attributionControl: false, zoomSnap: 0.5 }).setView(cityCentre(), 13);
     caseLayer = L.layerGroup().addTo(map);
     trackLine = L.polyline([], { color: "#0b5cad", weight: 4 }).addTo(map);
   }
   function centreOfGrids() {
     const b = L.geoJSON(grids).getBounds();
-    return b.isValid() ? [b.getCenter().lat, b.getCenter().lng] : [29.3, 120.07];
+    return b.isValid() ? [b.getCenter().lat, b.getCenter().lng] : cityCentre();
   }
   function drawOutlines(target) {
     if (!grids) return null;
@@ -695,7 +819,7 @@
   }
   async function loadTrack() {
     if (!me || !me.staff_code) return;
-    const day = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10); // the city's day (UTC+8)
+    const day = cityDay(new Date());
     try {
       const fc = await api(`/patrols/tracks?staff=${encodeURIComponent(me.staff_code)}&date=${day}`);
       const pts = [];
@@ -703,6 +827,15 @@
       const local = await (await dbp).getAll("fixes");
       trackLine.setLatLngs(pts.concat(local.map((f) => [f.lat, f.lon])));
     } catch (e) { /* offline: the line starts with this session's fixes */ }
+  }
+
+  // The city's day and first view come from /field/me (the city profile): no city in this file.
+  function cityDay(d) {
+    const tz = me && me.city && me.city.tz;
+    try { return d.toLocaleDateString("sv-SE", tz ? { timeZone: tz } : {}); } catch (e) { return d.toLocaleDateString("sv-SE"); }
+  }
+  function cityCentre() {
+    return (me && me.city && me.city.center) || [0, 0];
   }
 
   // -- start ------------------------------------------------------------------------------------
