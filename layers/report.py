@@ -116,6 +116,16 @@ TEXT: dict[str, dict[str, str]] = {
     },
 }
 
+GI_RULE = {"zh-CN": "热点 = Gi* z ≥ 1.96（95% 置信）。新热点：仅本月为热点；持续热点：每月都是；"
+                    "连续热点：本月和上月都是；间歇热点：本月及此前某月是；消退热点：此前是、本月不是",
+           "en": "hot = Gi* z ≥ 1.96 (95 %); new: hot now only; persistent: hot every month; "
+                 "consecutive: hot now and last month; sporadic: hot now and some earlier month; "
+                 "diminished: hot earlier, not now"}
+TOPIC_RULE = {"zh-CN": "jieba 精确模式分词；每件案件每词计一次；去掉单字、数字和停用词；"
+                       "上升：≥ 5 且 ≥ 上月 2 倍",
+              "en": "jieba precise mode; a word once per case; 1-character words, numbers and "
+                    "stop words dropped; rising: ≥ 5 and ≥ 2× last month"}
+
 
 class ReportError(Exception):
     """The report would depend on the network, or has nothing to show."""
@@ -389,7 +399,8 @@ def to_xlsx(data: dict[str, Any], lang: str = "zh-CN") -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
-    T = TEXT["en" if lang == "en" else "zh-CN"]
+    lang_key = "en" if lang == "en" else "zh-CN"
+    T = TEXT[lang_key]
     wb = Workbook()
     ws = wb.active
     ws.title = "汇总"
@@ -414,7 +425,7 @@ def to_xlsx(data: dict[str, Any], lang: str = "zh-CN") -> bytes:
                "巡查覆盖率 coverage", "Gi* z", "热点类型 kind", "置信度 confidence"])
     for g in data["grids"]:
         gs.append([g["code"], g["name"], g["community"], g["incidents"], g["coverage"], g["z"],
-                   g["kind"], g["confidence"]])
+                   T[g["kind"]] if g["kind"] else None, g["confidence"]])
     for level, title in (("street", "评分·街道"), ("department", "评分·部门")):
         sh = wb.create_sheet(title)
         rules = data["scores"]["rules"]
@@ -430,20 +441,29 @@ def to_xlsx(data: dict[str, Any], lang: str = "zh-CN") -> bytes:
     for r in data["trend"]["rows"]:
         tr.append([r[k] for k in keys])
     fd = wb.create_sheet("研判")
-    fd.append(["热点变化 emerging", data["emerging"]["rule"]])
+    rec = data["recurring"]
+    # the rules in the pack's language (the API's ``rule`` strings are English)
+    fd.append([T["emerging"].format(n=len(data["emerging"]["months"])), GI_RULE[lang_key]])
+    fd.append(["编码 code", T["grid"], T["kind"], T["hot_months"], T["z"]])
     for g in data["emerging"]["grids"]:
-        fd.append([g["code"], g["name"], g["kind"], g["hot_months"], g["z"][-1]])
+        fd.append([g["code"], g["name"], T["kind_" + g["kind"]], g["hot_months"], g["z"][-1]])
     fd.append([])
-    fd.append(["反复发生 recurring", data["recurring"]["rule"]])
-    for p in data["recurring"]["places"]:
+    fd.append([T["recurring"].format(rule=T["recurring_rule"].format(
+        k=rec["min_cases"], eps=f"{rec['eps_m']:g}", days=rec["days"]))])
+    fd.append([T["rank"], T["category"], T["grid"], T["cases"], "ids"])
+    for p in rec["places"]:
         fd.append([p["rank"], p["category_name"], p["grid_name"], p["cases"],
                    ",".join(map(str, p["ids"]))])
     fd.append([])
-    fd.append(["类别异常 spikes", data["spikes"]["rule"]])
+    fd.append([T["spikes"].format(rule=T["spikes_rule"].format(
+        n=trends.SPIKE_MIN_CASES, r=trends.SPIKE_MIN_RATIO, h=trends.SPIKE_HISTORY,
+        p=trends.SPIKE_P))])
+    fd.append(["编码 code", T["category"], T["count"], T["baseline"], "p"])
     for s in data["spikes"]["spikes"]:
         fd.append([s["category"], s["category_name"], s["count"], s["baseline"], s["p"]])
     fd.append([])
-    fd.append(["热点话题 topics", data["topics"]["rule"]])
+    fd.append([T["topics"], TOPIC_RULE[lang_key]])
+    fd.append([T["word"], T["count"], T["prev"].format(m=data["compare"]["prev_month"])])
     for w in data["topics"]["overall"]:
         fd.append([w["word"], w["count"], w["prev"]])
     kj = wb.create_sheet("口径")
