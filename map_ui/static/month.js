@@ -17,7 +17,8 @@
   const LOWER = new Set(["rework_rate", "mean_handling_h"]);
   const LIGHT = { red: "#d62828", yellow: "#f4a261", green: "#2a9d8f" };
   const st = { data: null, drill: null, grid: null, gridCode: null, scores: null, trend: null,
-    chart: null, pack: null, judge: null, place: null, giLayer: null, giLegend: null, placeLayer: null };
+    chart: null, pack: null, judge: null, place: null, giLayer: null, giLegend: null, placeLayer: null,
+    themeBefore: null };
 
   const can = (perm) => { const me = window.citygrid && window.citygrid.state.me; return !!(me && me.permissions.includes(perm)); };
   const cityTz = () => (window.citygrid && window.citygrid.cityTz ? window.citygrid.cityTz() : undefined);
@@ -294,12 +295,21 @@
     renderPlace();
   }
   function mapOf() { return window.citygrid && window.citygrid.state.map; }
-  function clearGi() {
+  // The portal's thematic colouring (事件数 by default) would show through the Gi* colours: while
+  // the findings are on the map its theme is "仅边界", and the user's theme comes back on clear.
+  function setTheme(value) {
+    const sel = $("theme");
+    if (!sel || sel.value === value) return;
+    sel.value = value;
+    sel.dispatchEvent(new Event("change"));
+  }
+  function clearGi(restore = true) {
     const map = mapOf();
     if (st.giLayer && map) st.giLayer.remove();
     if (st.giLegend && map) st.giLegend.remove();
     if (st.placeLayer && map) st.placeLayer.remove();
     st.giLayer = st.giLegend = st.placeLayer = null;
+    if (restore && st.themeBefore) { setTheme(st.themeBefore); st.themeBefore = null; }
   }
   function giLegendHtml() {
     const sw = (c) => `<i style="background:${c}"></i>`;
@@ -315,7 +325,8 @@
   function drawGi() {
     const map = mapOf();
     if (!map || !st.judge) return;
-    clearGi();
+    clearGi(false);
+    if (!st.themeBefore && $("theme") && $("theme").value !== "none") { st.themeBefore = $("theme").value; setTheme("none"); }
     const toMap = window.citygrid.toMap;
     const gi = st.judge.gi, trend = st.judge.months > 1;
     const features = gi.grids.filter((g) => g.geometry).map((g) => ({ type: "Feature", geometry: g.geometry,

@@ -206,6 +206,7 @@ def test_judge_panel_draws_hot_spots_with_a_legend(page, server: str) -> None:
         rec = c.get("/analysis/recurring", params={"month": MONTH}).json()
     sig = [g for g in api["grids"] if g["kind"]]
     assert sig, "no hot or cold spot in the month: the panel has nothing to draw"
+    assert page.input_value("#theme") == "none"  # the 事件数 colours do not show through
     assert all("geometry" in g and g["name"] for g in sig)
     drawn = page.evaluate("window.citygridMonth.state.giLayer.getLayers().length")
     assert drawn == len(sig)
@@ -265,6 +266,9 @@ def test_judge_panel_draws_hot_spots_with_a_legend(page, server: str) -> None:
     assert "Hot spots over the last 6 months" in page.inner_text(".m-gi-legend")
     assert "Recurring places" in page.inner_text("#m-judge")
     page.screenshot(path=str(ARTIFACTS / "month_judge_en.png"))
+    page.click("#m-gi-clear")
+    assert page.locator(".m-gi-legend").count() == 0
+    assert page.input_value("#theme") == "incidents"  # the user's theme is back
     # a case of the place opens in the cases tab
     page.click("#lang")
     page.click("#m-rec-table tr.m-place >> nth=0")
