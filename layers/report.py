@@ -207,7 +207,11 @@ def collect(conn: Connection, *, principal: Principal, month: str,
     shapes = _grid_shapes(conn, prefix, patterns)
     if not shapes:
         raise ReportError(f"no grids under {region or 'the jurisdiction'!r}")
-    level = "community" if region and len(prefix) >= 9 else "street"
+    # A street's pack ranks its communities: the street asked for, or a jurisdiction that is one
+    # street (or community); a wider area ranks its streets.
+    one = prefix if region else (scope.prefixes[0] if not scope.covers(None)
+                                 and len(scope.prefixes) == 1 else "")
+    level = "community" if len(one) >= 9 else "street"
     compared = month_mod.compare(conn, principal=principal, month=month, level=level,
                                  region=region)
     grid_fig = assessment.monthly(conn, principal=principal, month=month, level="grid",
