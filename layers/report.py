@@ -68,7 +68,9 @@ TEXT: dict[str, dict[str, str]] = {
         "not_sig": "不显著", "cover_days": "覆盖率按本月 {n} 个有巡查数据的日子计算（日均）",
         "no_patrol": "本月无巡查数据，不显示覆盖率。", "no_data": "无数据",
         "ranking": "{level}排名", "rank": "名次", "name": "名称", "score": "得分",
-        "scores": "考核评分（{base} 分基础，规则见 XLSX“评分规则”）", "street": "街道",
+        "scores": "考核评分（{base} 分基础，规则见下，XLSX“评分规则”表同）",
+        "rules": "评分规则：基础分 {base}，总分限定在 {min}–{max} 分", "rule_rate": "{label} × {p} 分",
+        "rule_case": "{label} 每件 {p} 分", "rule_cap": "（上限 {cap} 分）", "street": "街道",
         "community": "社区", "department": "部门", "trend": "近 12 个月趋势",
         "findings": "研判", "emerging": "新出现与持续热点（近 {n} 个月，95% 置信）",
         "kind_new": "新热点", "kind_persistent": "持续热点", "kind_consecutive": "连续热点",
@@ -97,7 +99,10 @@ TEXT: dict[str, dict[str, str]] = {
         "cover_days": "Coverage: daily mean over the {n} day(s) of the month with patrol data",
         "no_patrol": "No patrol data this month: coverage not shown.", "no_data": "no data",
         "ranking": "Ranking of {level}", "rank": "Rank", "name": "Name", "score": "Score",
-        "scores": "Scores (base {base}; rules on the XLSX sheet 评分规则)", "street": "streets",
+        "scores": "Scores (base {base}; the rules below, and on the XLSX sheet of rules)",
+        "rules": "Scoring rules: base {base}, the total kept within {min}–{max}",
+        "rule_rate": "{label} × {p} points", "rule_case": "{label}: {p} per case",
+        "rule_cap": " (cap {cap})", "street": "streets",
         "community": "communities", "department": "departments", "trend": "Last 12 months",
         "findings": "Findings", "emerging": "New and persistent hot spots (last {n} months, 95 %)",
         "kind_new": "new", "kind_persistent": "persistent", "kind_consecutive": "consecutive",
@@ -303,6 +308,13 @@ def render_html(data: dict[str, Any], lang: str = "zh-CN") -> str:
                 f" ({r['points'][x['key']]:+.1f})" for x in sc["rules"]]]
              for r in sc[level]], "rank")
         for level in ("street", "department"))
+    rules_head = T["rules"].format(base=sc["base"], min=sc["min"], max=sc["max"])
+    scores += (f"<p class='note' id='rules'>{e(rules_head)}: "
+               + "; ".join(e(T["rule_" + ("rate" if x["kind"] == "rate" else "case")].format(
+                   label=x["label_en"] if lang == "en" else x["label_zh"],
+                   p=f"{x['points']:+g}")) + (e(T["rule_cap"].format(cap=f"{x['cap']:g}"))
+                                               if x.get("cap") is not None else "")
+                           for x in sc["rules"]) + "</p>")
     em = data["emerging"]
     emerging = _table([T["grid"], T["kind"], T["hot_months"], T["z"]],
                       [[g["name"], T["kind_" + g["kind"]], g["hot_months"],
@@ -439,6 +451,13 @@ def to_xlsx(data: dict[str, Any], lang: str = "zh-CN") -> bytes:
             sh.append([r["rank"], r["code"], r["name"], r["score"],
                        *[r["counts"][x["key"]] for x in rules],
                        *[r["points"][x["key"]] for x in rules]])
+    rs = wb.create_sheet("评分规则")
+    rs.append(["key", "measure", "kind", "points", "cap", "规则", "rule"])
+    for x in data["scores"]["rules"]:
+        rs.append([x["key"], x["measure"], x["kind"], x["points"], x.get("cap"), x["label_zh"],
+                   x["label_en"]])
+    for k in ("base", "min", "max"):
+        rs.append([k, data["scores"][k]])
     tr = wb.create_sheet("趋势")
     keys = list(data["trend"]["rows"][0]) if data["trend"]["rows"] else []
     tr.append(keys)
