@@ -232,3 +232,13 @@ class PhotoSettings(BaseSettings):
         if self.photo_store == "s3" and not self.photo_s3_bucket:
             raise ValueError("CITYGRID_PHOTO_STORE=s3 needs CITYGRID_PHOTO_S3_BUCKET.")
         return self
+
+
+class PackSettings(BaseSettings):
+    """Where the monthly meeting packs (``POST /analysis/pack``) are kept, and for how long: a
+    pack older than ``pack_max_age_h`` hours is removed when a new one is built."""
+
+    model_config = _ENV
+
+    pack_dir: str = "var/packs"
+    pack_max_age_h: float = Field(72.0, gt=0, le=24 * 366)

@@ -4,7 +4,7 @@ timed in the same run.
 Run on a database with the demo city and incidents (e.g. ``citygrid demo load``, or the browser
 tests' ``citygrid_test_ui``)::
 
-    .venv/bin/python -m bench.month [--url postgresql://…] [--month 2026-11] [--street 330782001]
+    .venv/bin/python -m bench.month [--url postgresql://…] [--month 2026-11] [--street CODE]
         [--skip-pack] [--lattice 100]
 
 Lines (best of 3 unless said):
@@ -73,7 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default=None, help="database URL (default: the settings' owner)")
     ap.add_argument("--month", default=None, help="default: the last full month")
-    ap.add_argument("--street", default="330782001")
+    ap.add_argument("--street", default=None, help="default: the first street of the city")
     ap.add_argument("--lattice", type=int, default=100)
     ap.add_argument("--skip-pack", action="store_true")
     args = ap.parse_args()
@@ -84,6 +84,9 @@ def main() -> None:
     eng = create_engine(args.url)
     with eng.connect() as conn:
         args.month = args.month or month.last_full_month(profile(conn).tz)
+        args.street = args.street or conn.execute(text(
+            "SELECT code FROM region_current WHERE level = 'street' ORDER BY code LIMIT 1")
+        ).scalar_one()
         res: dict[str, Any] = {"month": args.month, "street": args.street}
         n_inc = conn.execute(text("SELECT count(*) FROM incident")).scalar_one()
         n_grid = conn.execute(text(

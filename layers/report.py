@@ -68,7 +68,9 @@ TEXT: dict[str, dict[str, str]] = {
         "not_sig": "不显著", "cover_days": "覆盖率按本月 {n} 个有巡查数据的日子计算（日均）",
         "no_patrol": "本月无巡查数据，不显示覆盖率。", "no_data": "无数据",
         "ranking": "{level}排名", "rank": "名次", "name": "名称", "score": "得分",
-        "scores": "考核评分（{base} 分基础，规则见 XLSX“评分规则”）", "street": "街道",
+        "scores": "考核评分（{base} 分基础，规则见下，XLSX“评分规则”表同）",
+        "rules": "评分规则：基础分 {base}，总分限定在 {min}–{max} 分", "rule_rate": "{label} × {p} 分",
+        "rule_case": "{label} 每件 {p} 分", "rule_cap": "（上限 {cap} 分）", "street": "街道",
         "community": "社区", "department": "部门", "trend": "近 12 个月趋势",
         "findings": "研判", "emerging": "新出现与持续热点（近 {n} 个月，95% 置信）",
         "kind_new": "新热点", "kind_persistent": "持续热点", "kind_consecutive": "连续热点",
@@ -97,7 +99,10 @@ TEXT: dict[str, dict[str, str]] = {
         "cover_days": "Coverage: daily mean over the {n} day(s) of the month with patrol data",
         "no_patrol": "No patrol data this month: coverage not shown.", "no_data": "no data",
         "ranking": "Ranking of {level}", "rank": "Rank", "name": "Name", "score": "Score",
-        "scores": "Scores (base {base}; rules on the XLSX sheet 评分规则)", "street": "streets",
+        "scores": "Scores (base {base}; the rules below, and on the XLSX sheet of rules)",
+        "rules": "Scoring rules: base {base}, the total kept within {min}–{max}",
+        "rule_rate": "{label} × {p} points", "rule_case": "{label}: {p} per case",
+        "rule_cap": " (cap {cap})", "street": "streets",
         "community": "communities", "department": "departments", "trend": "Last 12 months",
         "findings": "Findings", "emerging": "New and persistent hot spots (last {n} months, 95 %)",
         "kind_new": "new", "kind_persistent": "persistent", "kind_consecutive": "consecutive",
@@ -115,6 +120,16 @@ TEXT: dict[str, dict[str, str]] = {
                        "Poisson P(X ≥ count) < {p}",
     },
 }
+
+GI_RULE = {"zh-CN": "热点 = Gi* z ≥ 1.96（95% 置信）。新热点：仅本月为热点；持续热点：每月都是；"
+                    "连续热点：本月和上月都是；间歇热点：本月及此前某月是；消退热点：此前是、本月不是",
+           "en": "hot = Gi* z ≥ 1.96 (95 %); new: hot now only; persistent: hot every month; "
+                 "consecutive: hot now and last month; sporadic: hot now and some earlier month; "
+                 "diminished: hot earlier, not now"}
+TOPIC_RULE = {"zh-CN": "jieba 精确模式分词；每件案件每词计一次；去掉单字、数字和停用词；"
+                       "上升：≥ 5 且 ≥ 上月 2 倍",
+              "en": "jieba precise mode; a word once per case; 1-character words, numbers and "
+                    "stop words dropped; rising: ≥ 5 and ≥ 2× last month"}
 
 
 class ReportError(Exception):
@@ -197,7 +212,11 @@ def collect(conn: Connection, *, principal: Principal, month: str,
     shapes = _grid_shapes(conn, prefix, patterns)
     if not shapes:
         raise ReportError(f"no grids under {region or 'the jurisdiction'!r}")
-    level = "community" if region and len(prefix) >= 9 else "street"
+    # A street's pack ranks its communities: the street asked for, or a jurisdiction that is one
+    # street (or community); a wider area ranks its streets.
+    one = prefix if region else (scope.prefixes[0] if not scope.covers(None)
+                                 and len(scope.prefixes) == 1 else "")
+    level = "community" if len(one) >= 9 else "street"
     compared = month_mod.compare(conn, principal=principal, month=month, level=level,
                                  region=region)
     grid_fig = assessment.monthly(conn, principal=principal, month=month, level="grid",
@@ -289,6 +308,13 @@ def render_html(data: dict[str, Any], lang: str = "zh-CN") -> str:
                 f" ({r['points'][x['key']]:+.1f})" for x in sc["rules"]]]
              for r in sc[level]], "rank")
         for level in ("street", "department"))
+    rules_head = T["rules"].format(base=sc["base"], min=sc["min"], max=sc["max"])
+    scores += (f"<p class='note' id='rules'>{e(rules_head)}: "
+               + "; ".join(e(T["rule_" + ("rate" if x["kind"] == "rate" else "case")].format(
+                   label=x["label_en"] if lang == "en" else x["label_zh"],
+                   p=f"{x['points']:+g}")) + (e(T["rule_cap"].format(cap=f"{x['cap']:g}"))
+                                               if x.get("cap") is not None else "")
+                           for x in sc["rules"]) + "</p>")
     em = data["emerging"]
     emerging = _table([T["grid"], T["kind"], T["hot_months"], T["z"]],
                       [[g["name"], T["kind_" + g["kind"]], g["hot_months"],
@@ -389,7 +415,8 @@ def to_xlsx(data: dict[str, Any], lang: str = "zh-CN") -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
-    T = TEXT["en" if lang == "en" else "zh-CN"]
+    lang_key = "en" if lang == "en" else "zh-CN"
+    T = TEXT[lang_key]
     wb = Workbook()
     ws = wb.active
     ws.title = "汇总"
@@ -414,7 +441,7 @@ def to_xlsx(data: dict[str, Any], lang: str = "zh-CN") -> bytes:
                "巡查覆盖率 coverage", "Gi* z", "热点类型 kind", "置信度 confidence"])
     for g in data["grids"]:
         gs.append([g["code"], g["name"], g["community"], g["incidents"], g["coverage"], g["z"],
-                   g["kind"], g["confidence"]])
+                   T[g["kind"]] if g["kind"] else None, g["confidence"]])
     for level, title in (("street", "评分·街道"), ("department", "评分·部门")):
         sh = wb.create_sheet(title)
         rules = data["scores"]["rules"]
@@ -424,26 +451,42 @@ def to_xlsx(data: dict[str, Any], lang: str = "zh-CN") -> bytes:
             sh.append([r["rank"], r["code"], r["name"], r["score"],
                        *[r["counts"][x["key"]] for x in rules],
                        *[r["points"][x["key"]] for x in rules]])
+    rs = wb.create_sheet("评分规则")
+    rs.append(["key", "measure", "kind", "points", "cap", "规则", "rule"])
+    for x in data["scores"]["rules"]:
+        rs.append([x["key"], x["measure"], x["kind"], x["points"], x.get("cap"), x["label_zh"],
+                   x["label_en"]])
+    for k in ("base", "min", "max"):
+        rs.append([k, data["scores"][k]])
     tr = wb.create_sheet("趋势")
     keys = list(data["trend"]["rows"][0]) if data["trend"]["rows"] else []
     tr.append(keys)
     for r in data["trend"]["rows"]:
         tr.append([r[k] for k in keys])
     fd = wb.create_sheet("研判")
-    fd.append(["热点变化 emerging", data["emerging"]["rule"]])
+    rec = data["recurring"]
+    # the rules in the pack's language (the API's ``rule`` strings are English)
+    fd.append([T["emerging"].format(n=len(data["emerging"]["months"])), GI_RULE[lang_key]])
+    fd.append(["编码 code", T["grid"], T["kind"], T["hot_months"], T["z"]])
     for g in data["emerging"]["grids"]:
-        fd.append([g["code"], g["name"], g["kind"], g["hot_months"], g["z"][-1]])
+        fd.append([g["code"], g["name"], T["kind_" + g["kind"]], g["hot_months"], g["z"][-1]])
     fd.append([])
-    fd.append(["反复发生 recurring", data["recurring"]["rule"]])
-    for p in data["recurring"]["places"]:
+    fd.append([T["recurring"].format(rule=T["recurring_rule"].format(
+        k=rec["min_cases"], eps=f"{rec['eps_m']:g}", days=rec["days"]))])
+    fd.append([T["rank"], T["category"], T["grid"], T["cases"], "ids"])
+    for p in rec["places"]:
         fd.append([p["rank"], p["category_name"], p["grid_name"], p["cases"],
                    ",".join(map(str, p["ids"]))])
     fd.append([])
-    fd.append(["类别异常 spikes", data["spikes"]["rule"]])
+    fd.append([T["spikes"].format(rule=T["spikes_rule"].format(
+        n=trends.SPIKE_MIN_CASES, r=trends.SPIKE_MIN_RATIO, h=trends.SPIKE_HISTORY,
+        p=trends.SPIKE_P))])
+    fd.append(["编码 code", T["category"], T["count"], T["baseline"], "p"])
     for s in data["spikes"]["spikes"]:
         fd.append([s["category"], s["category_name"], s["count"], s["baseline"], s["p"]])
     fd.append([])
-    fd.append(["热点话题 topics", data["topics"]["rule"]])
+    fd.append([T["topics"], TOPIC_RULE[lang_key]])
+    fd.append([T["word"], T["count"], T["prev"].format(m=data["compare"]["prev_month"])])
     for w in data["topics"]["overall"]:
         fd.append([w["word"], w["count"], w["prev"]])
     kj = wb.create_sheet("口径")

@@ -42,7 +42,7 @@ legend(mc, `<b>${esc(T.patrol_coverage)}</b><br>` + (D.cover ? D.cover_ramp.map(
 // trend
 const xs = D.trend.months.map((m) => Date.UTC(+m.slice(0, 4), +m.slice(5, 7) - 1, 1) / 1000);
 const pc = (a) => a.map((v) => v == null ? null : v * 100);
-new uPlot({width: Math.min(1000, document.body.clientWidth - 40), height: 260,
+new uPlot({width: Math.min(1000, document.body.clientWidth - 40), height: 260, legend: {live: false},
   scales: {x: {time: true}, '%': {range: [0, 100]}},
   series: [{label: T.x_month}, {label: T.closure_rate, stroke: '#1d3557', width: 2, scale: '%'},
     {label: T.on_time_rate, stroke: '#2a9d8f', width: 2, scale: '%'},

@@ -3,18 +3,21 @@ trends, 研判 and the monthly meeting pack. Thin: the work is in ``layers.analy
 
 from __future__ import annotations
 
-import tempfile
+import re
+import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as FPath
 from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn
 from app.schemas import ErrorPublic
+from app.settings import PackSettings, _from_env
 from grids.access import Permission, Principal
 from grids.city import profile
 from grids.errors import RegionNotFound
@@ -29,6 +32,7 @@ OptMonth = Annotated[str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
                                        description="YYYY-MM (default: last full month)")]
 Level = Literal["grid", "community", "street", "worker", "department"]
 Region = Annotated[str | None, Query(max_length=15, pattern=r"^[0-9]{6,15}$")]
+_PACK_ID = re.compile(r"[0-9a-f]{32}")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -95,15 +99,23 @@ def get_trend(conn: Conn, principal: Assessor, month: Month, region: Region = No
 @router.get("/hotspots", summary="Getis–Ord Gi* hot and cold spots over grid counts")
 def get_hotspots(conn: Conn, principal: Assessor, month: Month, region: Region = None,
                  category: Annotated[str | None, Query(max_length=32)] = None,
-                 months: Annotated[int, Query(ge=1, le=24)] = 1) -> dict[str, Any]:
+                 months: Annotated[int, Query(ge=1, le=24)] = 1,
+                 geometry: Annotated[bool, Query(description="add each grid's name and, for "
+                                                 "the grids shown (hot/cold, or every grid of "
+                                                 "months > 1), its outline as GeoJSON")] = False
+                 ) -> dict[str, Any]:
     from layers.analysis import gi
 
     region = month_view.area(principal, region)
     if months > 1:
-        return gi.trend(conn, principal=principal, month=month, months=months, region=region,
-                        category=category)
-    return gi.hotspots(conn, principal=principal, month=month, region=region,
+        res = gi.trend(conn, principal=principal, month=month, months=months, region=region,
                        category=category)
+    else:
+        res = gi.hotspots(conn, principal=principal, month=month, region=region,
+                          category=category)
+    if geometry:
+        gi.attach_shapes(conn, res["grids"], all_geometry=months > 1)
+    return res
 
 
 @router.get("/recurring", summary="Places with repeated cases (ST_ClusterDBSCAN)")
@@ -143,36 +155,70 @@ class PackRequest(BaseModel):
     pdf: bool = True
 
 
-PACK_ROOT = Path(tempfile.gettempdir()) / "citygrid-packs"
 _PACK_FILES = {"html": ("pack.html", "text/html; charset=utf-8"), "xlsx": ("pack.xlsx", XLSX),
                "pdf": ("pack.pdf", "application/pdf")}
 
 
+def pack_settings(request: Request) -> PackSettings:
+    """The pack settings (from the environment, once per app; tests set their own)."""
+    state = request.app.state
+    if getattr(state, "pack_settings", None) is None:
+        state.pack_settings = _from_env(PackSettings)()
+    return state.pack_settings
+
+
+Packs = Annotated[PackSettings, Depends(pack_settings)]
+
+
+def prune_packs(root: Path, max_age_s: float, now: float | None = None) -> int:
+    """Remove the packs under ``root`` older than ``max_age_s`` seconds (by the time their
+    directory was last written); returns how many. A pack being built is younger than any
+    sensible age, and one removed meanwhile by another worker is skipped."""
+    if not root.is_dir():
+        return 0
+    limit = (time.time() if now is None else now) - max_age_s
+    gone = 0
+    for d in root.iterdir():
+        try:
+            if d.is_dir() and _PACK_ID.fullmatch(d.name) and d.stat().st_mtime < limit:
+                shutil.rmtree(d)
+                gone += 1
+        except FileNotFoundError:
+            continue
+    return gone
+
+
 @router.post("/pack", summary="Build the monthly meeting pack (HTML, XLSX, PDF)")
-def post_pack(conn: Conn, principal: Assessor, body: PackRequest) -> dict[str, Any]:
+def post_pack(conn: Conn, principal: Assessor, packs: Packs, body: PackRequest
+              ) -> dict[str, Any]:
     from layers.report import ReportError, build_pack
 
+    root = Path(packs.pack_dir)
+    removed = prune_packs(root, packs.pack_max_age_h * 3600)
     pack_id = uuid.uuid4().hex
-    out = PACK_ROOT / pack_id
+    out = root / pack_id
     try:
         res = build_pack(conn, principal=principal, month=body.month,
                          region=month_view.area(principal, body.region),
                          out_dir=out, lang=body.lang, pdf=body.pdf)
     except ReportError as exc:
+        shutil.rmtree(out, ignore_errors=True)
         raise RegionNotFound(str(exc), detail={"region": body.region}) from None
     (out / "owner").write_text(principal.name, encoding="utf-8")
     res["id"] = pack_id
     res["files"] = [{"kind": k, "url": f"/analysis/packs/{pack_id}/{k}", "bytes": res["bytes"][k]}
                     for k in res["files"]]
+    res["pruned"] = removed
+    res["expires_h"] = packs.pack_max_age_h
     return res
 
 
 @router.get("/packs/{pack_id}/{kind}", response_class=Response,
             summary="A file of a pack built by the caller")
-def get_pack_file(principal: Assessor,
+def get_pack_file(principal: Assessor, packs: Packs,
                   pack_id: Annotated[str, FPath(pattern=r"^[0-9a-f]{32}$")],
                   kind: Literal["html", "xlsx", "pdf"]) -> Response:
-    out = PACK_ROOT / pack_id
+    out = Path(packs.pack_dir) / pack_id
     owner = out / "owner"
     name, media = _PACK_FILES[kind]
     if not owner.exists() or owner.read_text(encoding="utf-8") != principal.name \

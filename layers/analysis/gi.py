@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -143,6 +144,27 @@ def hotspots(conn: Connection, *, principal: Principal, month: str, region: str 
     return {"month": month, "category": category, "region": region, "n": len(codes),
             "isolates": sum(not nb.get(c) for c in codes), "weights": "queen, binary, self "
             "included (Gi*)", "summary": summary, "grids": grids}
+
+
+def attach_shapes(conn: Connection, grids: list[dict[str, Any]], *, all_geometry: bool = False,
+                  tolerance: float = 0.00005) -> list[dict[str, Any]]:
+    """Add each grid's ``name`` and (for the significant ones, or all with ``all_geometry``) its
+    outline as GeoJSON (WGS84, simplified by ``tolerance`` degrees: ~5 m), for a map. The grids
+    are those of a result already cut to the caller's area."""
+    codes = [g["code"] for g in grids]
+    want = [g["code"] for g in grids if all_geometry or g.get("kind")]
+    rows = conn.execute(text(
+        "SELECT r.code, r.name, CASE WHEN r.code = ANY(:w) THEN ST_AsGeoJSON("
+        "ST_SimplifyPreserveTopology(r.geom, :tol), 6) END FROM region_current r "
+        "WHERE r.level = 'grid' AND r.code = ANY(:c)"),
+        {"c": codes, "w": want, "tol": tolerance}).all()
+    by = {c: (n, g) for c, n, g in rows}
+    for g in grids:
+        name, geom = by.get(g["code"], (g["code"], None))
+        g["name"] = name
+        if geom is not None:
+            g["geometry"] = json.loads(geom)
+    return grids
 
 
 def trend(conn: Connection, *, principal: Principal, month: str, months: int = 6,

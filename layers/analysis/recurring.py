@@ -65,6 +65,17 @@ def recurring(conn: Connection, *, principal: Principal, month: str, region: str
                "first_at": r["first_at"].astimezone(tz).isoformat(),
                "last_at": r["last_at"].astimezone(tz).isoformat()}
               for i, r in enumerate(rows, start=1)]
+    ids = [i for p in places for i in p["ids"]]
+    detail = {r["id"]: r for r in conn.execute(text(
+        "SELECT i.id, i.external_id, i.state, i.received_at, i.address, ST_X(i.geom) AS lon, "
+        "ST_Y(i.geom) AS lat FROM incident i WHERE i.id = ANY(:ids)"), {"ids": ids}).mappings()}
+    for p in places:
+        p["cases_detail"] = [{"id": i, "external_id": detail[i]["external_id"],
+                              "state": detail[i]["state"], "address": detail[i]["address"],
+                              "received_at": detail[i]["received_at"].astimezone(tz).isoformat(),
+                              "lon": round(float(detail[i]["lon"]), 6),
+                              "lat": round(float(detail[i]["lat"]), 6)}
+                             for i in p["ids"] if i in detail]
     return {"month": month, "from": start.isoformat(), "to": end.isoformat(), "days": days,
             "eps_m": eps_m, "min_cases": min_cases, "by_category": by_category,
             "places": places, "total": int(rows[0]["n_places"]) if rows else 0,

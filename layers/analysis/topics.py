@@ -26,7 +26,7 @@ STOP = frozenset([
     "来电人", "称", "表示", "希望", "要求", "请求", "处理", "情况", "问题", "相关", "部门", "附近",
     "位置", "现场", "目前", "已经", "一直", "经常", "多次", "存在", "进行", "发现", "上报", "网格员",
     "巡查", "监督员", "热线", "联动", "转办", "事件", "12345", "110", "尽快", "时间", "地方", "这里",
-    "那里", "一下", "非常"
+    "那里", "一下", "非常", "网格", "通过", "app", "反映称", "有关"
 ])
 _NUMBER = re.compile(r"^[0-9０-９.%]+$")
 
@@ -40,7 +40,7 @@ def words(description: str) -> set[str]:
     import jieba
 
     return {w for w in (x.strip() for x in jieba.lcut(description or ""))
-            if len(w) > 1 and w not in STOP and not _NUMBER.match(w)}
+            if len(w) > 1 and w.lower() not in STOP and not _NUMBER.match(w)}
 
 
 def _counts(conn: Connection, principal: Principal, month: str, region: str | None

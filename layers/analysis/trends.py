@@ -140,6 +140,8 @@ def spikes(conn: Connection, *, principal: Principal, month: str, region: str | 
                         "p": float(f"{p:.3g}"), "history": hist})
     out.sort(key=lambda r: (r["p"], -r["ratio"]))
     return {"month": month, "region": region, "spikes": out,
+            "params": {"min_cases": SPIKE_MIN_CASES, "ratio": SPIKE_MIN_RATIO,
+                       "history": SPIKE_HISTORY, "p": SPIKE_P},
             "rule": f"count ≥ {SPIKE_MIN_CASES}, ≥ {SPIKE_MIN_RATIO}× the mean λ of the "
                     f"category's previous {SPIKE_HISTORY} months (since its first case, at "
                     f"least 3), and Poisson P(X ≥ count | λ) < {SPIKE_P}"}

@@ -61,6 +61,9 @@ def test_pack_html_links_nothing_remote_and_names_not_codes(pack) -> None:
     # The test database holds no patrol fixes: the pack says so, rather than drawing zeros.
     assert summary["patrol_data"] is False and summary["coverage_days"] is None
     assert "本月无巡查数据" in visible
+    # a street's pack ranks its communities, and states the scoring rules it applied
+    assert "社区排名" in visible
+    assert "评分规则：基础分 60" in visible and "超期案件 每件 -0.5 分（上限 -20 分）" in visible
     with pytest.raises(ReportError):
         check_offline('<script src="https://cdn.jsdelivr.net/npm/leaflet.js"></script>')
 
@@ -104,8 +107,11 @@ def test_pack_draws_offline_in_chromium_with_a_legend_on_every_map(pack) -> None
 def test_pack_xlsx_totals_equal_the_api_and_pdf_has_pages(conn: Connection, pack) -> None:
     out, summary = pack
     wb = load_workbook(out / "pack.xlsx")
-    assert {"汇总", "排名", "网格", "评分·街道", "评分·部门", "趋势", "研判", "口径"} <= set(
-        wb.sheetnames)
+    assert {"汇总", "排名", "网格", "评分·街道", "评分·部门", "评分规则", "趋势", "研判",
+            "口径"} <= set(wb.sheetnames)
+    assert any(r[0] == "base" and r[1] == 60 for r in wb["评分规则"].iter_rows(values_only=True))
+    # the 研判 sheet speaks the pack's language
+    assert "热点 = Gi* z ≥ 1.96" in str(wb["研判"]["B1"].value)
     rows = {r[0]: r for r in wb["汇总"].iter_rows(min_row=3, values_only=True) if r[0]}
     api = month_mod.total(conn, principal=Principal.system(), month="2026-10",
                           region="330782001")
@@ -130,3 +136,4 @@ def test_english_pack_and_coverage_days(conn: Connection, tmp_path: Path) -> Non
     assert summary["patrol_data"] and "<html lang='en'>" in page
     assert "daily mean over the 1 day(s) of the month with patrol data" in page
     assert "Hot spot" in page and "Monthly meeting pack 2026-10" in page
+    assert "Scoring rules: base 60" in page and "Ranking of communities" in page

@@ -181,3 +181,143 @@ def test_pack_button_builds_html_pdf_and_xlsx(page, browser, server: str, tmp_pa
     finally:
         context.close()
     assert errors == [] and blocked == []
+
+
+def _judge(page, months: str = "1", category: str = "") -> None:
+    page.wait_for_selector("#m-judge #m-gi-show")
+    page.select_option("#m-gi-months", months)
+    page.select_option("#m-gi-cat", category)
+    page.click("#m-gi-show")
+    page.wait_for_function(
+        "(() => { const s = window.citygridMonth.state; return s.judge && s.giLegend && "
+        f"s.judge.months === {int(months)} && (s.judge.category || '') === '{category}'; }})()")
+    page.wait_for_function("document.querySelector('#loading').hidden")
+
+
+def test_judge_panel_draws_hot_spots_with_a_legend(page, server: str) -> None:
+    """研判: Gi* hot and cold spots on the portal map with their legend, per category; the
+    emerging hot spots of 6 months; recurring places → their cases listed and on the map;
+    spikes and topics with their rules; English with the switch."""
+    login(page, "t_supervisor")
+    _open_month(page)
+    _judge(page)
+    with closing(_api(server)) as c:
+        api = c.get("/analysis/hotspots", params={"month": MONTH, "geometry": "true"}).json()
+        rec = c.get("/analysis/recurring", params={"month": MONTH}).json()
+    sig = [g for g in api["grids"] if g["kind"]]
+    assert sig, "no hot or cold spot in the month: the panel has nothing to draw"
+    assert page.input_value("#theme") == "none"  # the 事件数 colours do not show through
+    assert all("geometry" in g and g["name"] for g in sig)
+    drawn = page.evaluate("window.citygridMonth.state.giLayer.getLayers().length")
+    assert drawn == len(sig)
+    legend = page.inner_text(".m-gi-legend")
+    for word in ("热点 99%", "热点 95%", "热点 90%", "冷点 90%", "冷点 99%", MONTH):
+        assert word in legend, word
+    # the polygons are on the map (SVG or canvas renderer: Leaflet's own count of drawn layers)
+    assert page.locator("#m-gi-table tbody tr").count() == min(30, len(sig))
+    summary = page.inner_text("#m-gi-summary")
+    hot99 = api["summary"]["hot_99"]
+    assert f"热点 99%: {hot99}" in summary
+    judge = page.inner_text("#m-judge")
+    assert "反复发生的地点" in judge and "类别异常增长" in judge and "热点话题" in judge
+    assert "泊松" in judge and "DBSCAN" in judge  # the rules are stated
+    page.screenshot(path=str(ARTIFACTS / "month_judge_gi.png"))
+
+    # a category: the counts of that category only, the legend names it
+    with closing(_api(server)) as c:
+        cats = c.get("/categories").json()
+        best = None
+        for g in (x for x in cats if not x.get("parent_code")):
+            r = c.get("/analysis/hotspots", params={"month": MONTH, "category": g["code"]}).json()
+            n = sum(1 for x in r["grids"] if x["kind"])
+            if n and (best is None or n > best[1]):
+                best = (g, n, r)
+    assert best, "no category has a hot or cold spot"
+    group, n_sig, by_cat = best
+    _judge(page, category=group["code"])
+    assert page.evaluate("window.citygridMonth.state.giLayer.getLayers().length") == n_sig
+    assert group["name"] in page.inner_text(".m-gi-legend")
+    assert sum(g["count"] for g in by_cat["grids"]) < sum(g["count"] for g in api["grids"])
+    page.screenshot(path=str(ARTIFACTS / "month_judge_category.png"))
+
+    # a recurring place: its cases listed and drawn on the map
+    assert rec["places"], "no recurring place in the 90 days"
+    place = rec["places"][0]
+    page.click("#m-rec-table tr.m-place >> nth=0")
+    page.wait_for_selector("#m-place-cases tbody tr")
+    assert page.locator("#m-place-cases tbody tr").count() == place["cases"]
+    listed = {int(x) for x in page.locator("#m-place-cases a.m-case").evaluate_all(
+        "els => els.map(e => e.dataset.id)")}
+    assert listed == set(place["ids"])
+    assert page.evaluate("window.citygridMonth.state.placeLayer.getLayers().length") \
+        == place["cases"]
+    page.screenshot(path=str(ARTIFACTS / "month_judge_place.png"))
+
+    # emerging hot spots over 6 months: every grid of the list drawn, the kinds in the legend
+    _judge(page, months="6")
+    with closing(_api(server)) as c:
+        em = c.get("/analysis/hotspots", params={"month": MONTH, "months": 6}).json()
+    assert page.evaluate("window.citygridMonth.state.giLayer.getLayers().length") \
+        == len(em["grids"])
+    legend = page.inner_text(".m-gi-legend")
+    assert "新热点" in legend and "持续热点" in legend and "消退热点" in legend
+    page.screenshot(path=str(ARTIFACTS / "month_judge_emerging.png"))
+    page.click("#lang")
+    assert "Hot spots over the last 6 months" in page.inner_text(".m-gi-legend")
+    assert "Recurring places" in page.inner_text("#m-judge")
+    page.screenshot(path=str(ARTIFACTS / "month_judge_en.png"))
+    page.click("#m-gi-clear")
+    assert page.locator(".m-gi-legend").count() == 0
+    assert page.input_value("#theme") == "incidents"  # the user's theme is back
+    # a case of the place opens in the cases tab
+    page.click("#lang")
+    page.click("#m-rec-table tr.m-place >> nth=0")
+    first = page.locator("#m-place-cases a.m-case").first
+    case_id = int(first.get_attribute("data-id"))
+    first.click()
+    page.wait_for_selector(f"#case-detail:not([hidden]) h3:text('#{case_id}')")
+
+
+def test_judge_errors_are_in_the_pages_language(page, server: str) -> None:
+    login(page, "t_supervisor")
+    _open_month(page)
+    page.wait_for_selector("#m-judge #m-gi-show")
+    # a street outside the supervisor's jurisdiction, as if chosen on the map tab
+    page.evaluate("""() => { const s = document.getElementById('street');
+        const o = document.createElement('option'); o.value = '330782002'; o.textContent = 'x';
+        s.appendChild(o); s.value = '330782002'; }""")
+    page.click("#m-gi-show")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "辖区内没有该区域" in page.inner_text("#error")
+    page.click("#lang")
+    page.click("#m-gi-show")
+    page.wait_for_function(
+        "document.querySelector('#error').textContent.includes('No such region')")
+
+
+def test_scores_show_their_rules_and_export(page, server: str) -> None:
+    login(page, "t_supervisor")
+    _open_month(page)
+    page.wait_for_selector("#m-scores:not([hidden]) .m-rules li")
+    with closing(_api(server)) as c:
+        api = c.get("/analysis/scores", params={"month": MONTH}).json()
+        href = page.get_attribute("#m-scores-xlsx2", "href")
+        xlsx = c.get(href)
+    rules = page.locator("#m-scores .m-rules li")
+    assert rules.count() == len(api["rules"])
+    text_ = page.inner_text("#m-scores .m-rules-box")
+    assert f"基础分 {api['base']}" in text_
+    for r in api["rules"]:
+        assert r["label_zh"] in text_
+        if r.get("cap") is not None:
+            assert f"上限 {r['cap']:g}" in text_ or f"上限 {r['cap']}" in text_
+    assert xlsx.status_code == 200
+    wb = load_workbook(io.BytesIO(xlsx.content))
+    sheet = wb.worksheets[0]
+    scores = [row for row in sheet.iter_rows(values_only=True)]
+    want = {r["name"]: r["score"] for r in api["street"]}
+    got = {row[2]: row[3] for row in scores if row and row[2] in want}
+    assert got and all(abs(float(got[k]) - float(want[k])) < 1e-6 for k in got)
+    page.locator("#m-scores").screenshot(path=str(ARTIFACTS / "month_scores_rules.png"))
+    page.click("#lang")
+    assert "Scoring rules" in page.inner_text("#m-scores")
