@@ -105,7 +105,7 @@ def read_table(data: bytes, filename: str, limits: UploadLimits) -> list[Record]
             rows = read_xlsx_rows(data, limits)
         except UploadTooLarge:
             raise
-        except Exception as exc:  # noqa: BLE001 - zipfile and openpyxl raise several types
+        except Exception as exc:
             raise ImportRejected(f"Cannot read {filename} as an Excel workbook.", detail={
                 "errors": [_problem(None, "file", f"not a readable .xlsx file: {exc}")]}) from exc
         rows = [[cell_text(v) for v in r] for r in rows]
