@@ -60,7 +60,8 @@ def _local(times: pd.Series) -> pd.Series:
 # -- what, when, from where ----------------------------------------------------------------------
 def test_every_state_appears_and_old_cases_are_done(incidents: pd.DataFrame) -> None:
     assert len(incidents) == N
-    assert set(incidents["state"]) == set(STATES)
+    # 'merged' is the desk's doing (a dispatcher merges duplicates), never generated
+    assert set(incidents["state"]) == set(STATES) - {"merged"}
     age = END - incidents["received_at"]
     old = incidents[age > timedelta(days=90)]
     assert old["state"].isin(["closed", "evaluated", "voided"]).mean() > 0.98

@@ -80,14 +80,6 @@ def server(planner_db: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, server: str) -> Iterator[object]:
     """A fresh browser context on /planner; any request off 127.0.0.1 is blocked and recorded."""
