@@ -2,13 +2,14 @@
  * starts without a network; the worker's data (me, grids, tasks, categories, today's track)
  * network first with the last answer as the fallback. Writes are never touched here: the page
  * queues them in IndexedDB and sends them itself (worker.js). */
-const VERSION = "cg-worker-2";
+const VERSION = "cg-worker-3";
 const SHELL_CACHE = VERSION + "-shell";
 const DATA_CACHE = "cg-worker-data";
 const SHELL = [
   "/worker/",
   "/worker/static/worker.css",
   "/worker/static/worker.js",
+  "/worker/static/callups.js",
   "/worker/static/manifest.webmanifest",
   "/worker/static/icon-192.png",
   "/portal/static/vendor/leaflet-1.9.4/leaflet.js",
