@@ -20,22 +20,26 @@ from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal
 from grids.errors import Conflict
-from layers.dispatch.duplicates import OPEN_SQL, _rule_sql, pair_sql
+from layers.dispatch.duplicates import OPEN_SQL, _rule_sql, density_sql, pair_sql
 from layers.field import photos as photo_store
 from layers.incidents import handling
 from layers.incidents.workflow import OPEN_STATES, IllegalTransition
 
 _COND, _SCORE = pair_sql("x", "o", "x")
 NEAR_SQL = f"""
-WITH x AS MATERIALIZED (
-    SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4490) AS geom, now() AS received_at,
-           CAST(:cat AS text) AS cat, rule.*
-    FROM {_rule_sql('CAST(:cat AS text)')} rule),
-o AS (
-    SELECT i.id, i.geom, i.received_at, c.code AS cat, i.state, i.address, i.description,
+WITH o AS (
+    SELECT i.id, i.geom, i.received_at, c.code AS cat, i.source, i.reporter_phone AS phone,
+           i.state, i.address, i.description,
            i.region_code, c.name AS category_name, c.name_en AS category_name_en
     FROM incident i JOIN category c ON c.id = i.category_id
-    WHERE i.state IN {OPEN_SQL})
+    WHERE i.state IN {OPEN_SQL}),
+x0 AS (
+    SELECT CAST(0 AS bigint) AS id, ST_SetSRID(ST_MakePoint(:lon, :lat), 4490) AS geom,
+           now() AS received_at, CAST(:cat AS text) AS cat,
+           CAST('grid_worker' AS text) AS source, CAST(NULL AS text) AS phone, rule.*
+    FROM {_rule_sql('CAST(:cat AS text)')} rule),
+x AS MATERIALIZED (
+    SELECT x0.*, {density_sql('x0', 'o n')} AS dens FROM x0)
 SELECT o.id, o.state, o.cat AS category, o.category_name, o.category_name_en, o.address,
        left(o.description, 140) AS description, o.received_at,
        round(ST_DistanceSphere(x.geom, o.geom)::numeric, 1)::float8 AS distance_m,
