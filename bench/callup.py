@@ -23,28 +23,20 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, create_engine, text
 
-from app import devdb
 from app.db import is_empty, migrate
+from bench.common import database
 from grids.access import Principal, Scope
 from layers.dispatch import callup
 
 STREET = "330782001000"  # 稠城街道: 132 grids, patrolled in the demo
 
 
-def _url(db: str) -> str:
-    import subprocess
-    import sys
-
-    subprocess.run([sys.executable, "-m", "app.devdb", "up", db], check=True,
-                   stdout=subprocess.DEVNULL)
-    return devdb.url(db)
-
 
 def build(db: str, days: int) -> None:
     from app.seed import load_demo
     from data.patrols import load_demo_patrols
 
-    url = _url(db)
+    url = database(db)
     migrate(url)
     eng = create_engine(url)
     with eng.begin() as conn:
@@ -104,7 +96,7 @@ def _area(conn: Connection) -> dict[str, Any]:
 
 
 def run(db: str, repeat: int, limit: int, age_min: int) -> None:
-    eng = create_engine(_url(db))
+    eng = create_engine(database(db))
     who = Principal.make("bench:dispatcher", "dispatcher", Scope.of("330782"))
     with eng.connect() as conn:
         conn.execute(text("SET jit = off"))  # as the service's connections run

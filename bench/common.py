@@ -216,3 +216,12 @@ def save(name: str, data: dict[str, Any]) -> Path:
 
 def ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else float("nan")
+
+
+def database(db: str) -> str:
+    """The owner URL of database ``db`` in the private cluster, created (empty) if missing."""
+    from app import devdb
+
+    subprocess.run([sys.executable, "-m", "app.devdb", "up", db], check=True,
+                   stdout=subprocess.DEVNULL)
+    return devdb.url(db)

@@ -21,21 +21,12 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from app import devdb
 from app.db import is_empty, migrate
+from bench.common import database
 from grids.access import Principal, Scope
 from layers.dispatch import duplicates
 from layers.dispatch.queue import QueueFilters, queue
 from layers.dispatch.roles import DeskUser
-
-
-def _url(db: str) -> str:
-    import subprocess
-    import sys
-
-    subprocess.run([sys.executable, "-m", "app.devdb", "up", db], check=True,
-                   stdout=subprocess.DEVNULL)
-    return devdb.url(db)
 
 
 def build(db: str, n: int) -> None:
@@ -43,7 +34,7 @@ def build(db: str, n: int) -> None:
     from app.seed_incidents import load_demo_incidents
     from layers.incidents.catalogue import seed
 
-    url = _url(db)
+    url = database(db)
     migrate(url)
     eng = create_engine(url)
     with eng.begin() as conn:
@@ -71,7 +62,7 @@ def _p(times: list[float]) -> str:
 
 
 def run(db: str, repeat: int) -> None:
-    eng = create_engine(_url(db))
+    eng = create_engine(database(db))
     user = DeskUser(Principal.make("bench:dispatcher", "dispatcher", Scope.of("330782")), None)
     filters = QueueFilters(lights=["red"], categories=["E01"], region="330782001")
     with eng.connect() as conn:

@@ -1,7 +1,7 @@
 """Precision and recall of the duplicate matcher on the generator's labelled clusters.
 
 The demo generator's cases at the demo's density (~600 a day) with 2 % of them reported again on
-other channels (:func:`data.incidents.add_duplicate_clusters`); every case is paired with the
+other channels (:func:`data.duplicates.add_duplicate_clusters`); every case is paired with the
 earlier cases the desk's own SQL proposes (:func:`layers.dispatch.duplicates.measure`). Run on
 the demo seed and on a held-out seed (another city year, never looked at while choosing the
 constants), then with each constant of the score halved and doubled (does the result hang on one
@@ -26,7 +26,8 @@ import shapely
 from sqlalchemy import Connection, create_engine, text
 
 from app import devdb
-from data.incidents import add_duplicate_clusters, build_incidents
+from data.duplicates import add_duplicate_clusters
+from data.incidents import build_incidents
 from grids.locate import load_snapshot
 from layers.dispatch import duplicates
 from layers.incidents.catalogue import list_categories

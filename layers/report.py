@@ -191,8 +191,7 @@ def _grid_shapes(conn: Connection, prefix: str, patterns: list[str]) -> list[dic
 def collect(conn: Connection, *, principal: Principal, month: str,
             region: str | None = None) -> dict[str, Any]:
     """Everything the pack shows, as data (the HTML, the XLSX and the tests read this)."""
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     window = assessment.month_window(month, tz)
     scope = principal.locate_scope()
     patterns = scope.like_patterns()

@@ -52,8 +52,7 @@ def grid_neighbours(conn: Connection, codes: list[str]) -> dict[str, list[str]]:
 def grid_counts(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
                 category: str | None = None) -> dict[str, int]:
     """Incidents received in ``month`` per grid in force in the caller's area (0 included)."""
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)
     s, e = assessment.month_window(month, tz)
     scope = principal.locate_scope()

@@ -103,8 +103,7 @@ def _scope_where(principal: Principal, region: str | None, params: dict[str, Any
 def total(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
           as_of: datetime | None = None) -> dict[str, Any]:
     """The jurisdiction's (or ``region``'s) figures for the month as one row."""
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)
     s, e = assessment.month_window(month, tz)
     params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(tz)}
@@ -179,8 +178,7 @@ def cases(conn: Connection, *, principal: Principal, month: str, level: str, cod
     A rate's figure lists its denominator; each row says whether it counts for the numerator
     (``hit``). ``total`` is the full count; at most ``limit`` rows are returned.
     """
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)
     if figure not in DRILL and figure not in assessment.FIGURE_SQL:
         raise assessment.AssessmentError(
@@ -238,8 +236,7 @@ def grid_summary(conn: Connection, *, principal: Principal, code: str,
                  month: str | None = None) -> dict[str, Any]:
     """A grid's open cases (with lights), its month's figures, coverage, last patrol, and its
     worker and backup."""
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)
     scope = principal.locate_scope()
     grid = conn.execute(text(

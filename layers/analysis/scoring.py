@@ -52,8 +52,7 @@ def load_rules(path: str | Path | None = None) -> dict[str, Any]:
 
 def _counts(conn: Connection, *, principal: Principal, month: str, level: str,
             region: str | None, as_of: datetime | None) -> dict[str | None, dict[str, Any]]:
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     key = KEYS[level][0]
     s, e = assessment.month_window(month, tz)
     params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(tz)}

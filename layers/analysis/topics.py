@@ -45,8 +45,7 @@ def words(description: str) -> set[str]:
 
 def _counts(conn: Connection, principal: Principal, month: str, region: str | None
             ) -> tuple[Counter[str], dict[str, Counter[str]], dict[str, str], int]:
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     s, e = assessment.month_window(month, tz)
     params: dict[str, Any] = {"s": s, "e": e}
     where = _scope_where(principal, region, params)

@@ -30,8 +30,7 @@ def _per_month(sql: str) -> str:
 def series(conn: Connection, *, principal: Principal, month: str, months: int = 12,
            region: str | None = None, as_of: datetime | None = None) -> dict[str, Any]:
     """The ``months`` months ending with ``month``: counts, rates, mean handling time, coverage."""
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)
     names = [shift_month(month, k) for k in range(-(months - 1), 1)]
     wins = [assessment.month_window(m, tz) for m in names]
@@ -112,8 +111,7 @@ def is_spike(count: int, history: list[int]) -> tuple[bool, float, float]:
 def spikes(conn: Connection, *, principal: Principal, month: str, region: str | None = None
            ) -> dict[str, Any]:
     """Categories whose count in ``month`` spikes against their own previous 12 months."""
-    city = profile(conn)
-    tz = city.tz
+    tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)
     names = [shift_month(month, k) for k in range(-SPIKE_HISTORY, 1)]
     s0, _ = assessment.month_window(names[0], tz)

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, text
 from grids.access import Principal
 from layers import assessment
 from layers.analysis import gi, month, recurring, scoring, topics, trends
-from tests.layers.test_assessment import CASES, EDGES, _insert
+from tests.layers.test_assessment import _insert, insert_month
 from tests.layers.test_maps import grid_in, scatter
 
 METRIC_SRID = 4549  # the test city's metric CRS (its profile)
@@ -27,12 +27,7 @@ COUNTS = ("received", "registered", "closed", "closed_on_time", "reworked", "due
 
 @pytest.fixture
 def grids(conn: Connection) -> tuple[str, str, str]:
-    a, b = grid_in(conn, "330782001", 0), grid_in(conn, "330782001", 1)
-    other = grid_in(conn, "330782002")
-    _insert(conn, a, CASES, "W-A")
-    _insert(conn, b, EDGES, "W-B")
-    _insert(conn, other, [("c1", "closed", "2026-10-05 08:00", "2026-10-06 08:00", True,
-                           "2026-10-08 08:00", 0)], "W-C")
+    a, b, other = insert_month(conn)
     # the month before and the same month last year, for the comparison
     _insert(conn, a, [("p1", "closed", "2026-09-03 08:00", "2026-09-04 08:00", True,
                        "2026-09-05 08:00", 0),

@@ -43,8 +43,9 @@ def _insert(conn: Connection, grid: str, cases, worker: str) -> None:
              "closed": closed, "ot": on_time, "due": due, "rw": reworks})
 
 
-@pytest.fixture
-def grids(conn: Connection) -> tuple[str, str, str]:
+def insert_month(conn: Connection) -> tuple[str, str, str]:
+    """The fixture's cases: CASES in a grid of street 001, EDGES in another, one closed case in
+    street 002. Returns the three grids."""
     a, b = grid_in(conn, "330782001", 0), grid_in(conn, "330782001", 1)
     other = grid_in(conn, "330782002")
     _insert(conn, a, CASES, "W-A")
@@ -52,6 +53,11 @@ def grids(conn: Connection) -> tuple[str, str, str]:
     _insert(conn, other, [("c1", "closed", "2026-10-05 08:00", "2026-10-06 08:00", True,
                            "2026-10-08 08:00", 0)], "W-C")
     return a, b, other
+
+
+@pytest.fixture
+def grids(conn: Connection) -> tuple[str, str, str]:
+    return insert_month(conn)
 
 
 def test_formulas_on_a_hand_made_month(conn: Connection, grids) -> None:

@@ -1,7 +1,7 @@
 """The duplicate matcher measured on the generator's labelled cross-channel clusters.
 
 The demo generator's cases at the demo's density (~600 a day), with 2 % of them reported again
-on other channels (:func:`data.incidents.add_duplicate_clusters`); every case is paired with the
+on other channels (:func:`data.duplicates.add_duplicate_clusters`); every case is paired with the
 earlier cases the rule of ``duplicate_rule`` proposes, by the very SQL the desk runs
 (:func:`layers.dispatch.duplicates.pair_sql`). Target: recall >= 0.95 at precision >= 0.90.
 """
@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import Connection, text
 
 from bench.duplicates import load_labelled
-from data.incidents import add_duplicate_clusters, build_incidents
+from data.duplicates import add_duplicate_clusters
+from data.incidents import build_incidents
 from grids.locate import load_snapshot
 from layers.dispatch.duplicates import LIKELY, measure, pair_sql
 from layers.incidents.catalogue import list_categories
