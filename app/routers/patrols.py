@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn
-from app.schemas import ErrorPublic
+from app.schemas import ErrorPublic, IsoDateTime
 from grids.access import Permission, Principal
 from layers.patrols import alerts, coverage, daily, intake
 
@@ -111,8 +111,8 @@ class Window:
 
 
 async def time_window(
-    since: Annotated[datetime | None, Query(description="Start (ISO 8601 with offset)")] = None,
-    until: Annotated[datetime | None, Query(description="End, exclusive; default now")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="Start (ISO 8601 with offset)")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="End, exclusive; default now")] = None,
 ) -> Window:
     return Window(since=since, until=until)
 

@@ -71,6 +71,10 @@ def test_the_api_keeps_its_contract(server: tuple[str, Any]) -> None:
         assert key.status_code == 201, key.text
         api_key = key.json()["key"]
     schema = schemathesis.openapi.from_dict(app.openapi())
+    # The run sends its own credentials (below), so the security schemes' headers are not
+    # generated: a 'negative' Authorization the run then replaces would make a valid request look
+    # like invalid data accepted.
+    schema.config.generation.update(with_security_parameters=False)
     server_errors: list[str] = []
     found: dict[tuple[str, str, str], str] = {}
     session = requests.Session()
