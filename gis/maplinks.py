@@ -95,8 +95,12 @@ def parse_map_link(text: str) -> MapLinkPoint:
         raise MapLinkError("The link is too long.", detail={
             "field": "link", "reason": "too_long", "max_length": MAX_LINK_LENGTH})
     url = raw if "://" in raw else "https://" + raw.lstrip("/")
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # urllib refuses e.g. an unbalanced "[" in the host part
+        raise MapLinkError("Not a link of Amap, Baidu or Tencent maps.", detail={
+            "field": "link", "reason": "not_a_link"}) from None
     if any((host + parts.path).startswith(h) for h in _SHORT_HOSTS):
         raise MapLinkError(
             "A short link cannot be read without opening it: open it in a browser and copy the "

@@ -100,3 +100,9 @@ def test_numbers_are_not_links() -> None:
     assert not is_map_link("120.07, 29.30")
     assert not is_map_link("29.30 120.07")
     assert is_map_link("https://map.qq.com/?pointx=1&pointy=2")
+
+
+def test_text_urllib_cannot_split_is_refused_in_words() -> None:
+    with pytest.raises(MapLinkError) as info:
+        parse_map_link("âø\U000bc31a2\x84\x85]\U00100079\x86&\x96O")  # found by schemathesis
+    assert info.value.detail["reason"] == "not_a_link"
