@@ -140,7 +140,7 @@
     document.querySelector("[data-tab=tab-patrol]").hidden = !patrols;
     PATROL_THEMES.forEach((v) => { $("theme").querySelector(`option[value=${v}]`).hidden = !patrols; });
     $("register-form").hidden = true;
-    if (!state.map) { await initMap(); return; }
+    if (!state.map) { defaultDates(); await initMap(); return; }
     // The same user again (the session had expired): bring the view up to date.
     state.map.invalidateSize();
     await Promise.all([guarded(loadCases), startLive(), guarded(drawOutlines)]);
@@ -173,6 +173,16 @@
     const today = new Date();
     $("until").value = isoDay(new Date(today.getTime() + 86400000));
     $("since").value = isoDay(new Date(today.getTime() - (days - 1) * 86400000));
+  }
+  // The default windows, as days on the city's clock: set again once the city's config has
+  // arrived, since before that the browser's zone stands in (a UTC browser is a day behind Beijing
+  // after 16:00 UTC).
+  function defaultDates() {
+    setDays(90);
+    const yesterday = isoDay(new Date(Date.now() - 86400000));
+    $("patrol-since").value = yesterday;
+    $("patrol-until").value = isoDay(new Date());
+    $("track-date").value = yesterday;
   }
   function windowParams(q) {  // dates are local (Beijing) days; until is exclusive
     if ($("since").value) q.set("since", window.CG.dayStart($("since").value, cityTz()));
@@ -869,12 +879,8 @@
     if (tr) showUnpatrolled(tr.dataset.code);
   });
   $("track-form").addEventListener("submit", showTrack);
-  setDays(90);
   $("theme").value = "incidents";
-  const yesterday = isoDay(new Date(Date.now() - 86400000));
-  $("patrol-since").value = yesterday;
-  $("patrol-until").value = isoDay(new Date());
-  $("track-date").value = yesterday;
+  defaultDates();
   render();
   // A session cookie from earlier: reuse it if the API still accepts it.
   state.csrf = cookie("citygrid_csrf");

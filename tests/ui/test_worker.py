@@ -177,6 +177,8 @@ def patrol(page, ctx, worker: dict, fixes: int = 200) -> int:
             "(() => { const s = window.citygridWorker.state(); "
             "return [s.fixCount, s.patrolling, s.asking]; })()"))
     page.click("#patrol-toggle")
+    # a fix being stored as the patrol stops still counts: read the count once it is stored
+    page.wait_for_function("!window.citygridWorker.state().asking")
     return page.evaluate("window.citygridWorker.state().fixCount")
 
 

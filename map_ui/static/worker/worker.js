@@ -788,15 +788,19 @@
       patrolTimer = setInterval(sampleFix, CONFIG.fixIntervalMs);
       sampleFix();
     } else {
-      checkInside();
-      flush();
+      // A fix being stored as the patrol stops is counted and sent with the rest.
+      sampling.then(() => { checkInside(); flush(); });
     }
   }
   // A fix every few seconds from the position the phone keeps sending (watchPosition): asking
   // the GPS afresh each time costs battery and, on a weak fix, seconds per answer.
-  async function sampleFix() {
-    if (asking || !position || Date.now() - position.received > 30000) return; // no fresh position
+  let sampling = Promise.resolve();
+  function sampleFix() {
+    if (asking || !patrolling || !position || Date.now() - position.received > 30000) return; // no fresh position
     asking = true;
+    sampling = storeFix();
+  }
+  async function storeFix() {
     try {
       let ms = Date.now();
       if (ms <= lastFixMs) ms = lastFixMs + 1; // one fix per instant: the server's key
