@@ -302,7 +302,7 @@ def bulk(conn: Connection, snap: Snapshot, frame: pd.DataFrame, *, principal: Pr
     now = pd.Timestamp.now(tz="UTC")
     flag((received > now + pd.Timedelta(minutes=5)).fillna(False).to_numpy(), "received_at",
          "expected a time not in the future")
-    received = received.fillna(now)
+    received = received.dt.as_unit("us").fillna(now.as_unit("us"))  # one unit: no mixed-unit fill
 
     # Coordinates: converted per CRS group, then located all at once.
     x = pd.to_numeric(frame["lon"].replace("", None), errors="coerce").to_numpy(dtype=float)

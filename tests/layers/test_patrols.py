@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 import shapely
-from shapely.ops import transform as shp_transform
 from sqlalchemy import Connection, text
 
 from gis.transform import transformer
@@ -117,10 +116,15 @@ def test_jurisdiction_of_writes(tiny: Connection) -> None:
 TRACK = [(0.1, 0.1), (0.1, 0.9), (0.5, 0.9), (0.5, 0.1), (0.9, 0.1), (0.9, 0.5), (1.3, 0.5)]
 
 
+def _to_m(geom):
+    """A geometry in the city's metric CRS."""
+    return shapely.transform(geom, lambda c: np.column_stack(TO_M.transform(c[:, 0], c[:, 1])))
+
+
 def _walk(staff: str, points, *, step_min: float = 2.0, start: float = 0) -> list[dict]:
     """Fixes every 20 m or so along a polyline of drawing points (one per ``step_min`` minute...)."""
     line = shapely.LineString([tc.at(*p) for p in points])
-    line_m = shp_transform(lambda x, y: TO_M.transform(x, y), line)
+    line_m = _to_m(line)
     n = int(line_m.length // 60) + 1
     to_ll = transformer("EPSG:4549", "EPSG:4490")
     out = []
@@ -144,7 +148,7 @@ def test_coverage_matches_exact_shapely(tiny: Connection) -> None:
     by_code = {g["code"]: g for g in got["grids"]}
     for code, shape in ((tc.G1, tc.cell(0, 0, 1, 1)), (tc.G2, tc.cell(1, 0, 2, 1)),
                         (tc.G3, tc.cell(2, 0, 3, 0.5))):
-        grid_m = shp_transform(lambda x, y: TO_M.transform(x, y), shape)
+        grid_m = _to_m(shape)
         share = cover.intersection(grid_m).area / grid_m.area
         assert by_code[code]["share"] == pytest.approx(share, rel=1e-3, abs=1e-6)
     assert by_code[tc.G1]["share"] > 0.2 and by_code[tc.G3]["share"] == 0
@@ -172,7 +176,7 @@ def test_coverage_of_overlapping_workers_and_shifts_matches_exact_union(tiny: Co
         shapely.LineString([TO_M.transform(f["lon"], f["lat"]) for f in w]).buffer(40)
         for w in (a, b, c)])
     for code, shape in ((tc.G1, tc.cell(0, 0, 1, 1)), (tc.G2, tc.cell(1, 0, 2, 1))):
-        grid_m = shp_transform(lambda x, y: TO_M.transform(x, y), shape)
+        grid_m = _to_m(shape)
         share = cover.intersection(grid_m).area / grid_m.area
         assert 0 < share < 1
         assert got[code]["share"] == pytest.approx(share, rel=1e-3)
