@@ -367,6 +367,8 @@
       b.disabled = !draft;
     });
     if (draft) $("apply").disabled = !(state.check && state.check.ok);
+    // Extension point: other planner files (staffing, review, undo) follow the open plan.
+    document.dispatchEvent(new CustomEvent("cg:plan-changed", { detail: { plan, etag: state.etag } }));
   }
   function showPlanMeta() {
     const p = state.plan;
@@ -1020,5 +1022,13 @@
   } else {
     showLogin();
   }
-  window.citygrid = { state };  // for debugging and the UI tests
+  // Extension point: another planner file asks for the open plan to be read again after it changed it.
+  document.addEventListener("cg:plan-reload", () => guarded(async () => {
+    if (!state.plan) return;
+    await openPlan(state.plan.id);
+    await listPlans();
+  }));
+  // For the other planner files (they load after this one), debugging and the UI tests.
+  window.citygrid = { state, t, guarded, showError, showNotice, openPlan, listPlans, refreshImpact,
+    loadFeatures, who, fmtTime };
 })();
