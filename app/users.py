@@ -16,6 +16,7 @@ from app.auth import check_password_strength, hash_password, new_api_key
 from grids.access import ROLES, Permission, Principal
 from grids.codes import normalise
 from grids.errors import Conflict, GridError, RegionNotFound
+from grids.sql import in_scope
 
 
 class UserNotFound(RegionNotFound):
@@ -95,10 +96,11 @@ def get_user(conn: Connection, username: str, *, principal: Principal) -> dict[s
 
 def list_users(conn: Connection, *, principal: Principal) -> list[dict[str, Any]]:
     principal.require(Permission.USERS_READ)
+    cond, scoped = in_scope(principal, "r.code")
     rows = conn.execute(text(
         f"SELECT {_USER_COLUMNS} FROM app_user u JOIN region r ON r.id = u.region_id "
-        "LEFT JOIN staff s ON s.id = u.staff_id WHERE r.code LIKE ANY(:scope) "
-        "ORDER BY u.username"), {"scope": principal.scope.like_patterns()}).mappings()
+        f"LEFT JOIN staff s ON s.id = u.staff_id WHERE {cond} "
+        "ORDER BY u.username"), scoped).mappings()
     return [dict(r) for r in rows]
 
 
@@ -153,20 +155,21 @@ def create_api_key(conn: Connection, *, name: str, role: str, region_code: str,
 
 def list_api_keys(conn: Connection, *, principal: Principal) -> list[dict[str, Any]]:
     principal.require(Permission.APIKEYS_WRITE)
+    cond, scoped = in_scope(principal, "r.code")
     rows = conn.execute(text(
         "SELECT k.name, k.prefix, k.role, r.code AS region_code, k.rate_limit_per_minute, "
         "k.disabled, k.created_at FROM api_key k JOIN region r ON r.id = k.region_id "
-        "WHERE r.code LIKE ANY(:scope) ORDER BY k.name"),
-        {"scope": principal.scope.like_patterns()}).mappings()
+        f"WHERE {cond} ORDER BY k.name"), scoped).mappings()
     return [dict(r) for r in rows]
 
 
 def disable_api_key(conn: Connection, name: str, *, principal: Principal) -> dict[str, Any]:
     principal.require(Permission.APIKEYS_WRITE)
+    cond, scoped = in_scope(principal, "r.code")
     row = conn.execute(text(
         "UPDATE api_key k SET disabled = true FROM region r WHERE r.id = k.region_id "
-        "AND k.name = :n AND r.code LIKE ANY(:scope) RETURNING k.name, k.prefix"),
-        {"n": name, "scope": principal.scope.like_patterns()}).mappings().first()
+        f"AND k.name = :n AND {cond} RETURNING k.name, k.prefix"),
+        {"n": name, **scoped}).mappings().first()
     if row is None:
         raise KeyNotFound(f"No API key {name[:40]!r} in your jurisdiction.",
                           detail={"field": "name", "value": name[:40]})
@@ -179,15 +182,15 @@ def audit_log(conn: Connection, *, principal: Principal, entity: str | None = No
               ) -> list[dict[str, Any]]:
     """The audit log, newest first, within the caller's jurisdiction (admins see everything)."""
     principal.require(Permission.AUDIT_READ)
+    cond, scoped = in_scope(principal, "region_code")
     rows = conn.execute(text(
         "SELECT id, at, actor, ip, action, entity, entity_key, region_code, before, after "
-        "FROM audit_log WHERE (:all OR region_code LIKE ANY(:scope)) "
+        f"FROM audit_log WHERE {cond} "
         "AND (CAST(:entity AS text) IS NULL OR entity = :entity) "
         "AND (CAST(:key AS text) IS NULL OR entity_key = :key) "
         "AND (CAST(:since AS timestamptz) IS NULL OR at >= :since) "
         "AND (CAST(:until AS timestamptz) IS NULL OR at < :until) "
         "ORDER BY id DESC LIMIT :limit OFFSET :offset"),
-        {"all": principal.scope.covers(None), "scope": principal.scope.like_patterns(),
-         "entity": entity, "key": key, "since": since, "until": until, "limit": limit,
+        {**scoped, "entity": entity, "key": key, "since": since, "until": until, "limit": limit,
          "offset": offset}).mappings()
     return [dict(r) for r in rows]

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, text
 
 from grids.access import Scope
 from grids.errors import GridError, RegionNotFound
+from grids.sql import in_scope
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_4490 = "http://www.opengis.net/def/crs/EPSG/0/4490"
@@ -201,9 +202,9 @@ class Collection:
                ) -> tuple[list[str], dict[str, Any]]:
         where = ["r.level = :level"]
         params: dict[str, Any] = {"level": self.level}
-        if not scope.covers(None):
-            where.append("r.code LIKE ANY(:scope)")
-            params["scope"] = scope.like_patterns()
+        cond, scoped = in_scope(scope, "r.code")
+        where.append(cond)
+        params |= scoped
         if bbox is not None:
             boxes = []
             for i, env in enumerate(bbox.envelopes):
@@ -295,11 +296,7 @@ def collection(collection_id: str) -> Collection:
 
 def extents(conn: Connection, *, scope: Scope) -> dict[str, Extent]:
     """Spatial (CRS84) and temporal extent of each level's current boundaries in ``scope``."""
-    params: dict[str, Any] = {}
-    where = "TRUE"
-    if not scope.covers(None):
-        where = "code LIKE ANY(:scope)"
-        params["scope"] = scope.like_patterns()
+    where, params = in_scope(scope, "code")
     rows = conn.execute(text(
         "SELECT level, ST_XMin(e) AS w, ST_YMin(e) AS s, ST_XMax(e) AS e, ST_YMax(e) AS n, since "
         "FROM (SELECT level, ST_Extent(geom) AS e, min(valid_from) AS since FROM region_current "

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, text
 from gis.validate import check_bbox
 from grids.access import Scope
 from grids.errors import GridError
+from grids.sql import in_scope
 
 LEVELS = ("street", "community", "grid")
 # The most features one response may carry (a phone at grid level over a whole street is ~400).
@@ -85,9 +86,9 @@ def outlines(conn: Connection, *, scope: Scope, zoom: float,
         x0, y0, x1, y1 = check_bbox(bbox)
         where.append("r.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490)")
         params |= {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
-    if not scope.covers(None):
-        where.append("r.code LIKE ANY(:scope)")
-        params["scope"] = scope.like_patterns()
+    cond, scoped = in_scope(scope, "r.code")
+    where.append(cond)
+    params |= scoped
     if parent:
         from grids.access import prefix_of
 

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, text
 from grids.access import Principal, Scope, mask_person
 from grids.codes import normalise
 from grids.errors import RegionNotFound
+from grids.sql import in_scope
 
 # Boundaries in force at :at (NULL = now). Kept as one fragment so every read agrees.
 _IN_FORCE = (
@@ -42,9 +43,9 @@ def list_regions(
     """Regions in ``scope``, filtered by level, parent code and a name/code prefix, by code."""
     params: dict[str, Any] = {"at": at, "limit": limit, "offset": offset}
     where = [_IN_FORCE]
-    if not scope.covers(None):
-        where.append("r.code LIKE ANY(:scope)")
-        params["scope"] = scope.like_patterns()
+    cond, scoped = in_scope(scope, "r.code")
+    where.append(cond)
+    params |= scoped
     if level:
         where.append("r.level = :level")
         params["level"] = level

@@ -36,8 +36,20 @@ def in_scope(who: Principal | Scope, column: str, *, param: str = "scope"
     ('TRUE', {})
     """
     scope = who.scope if isinstance(who, Principal) else who
+    if scope.covers(None):
+        like_any(column, param=param)  # the column is checked all the same
+        return "TRUE", {}
+    return like_any(column, param=param), {param: scope.like_patterns()}
+
+
+def like_any(column: str, *, param: str = "scope") -> str:
+    """The condition alone, for a query written once at import time; the caller binds
+    ``param`` to ``scope.like_patterns()`` (an unrestricted scope then matches every row that
+    has a code, unlike :func:`in_scope`'s ``TRUE``).
+
+    >>> like_any("o.region_code")
+    'o.region_code LIKE ANY(:scope)'
+    """
     if not _COLUMN.match(column):
         raise ValueError(f"not a column expression: {column!r}")
-    if scope.covers(None):
-        return "TRUE", {}
-    return f"{column} LIKE ANY(:{param})", {param: scope.like_patterns()}
+    return f"{column} LIKE ANY(:{param})"

@@ -40,6 +40,7 @@ from sqlalchemy import Connection, text
 from grids.access import Permission, Principal, prefix_of
 from grids.city import profile
 from grids.errors import GridError
+from grids.sql import in_scope
 
 LEVELS = {
     "grid": ("i.grid_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
@@ -140,9 +141,9 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     scope = principal.locate_scope()
     where = ["TRUE"]
     params: dict[str, Any] = {"s": start, "e": end, "as_of": as_of or datetime.now(tz)}
-    if not scope.covers(None):
-        where.append("i.region_code LIKE ANY(:scope)")
-        params["scope"] = scope.like_patterns()
+    cond, scoped = in_scope(scope, "i.region_code")
+    where.append(cond)
+    params |= scoped
     if region:
         where.append("i.region_code LIKE :region")
         params["region"] = prefix_of(region) + "%"

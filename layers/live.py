@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from grids.access import Permission, Principal
+from grids.sql import in_scope
 from layers.incidents import handling
 
 log = logging.getLogger("citygrid.live")
@@ -53,9 +54,9 @@ class Batch:
 
 def _scope_sql(principal: Principal, where: list[str], params: dict[str, Any]) -> None:
     scope = principal.locate_scope()
-    if not scope.covers(None):
-        where.append("region_code LIKE ANY(:scope)")
-        params["scope"] = scope.like_patterns()
+    cond, scoped = in_scope(scope, "region_code")
+    where.append(cond)
+    params |= scoped
 
 
 def seen_ids(conn: Connection, *, principal: Principal, after_id: int) -> set[int]:

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 from grids.access import Permission, Principal, prefix_of
 from grids.city import profile
 from grids.errors import RegionNotFound
+from grids.sql import in_scope
 from layers import assessment
 from layers.incidents.workflow import OPEN_SQL, light_sql
 
@@ -91,9 +92,9 @@ def area(principal: Principal, region: str | None) -> str | None:
 def _scope_where(principal: Principal, region: str | None, params: dict[str, Any]) -> str:
     where = ["TRUE"]
     scope = principal.locate_scope()
-    if not scope.covers(None):
-        where.append("i.region_code LIKE ANY(:scope)")
-        params["scope"] = scope.like_patterns()
+    cond, scoped = in_scope(scope, "i.region_code")
+    where.append(cond)
+    params |= scoped
     if region:
         where.append("i.region_code LIKE :region")
         params["region"] = prefix_of(region) + "%"

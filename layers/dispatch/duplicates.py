@@ -41,6 +41,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from grids.access import Permission
+from grids.sql import like_any
 from layers.dispatch.roles import DeskUser
 from layers.incidents.handling import IncidentNotFound
 from layers.incidents.workflow import OPEN_SQL
@@ -143,7 +144,7 @@ SELECT o.id, o.source, o.state, o.cat AS category, o.category_name, o.category_n
        round(({_SCORE})::numeric, 3)::float8 AS score,
        ({_SCORE}) >= {LIKELY} AS likely
 FROM x JOIN o ON o.id <> x.id AND {_COND}
-WHERE o.region_code LIKE ANY(:scope)
+WHERE {like_any('o.region_code')}
 ORDER BY score DESC, o.id
 LIMIT :limit
 """
@@ -161,7 +162,7 @@ x AS MATERIALIZED (
     SELECT x0.*, {density_sql('x0', 'o n')} AS dens FROM x0)
 SELECT x.id, count(*) FILTER (WHERE ({_SCORE}) >= {LIKELY}) AS likely
 FROM x JOIN o ON o.id <> x.id AND {_COND}
-WHERE o.region_code LIKE ANY(:scope)
+WHERE {like_any('o.region_code')}
 GROUP BY x.id
 """
 

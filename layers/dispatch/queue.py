@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 
 from grids.access import Permission, prefix_of
 from grids.errors import GridError
+from grids.sql import in_scope
 from layers.dispatch.duplicates import likely_counts
 from layers.dispatch.roles import DeskUser
 from layers.incidents.workflow import OPEN_ORDER, OPEN_SQL, OPEN_STATES, light_sql
@@ -71,9 +72,9 @@ def _where(user: DeskUser, f: QueueFilters, *, with_state_light: bool
     where = [f"i.state IN {OPEN_SQL}"]
     params: dict[str, Any] = {}
     scope = principal.locate_scope()
-    if not scope.covers(None):
-        where.append("i.region_code LIKE ANY(:scope)")
-        params["scope"] = scope.like_patterns()
+    cond, scoped = in_scope(scope, "i.region_code")
+    where.append(cond)
+    params |= scoped
     department = user.department or f.department
     if department:
         where.append("d.code = :department")

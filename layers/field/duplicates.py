@@ -20,6 +20,7 @@ from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal
 from grids.errors import Conflict
+from grids.sql import like_any
 from layers.dispatch.duplicates import OPEN_SQL, _rule_sql, density_sql, pair_sql
 from layers.field import photos as photo_store
 from layers.incidents import handling
@@ -46,7 +47,7 @@ SELECT o.id, o.state, o.cat AS category, o.category_name, o.category_name_en, o.
        round(({_SCORE})::numeric, 3)::float8 AS score,
        round(ST_X(o.geom)::numeric, 6)::float8 AS lon, round(ST_Y(o.geom)::numeric, 6)::float8 AS lat
 FROM x JOIN o ON {_COND}
-WHERE o.region_code LIKE ANY(:scope)
+WHERE {like_any('o.region_code')}
 ORDER BY score DESC, o.id
 LIMIT :limit
 """

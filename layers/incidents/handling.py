@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 
 from grids.access import Forbidden, Permission, Principal, Scope, mask_name, mask_phone
 from grids.errors import Conflict, GridError, RegionNotFound
+from grids.sql import in_scope
 from layers.incidents import calendar
 from layers.incidents.workflow import (
     ACTIONS,
@@ -177,9 +178,9 @@ def search(conn: Connection, *, principal: Principal, states: list[str] | None =
     scope = _scope_of(principal)
     where = ["TRUE"]
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    if not scope.covers(None):
-        where.append("i.region_code LIKE ANY(:scope)")
-        params["scope"] = scope.like_patterns()
+    cond, scoped = in_scope(scope, "i.region_code")
+    where.append(cond)
+    params |= scoped
     if states:
         where.append("i.state = ANY(:states)")
         params["states"] = states

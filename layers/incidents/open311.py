@@ -55,6 +55,7 @@ from grids.access import Principal, Scope, mask_phone
 from grids.city import profile
 from grids.errors import GridError, RegionNotFound
 from grids.locate import Snapshot
+from grids.sql import in_scope
 from layers.incidents import intake
 from layers.incidents.catalogue import CategoryNotFound, get_category, list_categories
 from layers.incidents.workflow import OPEN_STATES, STATES
@@ -444,10 +445,11 @@ def public_view(request: dict[str, Any]) -> dict[str, Any]:
 
 def _scope_clause(scope: Scope | None, params: dict[str, Any]) -> str:
     """SQL limiting incidents to ``scope`` (None: no limit; the public feed and internal reads)."""
-    if scope is None or scope.covers(None):
+    if scope is None:
         return "true"
-    params["scope"] = scope.like_patterns()
-    return "coalesce(i.grid_code, i.region_code) LIKE ANY(:scope)"
+    cond, scoped = in_scope(scope, "coalesce(i.grid_code, i.region_code)")
+    params.update(scoped)
+    return cond
 
 
 def _list(value: str | None, field: str, allowed: Iterable[str] | None = None) -> list[str]:
