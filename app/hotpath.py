@@ -20,15 +20,21 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth import authorize
-from grids.access import Permission, Principal
+from grids.access import Permission
 
-Endpoint = Callable[[Request, Principal], Awaitable[Response]]
+# The principal is None only on a public route (permission None).
+Endpoint = Callable[[Request, Any], Awaitable[Response]]
 
 
 class HotPath:
-    """Answer ``GET`` on ``routes`` (path → (permission, endpoint)) without the router."""
+    """Answer ``GET`` on ``routes`` (path → (permission, endpoint)) without the router.
 
-    def __init__(self, app: ASGIApp, *, routes: dict[str, tuple[Permission, Endpoint]]) -> None:
+    A permission of ``None`` makes the route public (the endpoint gets ``None`` for a principal):
+    the benchmark's ``/_baseline/trivial_hot`` uses it, to measure this path's own floor.
+    """
+
+    def __init__(self, app: ASGIApp, *,
+                 routes: dict[str, tuple[Permission | None, Endpoint]]) -> None:
         self.app = app
         self.routes = routes
 
@@ -41,7 +47,8 @@ class HotPath:
         permission, endpoint = hot
         request = Request(scope, receive)
         try:
-            response = await endpoint(request, authorize(request, permission))
+            response = await endpoint(
+                request, None if permission is None else authorize(request, permission))
         except Exception as exc:  # noqa: BLE001 - rendered by the app's own handler, as elsewhere
             response = await _handle(request, exc)
         await response(scope, receive, send)

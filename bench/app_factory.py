@@ -20,6 +20,11 @@ baseline routes that exist only here (never in the product).
   501 (never in the measured load, which only sends points inside grids). Bytes are compared
   with ``/locate`` before timing.
 - ``GET /_baseline/trivial_end``: the trivial route again, left at the end of the route list.
+- ``GET /_baseline/trivial_hot``: the trivial answer on ``/locate``'s own hot path
+  (:class:`app.hotpath.HotPath`, before the router and FastAPI's exception and exit-stack
+  middleware), public: what ``/locate`` would cost if its lookup and its auth were free.
+- ``GET /_diag/trivial_hot_auth``: the same behind ``/locate``'s permission check (the product's
+  :func:`app.auth.authorize`): the hot path's floor with authentication.
 
 All bench routes but ``trivial_end`` are moved to just before the router that holds ``/locate``, so
 that FastAPI's in-order route matching costs them what it costs ``/locate``.
@@ -46,10 +51,13 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from app.hotpath import HotPath
+from app.limits import BodySizeLimit
 from app.main import create_app
 from app.routers import locate as locate_router
 from app.routers.locate import Crs, Lat, Lon
 from app.settings import DatabaseSettings, Settings
+from grids.access import Permission
 from grids.locate import Snapshot
 from grids.point import CheckedPoint, _crs_name
 
@@ -70,7 +78,6 @@ AUTH = [get_args(locate_router.Locator)[1]]
 async def _authenticate(request: Request) -> Any:
     """The checks the product's /locate auth dependency makes, called directly (diagnostic)."""
     from app.auth import Unauthorized
-    from grids.access import Permission
 
     principal = request.app.state.auth.principal(request)
     request.state.principal = principal
@@ -148,11 +155,18 @@ def build() -> FastAPI:
             await pool.close()
 
     app.router.lifespan_context = lifespan
-    # The sink takes bulk bodies like /locate/batch does (the app caps other paths lower).
+    trivial_body = b'{"status":"ok"}'
+
+    async def trivial_hot(request: Request, principal: Any) -> Response:
+        return Response(trivial_body, media_type="application/json")
+
     for mw in app.user_middleware:
-        bulk = mw.kwargs.get("bulk_paths")
-        if bulk is not None:
-            mw.kwargs["bulk_paths"] = (*bulk, "/_baseline/sink")
+        if mw.cls is BodySizeLimit:  # the sink takes bulk bodies like /locate/batch does
+            mw.kwargs["bulk_paths"] = (*mw.kwargs["bulk_paths"], "/_baseline/sink")
+        if mw.cls is HotPath:  # /locate's own path, before the router
+            mw.kwargs["routes"] = {**mw.kwargs["routes"],
+                                   "/_baseline/trivial_hot": (None, trivial_hot),
+                                   "/_diag/trivial_hot_auth": (Permission.LOCATE, trivial_hot)}
 
     @app.get("/_baseline/trivial", include_in_schema=False)
     async def trivial() -> dict[str, str]:
