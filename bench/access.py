@@ -1,15 +1,13 @@
-"""Credentials for the benchmark client, when the app requires them.
+"""Credentials for the benchmark client: the app requires them on every measured route.
 
-If the schema has API keys (migration 0002), the bench uses one key of its own, ``bench-load``:
-role ``dispatcher`` (city-wide locate, the hotline's machine client), the city as jurisdiction and
-a rate limit far above what a benchmark sends. The key is created with the app's own
-:func:`app.auth.new_api_key` and kept in ``bench/results/`` (git-ignored) for later runs. Without
-an ``api_key`` table the bench sends no credentials.
+The bench uses one API key of its own, ``bench-load``: role ``dispatcher`` (city-wide locate, the
+hotline's machine client), the city as jurisdiction and a rate limit far above what a benchmark
+sends. The key is created with the app's own :func:`app.auth.new_api_key` and kept in
+``bench/results/`` (git-ignored) for later runs.
 """
 
 from __future__ import annotations
 
-import inspect
 from functools import lru_cache
 from typing import Any
 
@@ -25,17 +23,15 @@ KEY_FILE = RESULTS / ".bench_api_key"
 
 
 @lru_cache
-def api_key() -> str | None:
+def api_key() -> str:
+    from app.auth import new_api_key
+
     engine = create_engine(city.url())
     try:
         with engine.begin() as conn:
-            if conn.execute(text("SELECT to_regclass('api_key')")).scalar() is None:
-                return None
-            from app.auth import new_api_key
-
             if KEY_FILE.exists():
                 key = KEY_FILE.read_text().strip()
-                prefix = key.split("_")[1] if key.count("_") == 2 else ""
+                prefix = key.split("_", 2)[1] if key.startswith("cgk_") else ""
                 ok = conn.execute(text(
                     "SELECT 1 FROM api_key WHERE name = :n AND prefix = :p AND NOT disabled"),
                     {"n": KEY_NAME, "p": prefix}).first()
@@ -43,10 +39,6 @@ def api_key() -> str | None:
                     return key
             conn.execute(text("DELETE FROM api_key WHERE name = :n"), {"n": KEY_NAME})
             key, prefix, key_hash = new_api_key()
-            while key.count("_") != 2:
-                # Before commit d9a4ca2 app.auth._key split the key on every "_" and refused
-                # secrets containing one; a key without keeps the bench working on either.
-                key, prefix, key_hash = new_api_key()
             conn.execute(text(
                 "INSERT INTO api_key (name, prefix, key_hash, role, region_id, "
                 "rate_limit_per_minute) VALUES (:n, :p, :h, :r, "
@@ -61,14 +53,11 @@ def api_key() -> str | None:
 
 
 def headers() -> dict[str, str]:
-    key = api_key()
-    return {"X-API-Key": key} if key else {}
+    return {"X-API-Key": api_key()}
 
 
 def principal() -> Any:
-    """The same principal in process (for functions that take one), or None."""
-    if api_key() is None:
-        return None
+    """The same principal in process (for functions that take one)."""
     from grids.access import Principal, Scope
 
     engine = create_engine(city.url())
@@ -76,10 +65,3 @@ def principal() -> Any:
         code = conn.execute(text("SELECT code FROM region WHERE level = 'city'")).scalar_one()
     engine.dispose()
     return Principal.make(f"key:{KEY_NAME}", KEY_ROLE, Scope.of(code))
-
-
-def with_principal(fn: Any, **kw: Any) -> dict[str, Any]:
-    """``kw`` plus ``principal=...`` if ``fn`` takes one."""
-    if "principal" in inspect.signature(fn).parameters:
-        kw["principal"] = principal()
-    return kw

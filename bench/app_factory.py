@@ -42,19 +42,19 @@ import math
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import ORJSONResponse, Response, StreamingResponse
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from app.auth import require
 from app.hotpath import HotPath
 from app.limits import BodySizeLimit
 from app.main import create_app
-from app.routers import locate as locate_router
 from app.routers.locate import Crs, Lat, Lon
 from app.settings import DatabaseSettings, Settings
 from grids.access import Permission
@@ -71,8 +71,8 @@ GRID_AT_POINT = (
 PG_SQL = GRID_AT_POINT.format(lon="%s", lat="%s")
 SA_SQL = text(GRID_AT_POINT.format(lon=":lon", lat=":lat"))
 Coord = Annotated[float, Query()]
-# The product's auth dependency on /locate (``Locator = Annotated[Principal, Depends(...)]``).
-AUTH = [get_args(locate_router.Locator)[1]]
+# The product's auth dependency as /locate declares it (``Depends(require(Permission.LOCATE))``).
+AUTH = [Depends(require(Permission.LOCATE))]
 
 
 async def _authenticate(request: Request) -> Any:

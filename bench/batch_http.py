@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from bench import city
-from bench.access import headers, with_principal
+from bench.access import headers, principal
 from bench.batch_inprocess import service_snapshot
 from bench.common import N_POINTS, random_points, ratio, reloads, save, server, wait_raster
 from grids.batch import locate_csv
@@ -60,7 +60,7 @@ def post(base: str, path: str, body: bytes, timeout: float = 120.0) -> dict[str,
 
 def in_process(snap: Snapshot, body: bytes) -> float:
     t0 = time.perf_counter()
-    res = locate_csv(snap, body, **with_principal(locate_csv, crs="EPSG:4326"))
+    res = locate_csv(snap, body, crs="EPSG:4326", principal=principal())
     for _ in res.chunks:
         pass
     return time.perf_counter() - t0

@@ -14,9 +14,6 @@ interleaved, in process (no HTTP), as a city-wide dispatcher.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +21,7 @@ import orjson
 from sqlalchemy import Connection, create_engine, text
 
 from app.db import is_empty, migrate
-from bench.common import database
+from bench.common import database, p50_p95, timed
 from grids.access import Principal, Scope
 from layers.dispatch import callup
 
@@ -73,18 +70,6 @@ ORDER BY 3, l.at DESC, s.code LIMIT :n)
 """
 
 
-def _times(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
-    out, times = None, []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return times, out
-
-
-def _p(times: list[float]) -> str:
-    q = statistics.quantiles(times, n=20)
-    return f"p50 {statistics.median(times):.1f} ms, p95 {q[18]:.1f} ms"
 
 
 def _area(conn: Connection) -> dict[str, Any]:
@@ -120,8 +105,8 @@ def run(db: str, repeat: int, limit: int, age_min: int) -> None:
         t_layer: list[float] = []
         t_base: list[float] = []
         for _ in range(repeat):  # interleaved: both see the same load on a shared machine
-            tl, got = _times(layer, 1)
-            tb, rows = _times(baseline, 1)
+            tl, got = timed(layer, 1)
+            tb, rows = timed(baseline, 1)
             t_layer += tl
             t_base += tb
         conn.rollback()
@@ -132,8 +117,8 @@ def run(db: str, repeat: int, limit: int, age_min: int) -> None:
     print(f"patrol_fix rows: {n_fix:,}; area: the outline of {STREET} (drawn), "
           f"{len(got['grids'])} grids, {len(called)} responsible and heads, "
           f"nearest {len(near)} of fixes within {age_min} min")
-    print(f"who (layers.dispatch.callup): {_p(t_layer)}")
-    print(f"plain PostGIS query (DISTINCT ON last fix): {_p(t_base)}")
+    print(f"who (layers.dispatch.callup): {p50_p95(t_layer)}")
+    print(f"plain PostGIS query (DISTINCT ON last fix): {p50_p95(t_base)}")
 
 
 def main() -> None:

@@ -35,24 +35,60 @@ def random_points(n: int = N_POINTS, seed: int = SEED) -> tuple[np.ndarray, np.n
     return rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)
 
 
-def percentiles(runs: list[float], *, scale: float = 1.0, digits: int = 1) -> dict[str, float]:
-    """p50, p95 and max of ``runs`` (nearest-rank p95: the smallest value with at least 95 % of
-    the runs at or below it), each multiplied by ``scale`` (1000 turns seconds into ms). The one
-    percentile rule every bench uses.
+def percentile(runs: list[float] | np.ndarray, q: float) -> float:
+    """The nearest-rank ``q``-th percentile of ``runs`` (0 < q < 100): the smallest value with at
+    least ``q`` % of the runs at or below it; ``q == 50`` is the median. The one percentile rule
+    every bench uses (no interpolation: a reported p95 or p99 is a time that was measured).
 
-    >>> percentiles([float(i) for i in range(1, 101)])
-    {'p50': 50.5, 'p95': 95.0, 'max': 100.0, 'n': 100}
+    >>> percentile([float(i) for i in range(1, 101)], 95), percentile([3.0, 1.0, 2.0, 4.0], 50)
+    (95.0, 2.5)
+    >>> percentile([1.0, 2.0, 3.0, 100.0], 99)
+    100.0
     """
     import math
     import statistics
 
-    s = sorted(runs)
+    s = sorted(float(v) for v in runs)
     if not s:
         raise ValueError("no runs")
-    rank = max(0, math.ceil(0.95 * len(s)) - 1)
-    return {"p50": round(statistics.median(s) * scale, digits),
-            "p95": round(s[rank] * scale, digits),
+    if q == 50:
+        return float(statistics.median(s))
+    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
+
+
+def percentiles(runs: list[float] | np.ndarray, *, scale: float = 1.0, digits: int = 1,
+                high: float = 95) -> dict[str, float]:
+    """p50, p``high`` (95 unless asked) and max of ``runs`` by :func:`percentile`, each
+    multiplied by ``scale`` (1000 turns seconds into ms).
+
+    >>> percentiles([float(i) for i in range(1, 101)])
+    {'p50': 50.5, 'p95': 95.0, 'max': 100.0, 'n': 100}
+    >>> percentiles([0.001, 0.002, 0.010], scale=1000, high=99)
+    {'p50': 2.0, 'p99': 10.0, 'max': 10.0, 'n': 3}
+    """
+    s = sorted(float(v) for v in runs)
+    if not s:
+        raise ValueError("no runs")
+    return {"p50": round(percentile(s, 50) * scale, digits),
+            f"p{high:g}": round(percentile(s, high) * scale, digits),
             "max": round(s[-1] * scale, digits), "n": len(s)}
+
+
+def timed(fn: Callable[[], Any], repeat: int, *, scale: float = 1000.0
+          ) -> tuple[list[float], Any]:
+    """Run ``fn`` ``repeat`` times: each run's wall time times ``scale`` (ms by default), and
+    the last result."""
+    out, times = None, []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - t0) * scale)
+    return times, out
+
+
+def p50_p95(times: list[float], unit: str = "ms") -> str:
+    """``'p50 … ms, p95 … ms'`` for a line of a bench's printout (:func:`percentile`)."""
+    return f"p50 {percentile(times, 50):.1f} {unit}, p95 {percentile(times, 95):.1f} {unit}"
 
 
 def best_of(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, list[float], Any]:

@@ -14,15 +14,12 @@ what the domain layer costs; answers are compared. p50/p95 over ``--repeat`` run
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import create_engine, text
 
 from app.db import is_empty, migrate
-from bench.common import database
+from bench.common import database, p50_p95, timed
 from grids.access import Principal, Scope
 from layers.dispatch import duplicates
 from layers.dispatch.queue import QueueFilters, queue
@@ -47,18 +44,6 @@ def build(db: str, n: int) -> None:
         conn.execute(text("VACUUM ANALYZE incident"))
 
 
-def _times(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
-    out, times = None, []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return times, out
-
-
-def _p(times: list[float]) -> str:
-    q = statistics.quantiles(times, n=20)
-    return f"p50 {statistics.median(times):.1f} ms, p95 {q[18]:.1f} ms"
 
 
 def run(db: str, repeat: int) -> None:
@@ -92,11 +77,11 @@ def run(db: str, repeat: int) -> None:
             b = conn.execute(count_sql, cparams).all()
             return a, b
 
-        t_desk, got = _times(desk_page, repeat)
-        t_plain, base = _times(plain, repeat)
+        t_desk, got = timed(desk_page, repeat)
+        t_plain, base = timed(plain, repeat)
         assert [r["id"] for r in got["items"]] == [r[0] for r in base[0]], "answers differ"
         print(f"queue first page (red, E01, street 330782001; {got['total']:,} match): "
-              f"desk {_p(t_desk)}; plain SQL {_p(t_plain)}")
+              f"desk {p50_p95(t_desk)}; plain SQL {p50_p95(t_plain)}")
         plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + str(page_sql)), params).all()
         print("  plan:", " | ".join(r[0].strip() for r in plan[:6]))
 
@@ -124,20 +109,20 @@ def run(db: str, repeat: int) -> None:
         def radius() -> Any:  # the plain PostGIS question: open cases within 60 m
             return conn.execute(radius_sql, {"id": ids[next(m) % len(ids)]}).all()
 
-        t_dc, _ = _times(desk_cands, repeat)
-        t_pc, _ = _times(plain_cands, repeat)
-        t_r, _ = _times(radius, repeat)
-        print(f"duplicate candidates (50 newest open cases, in turn): desk {_p(t_dc)}; "
-              f"the same SQL plain {_p(t_pc)}; plain PostGIS radius 60 m (ST_DWithin, "
-              f"geography) {_p(t_r)}")
+        t_dc, _ = timed(desk_cands, repeat)
+        t_pc, _ = timed(plain_cands, repeat)
+        t_r, _ = timed(radius, repeat)
+        print(f"duplicate candidates (50 newest open cases, in turn): desk {p50_p95(t_dc)}; "
+              f"the same SQL plain {p50_p95(t_pc)}; plain PostGIS radius 60 m (ST_DWithin, "
+              f"geography) {p50_p95(t_r)}")
         page_ids = [r["id"] for r in got["items"]] or ids
 
         def badge() -> Any:
             return duplicates.likely_counts(conn, page_ids, ["330782%"])
 
-        t_b, counts = _times(badge, repeat)
+        t_b, counts = timed(badge, repeat)
         print(f"queue badge for a page of {len(page_ids)} rows (likely_counts, "
-              f"{sum(counts.values())} likely): {_p(t_b)} (included in the queue page above)")
+              f"{sum(counts.values())} likely): {p50_p95(t_b)} (included in the queue page above)")
 
 
 def main() -> None:

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, text
 
+from bench.common import percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"  # the only host this drill talks to
 DBNAME = "citygrid_drill"
@@ -191,8 +193,8 @@ def drill_mix(base: str, key: str) -> dict[str, Any]:
     times = np.array([t for _, _, t in results])
     return {"requests": len(results), "concurrency": 200, "statuses": dict(statuses),
             "5xx": sum(v for k, v in statuses.items() if k >= 500 or k == 0),
-            "p50_ms": round(float(np.percentile(times, 50)) * 1000, 1),
-            "p99_ms": round(float(np.percentile(times, 99)) * 1000, 1)}
+            "p50_ms": round(percentile(times, 50) * 1000, 1),
+            "p99_ms": round(percentile(times, 99) * 1000, 1)}
 
 
 def _locate_times(base: str, key: str, seconds: float) -> list[float]:
@@ -233,7 +235,7 @@ def drill_zip_bombs(base: str, key: str) -> dict[str, Any]:
         u.join(130)
 
     def pct(ts: list[float], q: float) -> float:
-        return round(float(np.percentile(ts, q)) * 1000, 2)
+        return round(percentile(ts, q) * 1000, 2)
 
     return {"bomb_bytes": len(bomb), "uploads": dict(answers),
             "slowest_upload_ms": round(slowest[0] * 1000, 1),
@@ -314,8 +316,8 @@ def drill_outage(base: str, key: str, owner: str, outage_s: float) -> dict[str, 
     return {"outage_s": outage_s,
             "writes": {k: dict(v) for k, v in writes.items()},
             "write_refusal_ms": {
-                "p50": round(float(np.percentile(refusal_s, 50)) * 1000, 1),
-                "p99": round(float(np.percentile(refusal_s, 99)) * 1000, 1),
+                "p50": round(percentile(refusal_s, 50) * 1000, 1),
+                "p99": round(percentile(refusal_s, 99) * 1000, 1),
                 "max": round(max(refusal_s) * 1000, 1)} if refusal_s else None,
             "first_write_ok_after_restart_s": round(first_ok_after[0], 2) if first_ok_after
             else None,

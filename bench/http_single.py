@@ -116,7 +116,7 @@ def write_inputs(workdir: Path) -> tuple[Path, Path]:
 
 def run_wrk(base: str, prefix: str, script: Path, paths: Path, seconds: float) -> dict[str, Any]:
     cmd = [WRK, "-t1", f"-c{CONNECTIONS}", f"-d{int(round(seconds))}s", "--timeout", "5s", "--latency",
-           "-s", str(script), base, "--", str(paths), prefix, api_key() or ""]
+           "-s", str(script), base, "--", str(paths), prefix, api_key()]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
     if out.returncode:
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")

@@ -8,7 +8,6 @@ runner-up grid, the WGS84/GCJ-02 reading), for random points inside grids of the
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ import shapely
 from sqlalchemy import create_engine
 
 from app import devdb
+from bench.common import percentile
 from grids.access import Principal, Scope
 from grids.locate import load_snapshot
 from grids.uncertainty import datum_doubt, uncertainty
@@ -51,7 +51,7 @@ def run(db: str, n: int) -> None:
             t0 = time.perf_counter()
             fn(float(x), float(y))
             times.append((time.perf_counter() - t0) * 1e6)
-        out[name] = (statistics.median(times), statistics.quantiles(times, n=20)[18])
+        out[name] = (percentile(times, 50), percentile(times, 95))
     runner = sum(uncertainty(snap, float(x), float(y))["runner_up"] is not None for x, y in pts)
     doubt = 0
     for x, y in pts:
