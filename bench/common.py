@@ -74,11 +74,11 @@ def percentiles(runs: list[float] | np.ndarray, *, scale: float = 1.0, digits: i
             "max": round(s[-1] * scale, digits), "n": len(s)}
 
 
-def timed(fn: Callable[[], Any], repeat: int, *, scale: float = 1000.0
+def timed(fn: Callable[[], Any], repeat: int, *, scale: float = 1000.0, warm: bool = False
           ) -> tuple[list[float], Any]:
-    """Run ``fn`` ``repeat`` times: each run's wall time times ``scale`` (ms by default), and
-    the last result."""
-    out, times = None, []
+    """Run ``fn`` ``repeat`` times (after one untimed run if ``warm``): each run's wall time
+    times ``scale`` (ms by default), and the last result."""
+    out, times = fn() if warm else None, []
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()

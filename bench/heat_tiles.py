@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import orjson
 from sqlalchemy import create_engine, text
 
+from bench.common import percentile
+from bench.common import timed as common_timed
 from grids.access import Principal
 from layers import maps
 
@@ -28,14 +29,10 @@ DEFAULT_URL = "postgresql+psycopg://citygrid@127.0.0.1:54329/citygrid"
 
 
 def timed(fn: Callable[[], Any], repeat: int = 5) -> tuple[float, Any]:
-    """Median milliseconds of ``repeat`` runs after one warm-up, and the last result."""
-    out = fn()
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        runs.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(runs), 1), out
+    """Median milliseconds of ``repeat`` runs after one warm-up, and the last result
+    (:func:`bench.common.timed` and :func:`bench.common.percentile`)."""
+    runs, out = common_timed(fn, repeat, warm=True)
+    return round(percentile(runs, 50), 1), out
 
 
 def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:

@@ -20,7 +20,8 @@ Every side does the same work on the same input and its answer is compared with 
 - **PostGIS**: step 1 as ours, the tracks sent as WKB, then in SQL per grid
   ``ST_Intersection(grid, ST_Union(ST_Buffer(track)))`` over the tracks that come near it.
 
-Prints the best of 3 wall times (PostGIS: 1 run), each ratio to ours, and the largest per-grid
+Prints the best of ``--repeat`` (3) wall times (PostGIS: 1 run, bounded by ``--postgis-timeout``,
+600 s by default: past it the line says so), each ratio to ours, and the largest per-grid
 difference in share from ours; writes ``bench/results/patrol_coverage.json``.
 """
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
@@ -40,7 +40,7 @@ import shapely
 from sqlalchemy import Connection, create_engine, text
 
 from app.settings import get_settings
-from bench.common import RESULTS
+from bench.common import RESULTS, best_of
 from grids.access import Principal
 from grids.city import profile
 from layers.patrols import coverage as cov
@@ -48,12 +48,8 @@ from layers.patrols.tracks import KEPT, lines
 
 
 def best(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+    t, _, out = best_of(fn, repeat)
+    return t, out
 
 
 def kept_tracks(conn: Connection, street: str, since: datetime, until: datetime,
@@ -85,11 +81,22 @@ FROM g LEFT JOIN t ON ST_Intersects(g.geom, t.geom) GROUP BY g.k, g.geom ORDER B
 
 
 def postgis(conn: Connection, street: str, since: datetime, until: datetime,
-            buffer_m: float) -> np.ndarray:
+            buffer_m: float, timeout_s: float = 0) -> np.ndarray | None:
+    """The PostGIS answer, or None if the statement ran past ``timeout_s`` (0: no bound)."""
+    from sqlalchemy.exc import OperationalError
+
     grids, tracks = kept_tracks(conn, street, since, until, buffer_m)
-    rows = conn.execute(text(POSTGIS_SQL), {
-        "b": buffer_m, "tracks": [bytes(w) for w in shapely.to_wkb(tracks)],
-        "grids": [bytes(w) for w in shapely.to_wkb(grids.geom)]}).all()
+    with conn.begin_nested() if conn.in_transaction() else conn.begin():
+        if timeout_s:
+            conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}"))
+        try:
+            rows = conn.execute(text(POSTGIS_SQL), {
+                "b": buffer_m, "tracks": [bytes(w) for w in shapely.to_wkb(tracks)],
+                "grids": [bytes(w) for w in shapely.to_wkb(grids.geom)]}).all()
+        except OperationalError as exc:  # QueryCanceled: the bound was reached
+            if "statement timeout" not in str(exc):
+                raise
+            return None
     return np.array([r[1] for r in rows], dtype=float)
 
 
@@ -120,6 +127,10 @@ def main() -> None:
                     help="a day in the city's time zone (default: yesterday there)")
     ap.add_argument("--buffer", type=float, default=50.0)
     ap.add_argument("--skip-postgis", action="store_true", help="leave out the PostGIS baseline")
+    ap.add_argument("--postgis-timeout", type=float, default=600.0,
+                    help="seconds the PostGIS statement may run (0: no bound); past it the "
+                         "line says so instead of a time")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of ours and plain shapely")
     args = ap.parse_args()
     street, b = args.street, args.buffer
     eng = create_engine(get_settings().db.owner_url)
@@ -129,9 +140,10 @@ def main() -> None:
         since = datetime.combine(day, dtime(0), tz)
         until = since + timedelta(days=1)
         grids, tracks = kept_tracks(conn, street, since, until, b)
-        ours_t, mine = best(lambda: ours(conn, street, since, until, b))
-        one_t, _ = best(single_threaded(lambda: ours(conn, street, since, until, b)))
-        plain_t, plain = best(lambda: plain_shapely(conn, street, since, until, b))
+        ours_t, mine = best(lambda: ours(conn, street, since, until, b), args.repeat)
+        one_t, _ = best(single_threaded(lambda: ours(conn, street, since, until, b)),
+                        args.repeat)
+        plain_t, plain = best(lambda: plain_shapely(conn, street, since, until, b), args.repeat)
         result: dict[str, Any] = {
             "street": street, "day": day.isoformat(), "grids": len(grids.geom),
             "kept_tracks": int(tracks.size), "buffer_m": b,
@@ -141,11 +153,19 @@ def main() -> None:
             "plain_shapely_vs_ours": round(plain_t / ours_t, 2),
             "plain_shapely_vs_ours_1_thread": round(plain_t / one_t, 2),
             "plain_shapely_max_share_diff": round(float(np.abs(plain - mine).max()), 6)}
+        print(json.dumps(result), flush=True)  # a bounded PostGIS line may take long
         if not args.skip_postgis:
-            pg_t, pg = best(lambda: postgis(conn, street, since, until, b), repeat=1)
-            result.update(postgis_s=round(pg_t, 3), postgis_vs_ours=round(pg_t / ours_t, 2),
-                          postgis_vs_ours_1_thread=round(pg_t / one_t, 2),
-                          postgis_max_share_diff=round(float(np.abs(pg - mine).max()), 6))
+            conn.commit()
+            pg_t, pg = best(lambda: postgis(conn, street, since, until, b,
+                                            args.postgis_timeout), 1)
+            if pg is None:
+                result.update(postgis_s=None, postgis_note=(
+                    f"did not finish within --postgis-timeout {args.postgis_timeout:g} s "
+                    f"(> {args.postgis_timeout / ours_t:.0f}x ours)"))
+            else:
+                result.update(postgis_s=round(pg_t, 3), postgis_vs_ours=round(pg_t / ours_t, 2),
+                              postgis_vs_ours_1_thread=round(pg_t / one_t, 2),
+                              postgis_max_share_diff=round(float(np.abs(pg - mine).max()), 6))
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "patrol_coverage.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -50,6 +50,7 @@ from sqlalchemy import Connection, create_engine, text
 
 from bench import city
 from bench.common import percentiles
+from bench.common import timed as common_timed
 
 DBNAME = "citygrid_scale"
 INCIDENTS = 5_000_000
@@ -257,18 +258,12 @@ def setup() -> dict[str, Any]:
 
 # -- measure -------------------------------------------------------------------------------------
 
-def pctl(runs: list[float]) -> dict[str, float]:
-    return percentiles(runs)
+pctl = percentiles  # bench.common: the one percentile rule
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
-    out = fn()  # warm
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        runs.append((time.perf_counter() - t0) * 1000)
-    return runs, out
+    """Milliseconds of ``repeat`` runs after one warm-up (:func:`bench.common.timed`)."""
+    return common_timed(fn, repeat, warm=True)
 
 
 def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
