@@ -50,8 +50,9 @@ def _points(snap, rows: int, want: int, rng: np.random.Generator) -> tuple[np.nd
     import shapely
 
     x0, y0, x1, y1 = shapely.total_bounds(snap.grids.polygons)
-    lon = rng.uniform(x0, x1, max(rows * 3, 1000))
-    lat = rng.uniform(y0, y1, max(rows * 3, 1000))
+    # rounded as the file writes them, so a point on a boundary is located as the intake will
+    lon = np.round(rng.uniform(x0, x1, max(rows * 3, 1000)), 7)
+    lat = np.round(rng.uniform(y0, y1, max(rows * 3, 1000)), 7)
     _, status = snap.locate_many(lon, lat)
     keep = np.flatnonzero(status == want)[:rows]
     return lon[keep], lat[keep]

@@ -54,7 +54,7 @@ def ensure(db: str, incidents: int) -> str:
                 print(f"loaded {incidents:,} incidents in {time.perf_counter() - t0:.0f} s",
                       flush=True)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE incident"))
+            conn.execute(text("VACUUM ANALYZE"))  # the fresh city's tables too, not only incident
     finally:
         engine.dispose()
     return url
