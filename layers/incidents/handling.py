@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, text
 
@@ -167,12 +167,21 @@ SORTS = {"received_at": "i.received_at", "-received_at": "i.received_at DESC",
          "due_at": "i.due_at", "-due_at": "i.due_at DESC", "id": "i.id", "-id": "i.id DESC"}
 
 
+class IncidentPage(TypedDict):
+    """A page of :func:`search` (``GET /incidents``)."""
+
+    items: list[dict[str, Any]]  # the public form of each incident (see ``_public``)
+    total: int  # matching incidents in the caller's jurisdiction, all pages
+    limit: int
+    offset: int
+
+
 def search(conn: Connection, *, principal: Principal, states: list[str] | None = None,
            categories: list[str] | None = None, sources: list[str] | None = None,
            since: datetime | None = None, until: datetime | None = None,
            region: str | None = None, lights: list[str] | None = None,
            assignee: str | None = None, open_only: bool = False, sort: str = "-received_at",
-           limit: int = 100, offset: int = 0) -> dict[str, Any]:
+           limit: int = 100, offset: int = 0) -> IncidentPage:
     """Incidents in the caller's jurisdiction, filtered, sorted and paged."""
     principal.require(Permission.INCIDENTS_READ)
     scope = _scope_of(principal)

@@ -14,7 +14,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import orjson
@@ -258,8 +258,18 @@ def read_bulk(body: bytes, *, filename: str = "upload.csv",
     return frame
 
 
+class BulkResult(TypedDict):
+    """What :func:`bulk` did with a file (``POST /incidents/bulk``'s answer)."""
+
+    rows: int  # rows in the file
+    imported: int  # new incidents written
+    duplicates: int  # rows whose source and external id were already taken in
+    bad_rows: int  # rows refused (listed in ``errors``, at most 1,000 per reason)
+    errors: list[dict[str, Any]]  # {row, field, reason, external_id}
+
+
 def bulk(conn: Connection, snap: Snapshot, frame: pd.DataFrame, *, principal: Principal,
-         partial: bool = False, max_outside_m: float = 30_000) -> dict[str, Any]:
+         partial: bool = False, max_outside_m: float = 30_000) -> BulkResult:
     """Take in many rows at once: validated and located vectorised, written with COPY.
 
     All or nothing by default: one bad row rejects the file, listing every bad row by its number
