@@ -86,17 +86,17 @@ def postgis(conn: Connection, street: str, since: datetime, until: datetime,
     from sqlalchemy.exc import OperationalError
 
     grids, tracks = kept_tracks(conn, street, since, until, buffer_m)
-    with conn.begin_nested() if conn.in_transaction() else conn.begin():
-        if timeout_s:
-            conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}"))
-        try:
+    try:
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            if timeout_s:  # undone with the savepoint
+                conn.execute(text(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}"))
             rows = conn.execute(text(POSTGIS_SQL), {
                 "b": buffer_m, "tracks": [bytes(w) for w in shapely.to_wkb(tracks)],
                 "grids": [bytes(w) for w in shapely.to_wkb(grids.geom)]}).all()
-        except OperationalError as exc:  # QueryCanceled: the bound was reached
-            if "statement timeout" not in str(exc):
-                raise
-            return None
+    except OperationalError as exc:  # QueryCanceled: the bound was reached
+        if "statement timeout" not in str(exc):
+            raise
+        return None
     return np.array([r[1] for r in rows], dtype=float)
 
 
