@@ -50,9 +50,7 @@ def workers(city: Engine) -> Iterator[tuple[TestClient, TestClient]]:
 
 
 def _bearer(client: TestClient, username: str) -> dict[str, str]:
-    res = client.post("/auth/token", data={"username": username, "password": PASSWORD})
-    if res.status_code == 422:  # the endpoint may take JSON
-        res = client.post("/auth/token", json={"username": username, "password": PASSWORD})
+    res = client.post("/auth/token", json={"username": username, "password": PASSWORD})
     assert res.status_code == 200, res.text
     return {"Authorization": f"Bearer {res.json()['access_token']}"}
 
