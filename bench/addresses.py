@@ -201,9 +201,17 @@ def main() -> None:
     r.add_argument("--db", default="citygrid_bench_addr")
     r.add_argument("--queries", type=int, default=1000)
     r.add_argument("--no-http", action="store_true")
+    r.add_argument("--http-only", action="store_true")
     args = parser.parse_args()
     if args.cmd == "build":
         build(args.db, args.scale, size=args.size, existing=args.existing)
+    elif args.http_only:
+        with create_engine(_url(args.db)).connect() as conn:
+            source = conn.execute(text("SELECT source FROM address WHERE valid_to IS NULL AND "
+                                       "source LIKE 'bench.addresses scale %' LIMIT 1")).scalar()
+            scale = int(source.rsplit(" ", 1)[1]) if source else 1
+            entries = generate(conn, per_community=PER_COMMUNITY, scale=scale)
+        _http(_url(args.db), noisy_variants(entries, n=args.queries, seed=2026))
     else:
         print(json.dumps(run(args.db, args.queries, not args.no_http), ensure_ascii=False,
                          indent=2))
