@@ -3,8 +3,9 @@ server, with the counts per state and per traffic light of the same selection.
 
 Only open cases are read, and the indexes of migration 0015 are partial over open cases
 (``incident_open_due_idx`` for the default order by due time, ``incident_open_geom_idx``,
-``incident_open_text_idx`` for free text with pg_trgm), so the cost follows the number of open
-cases, not the city's whole history.
+``incident_open_text_idx`` for free text with pg_trgm; ``incident_open_region_idx`` of 0026 for a
+street, community or grid, index-only), so the cost follows the number of open cases, not the
+city's whole history.
 """
 
 from __future__ import annotations
