@@ -20,6 +20,14 @@ headline is also measured over HTTP (``GET /addresses/search``, bearer token, uv
 
     python -m bench.addresses build [--db citygrid_bench_addr] [--scale 40]   # once, ~1M rows
     python -m bench.addresses run [--db citygrid_bench_addr] [--queries 1000]
+
+On the 5M scale city (its own streets and communities; no migration, no seed; only the address
+book is replaced):
+
+    CITYGRID_PGPORT=54390 CITYGRID_PGDATA=/work/scale/.pgdata \\
+        python -m bench.addresses build --db citygrid_scale --existing --size 1000000
+    CITYGRID_PGPORT=54390 CITYGRID_PGDATA=/work/scale/.pgdata \\
+        python -m bench.addresses run --db citygrid_scale
 """
 
 from __future__ import annotations
@@ -39,23 +47,31 @@ PER_COMMUNITY = 48
 
 
 def _url(db: str) -> str:
-    from tests.conftest import database_url
+    from bench.common import database
 
-    return database_url(db)
+    return database(db)
 
 
-def build(db: str, scale: int) -> None:
+def build(db: str, scale: int, *, size: int | None = None, existing: bool = False) -> None:
+    """The book: ``scale`` × 48 addresses per community, or about ``size`` in all. ``existing``:
+    the database already holds its city at its own migration (the shared scale city): neither
+    migrate nor seed it, only replace its address book."""
     from app.db import is_empty, migrate
     from app.seed import load_demo
     from grids.addresses import Record, import_records
 
     url = _url(db)
-    migrate(url)
+    if not existing:
+        migrate(url)
     eng = create_engine(url)
     with eng.begin() as conn:
-        if is_empty(conn):
+        if not existing and is_empty(conn):
             load_demo(conn)
     with eng.begin() as conn:
+        if size is not None:
+            communities = conn.execute(text(
+                "SELECT count(*) FROM region_current WHERE level = 'community'")).scalar_one()
+            scale = max(1, -(-size // (communities * PER_COMMUNITY)))
         t0 = time.perf_counter()
         entries = generate(conn, per_community=PER_COMMUNITY, scale=scale)
         t1 = time.perf_counter()
@@ -113,10 +129,12 @@ def run(db: str, n_queries: int, http: bool, slow: int = 100) -> dict[str, Any]:
 
     url = _url(db)
     eng = create_engine(url)
-    dispatcher = Principal.make("bench:dispatcher", "dispatcher", Scope.of("330782"))
     result: dict[str, Any] = {}
     with eng.connect() as conn:
         conn.execute(text("SET jit = off"))  # as the service's connections run
+        city = conn.execute(text("SELECT code FROM region_current WHERE level = 'city' "
+                                 "ORDER BY code LIMIT 1")).scalar_one()
+        dispatcher = Principal.make("bench:dispatcher", "dispatcher", Scope.of(city))
         n = conn.execute(text("SELECT count(*) FROM address WHERE valid_to IS NULL")).scalar_one()
         source = conn.execute(text("SELECT source FROM address WHERE valid_to IS NULL "
                                    "AND source LIKE 'bench.addresses scale %' LIMIT 1")).scalar()
@@ -145,15 +163,17 @@ def _http(url: str, queries: list[tuple[str, str, str]]) -> dict[str, Any]:
 
     from app.main import create_app
     from app.settings import DatabaseSettings, Settings
-    from tests.conftest import TEST_PASSWORD, _ensure_accounts, app_role_url, live_server
+    from bench.desk import _codes, bench_account
+    from tests.conftest import app_role_url, live_server
 
     eng = create_engine(url)
     with eng.begin() as conn:
-        _ensure_accounts(conn)
+        user, password = bench_account(conn, _codes(conn)[0])
     settings = Settings(db=DatabaseSettings(database_url=app_role_url(url), migration_url=url))
-    with live_server(create_app(settings)) as base, httpx.Client(base_url=base) as c:
-        token = c.post("/auth/token", json={"username": "t_dispatcher",
-                                            "password": TEST_PASSWORD}).json()["access_token"]
+    with live_server(create_app(settings), timeout=600) as base, \
+            httpx.Client(base_url=base) as c:
+        token = c.post("/auth/token", json={"username": user,
+                                            "password": password}).json()["access_token"]
         c.headers["Authorization"] = "Bearer " + token
         c.headers["Accept-Encoding"] = "gzip"
         for q, _, _ in queries[:20]:
@@ -173,13 +193,25 @@ def main() -> None:
     b = sub.add_parser("build")
     b.add_argument("--db", default="citygrid_bench_addr")
     b.add_argument("--scale", type=int, default=40)
+    b.add_argument("--size", type=int, default=None,
+                   help="about this many addresses in all (sets the scale from the communities)")
+    b.add_argument("--existing", action="store_true",
+                   help="the city is there already (e.g. citygrid_scale): no migration, no seed")
     r = sub.add_parser("run")
     r.add_argument("--db", default="citygrid_bench_addr")
     r.add_argument("--queries", type=int, default=1000)
     r.add_argument("--no-http", action="store_true")
+    r.add_argument("--http-only", action="store_true")
     args = parser.parse_args()
     if args.cmd == "build":
-        build(args.db, args.scale)
+        build(args.db, args.scale, size=args.size, existing=args.existing)
+    elif args.http_only:
+        with create_engine(_url(args.db)).connect() as conn:
+            source = conn.execute(text("SELECT source FROM address WHERE valid_to IS NULL AND "
+                                       "source LIKE 'bench.addresses scale %' LIMIT 1")).scalar()
+            scale = int(source.rsplit(" ", 1)[1]) if source else 1
+            entries = generate(conn, per_community=PER_COMMUNITY, scale=scale)
+        _http(_url(args.db), noisy_variants(entries, n=args.queries, seed=2026))
     else:
         print(json.dumps(run(args.db, args.queries, not args.no_http), ensure_ascii=False,
                          indent=2))

@@ -84,6 +84,9 @@ def run(db: str, *, n: int, days: int, seed: int, sensitivity: bool) -> None:
         print(_line(f"score >= {duplicates.LIKELY}",
                     duplicates.measure(conn, "dup_eval", min_score=duplicates.LIKELY)))
         print(_line("score >= 0.8", duplicates.measure(conn, "dup_eval", min_score=0.8)))
+        t = duplicates.operating_point(conn, "dup_eval", precision=0.90)
+        print(_line(f"score >= {t:.3f} (label-free: mean score of proposals >= 0.90)",
+                    duplicates.measure(conn, "dup_eval", min_score=t)))
         saved = duplicates.SAME_CHANNEL_WEIGHT
         duplicates.SAME_CHANNEL_WEIGHT = 1.0
         print(_line(f"score >= {duplicates.LIKELY}, channel not used",

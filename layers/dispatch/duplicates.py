@@ -77,9 +77,14 @@ def density_sql(a: str, table: str) -> str:
     """SQL counting the cases of ``table`` (alias ``n``) of ``a``'s category near ``a`` in
     place and time (``a`` has ``id``, ``geom``, ``received_at``, ``cat``; ``n`` has ``cat``)."""
     r = DENSITY_RADIUS_M
-    return (f"(SELECT count(*) FROM {table} WHERE n.cat = {a}.cat AND n.id <> {a}.id "
-            f"AND n.geom && ST_Expand({a}.geom, {r} / ({M_PER_DEG} * "
-            f"cos(radians(ST_Y({a}.geom)))), {r} / {M_PER_DEG}) "
+    # The box alone first, behind a fence (OFFSET 0): on 5M cases the planner otherwise ANDs the
+    # whole history's GiST index with the open cases' time index, and a market's 300 m box holds
+    # tens of thousands of past cases (36 ms a case); the open cases' own GiST index gives the
+    # few hundred open ones (bench/desk.py scale, docs/desk.md).
+    return (f"(SELECT count(*) FROM (SELECT * FROM {table} "
+            f"WHERE n.geom && ST_Expand({a}.geom, {r} / ({M_PER_DEG} * "
+            f"cos(radians(ST_Y({a}.geom)))), {r} / {M_PER_DEG}) OFFSET 0) n "
+            f"WHERE n.cat = {a}.cat AND n.id <> {a}.id "
             f"AND ST_DistanceSphere({a}.geom, n.geom) <= {r} "
             f"AND n.received_at BETWEEN {a}.received_at - interval '{DENSITY_DAYS} days' "
             f"AND {a}.received_at + interval '{DENSITY_DAYS} days')")
@@ -116,6 +121,11 @@ def pair_sql(a: str, b: str, rule: str) -> tuple[str, str]:
 
 
 _COND, _SCORE = pair_sql("x", "o", "x")
+# The density of a case is counted only if some open case passes its rule at all (CASE runs its
+# sub-query only then): most cases of a queue page have no candidate, and in a market the count
+# reads a few hundred open cases (5M city: the badge of a page went from 250 to ~20 ms).
+_LAZY_DENSITY = (f"(CASE WHEN EXISTS (SELECT 1 FROM o o2 WHERE o2.id <> x0.id AND "
+                 f"{pair_sql('x0', 'o2', 'x0')[0]}) THEN {density_sql('x0', 'o n')} ELSE 0 END)")
 _OPEN_CASES = f"""
     SELECT i.id, i.geom, i.received_at, c.code AS cat, i.source, i.reporter_phone AS phone,
            i.state, i.address, i.description, i.region_code, c.name AS category_name,
@@ -131,7 +141,7 @@ WITH x0 AS MATERIALIZED (
     WHERE i.id = :id AND i.geom IS NOT NULL),
 o AS NOT MATERIALIZED ({_OPEN_CASES}),
 x AS MATERIALIZED (
-    SELECT x0.*, {density_sql('x0', 'o n')} AS dens FROM x0)
+    SELECT x0.*, {_LAZY_DENSITY} AS dens FROM x0)
 SELECT o.id, o.source, o.state, o.cat AS category, o.category_name, o.category_name_en,
        o.address, left(o.description, 140) AS description, o.received_at, o.region_code,
        o.version, round(ST_DistanceSphere(x.geom, o.geom)::numeric, 1)::float8 AS distance_m,
@@ -156,10 +166,11 @@ WITH x0 AS MATERIALIZED (
            rule.*
     FROM incident i JOIN category c ON c.id = i.category_id,
     LATERAL {_rule_sql('c.code')} rule
-    WHERE i.id = ANY(:ids) AND i.geom IS NOT NULL AND i.state IN {OPEN_SQL}),
+    -- "IS TRUE": pick the rows by id (pkey), not by a partial index of every open case
+    WHERE i.id = ANY(:ids) AND i.geom IS NOT NULL AND (i.state IN {OPEN_SQL}) IS TRUE),
 o AS NOT MATERIALIZED ({_OPEN_CASES}),
 x AS MATERIALIZED (
-    SELECT x0.*, {density_sql('x0', 'o n')} AS dens FROM x0)
+    SELECT x0.*, {_LAZY_DENSITY} AS dens FROM x0)
 SELECT x.id, count(*) FILTER (WHERE ({_SCORE}) >= {LIKELY}) AS likely
 FROM x JOIN o ON o.id <> x.id AND {_COND}
 WHERE {like_any('o.region_code')}
@@ -191,6 +202,27 @@ def candidates(conn: Connection, incident_id: int, *, user: DeskUser, limit: int
                                detail={"field": "id", "value": incident_id})
     return [dict(r) for r in conn.execute(text(CANDIDATES_SQL), {
         "id": incident_id, "scope": scope.like_patterns(), "limit": limit}).mappings()]
+
+
+def operating_point(conn: Connection, table: str, *, precision: float = 0.90) -> float:
+    """The lowest score threshold whose proposals, by the score's own account, are right at
+    ``precision``: the mean score of the pairs at or above it is at least ``precision``.
+
+    No label is read: the score is a probability, and where it is calibrated the mean score of
+    what is proposed is the expected precision. Never below :data:`LIKELY`. ``table`` as for
+    :func:`measure` (its ``cluster`` is not used)."""
+    cond, score = pair_sql("a", "b", "a")
+    scores = conn.execute(text(f"""
+        WITH a AS (SELECT t.*, rule.*, {density_sql('t', f'{table} n')} AS dens
+                   FROM {table} t, LATERAL {_rule_sql('t.cat')} rule)
+        SELECT {score} AS s FROM a JOIN {table} b ON b.id <> a.id
+        AND b.received_at <= a.received_at AND {cond} ORDER BY 1 DESC""")).scalars().all()
+    best, total = 1.0, 0.0
+    for k, s in enumerate(scores, start=1):
+        total += float(s)
+        if total / k >= precision:
+            best = float(s)
+    return max(LIKELY, best)
 
 
 def measure(conn: Connection, table: str, *, min_score: float = 0.0) -> dict[str, float]:

@@ -3,8 +3,9 @@ server, with the counts per state and per traffic light of the same selection.
 
 Only open cases are read, and the indexes of migration 0015 are partial over open cases
 (``incident_open_due_idx`` for the default order by due time, ``incident_open_geom_idx``,
-``incident_open_text_idx`` for free text with pg_trgm), so the cost follows the number of open
-cases, not the city's whole history.
+``incident_open_text_idx`` for free text with pg_trgm; ``incident_open_region_idx`` of 0026 for a
+street, community or grid, index-only), so the cost follows the number of open cases, not the
+city's whole history.
 """
 
 from __future__ import annotations
@@ -176,28 +177,54 @@ def queue(conn: Connection, *, user: DeskUser, filters: QueueFilters, limit: int
     """
     user.principal.require(Permission.INCIDENTS_READ)
     filters.check()
-    where, params = _where(user, filters, with_state_light=True)
+    # One scan of the selection (without the state and light filters), the light computed once
+    # per case: the counts come from it, and so does the page (state, light, cursor, order,
+    # limit); the names are joined to the page's rows only. At 5M incidents this halved the
+    # first page of a street (bench/desk.py scale, docs/desk.md).
+    where, params = _where(user, filters, with_state_light=False)
+    page_where = ["true"]
+    if filters.states:
+        page_where.append("i.state = ANY(:states)")
+        params["states"] = filters.states
+    if filters.lights:
+        page_where.append("i.light = ANY(:lights)")
+        params["lights"] = filters.lights
     if after is not None:
         if offset:
             raise QueueInvalid("Page by offset or by cursor, not both.",
                                detail={"field": "after", "expected": "offset 0 with a cursor"})
         cond, kparams = _keyset(filters.sort, after)
-        where = [*where, cond]
+        page_where.append(cond)
         params.update(kparams)
     params.update(limit=limit, offset=offset)
-    sql = (_ROW.format(light=light_sql("i", "c")) + _FROM +
-           " LEFT JOIN staff s ON s.code = i.responsible_code WHERE " + " AND ".join(where) +
-           f" ORDER BY {SORTS[filters.sort]} LIMIT :limit OFFSET :offset")
-    items = [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    # the department only when filtered by it: its (removed) outer join still keeps PostgreSQL
+    # from an index-only scan of incident_open_region_idx (migration 0026)
+    sel_from = _FROM if (user.department or filters.department) else (
+        "FROM incident i JOIN category c ON c.id = i.category_id")
+    sql = (
+        f"WITH sel AS MATERIALIZED (SELECT i.id, i.state, {light_sql('i', 'c')} AS light, "
+        f"i.due_at, i.received_at {sel_from} WHERE {' AND '.join(where)}), "
+        f"page AS (SELECT i.id, i.light FROM sel i WHERE {' AND '.join(page_where)} "
+        f"ORDER BY {SORTS[filters.sort]} LIMIT :limit OFFSET :offset), "
+        "cells AS (SELECT coalesce(json_agg(json_build_array(state, light, n)), '[]') AS cells "
+        "FROM (SELECT state, light, count(*) AS n FROM sel GROUP BY 1, 2) k) "
+        "SELECT cells.cells, r.* FROM cells LEFT JOIN (" + _ROW.format(light="p.light") +
+        f"FROM page p JOIN incident i ON i.id = p.id JOIN category c ON c.id = i.category_id "
+        "LEFT JOIN department d ON d.id = i.department_id "
+        "LEFT JOIN staff s ON s.code = i.responsible_code) r ON true "
+        f"ORDER BY {SORTS[filters.sort].replace('i.', 'r.')}")
+    rows = [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    cells = rows[0].pop("cells") if rows else []
+    items = []
+    for r in rows:
+        r.pop("cells", None)
+        if r["id"] is not None:
+            items.append(r)
     # the duplicate badge: likely duplicates of each row (layers.dispatch.duplicates)
     badge = likely_counts(conn, [r["id"] for r in items],
                           user.principal.locate_scope().like_patterns())
     for r in items:
         r["duplicates"] = badge.get(r["id"], 0)
-    cwhere, cparams = _where(user, filters, with_state_light=False)
-    cells = conn.execute(text(
-        f"SELECT i.state, {light_sql('i', 'c')} AS light, count(*) AS n {_FROM} "
-        f"WHERE {' AND '.join(cwhere)} GROUP BY 1, 2"), cparams).all()
     by_state = dict.fromkeys(OPEN_ORDER, 0)
     by_light = dict.fromkeys(LIGHTS, 0)
     total = 0

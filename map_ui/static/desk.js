@@ -16,7 +16,7 @@
   const SORTS = ["due_at", "-due_at", "-received_at", "received_at"];
   const blank = () => ({ states: [], lights: [], categories: [], sources: [], region: "", assignee: "",
     department: "", since: "", until: "", q: "", sort: "due_at" });
-  const desk = { me: null, filters: blank(), offset: 0, limit: 50, page: null, view: null, form: null,
+  const desk = { me: null, filters: blank(), offset: 0, after: null, back: [], limit: 50, page: null, view: null, form: null,
     views: [], viewId: "", badge: 0, marker: null, seq: 0, categories: [], built: false, reveal: null,
     revealed: {}, notice: null, loads: 0 };
 
@@ -136,7 +136,10 @@
   }
   function params() {
     const f = desk.filters;
-    const q = new URLSearchParams({ limit: String(desk.limit), offset: String(desk.offset), sort: f.sort });
+    // keyset paging: the page after the previous page's last row (`next`), so cases arriving
+    // between two pages neither repeat a row nor push one out of sight; `offset` is only shown
+    const q = new URLSearchParams({ limit: String(desk.limit), sort: f.sort });
+    if (desk.after) q.set("after", desk.after);
     f.states.forEach((s) => q.append("state", s));
     f.lights.forEach((s) => q.append("light", s));
     f.categories.forEach((s) => q.append("category", s));
@@ -149,6 +152,8 @@
     if (f.q) q.set("q", f.q);
     return q;
   }
+
+  function firstPage() { desk.offset = 0; desk.after = null; desk.back = []; }
 
   // ---- the queue --------------------------------------------------------------------------------
   async function loadQueue() {
@@ -173,7 +178,7 @@
     $("desk-counts").innerHTML = `<div>${OPEN.map((s) => chip("states", s, p.counts.state[s] || 0, label("state_", s))).join("")}</div>` +
       `<div>${LIGHTS.map((l) => chip("lights", l, p.counts.light[l] || 0, label("light_", l), COLOR[l])).join("")}</div>`;
     $("desk-total").textContent = p.total ? fmt("desk_total", { n: p.total.toLocaleString(),
-      a: p.offset + 1, b: p.offset + p.items.length }) : t("desk_none");
+      a: desk.offset + 1, b: desk.offset + p.items.length }) : t("desk_none");
     $("desk-table").querySelector("tbody").innerHTML = p.items.map((c) => `
       <tr data-id="${c.id}" class="${desk.view && desk.view.id === c.id ? "selected" : ""}${c.fresh ? " fresh" : ""}">
         <td><i class="dot" style="background:${COLOR[c.light] || "#999"}" title="${esc(label("light_", c.light))}"></i></td>
@@ -182,8 +187,8 @@
         <td>${esc(label("state_", c.state))}${c.card ? ` <span class="card-${esc(c.card)}">●</span>` : ""}</td>
         <td class="due">${esc(when(c.due_at))}</td><td class="resp">${esc(c.responsible_name || c.responsible_code || "–")}</td>
         <td>${esc(c.department_name || "–")}</td></tr>`).join("");
-    $("desk-prev").disabled = p.offset === 0;
-    $("desk-next").disabled = p.offset + p.items.length >= p.total;
+    $("desk-prev").disabled = !desk.back.length;
+    $("desk-next").disabled = !p.next;
   }
 
   // ---- one case ---------------------------------------------------------------------------------
@@ -422,7 +427,7 @@
       ["since", "until"].forEach((k) => { if (f[k]) f[k] = String(f[k]).slice(0, 10); });
     }
     desk.filters = f;
-    desk.offset = 0;
+    firstPage();
     build();
     guarded(loadQueue);
   }
@@ -439,11 +444,11 @@
   // ---- events -----------------------------------------------------------------------------------
   function wire() {
     $("desk-filter").addEventListener("submit", (ev) => {
-      ev.preventDefault(); readFilters(); desk.offset = 0; desk.viewId = ""; guarded(loadQueue);
+      ev.preventDefault(); readFilters(); firstPage(); desk.viewId = ""; guarded(loadQueue);
     });
-    $("desk-reset").addEventListener("click", () => { desk.filters = blank(); desk.offset = 0; desk.viewId = ""; build(); guarded(loadQueue); });
+    $("desk-reset").addEventListener("click", () => { desk.filters = blank(); firstPage(); desk.viewId = ""; build(); guarded(loadQueue); });
     ["desk-category", "desk-source", "desk-department", "desk-sort"].forEach((id) => $(id).addEventListener("change", () => {
-      readFilters(); desk.offset = 0; guarded(loadQueue);
+      readFilters(); firstPage(); guarded(loadQueue);
     }));
     $("desk-counts").addEventListener("click", (ev) => {
       const b = ev.target.closest("button.chip");
@@ -452,15 +457,26 @@
       const list = desk.filters[b.dataset.kind];
       const i = list.indexOf(b.dataset.value);
       if (i >= 0) list.splice(i, 1); else list.push(b.dataset.value);
-      desk.offset = 0;
+      firstPage();
       guarded(loadQueue);
     });
     $("desk-table").addEventListener("click", (ev) => {
       const tr = ev.target.closest("tr[data-id]");
       if (tr) guarded(() => openCase(Number(tr.dataset.id)));
     });
-    $("desk-prev").addEventListener("click", () => { desk.offset = Math.max(0, desk.offset - desk.limit); guarded(loadQueue); });
-    $("desk-next").addEventListener("click", () => { desk.offset += desk.limit; guarded(loadQueue); });
+    $("desk-prev").addEventListener("click", () => {
+      if (!desk.back.length) return;
+      const b = desk.back.pop();
+      desk.after = b.after; desk.offset = b.offset;
+      guarded(loadQueue);
+    });
+    $("desk-next").addEventListener("click", () => {
+      const p = desk.page;
+      if (!p || !p.next) return;
+      desk.back.push({ after: desk.after, offset: desk.offset });
+      desk.after = p.next; desk.offset += p.items.length;
+      guarded(loadQueue);
+    });
     $("desk-view").addEventListener("change", (ev) => useView(ev.target.value));
     $("desk-view-save").addEventListener("click", saveView);
     $("desk-view-delete").addEventListener("click", deleteView);
@@ -536,7 +552,7 @@
     if (!["received", "registered", "dispatched", "handling", "reported", "verified"].includes(c.state)) return;
     toast(c);
     if (!deskActive()) { setBadge(desk.badge + 1); return; }
-    if (desk.built && desk.offset === 0) {
+    if (desk.built && !desk.after) {
       clearTimeout(reloadTimer);
       reloadTimer = setTimeout(() => guarded(loadQueue), 300);
     }

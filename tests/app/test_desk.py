@@ -272,3 +272,34 @@ def test_keyset_pages_match_offset_pages(anonymous: TestClient, headers, spot: d
     both = anonymous.get("/desk/queue", params={"after": by_key[0] and "|1", "offset": 3},
                          headers=h)
     assert both.status_code == 422
+
+
+@pytest.mark.parametrize("sort", ["-received_at", "due_at"])
+def test_keyset_pages_with_cases_arriving_between_pages(anonymous: TestClient, headers,
+                                                        spot: dict, sort: str) -> None:
+    """Cases arriving between two pages neither repeat a row nor push one out of sight (with
+    offset paging, newest first, every arrival pushes the page boundary and repeats a row)."""
+    mark = f"到达翻页-{sort}"
+    h = headers("t_dispatcher")
+    first = [_new(anonymous, headers, spot, f"arr-{sort}-{k}", dx=0.0007 * k,
+                  description=f"{mark} 第{k}件") for k in range(5)]
+    base = {"sort": sort, "limit": 2, "q": mark}
+    page = anonymous.get("/desk/queue", params=base, headers=h).json()
+    seen = [r["id"] for r in page["items"]]
+    offset_seen = list(seen)
+    arrived = [_new(anonymous, headers, spot, f"arr-{sort}-late-{k}", dx=-0.0007 * k,
+                    category=cat, description=f"{mark} 后到{k}")
+               for k, cat in enumerate(("C0101", "E0101", "C0101"))]
+    after = page["next"]
+    while after:
+        page = anonymous.get("/desk/queue", params={**base, "after": after}, headers=h).json()
+        seen += [r["id"] for r in page["items"]]
+        after = page["next"]
+    for off in (2, 4):
+        offset_seen += [r["id"] for r in anonymous.get(
+            "/desk/queue", params={**base, "offset": off}, headers=h).json()["items"]]
+    assert len(seen) == len(set(seen)), seen  # no row twice
+    assert set(first) <= set(seen), (first, seen)  # no row skipped
+    assert set(seen) - set(first) <= set(arrived)
+    if sort == "-received_at":  # what keyset paging avoids: the same rows by offset repeat
+        assert len(offset_seen) != len(set(offset_seen))

@@ -71,11 +71,12 @@ def worker_spot(engine: Engine) -> dict:
 
 
 def new_case(server: str, spot: dict, *, source: str = "hotline_12345", category: str = "C0101",
-             dx: float = 0.0, who: str = "t_dispatcher") -> int:
+             dx: float = 0.0, who: str = "t_dispatcher",
+             description: str = "井盖破损，夜间有人险些踩空") -> int:
     with client(server, who) as c:
         res = c.post("/incidents", json={
             "source": source, "external_id": f"ui-desk-{uuid.uuid4().hex[:12]}",
-            "category": category, "description": "井盖破损，夜间有人险些踩空",
+            "category": category, "description": description,
             "address": "稠州北路88号", "lon": spot["lon"] + dx, "lat": spot["lat"],
             "reporter_name": "王五", "reporter_phone": "13900001111"})
         assert res.status_code == 201, res.text
@@ -255,3 +256,33 @@ def test_live_arrival_toast_badge_and_english(page, server: str, worker_spot: di
     page.wait_for_selector("#desk-conflict:not([hidden])")
     assert "Someone else just changed this case" in page.inner_text("#desk-conflict")
     page.screenshot(path=str(ARTIFACTS / "desk-english.png"))
+
+
+def test_pages_by_cursor_while_cases_arrive(page, server: str, worker_spot: dict) -> None:
+    """Newest first, two rows a page: two cases arriving while page 2 is shown push nothing
+    onto page 3 twice (offset paging would show page 2's rows again) and hide nothing."""
+    mark = f"翻页{uuid.uuid4().hex[:6]}"
+    first = [new_case(server, worker_spot, dx=0.0005 * k, description=f"{mark} 第{k}件")
+             for k in range(5)]
+    login(page, "t_dispatcher")
+    open_desk(page)
+    page.evaluate("window.citygridDesk.desk.limit = 2")
+    page.fill("#desk-q", mark)
+    page.select_option("#desk-sort", "-received_at")
+    page.click("#desk-apply")
+    shown = "window.citygridDesk.desk.page.items.map((r) => r.id).join(',')"
+    page.wait_for_function(f"{shown} === '{first[4]},{first[3]}'")
+    page.click("#desk-next")
+    page.wait_for_function(f"{shown} === '{first[2]},{first[1]}'")
+    page2 = page.inner_text("#desk-total")
+    arrived = [new_case(server, worker_spot, description=f"{mark} 后到{k}") for k in range(2)]
+    page.click("#desk-next")
+    page.wait_for_function(f"{shown} === '{first[0]}'")
+    assert page.is_disabled("#desk-next")
+    assert "5–5" in page.inner_text("#desk-total")
+    page.click("#desk-prev")
+    page.wait_for_function(f"{shown} === '{first[2]},{first[1]}'")
+    assert page.inner_text("#desk-total").split("，")[-1] == page2.split("，")[-1]
+    page.click("#desk-prev")
+    page.wait_for_function(f"{shown} === '{arrived[1]},{arrived[0]}'")
+    assert page.is_disabled("#desk-prev")
