@@ -12,7 +12,7 @@ Standard library only: the Makefile runs it before the virtualenv exists.
 Usage::
 
     python -m app.devdb up [DBNAME ...]   # init if needed, start if stopped, create databases
-    python -m app.devdb down
+    python -m app.devdb down              # (and its standby, if one runs)
     python -m app.devdb status
     python -m app.devdb url [DBNAME]
     python -m app.devdb replica up|down|status|drop   # a streaming hot standby of the cluster
@@ -312,6 +312,7 @@ def main(argv: list[str]) -> None:
     if argv[0] == "up":
         up(argv[1:] or ["citygrid"])
     elif argv[0] == "down":
+        replica_down()  # a standby of this cluster, if one runs, would retry it forever
         down()
     elif argv[0] == "status":
         print("running" if _running() else "stopped")

@@ -376,13 +376,14 @@ class ReadRouting:
             return message
 
         dropped = False
+        sending = self._sender(scope, send, trace)
 
         async def holding(message: Message) -> None:
             nonlocal dropped
             if trace.replica_failed and message["type"].startswith("http.response"):
                 dropped = True  # the standby failed before anything was sent: answer again
                 return
-            await self._sender(scope, send, trace)(message)
+            await sending(message)
 
         try:
             await self.app(scope, recording, holding)

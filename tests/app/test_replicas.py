@@ -240,3 +240,19 @@ def test_a_standby_stopped_mid_read_costs_the_client_nothing(
         devdb.replica_up()  # started again (the folder is kept): it catches up and is used again
     _caught_up(client)
     assert client.get("/incidents").headers["x-citygrid-read"] == "replica"
+
+
+def test_wal_positions_and_what_counts_as_a_standby_failure() -> None:
+    from psycopg import errors as pg
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from app.replicas import format_lsn, replica_failure
+
+    assert parse_lsn("16/B374D848") == (0x16 << 32) + 0xB374D848
+    assert format_lsn(parse_lsn("16/B374D848") or 0) == "16/B374D848"
+    assert parse_lsn("nonsense") is None and parse_lsn("") is None and parse_lsn("1/zz") is None
+    lost = OperationalError("SELECT 1", {}, pg.AdminShutdown("terminating connection"))
+    read_only = DBAPIError("INSERT", {}, pg.ReadOnlySqlTransaction("read-only transaction"))
+    bad_input = DBAPIError("SELECT", {}, pg.InvalidTextRepresentation("invalid input"))
+    assert replica_failure(lost) and replica_failure(read_only)
+    assert not replica_failure(bad_input) and not replica_failure(ValueError("x"))
