@@ -41,6 +41,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -303,6 +304,9 @@ def read_connection(request: Any, primary: Callable[[Any], Iterator[Connection]]
         conn = standby.engine.connect()
     except DBAPIError as exc:  # not reachable: start on the primary at once
         replicas.failed(standby, exc)
+        yield from primary(request)
+        return
+    except PoolTimeout:  # its pool is busy: this read on the primary, the standby stays up
         yield from primary(request)
         return
     trace.read = "replica"

@@ -134,8 +134,11 @@ def _listed_ids(res: Any) -> set[int]:
 def test_the_standby_streams_and_heavy_reads_go_to_it(
     standby: dict[str, Any], served: tuple[FastAPI, TestClient]
 ) -> None:
-    _, client = served
+    app, client = served
     assert "streaming" in devdb.replica_status()
+    # the locator's snapshot and LISTEN use the primary's engine, never a standby's
+    assert app.state.locator.engine is app.state.engine
+    assert app.state.engine.url.port == standby["primary_port"]
     _caught_up(client)
     for path in ("/incidents", "/maps/counts", "/ogc/collections",
                  "/incidents/export.csv"):
