@@ -451,7 +451,11 @@ def user_reset_password(
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
-    workers: int = 1,
+    workers: Annotated[int, typer.Option(
+        min=1, max=64,
+        help="Worker processes on the one port. They share nothing in memory: rate limits and "
+             "the login throttle are counted in PostgreSQL, locators follow NOTIFY, so any "
+             "number of workers and hosts behind any load balancer act as one")] = 1,
 ) -> None:
     """Serve the API and portal with uvicorn."""
     import uvicorn

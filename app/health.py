@@ -13,6 +13,11 @@ A locator whose reloads fail for a reason other than the database (a bug: see
 still answers from its last snapshot, but someone should look at the log.
 
 ``works`` says which kinds of request succeed, so a monitor does not have to guess.
+
+With standbys configured (``CITYGRID_REPLICA_URLS``, app/replicas.py), ``replicas`` lists each
+with its state (``up``, ``lagging``: further behind than ``CITYGRID_REPLICA_MAX_LAG_S``, or
+``down``) and its lag in seconds, measured afresh for this answer. A standby away does not make the
+worker degraded: its reads go to the primary.
 """
 
 from __future__ import annotations
@@ -56,4 +61,8 @@ async def health(request: Request) -> JSONResponse:
     }
     if failure:
         body["reason"] = f"locator reload failing: {failure}"
+    replicas = getattr(state, "replicas", None)
+    if replicas is not None and replicas.enabled:
+        await run_in_threadpool(replicas.check)
+        body["replicas"] = replicas.report()
     return JSONResponse(body, status_code=503 if status == "down" else 200)

@@ -18,6 +18,7 @@ from app.hotpath import HotPath
 from app.input_guard import InputGuard
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
+from app.replicas import MAP_TABLES, ReadRouting, Replicas
 from app.routers import (
     access,
     addresses,
@@ -95,6 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Authenticator(settings.auth, app.state.directory,
                                    production=settings.api.mode == "production")
     errors.install(app)
+    # Heavy reads on standbys (app/replicas.py): the innermost middleware, so a read a standby
+    # failed runs again on the primary within the same in-flight slot; /locate never sees it.
+    app.state.replicas = Replicas(settings.replicas, settings.db)
+    app.add_middleware(ReadRouting, replicas=app.state.replicas,
+                       echo={MAP_TABLES: TILE_CACHE.invalidate})
     # Back-pressure: at most max_in_flight requests use the database at once, then a fast 503
     # (app/backpressure.py). Added before HotPath, so it sits inside it: /locate never waits.
     app.add_middleware(InFlightLimit, limit=settings.api.max_in_flight or settings.db.pool_size,

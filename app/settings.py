@@ -10,10 +10,10 @@ import ipaddress
 import os
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal, TypeVar, cast
+from typing import Annotated, Literal, TypeVar, cast
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from grids.upload_limits import UploadLimits
 
@@ -57,6 +57,37 @@ class DatabaseSettings(BaseSettings):
         if self.database_url == DEV_DATABASE_URL:
             return DEV_MIGRATION_URL
         return self.database_url
+
+
+class ReplicaSettings(BaseSettings):
+    """Streaming hot standbys for the heavy reads (app/replicas.py, docs/scale.md "Read replicas").
+
+    ``CITYGRID_REPLICA_URLS``: a comma list of standby URLs (the application role, as
+    ``database_url``); none by default, and then every read goes to the primary.
+    ``CITYGRID_REPLICA_MAX_LAG_S``: a standby further behind than this is skipped.
+    ``CITYGRID_REPLICA_CHECK_S``: how long a standby's measured lag is trusted before it is
+    measured again (in the background: a request never waits for the check).
+    """
+
+    model_config = _ENV
+
+    replica_urls: Annotated[list[str], NoDecode] = []
+    replica_max_lag_s: float = Field(5.0, gt=0, le=3600)
+    replica_check_s: float = Field(1.0, gt=0, le=60)
+
+    @field_validator("replica_urls", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.split(",")
+        if isinstance(v, list | tuple):
+            urls = [str(u).strip() for u in v if str(u).strip()]
+            for u in urls:
+                if not u.startswith(("postgresql://", "postgresql+psycopg://")):
+                    raise ValueError("CITYGRID_REPLICA_URLS: each standby is a "
+                                     "postgresql+psycopg:// URL")
+            return [u.replace("postgresql://", "postgresql+psycopg://", 1) for u in urls]
+        return v
 
 
 class CitySettings(BaseSettings):
@@ -186,6 +217,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=_from_env(AuthSettings))
     upload: UploadSettings = Field(default_factory=_from_env(UploadSettings))
     portal: PortalSettings = Field(default_factory=_from_env(PortalSettings))
+    replicas: ReplicaSettings = Field(default_factory=_from_env(ReplicaSettings))
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> Settings:

@@ -15,7 +15,7 @@ from fastapi import Path as FPath
 from pydantic import BaseModel, Field
 
 from app.auth import require
-from app.deps import Conn
+from app.deps import Conn, ReadConn
 from app.schemas import ErrorPublic
 from app.settings import PackSettings, _from_env
 from grids.access import Permission, Principal
@@ -43,7 +43,7 @@ def _xlsx(body: bytes, name: str) -> Response:
 
 @router.get("/month", summary="The month's figures per unit, ranked, with the month before and "
             "the same month last year")
-def get_month(conn: Conn, principal: Assessor, month: OptMonth = None, level: Level = "street",
+def get_month(conn: ReadConn, principal: Assessor, month: OptMonth = None, level: Level = "street",
               region: Region = None) -> dict[str, Any]:
     return month_view.compare(conn, principal=principal,
                               month=month or month_view.last_full_month(profile(conn).tz),
@@ -52,7 +52,7 @@ def get_month(conn: Conn, principal: Assessor, month: OptMonth = None, level: Le
 
 
 @router.get("/cases", summary="The cases behind a figure of the month")
-def get_cases(conn: Conn, principal: Assessor, month: Month,
+def get_cases(conn: ReadConn, principal: Assessor, month: Month,
               figure: Annotated[str, Query(max_length=32)],
               level: Literal["all", "grid", "community", "street", "worker", "department"]
               = "all", code: Annotated[str | None, Query(max_length=32)] = None,
@@ -65,13 +65,13 @@ def get_cases(conn: Conn, principal: Assessor, month: Month,
 
 @router.get("/grids/{code}", summary="A grid's summary: open cases, the month's figures, "
             "coverage, last patrol, worker and backup")
-def get_grid_summary(conn: Conn, principal: Assessor, code: str, month: OptMonth = None
+def get_grid_summary(conn: ReadConn, principal: Assessor, code: str, month: OptMonth = None
                      ) -> dict[str, Any]:
     return month_view.grid_summary(conn, principal=principal, code=code[:20], month=month)
 
 
 @router.get("/scores", summary="Scores and ranks of streets and departments (rules as data)")
-def get_scores(conn: Conn, principal: Assessor, month: Month, region: Region = None
+def get_scores(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
                ) -> dict[str, Any]:
     from layers.analysis import scoring
 
@@ -80,7 +80,7 @@ def get_scores(conn: Conn, principal: Assessor, month: Month, region: Region = N
 
 @router.get("/scores.xlsx", response_class=Response, summary="The scores as a workbook",
             responses={200: {"content": {XLSX: {}}}})
-def get_scores_xlsx(conn: Conn, principal: Assessor, month: Month, region: Region = None
+def get_scores_xlsx(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
                     ) -> Response:
     from layers.analysis import scoring
 
@@ -89,7 +89,7 @@ def get_scores_xlsx(conn: Conn, principal: Assessor, month: Month, region: Regio
 
 
 @router.get("/trend", summary="Twelve months of the jurisdiction's figures")
-def get_trend(conn: Conn, principal: Assessor, month: Month, region: Region = None
+def get_trend(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
               ) -> dict[str, Any]:
     from layers.analysis import trends
 
@@ -97,7 +97,7 @@ def get_trend(conn: Conn, principal: Assessor, month: Month, region: Region = No
 
 
 @router.get("/hotspots", summary="Getis–Ord Gi* hot and cold spots over grid counts")
-def get_hotspots(conn: Conn, principal: Assessor, month: Month, region: Region = None,
+def get_hotspots(conn: ReadConn, principal: Assessor, month: Month, region: Region = None,
                  category: Annotated[str | None, Query(max_length=32)] = None,
                  months: Annotated[int, Query(ge=1, le=24)] = 1,
                  geometry: Annotated[bool, Query(description="add each grid's name and, for "
@@ -119,7 +119,7 @@ def get_hotspots(conn: Conn, principal: Assessor, month: Month, region: Region =
 
 
 @router.get("/recurring", summary="Places with repeated cases (ST_ClusterDBSCAN)")
-def get_recurring(conn: Conn, principal: Assessor, month: Month, region: Region = None,
+def get_recurring(conn: ReadConn, principal: Assessor, month: Month, region: Region = None,
                   days: Annotated[int, Query(ge=7, le=366)] = 90,
                   eps_m: Annotated[float, Query(gt=0, le=1000)] = 50.0,
                   min_cases: Annotated[int, Query(ge=2, le=100)] = 3,
@@ -133,7 +133,7 @@ def get_recurring(conn: Conn, principal: Assessor, month: Month, region: Region 
 
 
 @router.get("/spikes", summary="Categories spiking against their own past")
-def get_spikes(conn: Conn, principal: Assessor, month: Month, region: Region = None
+def get_spikes(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
                ) -> dict[str, Any]:
     from layers.analysis import trends
 
@@ -141,7 +141,7 @@ def get_spikes(conn: Conn, principal: Assessor, month: Month, region: Region = N
 
 
 @router.get("/topics", summary="Hot topics: words of the month's descriptions (jieba)")
-def get_topics(conn: Conn, principal: Assessor, month: Month, region: Region = None
+def get_topics(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
                ) -> dict[str, Any]:
     from layers.analysis import topics
 

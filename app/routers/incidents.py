@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.auth import require
-from app.deps import Conn, PageParams
+from app.deps import Conn, PageParams, ReadConn
 from app.input_guard import check_frame
 from app.routers.locate import _service
 from app.schemas import ErrorPublic, IsoDateTime, QueryBool
@@ -256,7 +256,7 @@ Filters = Annotated[IncidentFilters, Depends(incident_filters)]
 
 
 @router.get("/incidents", response_model=IncidentPage)
-def list_incidents(conn: Conn, principal: Reader, page: PageParams, filters: Filters
+def list_incidents(conn: ReadConn, principal: Reader, page: PageParams, filters: Filters
                    ) -> IncidentPage:
     return IncidentPage.model_validate(handling.search(
         conn, principal=principal, limit=page.limit, offset=page.offset, **filters.kwargs()))
@@ -264,7 +264,7 @@ def list_incidents(conn: Conn, principal: Reader, page: PageParams, filters: Fil
 
 @router.get("/incidents/export.{fmt}", summary="The filtered list as CSV or XLSX (100,000 rows at most)",
             response_class=Response)
-def export_incidents(fmt: Literal["csv", "xlsx"], conn: Conn, principal: Reader,
+def export_incidents(fmt: Literal["csv", "xlsx"], conn: ReadConn, principal: Reader,
                      filters: Filters) -> Response:
     body, media = handling.export(conn, fmt, principal=principal, **filters.kwargs())
     return Response(body, media_type=media, headers={

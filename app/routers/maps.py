@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from app.auth import require
-from app.deps import Conn
+from app.deps import ReadConn
 from app.schemas import ErrorPublic, IsoDateTime, QueryBool
 from gis.validate import parse_bbox
 from grids.access import Permission, Principal
@@ -89,7 +89,7 @@ def _bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
 @router.get("/maps/heat", response_model=FeatureCollection,
             summary="Incidents binned on the server (points only when few match); bins that "
                     "meet the bbox come whole")
-def heat(conn: Conn, principal: MapReader, filters: MapFilters,
+def heat(conn: ReadConn, principal: MapReader, filters: MapFilters,
          zoom: Annotated[float, Query(ge=0, le=22)],
          bbox: Annotated[str | None, Query(max_length=100,
                                            description="minlon,minlat,maxlon,maxlat (EPSG:4326)")]
@@ -104,7 +104,7 @@ def heat(conn: Conn, principal: MapReader, filters: MapFilters,
 
 @router.get("/maps/counts", response_model=RegionCounts,
             summary="Incidents per grid, community or street, with rates, for choropleths")
-def counts(conn: Conn, principal: MapReader, filters: MapFilters,
+def counts(conn: ReadConn, principal: MapReader, filters: MapFilters,
            level: Literal["grid", "community", "street"] = "grid",
            geometry: QueryBool = False) -> RegionCounts:
     return RegionCounts.model_validate(maps.counts(
@@ -125,7 +125,7 @@ def _accepts_gzip(header: str) -> bool:
             summary="Mapbox vector tile: grids (with counts and patrol coverage), incidents (z >= 14) "
                     "or bins; gzip if accepted",
             responses={200: {"content": {"application/vnd.mapbox-vector-tile": {}}}})
-def vector_tile(request: Request, conn: Conn, principal: MapReader, filters: MapFilters,
+def vector_tile(request: Request, conn: ReadConn, principal: MapReader, filters: MapFilters,
                 layer: Literal["grids", "incidents", "bins"],
                 z: Annotated[int, Path(ge=0, le=22)], x: Annotated[int, Path(ge=0, le=2**22 - 1)],
                 y: Annotated[int, Path(ge=0, le=2**22 - 1)]) -> Response:
@@ -157,7 +157,7 @@ class AssessmentPublic(BaseModel):
 
 @router.get("/assessment", response_model=AssessmentPublic,
             summary="Monthly figures per grid, community, street, worker or department")
-def get_assessment(conn: Conn, principal: Assessor, month: Month, level: Level = "street",
+def get_assessment(conn: ReadConn, principal: Assessor, month: Month, level: Level = "street",
                    region: Annotated[str | None, Query(max_length=15,
                                                        pattern=r"^[0-9]{6,15}$")] = None
                    ) -> AssessmentPublic:
@@ -169,7 +169,7 @@ def get_assessment(conn: Conn, principal: Assessor, month: Month, level: Level =
             summary="The same figures as a workbook, with a sheet explaining each formula",
             responses={200: {"content": {
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}})
-def get_assessment_xlsx(conn: Conn, principal: Assessor, month: Month, level: Level = "street",
+def get_assessment_xlsx(conn: ReadConn, principal: Assessor, month: Month, level: Level = "street",
                         region: Annotated[str | None, Query(max_length=15,
                                                             pattern=r"^[0-9]{6,15}$")] = None
                         ) -> Response:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from app.auth import require
-from app.deps import Conn
+from app.deps import ReadConn
 from app.errors import responses as error_responses
 from grids import features as ogc
 from grids.access import Permission, Principal
@@ -132,13 +132,13 @@ def conformance(principal: Reader, f: Format = None) -> dict[str, Any]:
 
 @router.get("/collections", response_model=CollectionsPublic,
             response_model_exclude_none=True, summary="The collections")
-def collections(conn: Conn, base: Base, principal: Reader, f: Format = None) -> dict[str, Any]:
+def collections(conn: ReadConn, base: Base, principal: Reader, f: Format = None) -> dict[str, Any]:
     return ogc.collections_document(ogc.extents(conn, scope=principal.scope), base)
 
 
 @router.get("/collections/{collectionId}", response_model=CollectionPublic, response_model_exclude_none=True,
             summary="One collection")
-def collection(conn: Conn, base: Base, principal: Reader,
+def collection(conn: ReadConn, base: Base, principal: Reader,
                collection_id: Annotated[str, Path(alias="collectionId", max_length=40)],
                f: Format = None) -> dict[str, Any]:
     coll = ogc.collection(collection_id)
@@ -148,7 +148,7 @@ def collection(conn: Conn, base: Base, principal: Reader,
 
 @router.get("/collections/{collectionId}/items", response_class=Response,
             responses=GEOJSON_RESPONSE, summary="Features of a collection")
-def items(request: Request, conn: Conn, base: Base, principal: Reader, query: Items,
+def items(request: Request, conn: ReadConn, base: Base, principal: Reader, query: Items,
           collection_id: Annotated[str, Path(alias="collectionId", max_length=40)],
           f: Format = None) -> Response:
     coll = ogc.collection(collection_id)
@@ -160,7 +160,7 @@ def items(request: Request, conn: Conn, base: Base, principal: Reader, query: It
 
 @router.get("/collections/{collectionId}/items/{featureId}", response_class=Response,
             responses=GEOJSON_RESPONSE, summary="One feature")
-def item(conn: Conn, base: Base, principal: Reader,
+def item(conn: ReadConn, base: Base, principal: Reader,
          collection_id: Annotated[str, Path(alias="collectionId", max_length=40)],
          feature_id: Annotated[str, Path(alias="featureId", max_length=40)],
          crs: Annotated[str | None, Query(max_length=100, description="Output CRS")] = None,

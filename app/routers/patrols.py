@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from app.auth import require
-from app.deps import Conn
+from app.deps import Conn, ReadConn
 from app.schemas import ErrorPublic, IsoDateTime
 from grids.access import Permission, Principal
 from layers.patrols import alerts, coverage, daily, intake
@@ -138,7 +138,7 @@ def get_tracks(conn: Conn, principal: Reader,
 
 
 @router.get("/coverage", response_model=CoveragePublic)
-def get_coverage(conn: Conn, principal: Reader, window: TimeWindow, region: RegionCode = None,
+def get_coverage(conn: ReadConn, principal: Reader, window: TimeWindow, region: RegionCode = None,
                  buffer_m: BufferM = 50.0) -> dict[str, Any]:
     """Patrolled share of each grid in the window, with community/street/city totals."""
     return coverage.coverage(conn, region=region, since=window.since, until=window.until,
@@ -146,7 +146,7 @@ def get_coverage(conn: Conn, principal: Reader, window: TimeWindow, region: Regi
 
 
 @router.get("/coverage/{grid}/unpatrolled")
-def get_unpatrolled(conn: Conn, principal: Reader, window: TimeWindow,
+def get_unpatrolled(conn: ReadConn, principal: Reader, window: TimeWindow,
                     grid: Annotated[str, Path(pattern=r"^[0-9]{15}$")],
                     buffer_m: BufferM = 50.0) -> dict[str, Any]:
     """The part of the grid no track came near in the window, as GeoJSON polygons."""
