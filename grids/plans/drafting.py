@@ -96,7 +96,9 @@ def create_plan(conn: Connection, *, name: str, region_code: str, principal: Pri
     draft = load_draft(conn, row)
     if restored_at is not None:
         restored = _restore(conn, draft, code, restored_at)
-        undo.before_edit(conn, row, principal)
+        # undone, the plan is the region as it is now, with its problems then
+        undo.before_edit(conn, {**row, "problems": [p.as_dict() for p in validate(draft)]},
+                         principal)
         store_draft(conn, plan_id, draft, restored)
         log_edit(conn, row, "restore", {"op": "restore", "version": restore_version,
                                         "facts": {"op": "restore", "version": restore_version}},

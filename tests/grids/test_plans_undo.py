@@ -197,3 +197,19 @@ def test_import_into_a_draft_is_one_undoable_edit(tiny_city: Connection, tmp_pat
     assert plan["problems"] == []
     plan = undo.undo(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
     assert draft_rows(tiny_city, plan["id"]) == opened
+
+
+def test_a_restore_can_be_undone_to_the_region_as_it_is(tiny_city: Connection) -> None:
+    plan = open_plan(tiny_city)
+    plan = edit(tiny_city, plan, op="merge", codes=[G1, G2], keep=G1)
+    first = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    # the tiny city's version before the merge
+    before = tiny_city.execute(text("SELECT max(id) FROM boundary_version WHERE id < :v"),
+                               {"v": first["boundary_version"]}).scalar()
+    restored = plans.create_plan(tiny_city, name="r", region_code=C1, principal=PLANNER,
+                                 restore_version=before)
+    assert features(tiny_city, restored["id"]) == {G1: "changed", G2: "new"}
+    assert restored["edits"][0]["facts"] == {"op": "restore", "version": before}
+    back = undo.undo(tiny_city, restored["id"], principal=PLANNER, if_match=restored["etag"])
+    assert features(tiny_city, back["id"]) == {G1: "unchanged"}
+    assert back["problems"] == []
