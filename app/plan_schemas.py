@@ -34,9 +34,13 @@ class ProblemPublic(BaseModel):
 class EditPublic(BaseModel):
     seq: int
     op: str
-    summary: str
+    summary: str = Field(description="What the edit did, in English")
     by: str
     at: datetime
+    facts: dict[str, Any] | None = Field(None, description=(
+        "What the edit did as data (op, codes, names, areas), for a summary in any language"))
+    state: Literal["done", "undone", "dropped"] = Field("done", description=(
+        "undone: on the redo stack; dropped: undone, then replaced by a later edit"))
 
 
 class PlanPublic(BaseModel):
@@ -57,6 +61,7 @@ class PlanPublic(BaseModel):
     edits: list[EditPublic]
     problems: list[ProblemPublic]
     summary: str | None = Field(None, description="What a dry-run edit would do")
+    facts: dict[str, Any] | None = Field(None, description="The same as data (dry run only)")
     stale: bool = Field(False, description="A draft whose boundaries were changed by someone "
                                            "else since it was opened: activation will be 409")
 
@@ -112,7 +117,13 @@ class Recode(BaseModel):
     new_code: GridCode
 
 
-Edit = Annotated[Reshape | Split | Merge | Move | Create | Retire | Recode,
+class Rename(BaseModel):
+    op: Literal["rename"]
+    code: GridCode
+    name: str = Field(min_length=1, max_length=200)
+
+
+Edit = Annotated[Reshape | Split | Merge | Move | Create | Retire | Recode | Rename,
                  Field(discriminator="op")]
 
 

@@ -42,6 +42,7 @@ from grids.access import Permission, Principal
 from grids.errors import PreconditionRequired
 from grids.plans import history as plan_history
 from grids.plans import io as plan_io
+from grids.plans import undo as plan_undo
 from layers.incidents import reroute
 
 router = APIRouter(tags=["plans"], responses={
@@ -180,3 +181,39 @@ def diff_versions(
     return plan_history.diff(conn, region=region, from_version=from_version,
                              to_version=to_version, principal=principal)
 
+
+
+# ---- undo and redo, import into a draft (issue 19) -------------------------------------------
+
+
+@router.post("/plans/{plan_id}/undo", response_model=PlanPublic,
+             summary="Undo the newest edit in force (If-Match); it goes on the redo stack")
+def undo_edit(plan_id: PlanId, conn: Conn, principal: Writer, response: Response,
+              if_match: IfMatch = None) -> dict[str, Any]:
+    return _etag(response, plan_undo.undo(conn, plan_id, principal=principal,
+                                          if_match=_need(if_match)))
+
+
+@router.post("/plans/{plan_id}/redo", response_model=PlanPublic,
+             summary="Redo the most recently undone edit (If-Match); a new edit clears the stack")
+def redo_edit(plan_id: PlanId, conn: Conn, principal: Writer, response: Response,
+              if_match: IfMatch = None) -> dict[str, Any]:
+    return _etag(response, plan_undo.redo(conn, plan_id, principal=principal,
+                                          if_match=_need(if_match)))
+
+
+@router.post("/plans/{plan_id}/import", response_model=PlanPublic,
+             summary="Make the draft's grids those of a GeoPackage (one edit, undoable)")
+def import_into_plan(plan_id: PlanId, conn: Conn, principal: Writer, response: Response,
+                     request: Request,
+                     file: Annotated[UploadFile, File(description="A .gpkg, e.g. the plan's "
+                                                                  "export edited in QGIS")],
+                     if_match: IfMatch = None) -> dict[str, Any]:
+    need = _need(if_match)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = FilePath(tmp) / "upload.gpkg"
+        path.write_bytes(file.file.read())
+        plan = plan_io.import_into(conn, plan_id, path, principal=principal, if_match=need,
+                                   limits=request.app.state.settings.upload.limits(),
+                                   filename=FilePath(file.filename or "upload.gpkg").name)
+    return _etag(response, plan)

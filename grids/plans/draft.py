@@ -45,7 +45,7 @@ SLIVER_M2 = 100.0
 DEG_PER_M = 1.0 / 111_320.0  # along a meridian; at 29°N a degree of longitude is shorter
 KINDS = ("invalid_geometry", "outside_parent", "overlap", "gap", "sliver", "disconnected",
          "empty", "code_collision", "code_format", "not_neighbours", "bad_split", "unknown_code",
-         "unsupported")
+         "unsupported", "invalid_name")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, text
 from grids.access import Principal, prefix_of
 from grids.codes import level_of, normalise
 from grids.errors import GridError, RegionNotFound
-from grids.plans import edits
+from grids.plans import edits, undo
 from grids.plans.checks import validate
 from grids.plans.draft import SLIVER_M2, Draft, EditRejected, Item
 from grids.plans.store import (
@@ -96,9 +96,13 @@ def create_plan(conn: Connection, *, name: str, region_code: str, principal: Pri
     draft = load_draft(conn, row)
     if restored_at is not None:
         restored = _restore(conn, draft, code, restored_at)
+        # undone, the plan is the region as it is now, with its problems then
+        undo.before_edit(conn, {**row, "problems": [p.as_dict() for p in validate(draft)]},
+                         principal)
         store_draft(conn, plan_id, draft, restored)
-        log_edit(conn, row, "restore", {"op": "restore", "version": restore_version},
-                  f"restored the boundaries of version {restore_version}", principal)
+        log_edit(conn, row, "restore", {"op": "restore", "version": restore_version,
+                                        "facts": {"op": "restore", "version": restore_version}},
+                 f"restored the boundaries of version {restore_version}", principal)
         draft = restored
     problems = validate(draft)
     conn.execute(text("UPDATE plan SET problems = CAST(:p AS jsonb) WHERE id = :id"),
@@ -162,9 +166,12 @@ def apply_edit(conn: Connection, plan_id: int, edit: dict[str, Any], *, principa
         out = public(conn, row)
         out["problems"] = [p.as_dict() for p in applied.problems]
         out["summary"] = applied.summary
+        out["facts"] = applied.facts
         return out
+    undo.before_edit(conn, row, principal)  # drops the redo stack, keeps the draft for undo
     store_draft(conn, plan_id, draft, applied.draft)
-    log_edit(conn, row, str(edit["op"]), edit, applied.summary, principal)
+    log_edit(conn, row, str(edit["op"]), {**edit, "facts": applied.facts}, applied.summary,
+             principal)
     # The plan's problems: those of the tilings the edit touched, checked again in full; the
     # others' are as they were.
     touched = set(applied.parents)

@@ -1,11 +1,22 @@
-"""The seven edits of a plan's draft (reshape, split, merge, retire, recode, move, create) and
+"""The edits of a plan's draft (reshape, split, merge, retire, recode, move, create, rename) and
 :func:`apply`, which refuses an edit that adds a problem. Each returns a new draft; the input
-is never changed. No database."""
+is never changed. No database.
+
+Each edit also returns its *facts*: what it did as data (``op``, the codes and names involved,
+areas), stored with the edit so that the editor can say it in the page's language; ``summary``
+is the same in English, for logs and the API.
+
+A grid the plan names (split, create, move) follows its community's naming pattern: the most
+common pattern of its sibling grids' names with the grid's number in place
+(:func:`name_pattern`, e.g. "秦塘社区第{n}网格"), else "<community name>第{n}网格".
+"""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +54,7 @@ class Applied:
     parents: tuple[str, ...]  # whose tiling to re-check
     summary: str
     problems: tuple[Problem, ...] = ()  # after the edit, where it acted (none new, by apply)
+    facts: dict[str, Any] = field(default_factory=dict)  # what it did, as data (see above)
 
 
 def _reject(kind: str, message: str, codes: Iterable[str] = (),
@@ -119,8 +131,38 @@ def _next_code(draft: Draft, parent: str, extra: Iterable[str] = ()) -> str:
     return f"{parent}{n:03d}"
 
 
-def _default_name(draft: Draft, parent: str, code: str) -> str:
-    return f"{draft.parent_name(parent)}第{int(code[12:])}网格"
+def name_pattern(names_and_codes: Iterable[tuple[str, str]]) -> str | None:
+    """The most common pattern of grid names, ``{n}`` where the grid's number is, or None.
+
+    A name follows a pattern when it holds its grid's number (the code's last three digits as a
+    number, e.g. 15 for ...015) as a whole number; the last such occurrence becomes ``{n}``.
+
+    >>> name_pattern([("秦塘社区第1网格", "330782001018001"), ("秦塘社区第2网格", "330782001018002"),
+    ...               ("秦塘社区居民委员会第3网格", "330782001018003")])
+    '秦塘社区第{n}网格'
+    >>> name_pattern([("东区", "330782001018001")]) is None
+    True
+    """
+    found: Counter[str] = Counter()
+    for name, code in names_and_codes:
+        if len(code) != 15 or not code[12:].isdigit():
+            continue
+        hits = list(re.finditer(rf"(?<!\d){int(code[12:])}(?!\d)", name))
+        if hits:
+            m = hits[-1]
+            found[name[:m.start()] + "{n}" + name[m.end():]] += 1
+    if not found:
+        return None
+    best = max(found.values())
+    return next(p for p, k in found.items() if k == best)
+
+
+def _default_name(draft: Draft, parent: str, code: str, *, exclude: str | None = None) -> str:
+    """The name of a grid the plan names: its community's pattern with its number."""
+    siblings = [(it.name, it.code) for it in draft.children(parent)
+                if it.level == "grid" and it.code != exclude]
+    pattern = name_pattern(siblings) or f"{draft.parent_name(parent)}第{{n}}网格"
+    return pattern.replace("{n}", str(int(code[12:])))
 
 
 def _replace(items: list[Item], old: Item, new: Item | None) -> None:
@@ -202,7 +244,9 @@ def reshape(draft: Draft, *, code: str, geometry: Any) -> Applied:
     others = sorted(set(gave) | set(got))
     return Applied(draft.with_items(items), (it.parent,),
                    f"reshaped {code} ({delta:+.0f} m²)"
-                   + (f"; neighbours {', '.join(others)} adjusted" if others else ""))
+                   + (f"; neighbours {', '.join(others)} adjusted" if others else ""),
+                   facts={"op": "reshape", "code": code, "name": it.name,
+                          "delta_m2": round(delta, 1), "neighbours": others})
 
 
 def split(draft: Draft, *, code: str, line: Any, new_code: str | None = None,
@@ -234,11 +278,13 @@ def split(draft: Draft, *, code: str, line: Any, new_code: str | None = None,
         raise _reject("code_format", why[0].upper() + why[1:] + ".", (new_code,))
     items = list(draft.items)
     _replace(items, it, replace(it, geom=keep, touched=True))
-    items.append(Item(code=new_code, level="grid",
-                      name=new_name or _default_name(draft, it.parent, new_code),
-                      parent=it.parent, geom=other, touched=True))
+    name = new_name or _default_name(draft, it.parent, new_code)
+    items.append(Item(code=new_code, level="grid", name=name, parent=it.parent, geom=other,
+                      touched=True))
     return Applied(draft.with_items(items), (it.parent,),
-                   f"split {code}: {new_code} takes {area_m2(other):.0f} m²")
+                   f"split {code}: {new_code} takes {area_m2(other):.0f} m²",
+                   facts={"op": "split", "code": code, "name": it.name, "new_code": new_code,
+                          "new_name": name, "area_m2": round(area_m2(other), 1)})
 
 
 def _connected(geoms: list[BaseGeometry]) -> bool:
@@ -272,8 +318,10 @@ def merge(draft: Draft, *, codes: list[str], keep: str) -> Applied:
     for i in its:
         if i is not kept:
             _replace(items, i, _retired(i))
+    gone = [c for c in dict.fromkeys(codes) if c != keep]
     return Applied(draft.with_items(items), (kept.parent,),
-                   f"merged {', '.join(c for c in codes if c != keep)} into {keep}")
+                   f"merged {', '.join(gone)} into {keep}",
+                   facts={"op": "merge", "codes": gone, "keep": keep, "name": kept.name})
 
 
 def _retired(it: Item) -> Item | None:
@@ -292,7 +340,9 @@ def retire(draft: Draft, *, code: str, into: str) -> Applied:
     items = list(draft.items)
     _replace(items, to, replace(to, geom=union_of([to.geom, it.geom]), touched=True))
     _replace(items, it, _retired(it))
-    return Applied(draft.with_items(items), (it.parent,), f"retired {code} into {into}")
+    return Applied(draft.with_items(items), (it.parent,), f"retired {code} into {into}",
+                   facts={"op": "retire", "code": code, "name": it.name, "into": into,
+                          "into_name": to.name})
 
 
 def recode(draft: Draft, *, code: str, new_code: str) -> Applied:
@@ -303,7 +353,22 @@ def recode(draft: Draft, *, code: str, new_code: str) -> Applied:
         raise _reject("code_format", why[0].upper() + why[1:] + ".", (new_code,))
     items = list(draft.items)
     _replace(items, it, replace(it, code=new_code, touched=True))
-    return Applied(draft.with_items(items), (it.parent,), f"re-coded {code} as {new_code}")
+    return Applied(draft.with_items(items), (it.parent,), f"re-coded {code} as {new_code}",
+                   facts={"op": "recode", "code": code, "name": it.name, "new_code": new_code})
+
+
+def rename(draft: Draft, *, code: str, name: str) -> Applied:
+    """Give grid ``code`` another name (1-200 characters, not blank)."""
+    it = _grid(draft, code)
+    new = " ".join(str(name).split())
+    if not new or len(new) > 200:
+        raise _reject("invalid_name", "A grid's name must have 1 to 200 characters.", (code,))
+    if new == it.name:
+        raise _reject("invalid_name", f"Grid {code} is already named {new}.", (code,))
+    items = list(draft.items)
+    _replace(items, it, replace(it, name=new, touched=True))
+    return Applied(draft.with_items(items), (it.parent,), f"renamed {code} to {new}",
+                   facts={"op": "rename", "code": code, "old_name": it.name, "name": new})
 
 
 def move(draft: Draft, *, code: str, parent_code: str, new_code: str | None = None) -> Applied:
@@ -333,12 +398,16 @@ def move(draft: Draft, *, code: str, parent_code: str, new_code: str | None = No
     if why is not None:
         raise _reject("code_format", why[0].upper() + why[1:] + ".", (target,))
     items = list(draft.items)
-    _replace(items, it, replace(it, code=target, parent=parent_code,
-                                name=_default_name(draft, parent_code, target), touched=True))
+    name = _default_name(draft, parent_code, target)
+    _replace(items, it, replace(it, code=target, parent=parent_code, name=name, touched=True))
     _replace(items, old_c, replace(old_c, geom=diff_of(old_c.geom, it.geom), touched=True))
     _replace(items, new_c, replace(new_c, geom=union_of([new_c.geom, it.geom]), touched=True))
     return Applied(draft.with_items(items), (draft.region_code, old_c.code, new_c.code),
-                   f"moved {code} to community {parent_code} as {target}")
+                   f"moved {code} to community {parent_code} as {target}",
+                   facts={"op": "move", "code": code, "name": it.name, "new_code": target,
+                          "new_name": name, "from_parent": old_c.code,
+                          "from_parent_name": old_c.name, "parent_code": parent_code,
+                          "parent_name": new_c.name})
 
 
 def create(draft: Draft, *, parent_code: str, geometry: Any, name: str | None = None,
@@ -356,19 +425,22 @@ def create(draft: Draft, *, parent_code: str, geometry: Any, name: str | None = 
     why = valid_grid_code(target, parent_code)
     if why is not None:
         raise _reject("code_format", why[0].upper() + why[1:] + ".", (target,))
-    new = Item(code=target, level="grid", name=name or _default_name(draft, parent_code, target),
-               parent=parent_code, geom=shape, touched=True)
+    name = name or _default_name(draft, parent_code, target)
+    new = Item(code=target, level="grid", name=name, parent=parent_code, geom=shape, touched=True)
     items = list(draft.items)
     items.append(new)
     gave = _take(items, new, shape)
     return Applied(draft.with_items(items), (parent_code,),
                    f"created {target} ({area_m2(shape):.0f} m²)"
-                   + (f" from {', '.join(gave)}" if gave else ""))
+                   + (f" from {', '.join(gave)}" if gave else ""),
+                   facts={"op": "create", "code": target, "name": name,
+                          "parent_code": parent_code, "area_m2": round(area_m2(shape), 1),
+                          "from": gave})
 
 
 OPS: dict[str, Callable[..., Applied]] = {
     "reshape": reshape, "split": split, "merge": merge, "move": move, "create": create,
-    "retire": retire, "recode": recode}
+    "retire": retire, "recode": recode, "rename": rename}
 
 
 def apply(draft: Draft, edit: dict[str, Any], *, sliver_m2: float = SLIVER_M2) -> Applied:

@@ -78,8 +78,13 @@ def plan_row(conn: Connection, plan_id: int, principal: Principal, *, lock: bool
 
 
 def edits_of(conn: Connection, plan_id: int) -> list[dict[str, Any]]:
+    """The edit log: ``facts`` (what the edit did, as data) and ``state`` (``done``, ``undone``:
+    on the redo stack, ``dropped``: undone and then replaced by a later edit; migration 0023)."""
     return [dict(r) for r in conn.execute(
-        text("SELECT seq, op, summary, by, at FROM plan_edit WHERE plan_id = :id ORDER BY seq"),
+        text("SELECT e.seq, e.op, e.summary, e.by, e.at, e.payload -> 'facts' AS facts, "
+             "coalesce(s.state, 'done') AS state FROM plan_edit e "
+             "LEFT JOIN plan_edit_state s ON s.plan_id = e.plan_id AND s.seq = e.seq "
+             "WHERE e.plan_id = :id ORDER BY e.seq"),
         {"id": plan_id}).mappings()]
 
 

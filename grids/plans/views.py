@@ -43,8 +43,9 @@ def impact(conn: Connection, plan_id: int, *, principal: Principal) -> dict[str,
     """What activation would change for grids and people (incidents: see layers.incidents.reroute).
 
     ``grids``: every changed, new or retired grid with its area before and after;
-    ``workers.moving``: assignments on grids whose shape or code changes (they follow a
-    re-coded grid; on a retired grid they end); ``workers.without_grid``: staff whose every grid
+    ``workers.moving``: assignments on grids whose code changes (they follow a re-coded or
+    moved grid) or that are retired (they end there); a grid that only changes shape or name
+    keeps its team, so it is not listed; ``workers.without_grid``: staff whose every grid
     assignment ends; ``grids_without_worker``: grids of the draft with no primary worker after
     activation. The registry holds no addresses or households, so ``households`` says so.
     """
@@ -68,6 +69,8 @@ def impact(conn: Connection, plan_id: int, *, principal: Principal) -> dict[str,
         "JOIN assignment a ON a.region_id = r.id AND a.valid_from <= now() "
         " AND (a.valid_to IS NULL OR a.valid_to > now()) JOIN staff s ON s.id = a.staff_id "
         "WHERE pr.plan_id = :id AND pr.level = 'grid' AND pr.change IN ('changed', 'retired') "
+        # A grid that keeps its code (reshaped, renamed) keeps its team: no one moves.
+        "AND (pr.change = 'retired' OR pr.code IS DISTINCT FROM pr.origin_code) "
         "ORDER BY s.code, pr.origin_code"), {"id": plan_id}).mappings()]
     without = [dict(r) for r in conn.execute(text(
         "WITH ending AS (SELECT r.id FROM plan_region pr JOIN region r ON r.code = pr.origin_code "

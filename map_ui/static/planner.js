@@ -1,9 +1,11 @@
 // CityGrid planners' editor (issue 8): open or create a redraw plan for a community, edit its grids
 // with Leaflet-Geoman (reshape, split, merge, create, retire, recode, move) with snapping, validate
 // every edit live (?dry_run=true) and draw the problems, compare old and new boundaries, preview the
-// impact and activate. Same session, CSRF and offline rules as the portal (app.js): data calls go to
-// the API on this origin with the http-only session cookie; writes echo the CSRF token; plan edits and
-// activation carry If-Match with the plan's ETag.
+// impact and activate; undo and redo single edits; the edit list in the page's language; rename a
+// grid; move a grid to another community (street plans); the plan's area to and from a GeoPackage.
+// Same session, CSRF and offline rules as the portal (app.js): data calls go to the API on this
+// origin with the http-only session cookie; writes echo the CSRF token; plan edits, undo/redo,
+// imports and activation carry If-Match with the plan's ETag.
 "use strict";
 (function () {
   const STRINGS = window.CG_I18N_PLANNER;  // i18n-planner.js, loaded before this file
@@ -105,8 +107,8 @@
     let html = `<strong>${esc(head)}</strong> `;
     if (d.last_edit) {
       const e = d.last_edit;
-      html += `${esc(t("conflict_last"))}: ${esc(who(e.by) || "?")} · ${esc(fmtTime(e.at))} · ${esc(e.op || "")} ` +
-        `${esc(e.summary || "")}. `;
+      html += `${esc(t("conflict_last"))}: ${esc(who(e.by) || "?")} · ${esc(fmtTime(e.at))} · ${esc(opName(e.op || ""))} ` +
+        `${esc(describeEdit(e))}. `;
     }
     (d.other_changes || []).forEach((o) => {
       html += `${esc(t("conflict_other"))} ${esc(o.boundary_version)} (${esc(o.label || "")}` +
@@ -380,11 +382,101 @@
       `<span class="etag">${esc(t("etag"))}: <code id="plan-etag">${esc(state.etag)}</code></span>` +
       (p.stale && p.status === "draft" ? `<p id="plan-stale" class="stale">⚠ ${esc(t("plan_stale"))}</p>` : "");
   }
+  // An edit in the page's language, from the facts the API stores with it (its English summary
+  // when it has none: an edit stored before facts existed).
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, (_, k) => (values[k] == null ? "" : String(values[k])));
+  }
+  function codesText(list) { return (list || []).join(state.lang === "en" ? ", " : "、"); }
+  function describeEdit(e) {
+    const f = e && e.facts;
+    if (!f || !f.op || t("edit_" + f.op) === "edit_" + f.op) return (e && (e.summary || e.op)) || "";
+    const v = { ...f };
+    ["area_m2", "delta_m2"].forEach((k) => { if (f[k] != null) v[k] = fmtNum(f[k]); });
+    if (f.delta_m2 != null && f.delta_m2 > 0) v.delta_m2 = "+" + v.delta_m2;
+    ["codes", "neighbours", "from"].forEach((k) => { if (Array.isArray(f[k])) v[k] = codesText(f[k]); });
+    ["changed", "new", "retired"].forEach((k) => { if (Array.isArray(f[k])) v[k] = f[k].length; });
+    let text = fill(t("edit_" + f.op), v);
+    if (f.op === "reshape" && f.neighbours && f.neighbours.length) text += fill(t("edit_reshape_neighbours"), v);
+    if (f.op === "create" && f.from && f.from.length) text += fill(t("edit_create_from"), v);
+    return text;
+  }
+  function opName(op) { return tOr("op_" + op, op); }
   function showEdits() {
     const edits = (state.plan && state.plan.edits) || [];
-    $("edits").innerHTML = edits.length ? edits.map((e) =>
-      `<li><b>${esc(e.op)}</b> ${esc(e.summary)} <span class="hint">${esc(who(e.by))} · ${esc(fmtTime(e.at))}</span></li>`
-    ).join("") : `<li class="hint">${esc(t("no_edits"))}</li>`;
+    $("edits").innerHTML = edits.length ? edits.map((e) => {
+      const st = e.state && e.state !== "done" ? ` <span class="edit-state">${esc(t("edit_state_" + e.state))}</span>` : "";
+      return `<li class="edit edit-${esc(e.state || "done")}" data-seq="${esc(e.seq)}"><b>${esc(opName(e.op))}</b> ` +
+        `<span class="edit-text">${esc(describeEdit(e))}</span>${st} ` +
+        `<span class="hint">${esc(who(e.by))} · ${esc(fmtTime(e.at))}</span></li>`;
+    }).join("") : `<li class="hint">${esc(t("no_edits"))}</li>`;
+    showUndoButtons();
+  }
+  // ---- undo and redo of single edits (POST /plans/{id}/undo|redo, If-Match) ------------------
+  function showUndoButtons() {
+    const p = state.plan;
+    const edits = (p && p.edits) || [];
+    const draft = !!p && p.status === "draft";
+    $("undo").disabled = !draft || !edits.some((e) => (e.state || "done") === "done");
+    $("redo").disabled = !draft || !edits.some((e) => e.state === "undone");
+  }
+  async function undoRedo(which) {
+    if (!state.plan) return;
+    await guarded(async () => {
+      if (state.tool) cancelTool();
+      const res = await api(`/plans/${encodeURIComponent(state.plan.id)}/${which}`, { method: "POST",
+        ifMatch: state.etag, withEtag: true });
+      await committed(state.plan.id, hasEtag(res.etag || res.body.etag));
+      setPlan(res.body, res.etag);
+      state.oldCache = null;
+      state.selected = [];
+      await loadFeatures(false);
+      state.impact = null;
+      await refreshImpact();
+      showNotice(fill(t(which === "undo" ? "undone_notice" : "redone_notice"), { edit: describeEdit(
+        (which === "undo" ? res.body.edits.find((e) => e.state === "undone")
+          : [...res.body.edits].reverse().find((e) => (e.state || "done") === "done")) || {}) }));
+    });
+  }
+  // ---- GeoPackage: the plan's area out (GET export.gpkg) and back in (POST import, If-Match) -----
+  function showFileLinks() {
+    const a = $("export-gpkg");
+    if (!state.plan) { a.removeAttribute("href"); return; }
+    a.href = `/plans/${encodeURIComponent(state.plan.id)}/export.gpkg`;
+    a.setAttribute("download", `plan-${state.plan.id}.gpkg`);
+    $("import-gpkg").disabled = state.plan.status !== "draft";
+    $("import-file").disabled = state.plan.status !== "draft";
+  }
+  async function importFile() {
+    const input = $("import-file");
+    if (!state.plan || !input.files || !input.files.length) { showError({ message: t("import_choose") }); return; }
+    await guarded(async () => {
+      if (state.tool) cancelTool();
+      const form = new FormData();
+      form.append("file", input.files[0]);
+      const headers = { Accept: "application/json", "If-Match": `"${state.etag}"` };
+      if (state.csrf) headers["X-CSRF-Token"] = state.csrf;
+      $("loading").hidden = false;
+      let res, body = null;
+      try {
+        try {
+          res = await fetch(`/plans/${encodeURIComponent(state.plan.id)}/import`, { method: "POST",
+            credentials: "same-origin", headers, body: form });
+        } catch (e) { throw new ApiError(0, { message: t("error_network") }); }
+        try { body = await res.json(); } catch (e) { body = null; }
+      } finally { $("loading").hidden = true; }
+      if (!res.ok) throw new ApiError(res.status, body);
+      const etag = (res.headers.get("ETag") || body.etag || "").replace(/^W\//, "").replace(/"/g, "");
+      await committed(state.plan.id, hasEtag(etag));
+      input.value = "";
+      setPlan(body, etag);
+      state.oldCache = null;
+      state.selected = [];
+      await loadFeatures(true);
+      state.impact = null;
+      await refreshImpact();
+      showNotice(`${t("imported")}${describeEdit(body.edits[body.edits.length - 1])}`);
+    });
   }
 
   // ---- the plan's grids on the map --------------------------------------------------------------
@@ -403,8 +495,10 @@
   // In a street plan, the communities' current outlines (grids snap to them too).
   async function drawCommunities() {
     if (state.communityLayer) { state.communityLayer.remove(); state.communityLayer = null; }
+    state.communities = [];
     if (!isStreetPlan()) return;
     const page = await api(`/regions/${encodeURIComponent(state.plan.region_code)}/children?limit=1000`);
+    state.communities = page.items.filter((c) => c.level === "community").map((c) => ({ code: c.code, name: c.name }));
     const regions = await Promise.all(page.items.map((c) => api(`/regions/${encodeURIComponent(c.code)}`)));
     state.communityLayer = L.featureGroup().addTo(state.map);
     regions.filter((r) => r.geometry).forEach((r) => {
@@ -621,7 +715,18 @@
     } else if (tool === "recode") {
       html = field("f-recode", "field_recode", `<input id="f-recode" maxlength="15" value="${esc(keep("f-recode"))}">`);
     } else if (tool === "move") {
-      html = field("f-move", "field_move_parent", `<input id="f-move" maxlength="15" value="${esc(keep("f-move"))}">`);
+      // A grid changes community only inside a plan over their street (both communities change).
+      const grid = featureOf(sel[0]);
+      const from = grid ? grid.properties.parent_code : "";
+      const others = (state.communities || []).filter((c) => c.code !== from);
+      html = !isStreetPlan() ? `<p class="hint warn" id="move-needs-street">${esc(t("move_needs_street"))}</p>`
+        : field("f-move", "field_move_parent", `<select id="f-move"><option value=""></option>` +
+          others.map((c) => `<option value="${esc(c.code)}"${c.code === keep("f-move") ? " selected" : ""}>` +
+            `${esc(c.name)} ${esc(c.code)}</option>`).join("") + "</select>");
+    } else if (tool === "rename") {
+      const grid = featureOf(sel[0]);
+      const current = $("f-rename") ? keep("f-rename") : (grid ? grid.properties.name || "" : "");
+      html = field("f-rename", "field_rename", `<input id="f-rename" maxlength="200" value="${esc(current)}">`);
     }
     $("tool-fields").innerHTML = html;
     $("tool-fields").querySelectorAll("input, select").forEach((el) => {
@@ -630,7 +735,7 @@
   }
   function startTool(tool) {
     if (state.tool) cancelTool();
-    const needsOne = ["reshape", "split", "retire", "recode", "move"].includes(tool);
+    const needsOne = ["reshape", "split", "retire", "recode", "move", "rename"].includes(tool);
     if (needsOne && state.selected.length !== 1) { showError({ message: t("need_one") }); return; }
     showError(null);
     state.tool = tool;
@@ -710,6 +815,11 @@
       case "move":
         if (sel.length !== 1 || !value("f-move")) return null;
         return { op: "move", code: sel[0], parent_code: value("f-move") };
+      case "rename": {
+        const grid = featureOf(sel[0]);
+        if (sel.length !== 1 || !value("f-rename") || (grid && grid.properties.name === value("f-rename"))) return null;
+        return { op: "rename", code: sel[0], name: value("f-rename") };
+      }
       default:
         return null;
     }
@@ -733,7 +843,7 @@
       const body = await api(`/plans/${encodeURIComponent(state.plan.id)}/edits?dry_run=true`, {
         method: "POST", body: edit, ifMatch: state.etag });
       // Problems the edit does not add (already in the data) do not block it, but are shown.
-      result = { ok: true, problems: body.problems || [], summary: body.summary };
+      result = { ok: true, problems: body.problems || [], summary: body.summary, facts: body.facts };
     } catch (err) {
       result = checkFailure(err);
     }
@@ -761,7 +871,8 @@
     if (result.running) { box.classList.add("running"); box.textContent = t("check_running"); return; }
     if (result.ok) {
       box.classList.add("ok");
-      box.textContent = `✓ ${t("check_ok")}` + (result.summary ? ` (${result.summary})` : "");
+      const what = result.facts ? describeEdit({ facts: result.facts, summary: result.summary }) : result.summary;
+      box.textContent = `✓ ${t("check_ok")}` + (what ? ` (${what})` : "");
       return;
     }
     box.classList.add("bad");
@@ -801,7 +912,7 @@
       $("tool-hint").textContent = "";
       $("tool-fields").innerHTML = "";
       $("check").className = "check ok";
-      $("check").textContent = `✓ ${t("applied")}${last ? last.summary || last.op : tool}`;
+      $("check").textContent = `✓ ${t("applied")}${last ? describeEdit(last) : tool}`;
       $("tool-buttons").hidden = true;
       state.impact = null;
       await refreshImpact();
@@ -963,6 +1074,7 @@
       box.hidden = false;
       await loadFeatures(false);
       await listPlans();
+      await listVersions();  // the new boundary version is in the history at once
       box.scrollIntoView({ block: "nearest" });
     });
   }
@@ -995,6 +1107,11 @@
     if (state.tool === b.dataset.tool) cancelTool(); else startTool(b.dataset.tool);
   }));
   $("apply").addEventListener("click", applyEdit);
+  $("undo").addEventListener("click", () => undoRedo("undo"));
+  $("redo").addEventListener("click", () => undoRedo("redo"));
+  $("import-gpkg").addEventListener("click", importFile);
+  // Undo/redo and the file buttons follow the open plan (setPlan announces it).
+  document.addEventListener("cg:plan-changed", () => { showUndoButtons(); showFileLinks(); });
   $("cancel").addEventListener("click", cancelTool);
   $("validate").addEventListener("click", validatePlan);
   $("impact-refresh").addEventListener("click", refreshImpact);
@@ -1030,5 +1147,5 @@
   }));
   // For the other planner files (they load after this one), debugging and the UI tests.
   window.citygrid = { state, t, guarded, showError, showNotice, openPlan, listPlans, refreshImpact,
-    loadFeatures, who, fmtTime };
+    loadFeatures, who, fmtTime, describeEdit };
 })();

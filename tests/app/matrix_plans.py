@@ -39,6 +39,12 @@ SAMPLES: dict[tuple[str, str], Callable[[Any], tuple[str, str, dict[str, Any]]]]
         "json": {}, "headers": ETAG}),
     ("GET", "/plans/{plan_id}/export.gpkg"): lambda p: (
         "GET", f"/plans/{NO_PLAN}/export.gpkg", {}),
+    ("POST", "/plans/{plan_id}/undo"): lambda p: ("POST", f"/plans/{NO_PLAN}/undo", {
+        "headers": ETAG}),
+    ("POST", "/plans/{plan_id}/redo"): lambda p: ("POST", f"/plans/{NO_PLAN}/redo", {
+        "headers": ETAG}),
+    ("POST", "/plans/{plan_id}/import"): lambda p: ("POST", f"/plans/{NO_PLAN}/import", {
+        "files": {"file": ("x.gpkg", b"not a geopackage")}, "headers": ETAG}),
     ("GET", "/boundaries/versions"): lambda p: ("GET", "/boundaries/versions", {}),
     ("GET", "/boundaries/diff"): lambda p: ("GET", "/boundaries/diff", {"params": {
         "region": p.grid[:12], "from": 1}}),
@@ -50,5 +56,7 @@ ADDRESSES = {("POST", "/plans"): lambda p: p.grid[:12],
 MISSING = {("GET", "/plans/{plan_id}"), ("DELETE", "/plans/{plan_id}"),
            ("GET", "/plans/{plan_id}/features"), ("POST", "/plans/{plan_id}/edits"),
            ("POST", "/plans/{plan_id}/validate"), ("GET", "/plans/{plan_id}/impact"),
-           ("POST", "/plans/{plan_id}/activate"), ("GET", "/plans/{plan_id}/export.gpkg")}
+           ("POST", "/plans/{plan_id}/activate"), ("GET", "/plans/{plan_id}/export.gpkg"),
+           ("POST", "/plans/{plan_id}/undo"), ("POST", "/plans/{plan_id}/redo"),
+           ("POST", "/plans/{plan_id}/import")}
 OVERRIDES = {("POST", "/plans/import"): _status_import}
