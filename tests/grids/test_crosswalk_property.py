@@ -1,6 +1,6 @@
 """Property: over random sequences of splits and merges, the crosswalk carries area and counts.
 
-Hypothesis draws sequences of up to four redraws of community C1 of the tiny city
+Hypothesis draws sequences of two to five redraws of community C1 of the tiny city
 (tests/tiny_city.py: two 1 km grids): each a split of a random grid along a random horizontal or
 vertical line, or a merge of two grids sharing a border; each is a plan activated on its own
 (through :func:`activate`, the one place the test activates), committed, so each redraw takes
@@ -140,7 +140,7 @@ def scratch() -> Iterator[Engine]:
 @pytest.mark.slow
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(ops=st.lists(OPS, min_size=1, max_size=4), pts=POINTS, with_points=st.booleans())
+@given(ops=st.lists(OPS, min_size=2, max_size=5), pts=POINTS, with_points=st.booleans())
 def test_crosswalk_shares_sum_to_one_and_carry_counts(
         scratch: Engine, ops: list[tuple[Any, ...]], pts: list[tuple[float, float]],
         with_points: bool) -> None:
