@@ -190,3 +190,17 @@ def of_plan(conn: Connection, plan_id: int, *, principal: Principal) -> dict[str
                       "population per grid.",
                       "today: each old code composed through every later redraw onto the grids "
                       "in force now (key '' = remainder)."]}
+
+
+def write_gpkg(conn: Connection, plan_id: int, path: Any, *, principal: Principal) -> int:
+    """Add the plan's crosswalk to a GeoPackage as the attribute table ``crosswalk`` (no
+    geometry; :data:`COLUMNS`, ``new_code`` empty = remainder). Nothing is added for a plan not
+    activated yet. Returns the number of rows."""
+    import pandas as pd
+    import pyogrio
+
+    rows = of_plan(conn, plan_id, principal=principal)["rows"]
+    if rows:
+        pyogrio.write_dataframe(pd.DataFrame(rows, columns=list(COLUMNS)), path,
+                                layer="crosswalk", driver="GPKG")
+    return len(rows)

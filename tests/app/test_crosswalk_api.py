@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import pyogrio
 import pytest
 import shapely
 from fastapi.testclient import TestClient
@@ -96,6 +99,15 @@ def test_a_split_keeps_the_month_comparable(planner: TestClient, conn: Connectio
     assert {(r["old_code"], r["new_code"]) for r in table} == set(rows)
     assert {r["change"] for r in table} == {"split"} and all(r["household_share"] == ""
                                                              for r in table)
+
+    gpkg = client.get(f"/plans/{plan['id']}/export.gpkg")
+    assert gpkg.status_code == 200
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plan.gpkg"
+        path.write_bytes(gpkg.content)
+        layer = pyogrio.read_dataframe(path, layer="crosswalk")
+    assert sorted(zip(layer["old_code"], layer["new_code"], strict=True)) == sorted(rows)
+    assert layer["area_share"].sum() == pytest.approx(1.0)
 
     # by the month's boundaries: exactly the figures from before the split
     assert _month(client, "grid", community, "then") == before
