@@ -41,7 +41,8 @@ WITH o AS (
     WHERE b.id = ANY(:ids) AND r.level = 'grid'),
 n AS (
     SELECT r.code, b.geom FROM region_boundary b JOIN region r ON r.id = b.region_id
-    WHERE r.level = 'grid' AND b.valid_from <= :at AND (b.valid_to IS NULL OR b.valid_to > :at))
+    WHERE r.level = 'grid' AND b.valid_from <= :at AND (b.valid_to IS NULL OR b.valid_to > :at)
+      AND b.geom && (SELECT ST_SetSRID(ST_Extent(geom)::geometry, 4490) FROM o))
 SELECT o.code AS old_code, o.a AS old_area, n.code AS new_code,
        ST_Area(ST_Transform(ST_Intersection(o.geom, n.geom),
                             (SELECT citygrid_metric_srid()))) AS area

@@ -8,11 +8,13 @@ force now, so a figure stays comparable across a redraw:
   received (``boundary_crosswalk.old_code`` = their grid, ``effective_at`` > ``received_at``,
   up to now) move; every other incident keeps its units, so with no redraw since, ``today``
   equals ``then`` exactly.
-* Such an incident **with a point** is placed again in today's grids (the grid in force now
-  that covers its point; on a shared edge the smallest code). This is exact: the crosswalk's
+* Such an incident **with a point** is placed again in today's grids: the grid in force now
+  that covers its point, among those its old grid's area went to (the crosswalk composed; on a
+  shared edge the smallest code). Points are tested in Python against the few target shapes,
+  prepared once (shapely), not by a spatial query per case. This is exact: the crosswalk's
   area shares would spread a case over both halves of a split, but a case happened at one place,
   and we have the place.
-* One **without a point** (or whose point lies in no grid today) is carried by the crosswalk:
+* One **without a point** (or whose point lies in none of those grids) is carried by the crosswalk:
   it counts for each grid its old grid's area went to, weighted by the composed area share
   (:class:`grids.plans.crosswalk.Crosswalk`), so counts can be fractional (rounded to 3
   decimals). Area that went to no grid (the crosswalk's remainder) counts under code null.
@@ -29,6 +31,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import shapely
 from sqlalchemy import Connection, text
 
 from grids.access import Permission, Principal, prefix_of
@@ -59,21 +62,29 @@ def moved(conn: Connection, *, start: datetime, end: datetime, as_of: datetime
     olds = sorted({old for _, _, moves in cw.steps for old in moves})
     if not olds:
         return []
-    rows = conn.execute(text(
-        "SELECT i.id, i.grid_code, i.received_at, p.code AS placed FROM incident i "
-        "LEFT JOIN LATERAL (SELECT r.code FROM region_current r WHERE r.level = 'grid' "
-        " AND i.geom IS NOT NULL AND ST_Covers(r.geom, i.geom) ORDER BY r.code LIMIT 1) p "
-        f"ON TRUE WHERE {_WINDOW} AND i.grid_code = ANY(:olds)"),
+    rows = [r for r in conn.execute(text(
+        "SELECT i.id, i.grid_code, i.received_at, ST_X(i.geom) AS x, ST_Y(i.geom) AS y "
+        f"FROM incident i WHERE {_WINDOW} AND i.grid_code = ANY(:olds)"),
         {"s": start, "e": end, "as_of": as_of, "olds": olds}).all()
+        if cw.changed_since(r.grid_code, r.received_at)]
+    shares = {(r.grid_code, r.received_at): cw.compose(r.grid_code, r.received_at)
+              for r in rows}
+    targets = sorted({c for sh in shares.values() for c in sh if c is not None})
+    shapes = {c: shapely.from_wkb(bytes(w)) for c, w in conn.execute(text(
+        "SELECT code, ST_AsBinary(geom) FROM region_current WHERE level = 'grid' "
+        "AND code = ANY(:c)"), {"c": targets}).all()}
+    shapely.prepare(list(shapes.values()))
     out: list[tuple[int, str | None, float]] = []
     for r in rows:
-        if not cw.changed_since(r.grid_code, r.received_at):
-            continue
-        if r.placed is not None:
-            out.append((r.id, r.placed, 1.0))
+        sh = shares[(r.grid_code, r.received_at)]
+        placed = None
+        if r.x is not None:  # the grids its old grid's area went to, smallest code first
+            placed = next((c for c in sorted(k for k in sh if k is not None)
+                           if c in shapes and shapely.intersects_xy(shapes[c], r.x, r.y)), None)
+        if placed is not None:
+            out.append((r.id, placed, 1.0))
         else:
-            out.extend((r.id, code, share)
-                       for code, share in cw.compose(r.grid_code, r.received_at).items())
+            out.extend((r.id, code, share) for code, share in sh.items())
     return out
 
 
@@ -110,11 +121,10 @@ def figures(conn: Connection, *, principal: Principal, start: datetime, end: dat
     rows = conn.execute(text(
         "WITH x AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS text[]), "
         " CAST(:ws AS float8[])) AS x(id, tg, w)), "
-        f"y AS (SELECT {', '.join('i.' + c for c in cols.split(', '))}, x.tg, x.w, "
-        " TRUE AS moved FROM incident i JOIN x ON x.id = i.id "
-        f" UNION ALL SELECT {', '.join('i.' + c for c in cols.split(', '))}, i.grid_code, "
-        " 1.0::float8, FALSE FROM incident i "
-        f" WHERE {_WINDOW} AND NOT (i.id = ANY(CAST(:ids AS bigint[])))) "
+        f"y AS (SELECT {', '.join('i.' + c for c in cols.split(', '))}, "
+        " CASE WHEN x.id IS NULL THEN i.grid_code ELSE x.tg END AS tg, "
+        " coalesce(x.w, 1.0) AS w, x.id IS NOT NULL AS moved "
+        f" FROM incident i LEFT JOIN x ON x.id = i.id WHERE {_WINDOW}) "
         f"SELECT {_KEYS[level]} AS code, {counts}, "
         f"sum(i.w * {hours}) FILTER (WHERE {f['closed']}) AS sum_h, "
         f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {hours}) FILTER (WHERE {f['closed']}) "
