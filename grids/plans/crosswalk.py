@@ -5,10 +5,12 @@ boundary the activation closes, it intersects the old shape with every grid in f
 activation's ``effective_at`` and writes one ``boundary_crosswalk`` row per overlap (migration
 0022). Areas are measured in the city's metric CRS (``citygrid_metric_srid()``, the city
 profile), never in a hard-coded SRID. Overlaps under ``NOISE_M2`` (0.01 m²: shared edges and
-rounding) are dropped; area of the old grid outside every new grid is a *remainder* row
-(``new_code`` NULL) when it exceeds ``TOLERANCE_M2`` (1 m², the checker's tolerance), else the
-shares are normalised over the pieces. Either way the shares of one old grid in one version sum
-to exactly 1.
+rounding) are dropped; area of the old grid outside every new grid (``ST_Difference`` with their
+union, measured as a shape) is a *remainder* row (``new_code`` NULL) when it exceeds
+``TOLERANCE_M2`` (1 m², the checker's tolerance). Shares are each piece's area over the sum of
+the pieces (and the remainder), so the shares of one old grid in one version sum to exactly 1;
+``old_area_m2`` is the old shape's own area, which can differ from that sum by a few m² per km²
+(a straight lon/lat edge cut by new vertices projects slightly differently).
 
 Households: the registry holds no households or population per grid, so ``household_share`` is
 NULL and only area shares are recorded.
@@ -48,6 +50,16 @@ SELECT o.code AS old_code, o.a AS old_area, n.code AS new_code,
                             (SELECT citygrid_metric_srid()))) AS area
 FROM o LEFT JOIN n ON ST_Intersects(o.geom, n.geom) AND NOT ST_Touches(o.geom, n.geom)
 """
+# The area of the old grid outside every new grid, measured as a shape (not as old area minus the
+# pieces: a straight lon/lat edge cut by new vertices projects a little differently, which on a
+# 1 km grid moves the sum of the pieces by tens of m² without any area being lost).
+_REST_SQL = _PIECES_SQL.split("SELECT o.code AS old_code")[0] + """
+SELECT o.code AS old_code, ST_Area(ST_Transform(ST_Difference(o.geom, coalesce(
+    (SELECT ST_Union(n.geom) FROM n WHERE ST_Intersects(n.geom, o.geom)),
+    ST_SetSRID(ST_GeomFromText('POLYGON EMPTY'), ST_SRID(o.geom)))),
+    (SELECT citygrid_metric_srid()))) AS rest
+FROM o
+"""
 
 
 def pieces(conn: Connection, *, closed: list[int], at: datetime) -> list[dict[str, Any]]:
@@ -59,6 +71,8 @@ def pieces(conn: Connection, *, closed: list[int], at: datetime) -> list[dict[st
         old_area, parts = found.setdefault(r["old_code"], (float(r["old_area"]), []))
         if r["new_code"] is not None and r["area"] is not None and r["area"] > NOISE_M2:
             parts.append((r["new_code"], float(r["area"])))
+    rests = {r.old_code: float(r.rest or 0.0) for r in conn.execute(
+        text(_REST_SQL), {"ids": list(closed), "at": at})}
     sources: dict[str, set[str]] = defaultdict(set)
     for old, (_, parts) in found.items():
         for new, _a in parts:
@@ -66,11 +80,11 @@ def pieces(conn: Connection, *, closed: list[int], at: datetime) -> list[dict[st
     out: list[dict[str, Any]] = []
     for old, (old_area, parts) in sorted(found.items()):
         total = sum(a for _, a in parts)
-        rest = old_area - total
+        rest = rests.get(old, 0.0)
         rows: list[tuple[str | None, float]] = sorted(parts)
         if rest > TOLERANCE_M2 or not parts:
-            denom = max(old_area, total)
-            rows.append((REMAINDER, max(rest, 0.0)))
+            denom = total + rest
+            rows.append((REMAINDER, rest))
         else:
             denom = total
         if not parts:

@@ -12,9 +12,11 @@ then. After the sequence, an oracle written here with plain shapely checks:
 - every old grid's shares in every version sum to 1, and so do the shares of G1 and G2 composed
   onto today's grids;
 - **area-exact counting**: a uniform density of cases carried through the composed shares gives
-  each of today's grids exactly its own area: Σ over the old grids of area(old) × share(old →
-  g) = area(g) (within 0.5 m²). A share measured against the wrong area, a missed version or a
-  wrong composition order makes this fail;
+  each of today's grids its own area: Σ over the old grids of area(old) × share(old → g) =
+  area(g), within 1e-4 relative (areas are measured in a projected CRS, where a straight lon/lat
+  edge cut by new vertices moves a 1 km² grid's measured area by up to tens of m²). A share
+  measured against the wrong area, a missed version or a wrong composition order makes this
+  fail (tried: composing in reverse order fails it by half a grid);
 - **points**: the month by today's boundaries (:mod:`layers.analysis.crosswalk`) counts for
   each of today's grids exactly the points the oracle finds in that grid's shape, and its total
   equals the number of points (nothing lost or doubled);
@@ -176,13 +178,13 @@ def test_crosswalk_shares_sum_to_one_and_carry_counts(
         # area-exact: a uniform density carried through the shares fills today's grids exactly
         for g, geom in today.items():
             carried = sum(area_m2(old[c]) * composed[c].get(g, 0.0) for c in (G1, G2))
-            assert carried == pytest.approx(area_m2(geom), abs=0.5), g
+            assert carried == pytest.approx(area_m2(geom), rel=1e-4), g
         # points: by today's boundaries, each of today's grids counts the points inside it
         month = RECEIVED.strftime("%Y-%m")
         got = by_today.monthly(conn, principal=SYSTEM, month=month, level="grid",
                                region=C1, boundaries="today")
         counts = {r["code"]: r["received"] for r in got["rows"] if r["received"]}
-        assert sum(counts.values()) == pytest.approx(len(pts))
+        assert sum(counts.values()) == pytest.approx(len(pts), abs=1e-3 * len(counts))
         if with_points:
             oracle = Counter(next(g for g, geom in today.items()
                                   if geom.covers(shapely.Point(X0 + x * U, Y0 + y * U)))
