@@ -25,6 +25,7 @@ from app.routers import (
     analysis,
     calendar,
     callup,
+    crosswalk,
     desk,
     field,
     incidents,
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(open311.router)
     app.include_router(open311.discovery_router)
     app.include_router(plans.router)
+    app.include_router(crosswalk.router)  # a plan's crosswalk, old codes to new (issue 19)
     app.include_router(ogc.router)
     app.include_router(portal_data.router)
     app.include_router(desk.router)  # the dispatch desk (layers/dispatch)

@@ -89,11 +89,12 @@ def get_scores_xlsx(conn: ReadConn, principal: Assessor, month: Month, region: R
 
 
 @router.get("/trend", summary="Twelve months of the jurisdiction's figures")
-def get_trend(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
-              ) -> dict[str, Any]:
-    from layers.analysis import trends
+def get_trend(conn: ReadConn, principal: Assessor, month: Month, region: Region = None,
+              boundaries: Literal["then", "today"] = "then") -> dict[str, Any]:
+    from layers.analysis import crosswalk
 
-    return trends.series(conn, principal=principal, month=month, region=month_view.area(principal, region))
+    return crosswalk.series(conn, principal=principal, month=month, boundaries=boundaries,
+                            region=month_view.area(principal, region))
 
 
 @router.get("/hotspots", summary="Getis–Ord Gi* hot and cold spots over grid counts")

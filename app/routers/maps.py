@@ -14,6 +14,7 @@ from app.schemas import ErrorPublic, IsoDateTime, QueryBool
 from gis.validate import parse_bbox
 from grids.access import Permission, Principal
 from layers import assessment, maps
+from layers.analysis import crosswalk
 
 router = APIRouter(tags=["maps"], responses={401: {"model": ErrorPublic},
                                              403: {"model": ErrorPublic},
@@ -153,16 +154,23 @@ class AssessmentPublic(BaseModel):
     rows: list[dict[str, Any]]
     formulas: dict[str, str]
     notes: list[str]
+    boundaries: Literal["then", "today"] = "then"
+
+
+Boundaries = Annotated[Literal["then", "today"], Query(
+    description="then: units of the month (as assigned at intake); today: today's grids, "
+                "through the boundary crosswalk")]
 
 
 @router.get("/assessment", response_model=AssessmentPublic,
             summary="Monthly figures per grid, community, street, worker or department")
 def get_assessment(conn: ReadConn, principal: Assessor, month: Month, level: Level = "street",
                    region: Annotated[str | None, Query(max_length=15,
-                                                       pattern=r"^[0-9]{6,15}$")] = None
-                   ) -> AssessmentPublic:
-    return AssessmentPublic.model_validate(assessment.monthly(
-        conn, principal=principal, month=month, level=level, region=region))
+                                                       pattern=r"^[0-9]{6,15}$")] = None,
+                   boundaries: Boundaries = "then") -> AssessmentPublic:
+    return AssessmentPublic.model_validate(crosswalk.monthly(
+        conn, principal=principal, month=month, level=level, region=region,
+        boundaries=boundaries))
 
 
 @router.get("/assessment.xlsx", response_class=Response,
@@ -171,10 +179,10 @@ def get_assessment(conn: ReadConn, principal: Assessor, month: Month, level: Lev
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}})
 def get_assessment_xlsx(conn: ReadConn, principal: Assessor, month: Month, level: Level = "street",
                         region: Annotated[str | None, Query(max_length=15,
-                                                            pattern=r"^[0-9]{6,15}$")] = None
-                        ) -> Response:
-    figures = assessment.monthly(conn, principal=principal, month=month, level=level,
-                                 region=region)
+                                                            pattern=r"^[0-9]{6,15}$")] = None,
+                        boundaries: Boundaries = "then") -> Response:
+    figures = crosswalk.monthly(conn, principal=principal, month=month, level=level,
+                                region=region, boundaries=boundaries)
     return Response(
         assessment.to_xlsx(figures),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 from grids.access import Principal
 from grids.errors import GridError
 from grids.io import check_sibling_overlaps
+from grids.plans import crosswalk
 from grids.plans.checks import validate
 from grids.plans.draft import SLIVER_M2, Draft
 from grids.plans.store import (
@@ -92,6 +93,7 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
             "JOIN region r ON r.code = pr.code JOIN region p ON p.code = pr.parent_code "
             "WHERE pr.id = :rid"),
             [{"v": version, "at": at, "rid": it.rid} for it in opening])
+    crosswalk.record(conn, version=version, plan_id=plan_id, at=at, closed=closing)
     _carry_assignments(conn, draft, at)
     refused = check_sibling_overlaps(conn)
     if refused:

@@ -28,7 +28,7 @@ from grids.access import Principal
 from grids.city import profile
 from grids.codes import normalise
 from grids.errors import RegionNotFound
-from grids.plans import undo
+from grids.plans import crosswalk, undo
 from grids.plans.checks import validate
 from grids.plans.draft import GRID_DEG, NOISE_M2, Item, area_m2
 from grids.plans.drafting import create_plan
@@ -70,6 +70,7 @@ def export_plan(conn: Connection, plan_id: int, path: str | Path, *, principal: 
             crs="EPSG:4490")
         frame.to_file(path, driver="GPKG", layer=layer, engine="pyogrio",
                       geometry_type="MultiPolygon")
+    crosswalk.write_gpkg(conn, plan_id, path, principal=principal)  # attribute table, if activated
     return len(live)
 
 

@@ -189,7 +189,7 @@ OVERRIDES: dict[tuple[str, str], Callable[[str, Places, Scope | None], int]] = {
 # with any of SAMPLES, PLACELESS, SUCCESS, ADDRESSES, MISSING, OVERRIDES, PUBLIC.
 for _name in ("matrix_plans", "matrix_ogc", "matrix_portal", "matrix_open311", "matrix_analysis",
               "matrix_desk", "matrix_field", "matrix_addresses", "matrix_calendar",
-              "matrix_callup"):
+              "matrix_callup", "matrix_crosswalk"):
     _mod = importlib.import_module(f"tests.app.{_name}")
     SAMPLES.update(getattr(_mod, "SAMPLES", {}))
     PLACELESS |= getattr(_mod, "PLACELESS", set())
