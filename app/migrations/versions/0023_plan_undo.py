@@ -20,7 +20,7 @@ Create Date: 2026-12-06
 from alembic import op
 
 revision = "0023"
-down_revision = "0019"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 

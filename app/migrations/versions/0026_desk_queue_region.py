@@ -17,7 +17,7 @@ Create Date: 2026-12-06
 from alembic import op
 
 revision = "0026"
-down_revision = "0019"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
