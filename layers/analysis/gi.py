@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -36,16 +37,41 @@ from layers.analysis.month import shift_month
 LEVELS = ((2.576, 99), (1.960, 95), (1.645, 90))
 
 
-def grid_neighbours(conn: Connection, codes: list[str]) -> dict[str, list[str]]:
-    """Queen contiguity between the grids ``codes`` (in force now), from PostGIS."""
+# Queen adjacency per set of boundaries: ST_Intersects over the grids' polygons is the slow part
+# of Gi* (seconds for a city's thousands of detailed grids) and changes only with the boundaries.
+_NEIGHBOURS: OrderedDict[str, dict[str, list[str]]] = OrderedDict()
+_NEIGHBOURS_KEEP = 8
+
+
+def grid_neighbours(conn: Connection, codes: list[str], *, cache: bool = True
+                    ) -> dict[str, list[str]]:
+    """Queen contiguity between the grids ``codes`` (in force now), from PostGIS.
+
+    Kept in the process per *set of boundaries*: the key is the database and the
+    (code, boundary row) pairs in force for ``codes`` (a redrawn grid gets a new boundary row, a
+    retired one leaves ``region_current``), so a plan that takes effect gives a new key.
+    """
+    key = conn.execute(text(
+        "SELECT current_database() || ':' || coalesce(inet_server_port(), 0) || ':' || "
+        "md5(coalesce(string_agg(code || '@' || boundary_id, ',' ORDER BY code), '')) "
+        "FROM region_current WHERE level = 'grid' AND code IN "
+        "(SELECT unnest(CAST(:c AS text[])))"), {"c": codes}).scalar_one()
+    if cache and key in _NEIGHBOURS:
+        _NEIGHBOURS.move_to_end(key)
+        return {c: list(v) for c, v in _NEIGHBOURS[key].items()}
     nb: dict[str, list[str]] = {c: [] for c in codes}
     for a, b in conn.execute(text(
             "SELECT a.code, b.code FROM region_current a JOIN region_current b "
             "ON a.code < b.code AND a.geom && b.geom AND ST_Intersects(a.geom, b.geom) "
-            "WHERE a.level = 'grid' AND b.level = 'grid' AND a.code = ANY(:c) "
-            "AND b.code = ANY(:c)"), {"c": codes}):
+            "WHERE a.level = 'grid' AND b.level = 'grid' "
+            "AND a.code IN (SELECT unnest(CAST(:c AS text[]))) "
+            "AND b.code IN (SELECT unnest(CAST(:c AS text[])))"), {"c": codes}):
         nb[a].append(b)
         nb[b].append(a)
+    if cache:
+        _NEIGHBOURS[key] = {c: list(v) for c, v in nb.items()}
+        while len(_NEIGHBOURS) > _NEIGHBOURS_KEEP:
+            _NEIGHBOURS.popitem(last=False)
     return nb
 
 

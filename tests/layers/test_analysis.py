@@ -169,6 +169,25 @@ def test_hotspots_on_the_grids_find_the_planted_cluster(conn: Connection) -> Non
     assert {g["code"]: g["kind"] for g in em["grids"]}[centre] == "new"
 
 
+def test_neighbours_are_kept_per_set_of_boundaries(conn: Connection) -> None:
+    """The cached adjacency is the adjacency PostGIS gives, and a grid whose boundary ends is
+    not in the next answer (a new set of boundaries, a new key)."""
+    codes = list(gi.grid_counts(conn, principal=SYSTEM, month="2026-10", region="330782001"))
+    fresh = gi.grid_neighbours(conn, codes, cache=False)
+    first = gi.grid_neighbours(conn, codes)
+    again = gi.grid_neighbours(conn, codes)
+    assert first == fresh and again == fresh
+    again[codes[0]].append("not-a-grid")  # a caller's change does not reach the cache
+    assert gi.grid_neighbours(conn, codes) == fresh
+    gone = next(c for c in codes if fresh[c])
+    conn.execute(text(
+        "UPDATE region_boundary b SET valid_to = now() - interval '1 second' FROM region r "
+        "WHERE r.id = b.region_id AND r.code = :c AND b.valid_to IS NULL"), {"c": gone})
+    after = gi.grid_neighbours(conn, codes)
+    assert after[gone] == [] and all(gone not in v for v in after.values())
+    assert after == gi.grid_neighbours(conn, codes, cache=False)
+
+
 # ---- recurring places --------------------------------------------------------------------
 def test_recurring_places_equal_a_brute_force_dbscan(conn: Connection) -> None:
     g = grid_in(conn, "330782001", 3)
