@@ -23,10 +23,12 @@ Lines (best of 3 unless said):
   departments and the total, for the three months, in one statement, beside the old path's
   fifteen per-level aggregates and three totals.
 - **Gi\\* on the database's grids** (10,000 on the scale database): :func:`layers.analysis.gi.
-  hotspots` end to end, and its parts: the counts (SQL), the Queen adjacency (PostGIS), the
-  weights (libpysal) and esda's ``G_Local`` beside the formula written out per grid
-  (:func:`layers.analysis.gi.gi_star_z`) on the same weights and data (max |Δz|).
-- **Gi\\* on a synthetic lattice** of ``--lattice``² grids (100 → 10,000): esda and the formula.
+  hotspots` end to end (its first call computes the Queen adjacency in PostGIS, later calls use
+  the adjacency kept for those boundaries), and its parts: the counts (SQL), the adjacency, then
+  esda's ``G_Local`` on the libpysal ``Graph`` with the diagonal set (ours) beside esda on the
+  plain ``W`` (how it ran before: esda rebuilds the W to set the diagonal) and the formula
+  written out per grid (:func:`layers.analysis.gi.gi_star_z`), same weights and data (max |Δz|).
+- **Gi\\* on a synthetic lattice** of ``--lattice``² grids (100 → 10,000): the same three.
 - **pack for a street**: :func:`layers.report.build_pack` with the PDF (best of 1), beside its
   parts run one by one (each part of :func:`layers.report.collect`, the HTML, the XLSX, the PDF)
   and the plain month figures (``/assessment``) for the same street.
@@ -224,41 +226,56 @@ def bench_view(conn: Any, m: str, res: dict[str, Any]) -> None:
 
 
 def bench_gi(conn: Any, m: str, lattice: int, res: dict[str, Any]) -> None:
-    """Gi* on the database's grids, end to end and in parts, esda beside the formula."""
+    """Gi* on the database's grids, end to end (adjacency computed, then kept) and in parts:
+    esda on the Graph (ours) beside esda on the plain W (before) and the formula, same data."""
+    gi._NEIGHBOURS.clear()
+    t_cold, _ = best(lambda: gi.hotspots(conn, principal=SYSTEM, month=m), repeat=1)
     t_hot, hot = best(lambda: gi.hotspots(conn, principal=SYSTEM, month=m))
     t_counts, counts = best(lambda: gi.grid_counts(conn, principal=SYSTEM, month=m))
     codes = list(counts)
-    t_adj, nb = best(lambda: gi.grid_neighbours(conn, codes))
+    t_adj, nb = best(lambda: gi.grid_neighbours(conn, codes, cache=False), repeat=1)
+    t_kept, _ = best(lambda: gi.grid_neighbours(conn, codes))
     y = np.array([counts[c] for c in codes], dtype=float)
+    t_g, g = best(lambda: gi.graph(nb, codes))
+    t_esda, z0 = best(lambda: gi.gi_star(y, g))
     t_w, w = best(lambda: gi.weights(nb, codes))
+    t_esda_w, z1 = best(lambda: gi.gi_star(y, w))
     idx = {c: i for i, c in enumerate(codes)}
     lists = [[idx[x] for x in nb[c]] for c in codes]
-    t_esda, z1 = best(lambda: gi.gi_star(y, w))
     t_form, z2 = best(lambda: gi.gi_star_z(y, lists))
-    diff = float(np.abs(z1 - z2).max())
+    diff = float(max(np.abs(z0 - z1).max(), np.abs(z0 - z2).max()))
     hot_n = sum(g["kind"] == "hot" for g in hot["grids"])
-    res["gi_db"] = {"grids": len(codes), "hotspots_s": t_hot, "counts_s": t_counts,
-                    "adjacency_s": t_adj, "weights_s": t_w, "esda_s": t_esda,
-                    "formula_s": t_form, "max_abs_diff": diff, "hot": hot_n,
-                    "incidents": int(y.sum())}
+    res["gi_db"] = {"grids": len(codes), "incidents": int(y.sum()), "hot": hot_n,
+                    "hotspots_first_s": t_cold, "hotspots_s": t_hot, "counts_s": t_counts,
+                    "adjacency_postgis_s": t_adj, "adjacency_kept_s": t_kept,
+                    "graph_s": t_g, "esda_graph_s": t_esda, "w_s": t_w, "esda_w_s": t_esda_w,
+                    "formula_s": t_form, "max_abs_diff": diff}
     print(f"Gi* on the database's grids ({len(codes):,}, {int(y.sum()):,} incidents in {m}): "
-          f"hotspots() end to end {_ms(t_hot)} = counts {_ms(t_counts)} + Queen adjacency "
-          f"(PostGIS) {_ms(t_adj)} + weights (libpysal) {_ms(t_w)} + esda G_Local "
-          f"{_ms(t_esda)} · formula loop on the same weights and data {_ms(t_form)} · "
-          f"max |Δz| {diff:.1e} · {hot_n} hot grids")
+          f"hotspots() {_ms(t_hot)} (first call, adjacency from PostGIS: {_ms(t_cold)}) · "
+          f"parts: counts {_ms(t_counts)}, adjacency PostGIS {_ms(t_adj)} / kept "
+          f"{_ms(t_kept)}, Graph {_ms(t_g)} + esda {_ms(t_esda)} = "
+          f"{_ms(t_g + t_esda)} · before: W {_ms(t_w)} + esda on the W {_ms(t_esda_w)} = "
+          f"{_ms(t_w + t_esda_w)} · formula loop {_ms(t_form)} · max |Δz| {diff:.1e} · "
+          f"{hot_n} hot grids")
 
     from libpysal.weights import lat2W
 
     k = lattice
     t_w, lw = best(lambda: lat2W(k, k, rook=False), repeat=1)
+    lnb = {str(i): [str(j) for j in lw.neighbors[i]] for i in range(k * k)}
+    lcodes = [str(i) for i in range(k * k)]
     ly = np.random.default_rng(7).poisson(3, k * k).astype(float)
-    llists = [list(lw.neighbors[i]) for i in range(k * k)]
+    t_lg, lg = best(lambda: gi.graph(lnb, lcodes))
+    t_lge, lz0 = best(lambda: gi.gi_star(ly, lg))
     t_le, lz1 = best(lambda: gi.gi_star(ly, lw))
-    t_lf, lz2 = best(lambda: gi.gi_star_z(ly, llists))
-    res["gi_lattice"] = {"grids": k * k, "weights_s": t_w, "esda_s": t_le,
-                         "formula_s": t_lf, "max_abs_diff": float(np.abs(lz1 - lz2).max())}
-    print(f"Gi* synthetic lattice ({k * k:,} grids, queen): esda {_ms(t_le)} · "
-          f"formula loop {_ms(t_lf)} · weights {_ms(t_w)}")
+    t_lf, lz2 = best(lambda: gi.gi_star_z(ly, [list(lw.neighbors[i]) for i in range(k * k)]))
+    ldiff = float(max(np.abs(lz0 - lz1).max(), np.abs(lz0 - lz2).max()))
+    res["gi_lattice"] = {"grids": k * k, "graph_s": t_lg, "esda_graph_s": t_lge,
+                         "w_s": t_w, "esda_w_s": t_le, "formula_s": t_lf,
+                         "max_abs_diff": ldiff}
+    print(f"Gi* synthetic lattice ({k * k:,} grids, queen): Graph {_ms(t_lg)} + esda "
+          f"{_ms(t_lge)} · esda on the W {_ms(t_le)} (W {_ms(t_w)}) · formula loop "
+          f"{_ms(t_lf)} · max |Δz| {ldiff:.1e}")
 
 
 def bench_pack(conn: Any, m: str, street: str, res: dict[str, Any]) -> None:
