@@ -201,23 +201,25 @@ def figures(conn: Connection, *, where: str, params: dict[str, Any],
             region: str | None, scope: Any, total: bool = True,
             p90: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """The figures of every unit of every level in ``levels`` (and, with ``total``, of the whole
-    area) for each month window, in **one statement**: the incidents of each month (one indexed
-    branch per month, its rows flagged with the month's conditions of :data:`FIGURE_SQL`) are
-    grouped once by ``GROUPING SETS`` (month × each level, and month alone for the total).
+    area) for each month window, in **one statement** for the counts and the mean: the
+    incidents of each month (one indexed branch per month, its rows flagged with the month's
+    conditions of :data:`FIGURE_SQL`) are grouped once by ``GROUPING SETS`` (month × each
+    level, and month alone for the total), hashed in one pass. A second statement takes the
+    90th percentile of handling time over the closed cases of the months in ``p90`` (indexes
+    into ``windows``; default all; the month view asks it for the shown month only, the other
+    months' ``p90_handling_h`` are then null).
 
     ``where`` and ``params`` hold the caller's area (over ``incident i``; ``params`` also
-    ``as_of``). ``p90``: the months (indexes into ``windows``) whose 90th percentile of handling
-    time is computed (default all); an ordered-set aggregate makes PostgreSQL sort every
-    grouping set, so the month view asks it for the shown month only. Patrol coverage is read
-    once per month for all levels.
+    ``as_of``). Patrol coverage is read once per month for all levels.
 
     Returns, per window: ``{"levels": {level: rows}, "total": row or None, "coverage_days"}``,
     the rows as :func:`monthly` gives them (sorted by code, nulls last).
     """
-    p90_months = set(range(len(windows)) if p90 is None else p90)
-    units = [lv for lv in levels]
+    p90_months = sorted(set(range(len(windows)) if p90 is None else p90))
+    units = list(levels)
     cols = [f"{UNIT_SQL[lv]} AS u_{lv}" for lv in units]
-    branches = []
+    dept = " LEFT JOIN department d ON d.id = i.department_id" if "department" in units else ""
+    branches, hours = [], []
     params = dict(params)
     for k, (s, e) in enumerate(windows):
         params[f"s_{k}"], params[f"e_{k}"] = s, e
@@ -225,32 +227,51 @@ def figures(conn: Connection, *, where: str, params: dict[str, Any],
         rec, clo, due = (_in_window(x, k) for x in (RECEIVED_SQL, CLOSED_SQL, DUE_SQL))
         branches.append(
             f"SELECT {k} AS k, {', '.join([*cols, *flags])}, "
-            f"CASE WHEN {clo} THEN {_HOURS} END AS h "
-            "FROM incident i"
-            + (" LEFT JOIN department d ON d.id = i.department_id" if "department" in units
-               else "")
-            + f" WHERE ({rec} OR {clo} OR ({due})) AND {where}")
-    sets = [f"(k, u_{lv})" for lv in units] + (["(k)"] if total else [])
+            f"CASE WHEN {clo} THEN {_HOURS} END AS h FROM incident i{dept} "
+            f"WHERE ({rec} OR {clo} OR ({due})) AND {where}")
+        if k in p90_months:
+            hours.append(f"SELECT {', '.join([f'{k} AS k', *cols])}, {_HOURS} AS h "
+                         f"FROM incident i{dept} WHERE {clo} AND {where}")
+    sets = ", ".join([f"(k, u_{lv})" for lv in units] + (["(k)"] if total else []))
     grouping = f"GROUPING({', '.join(f'u_{lv}' for lv in units)})" if units else "0"
-    pct = ("percentile_cont(0.9) WITHIN GROUP (ORDER BY h) FILTER (WHERE k = ANY(:p90_k))"
-           if p90_months else "NULL::float8")
-    params["p90_k"] = sorted(p90_months)
-    sql = (f"SELECT k, {grouping} AS g, "
-           + "".join(f"u_{lv}, " for lv in units)
-           + ", ".join(f"count(*) FILTER (WHERE f_{c}) AS {c}" for c in _COUNTS)
-           + f", avg(h) AS mean_h, {pct} AS p90_h "
-           f"FROM ({' UNION ALL '.join(branches)}) c GROUP BY GROUPING SETS ({', '.join(sets)})")
+    head = f"SELECT k, {grouping} AS g" + "".join(f", u_{lv}" for lv in units)
+    # The counts and the mean: plain aggregates, so PostgreSQL hashes the grouping sets in one
+    # pass over the three months' rows. The 90th percentile is an ordered-set aggregate, which
+    # would make it sort every row of every month for every set: it is taken apart, over the
+    # closed cases of the months asked for only.
+    counts_sql = (head + "".join(f", count(*) FILTER (WHERE f_{c}) AS {c}" for c in _COUNTS)
+                  + f", avg(h) AS mean_h FROM ({' UNION ALL '.join(branches)}) c "
+                  f"GROUP BY GROUPING SETS ({sets})")
     n = len(units)
+    everything = (1 << n) - 1  # every unit column aggregated away: the total
+
+    def level_of(g: int) -> str | None:
+        if total and g == everything:
+            return None
+        # exactly one unit column is grouped: its bit is 0 (the first column is the high bit)
+        return next(units[j] for j in range(n) if not g >> (n - 1 - j) & 1)
+
     got: list[dict[str, list[Any]]] = [{lv: [] for lv in units} for _ in windows]
     totals: list[Any] = [None] * len(windows)
-    for r in conn.execute(text(sql), params).mappings():
-        g = int(r["g"])
-        if total and g == (1 << n) - 1:  # every unit column aggregated away: the total
-            totals[r["k"]] = r
-            continue
-        # exactly one unit column is grouped: its bit is 0 (the first column is the high bit)
-        lv = next(units[j] for j in range(n) if not g >> (n - 1 - j) & 1)
-        got[r["k"]][lv].append(r)
+    # No JIT (local to the caller's transaction): the statements' cost at 5 M incidents makes
+    # PostgreSQL compile them, which took 4.9 s of a 5 s statement (bench.month).
+    conn.execute(text("SELECT set_config('jit', 'off', true)"))
+    p90s: dict[tuple[int, str | None, Any], float | None] = {}
+    if hours:
+        for r in conn.execute(text(
+                f"{head}, percentile_cont(0.9) WITHIN GROUP (ORDER BY h) AS p90_h "
+                f"FROM ({' UNION ALL '.join(hours)}) c GROUP BY GROUPING SETS ({sets})"),
+                params).mappings():
+            lv = level_of(int(r["g"]))
+            p90s[(r["k"], lv, None if lv is None else r[f"u_{lv}"])] = r["p90_h"]
+    for r in conn.execute(text(counts_sql), params).mappings():
+        row = dict(r)
+        lv = level_of(int(row["g"]))
+        row["p90_h"] = p90s.get((row["k"], lv, None if lv is None else row[f"u_{lv}"]))
+        if lv is None:
+            totals[row["k"]] = row
+        else:
+            got[row["k"]][lv].append(row)
     patrolled = [lv for lv in units if lv != "department"]
     patrols = [_patrol_levels(conn, levels=patrolled, start=s, end=e, scope=scope, region=region)
                if patrolled or total else None for s, e in windows]

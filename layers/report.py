@@ -219,7 +219,7 @@ def collect(conn: Connection, *, principal: Principal, month: str,
                                  and len(scope.prefixes) == 1 else "")
     level = "community" if len(one) >= 9 else "street"
     compared = month_mod.compare(conn, principal=principal, month=month, level=level,
-                                 region=region)
+                                 region=region, p90_all=True)
     grid_fig = assessment.monthly(conn, principal=principal, month=month, level="grid",
                                   region=region)
     by_grid = {r["code"]: r for r in grid_fig["rows"] if r["code"]}

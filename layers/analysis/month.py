@@ -114,13 +114,17 @@ def total(conn: Connection, *, principal: Principal, month: str, region: str | N
 
 
 def compare(conn: Connection, *, principal: Principal, month: str, level: str = "street",
-            region: str | None = None, as_of: datetime | None = None) -> dict[str, Any]:
+            region: str | None = None, as_of: datetime | None = None,
+            p90_all: bool = False) -> dict[str, Any]:
     """The month's figures per unit, ranked, beside the month before and the same month last
     year (see the module doc).
 
     One statement for the three months, the units and the totals
     (:func:`layers.assessment.figures`); the month before and last year give the key figures
-    (and the totals) only.
+    (and the totals) only. The 90th percentile of handling time (``p90_handling_h``) is null
+    unless ``p90_all``: the view does not show it and it is the dearest figure (a sort of the
+    month's closed cases per level); the meeting pack asks for it (its summary shows it for
+    the three months), :func:`layers.assessment.monthly` (``/assessment``) always has it.
     """
     principal.require(Permission.ASSESSMENT_READ)
     if level not in assessment.LEVELS:
@@ -134,7 +138,8 @@ def compare(conn: Connection, *, principal: Principal, month: str, level: str = 
     params: dict[str, Any] = {"as_of": as_of or datetime.now(tz)}
     where = _scope_where(principal, region, params)
     got = assessment.figures(conn, where=where, params=params, windows=windows, levels=[level],
-                             region=region, scope=principal.locate_scope())
+                             region=region, scope=principal.locate_scope(),
+                             p90=None if p90_all else [])
     cur = assessment._monthly_result(conn, got[0], month=month, level=level, region=region,
                                      window=windows[0], as_of=params["as_of"])
     before = {r["code"]: r for r in got[1]["levels"][level]}
