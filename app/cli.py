@@ -35,6 +35,9 @@ app.add_typer(city_app, name="city")
 calendar_app = typer.Typer(help="The workday calendar (holidays, make-up workdays, office hours).",
                            no_args_is_help=True)
 app.add_typer(calendar_app, name="calendar")
+packs_app = typer.Typer(help="The monthly meeting packs the server keeps (CITYGRID_PACK_DIR).",
+                        no_args_is_help=True)
+app.add_typer(packs_app, name="packs")
 
 
 def _engine():
@@ -358,6 +361,33 @@ def report(
         typer.secho(str(exc), fg="red")
         raise typer.Exit(1) from None
     typer.echo(f"wrote {written}")
+
+
+@packs_app.command("prune")
+def packs_prune(
+    max_age_h: Annotated[float | None, typer.Option(
+        help="Remove packs older than this (default: CITYGRID_PACK_MAX_AGE_H)")] = None,
+    keep: Annotated[int | None, typer.Option(
+        help="Then keep at most this many, the newest (default: CITYGRID_PACK_MAX_COUNT)")] = None,
+    pack_dir: Annotated[Path | None, typer.Option(
+        "--dir", help="The packs' directory (default: CITYGRID_PACK_DIR)")] = None,
+) -> None:
+    """Remove old meeting packs (as building a pack does; e.g. from cron where few are built)."""
+    from app.settings import PackSettings, _from_env
+    from layers.report import PACK_ID, prune_packs
+
+    conf = _from_env(PackSettings)()
+    root = pack_dir or Path(conf.pack_dir)
+    age_h = conf.pack_max_age_h if max_age_h is None else max_age_h
+    count = conf.pack_max_count if keep is None else keep
+    if age_h < 0 or count < 0:
+        typer.secho("--max-age-h and --keep are not negative", fg="red", err=True)
+        raise typer.Exit(2)
+    gone = prune_packs(root, age_h * 3600, keep=count)
+    left = (sum(1 for d in root.iterdir() if d.is_dir() and PACK_ID.fullmatch(d.name))
+            if root.is_dir() else 0)
+    typer.echo(f"removed {gone} pack(s) from {root}; {left} kept "
+               f"(max age {age_h:g} h, at most {count})")
 
 
 def _password(prompt: bool, stdin: bool) -> str:

@@ -267,10 +267,12 @@ class PhotoSettings(BaseSettings):
 
 
 class PackSettings(BaseSettings):
-    """Where the monthly meeting packs (``POST /analysis/pack``) are kept, and for how long: a
-    pack older than ``pack_max_age_h`` hours is removed when a new one is built."""
+    """Where the monthly meeting packs (``POST /analysis/pack``) are kept, and for how long: when a
+    new one is built (and by ``citygrid packs prune``), the packs older than ``pack_max_age_h``
+    hours are removed, and the oldest beyond the ``pack_max_count`` newest."""
 
     model_config = _ENV
 
     pack_dir: str = "var/packs"
     pack_max_age_h: float = Field(72.0, gt=0, le=24 * 366)
+    pack_max_count: int = Field(200, ge=1, le=100_000)

@@ -32,6 +32,8 @@ Definitions (also written into every result and workbook, see :data:`FORMULAS`):
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -90,7 +92,7 @@ CLOSED_SQL = "i.closed_at >= :s AND i.closed_at < :e"
 DUE_SQL = "i.due_at >= :s AND i.due_at < :e AND i.state NOT IN ('voided', 'merged')"
 FIGURE_SQL: dict[str, str] = {
     "received": RECEIVED_SQL,
-    "registered": f"{RECEIVED_SQL} AND i.state NOT IN ('received', 'voided')",
+    "registered": f"{RECEIVED_SQL} AND i.state NOT IN ('received', 'voided', 'merged')",
     "closed": CLOSED_SQL,
     "closed_on_time": f"{CLOSED_SQL} AND i.closed_on_time",
     "reworked": f"{CLOSED_SQL} AND i.rework_count > 0",
@@ -135,7 +137,6 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     if level not in LEVELS:
         raise AssessmentError("level is grid, community, street, worker or department.",
                               detail={"field": "level", "expected": list(LEVELS)})
-    key, names_sql = LEVELS[level]
     tz = profile(conn).tz
     start, end = month_window(month, tz)
     scope = principal.locate_scope()
@@ -147,61 +148,29 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     if region:
         where.append("i.region_code LIKE :region")
         params["region"] = prefix_of(region) + "%"
-    rec, clo, due = RECEIVED_SQL, CLOSED_SQL, DUE_SQL
-    hours = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
-    rows = conn.execute(text(
-        f"SELECT {key} AS code, "
-        f"count(*) FILTER (WHERE {rec}) AS received, "
-        f"count(*) FILTER (WHERE {rec} AND i.state NOT IN ('received', 'voided', 'merged')) AS registered, "
-        f"count(*) FILTER (WHERE {clo}) AS closed, "
-        f"count(*) FILTER (WHERE {clo} AND i.closed_on_time) AS closed_on_time, "
-        f"count(*) FILTER (WHERE {clo} AND i.rework_count > 0) AS reworked, "
-        f"count(*) FILTER (WHERE {due}) AS due, "
-        f"count(*) FILTER (WHERE {due} AND i.closed_at <= :as_of) AS due_closed, "
-        f"count(*) FILTER (WHERE {due} AND i.closed_at <= :as_of AND i.closed_on_time) "
-        "AS due_closed_on_time, "
-        f"avg({hours}) FILTER (WHERE {clo}) AS mean_h, "
-        f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {hours}) FILTER (WHERE {clo}) AS p90_h "
-        "FROM incident i LEFT JOIN department d ON d.id = i.department_id "
-        f"WHERE ({rec} OR {clo} OR ({due})) AND {' AND '.join(where)} "
-        "GROUP BY 1 ORDER BY 1 NULLS LAST"), params).mappings().all()
-    codes = [r["code"] for r in rows if r["code"] is not None]
-    names: dict[str, str] = (dict(conn.execute(text(names_sql), {"codes": codes}).all())
-                             if codes else {})
-    patrol = (_patrol_coverage(conn, level=level, start=start, end=end, scope=scope,
-                               region=region) if level != "department" else None)
-    out_rows = []
-    for r in rows:
-        out_rows.append({
-            "code": r["code"], "name": names.get(r["code"], "(none)"),
-            "received": r["received"], "registered": r["registered"], "closed": r["closed"],
-            "closed_on_time": r["closed_on_time"], "reworked": r["reworked"], "due": r["due"],
-            "due_closed": r["due_closed"], "due_closed_on_time": r["due_closed_on_time"],
-            "closure_rate": _rate(r["due_closed"], r["due"]),
-            "on_time_rate": _rate(r["due_closed_on_time"], r["due"]),
-            "rework_rate": _rate(r["reworked"], r["closed"]),
-            "mean_handling_h": None if r["mean_h"] is None else round(float(r["mean_h"]), 2),
-            "p90_handling_h": None if r["p90_h"] is None else round(float(r["p90_h"]), 2),
-            **_patrol_figures(patrol, r["code"])})
-    if patrol:  # units patrolled (or with grids) but without a case in the month
-        seen = {r["code"] for r in out_rows}
-        extra = sorted(c for c in patrol if c not in seen)
-        names |= dict(conn.execute(text(names_sql), {"codes": extra}).all()) if extra else {}
-        for code in extra:
-            out_rows.append({"code": code, "name": names.get(code, "(none)"),
-                             **{c: 0 for c in COLUMNS[2:10]},
-                             **{c: None for c in COLUMNS[10:15]}, **_patrol_figures(patrol, code)})
-        out_rows.sort(key=lambda r: (r["code"] is None, r["code"] or ""))
+    got = figures(conn, where=" AND ".join(where), params=params, windows=[(start, end)],
+                  levels=[level], region=region, scope=scope, total=False)[0]
+    return _monthly_result(conn, got, month=month, level=level, region=region,
+                           window=(start, end), as_of=params["as_of"])
+
+
+def _monthly_result(conn: Connection, got: dict[str, Any], *, month: str, level: str,
+                    region: str | None, window: tuple[datetime, datetime],
+                    as_of: datetime) -> dict[str, Any]:
+    """:func:`monthly`'s answer from one month of :func:`figures`."""
+    tz = profile(conn).tz
+    start, end = window
+    out_rows = got["levels"][level]
     notes = [f"Month {month} in {tz.key}: [{start.isoformat()}, {end.isoformat()}).",
              "Incidents count for the unit assigned at intake; code null: none was assigned "
              "(fallback to a higher level)."]
     if level == "department":
         notes.append("patrol_coverage is null for departments: they handle cases, grid workers "
                      "patrol.")
-    elif patrol is None:
+    elif got["coverage_days"] is None:
         notes.append("patrol_coverage is null: no patrol fixes in the month.")
     else:
-        n_days = data_days(conn, start, end)
+        n_days = got["coverage_days"]
         notes.append(f"patrol_coverage: mean daily share over the {n_days} day(s) of the month "
                      f"with patrol data; each day's tracks filtered as in layers.patrols.tracks, "
                      f"buffered {PATROL_BUFFER_M:g} m in "
@@ -213,9 +182,157 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
             notes.append(f"patrol_coverage: new fixes on {pending} day(s) of the month are "
                          "still being taken into account (recomputed in the background).")
     return {"month": month, "level": level, "region": region, "timezone": tz.key,
-            "as_of": params["as_of"].isoformat(), "rows": out_rows, "formulas": FORMULAS,
-            "notes": notes,
-            "coverage_days": None if patrol is None else data_days(conn, start, end)}
+            "as_of": as_of.isoformat(), "rows": out_rows, "formulas": FORMULAS,
+            "notes": notes, "coverage_days": got["coverage_days"]}
+
+
+# The unit of each level as a column of the incident row (department: through its id).
+UNIT_SQL = {level: key for level, (key, _) in LEVELS.items()}
+_COUNTS = COLUMNS[2:10]
+_HOURS = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
+
+
+def _in_window(sql: str, k: int) -> str:
+    """A FIGURE_SQL condition with its window bound to month ``k`` (``:s`` → ``:s_k``)."""
+    return re.sub(r":e\b", f":e_{k}", re.sub(r":s\b", f":s_{k}", sql))
+
+
+def figures(conn: Connection, *, where: str, params: dict[str, Any],
+            windows: Sequence[tuple[datetime, datetime]], levels: Sequence[str],
+            region: str | None, scope: Any, total: bool = True,
+            p90: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """The figures of every unit of every level in ``levels`` (and, with ``total``, of the whole
+    area) for each month window, in **one statement** for the counts and the mean: the
+    incidents of each month (one indexed branch per month, its rows flagged with the month's
+    conditions of :data:`FIGURE_SQL`) are grouped once by ``GROUPING SETS`` (month × each
+    level, and month alone for the total), hashed in one pass. A second statement takes the
+    90th percentile of handling time over the closed cases of the months in ``p90`` (indexes
+    into ``windows``; default all; the month view asks it for the shown month only, the other
+    months' ``p90_handling_h`` are then null).
+
+    ``where`` and ``params`` hold the caller's area (over ``incident i``; ``params`` also
+    ``as_of``). Patrol coverage is read once per month for all levels.
+
+    Returns, per window: ``{"levels": {level: rows}, "total": row or None, "coverage_days"}``,
+    the rows as :func:`monthly` gives them (sorted by code, nulls last).
+    """
+    p90_months = sorted(set(range(len(windows)) if p90 is None else p90))
+    units = list(levels)
+    cols = [f"{UNIT_SQL[lv]} AS u_{lv}" for lv in units]
+    dept = " LEFT JOIN department d ON d.id = i.department_id" if "department" in units else ""
+    branches, hours = [], []
+    params = dict(params)
+    for k, (s, e) in enumerate(windows):
+        params[f"s_{k}"], params[f"e_{k}"] = s, e
+        flags = [f"({_in_window(FIGURE_SQL[c], k)}) AS f_{c}" for c in _COUNTS]
+        rec, clo, due = (_in_window(x, k) for x in (RECEIVED_SQL, CLOSED_SQL, DUE_SQL))
+        branches.append(
+            f"SELECT {k} AS k, {', '.join([*cols, *flags])}, "
+            f"CASE WHEN {clo} THEN {_HOURS} END AS h FROM incident i{dept} "
+            f"WHERE ({rec} OR {clo} OR ({due})) AND {where}")
+        if k in p90_months:
+            hours.append(f"SELECT {', '.join([f'{k} AS k', *cols])}, {_HOURS} AS h "
+                         f"FROM incident i{dept} WHERE {clo} AND {where}")
+    sets = ", ".join([f"(k, u_{lv})" for lv in units] + (["(k)"] if total else []))
+    grouping = f"GROUPING({', '.join(f'u_{lv}' for lv in units)})" if units else "0"
+    head = f"SELECT k, {grouping} AS g" + "".join(f", u_{lv}" for lv in units)
+    # The counts and the mean: plain aggregates, so PostgreSQL hashes the grouping sets in one
+    # pass over the three months' rows. The 90th percentile is an ordered-set aggregate, which
+    # would make it sort every row of every month for every set: it is taken apart, over the
+    # closed cases of the months asked for only.
+    counts_sql = (head + "".join(f", count(*) FILTER (WHERE f_{c}) AS {c}" for c in _COUNTS)
+                  + f", avg(h) AS mean_h FROM ({' UNION ALL '.join(branches)}) c "
+                  f"GROUP BY GROUPING SETS ({sets})")
+    n = len(units)
+    everything = (1 << n) - 1  # every unit column aggregated away: the total
+
+    def level_of(g: int) -> str | None:
+        if total and g == everything:
+            return None
+        # exactly one unit column is grouped: its bit is 0 (the first column is the high bit)
+        return next(units[j] for j in range(n) if not g >> (n - 1 - j) & 1)
+
+    got: list[dict[str, list[Any]]] = [{lv: [] for lv in units} for _ in windows]
+    totals: list[Any] = [None] * len(windows)
+    # No JIT (local to the caller's transaction): the statements' cost at 5 M incidents makes
+    # PostgreSQL compile them, which took 4.9 s of a 5 s statement (bench.month).
+    conn.execute(text("SELECT set_config('jit', 'off', true)"))
+    p90s: dict[tuple[int, str | None, Any], float | None] = {}
+    if hours:
+        for r in conn.execute(text(
+                f"{head}, percentile_cont(0.9) WITHIN GROUP (ORDER BY h) AS p90_h "
+                f"FROM ({' UNION ALL '.join(hours)}) c GROUP BY GROUPING SETS ({sets})"),
+                params).mappings():
+            lv = level_of(int(r["g"]))
+            p90s[(r["k"], lv, None if lv is None else r[f"u_{lv}"])] = r["p90_h"]
+    for r in conn.execute(text(counts_sql), params).mappings():
+        row = dict(r)
+        lv = level_of(int(row["g"]))
+        row["p90_h"] = p90s.get((row["k"], lv, None if lv is None else row[f"u_{lv}"]))
+        if lv is None:
+            totals[row["k"]] = row
+        else:
+            got[row["k"]][lv].append(row)
+    patrolled = [lv for lv in units if lv != "department"]
+    patrols = [_patrol_levels(conn, levels=patrolled, start=s, end=e, scope=scope, region=region)
+               if patrolled or total else None for s, e in windows]
+    names: dict[str, dict[str, str]] = {}
+    for lv in units:  # one name look-up per level for every month's units
+        wanted = {r[f"u_{lv}"] for k in range(len(windows)) for r in got[k][lv]}
+        wanted |= {c for p in patrols if p is not None and lv in p for c in p[lv]}
+        wanted.discard(None)
+        names[lv] = (dict(conn.execute(text(LEVELS[lv][1]), {"codes": sorted(wanted)}).all())
+                     if wanted else {})
+    out = []
+    for k, (s, e) in enumerate(windows):
+        patrol = patrols[k]
+        days = None if patrol is None else data_days(conn, s, e)
+        per_level = {}
+        for lv in units:
+            lp = None if patrol is None or lv == "department" else patrol[lv]
+            per_level[lv] = _unit_rows(lv, got[k][lv], lp, names[lv])
+        tot = None
+        if total:
+            tot = {"code": region or "", "name": "", **_count_figures(totals[k]),
+                   **_sum_patrol(None if patrol is None else patrol["_all"])}
+        out.append({"levels": per_level, "total": tot, "coverage_days": days})
+    return out
+
+
+def _count_figures(r: Any) -> dict[str, Any]:
+    if r is None:
+        return {**{c: 0 for c in _COUNTS}, **{c: None for c in COLUMNS[10:15]}}
+    c = {k: int(r[k]) for k in _COUNTS}
+    return {**c, "closure_rate": _rate(c["due_closed"], c["due"]),
+            "on_time_rate": _rate(c["due_closed_on_time"], c["due"]),
+            "rework_rate": _rate(c["reworked"], c["closed"]),
+            "mean_handling_h": None if r["mean_h"] is None else round(float(r["mean_h"]), 2),
+            "p90_handling_h": None if r["p90_h"] is None else round(float(r["p90_h"]), 2)}
+
+
+def _sum_patrol(patrol: dict[str, list[float]] | None) -> dict[str, Any]:
+    if patrol is None:
+        return {"grids": None, "patrolled_grids": None, "patrol_coverage": None}
+    area = sum(v[0] for v in patrol.values())
+    done = sum(v[1] for v in patrol.values())
+    return {"grids": int(sum(v[2] for v in patrol.values())),
+            "patrolled_grids": int(sum(v[3] for v in patrol.values())),
+            "patrol_coverage": round(done / area, 4) if area else None}
+
+
+def _unit_rows(level: str, rows: list[Any], patrol: dict[str, list[float]] | None,
+               names: dict[str, str]) -> list[dict[str, Any]]:
+    """Rows of one level: the counted units, then the units patrolled (or with grids) without a
+    case in the month, each named; sorted by code, nulls last."""
+    codes = {r[f"u_{level}"] for r in rows}
+    extra = sorted(c for c in (patrol or {}) if c not in codes)
+    out = [{"code": r[f"u_{level}"], "name": names.get(r[f"u_{level}"], "(none)"),
+            **_count_figures(r), **_patrol_figures(patrol, r[f"u_{level}"])} for r in rows]
+    out += [{"code": code, "name": names.get(code, "(none)"), **_count_figures(None),
+             **_patrol_figures(patrol, code)} for code in extra]
+    out.sort(key=lambda r: (r["code"] is None, r["code"] or ""))
+    return out
+
 
 
 PATROL_BUFFER_M = 50.0
@@ -232,11 +349,19 @@ def _patrol_figures(patrol: dict[str, list[float]] | None, code: str | None) -> 
 def _patrol_coverage(conn: Connection, *, level: str, start: datetime, end: datetime,
                      scope: Any, region: str | None) -> dict[str, list[float]] | None:
     """Per unit of ``level``: [grid m², mean daily patrolled m², grids, patrolled grids];
-    None: no fixes in the month.
+    None: no fixes in the month (see :func:`_patrol_levels`)."""
+    got = _patrol_levels(conn, levels=[level], start=start, end=end, scope=scope, region=region)
+    return None if got is None else got[level]
+
+
+def _patrol_levels(conn: Connection, *, levels: Sequence[str], start: datetime, end: datetime,
+                   scope: Any, region: str | None) -> dict[str, dict[str, list[float]]] | None:
+    """Per level, per unit: [grid m², mean daily patrolled m², grids, patrolled grids], and
+    under ``"_all"`` (key ``""``) the whole area; None: no fixes in the month.
 
     From the daily coverage the fix intake keeps (``patrol_grid_cover``, one month row per
     patrolled grid): a street's month is one indexed read, where computing the month's union
-    from the fixes took 24 s for 459 grids.
+    from the fixes took 24 s for 459 grids. One read serves every level.
     """
     if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM patrol_fix WHERE at >= :s AND "
                              "at < :e)"), {"s": start, "e": end}).scalar():
@@ -244,6 +369,7 @@ def _patrol_coverage(conn: Connection, *, level: str, start: datetime, end: date
     month0 = start.date()  # start is the month's first midnight in the city's zone
     days = data_days(conn, start, end)
     prefix = prefix_of(region) if region else ""
+    out: dict[str, dict[str, list[float]]] = {lv: {} for lv in (*levels, "_all")}
     rows = conn.execute(text(
         "SELECT r.code, r.area_m2, coalesce(c.share, 0) AS share FROM region_current r "
         "LEFT JOIN patrol_grid_cover c ON c.span = 'm' AND c.t0 = :m AND c.grid_code = r.code "
@@ -251,34 +377,35 @@ def _patrol_coverage(conn: Connection, *, level: str, start: datetime, end: date
         "ORDER BY r.code"),
         {"m": month0, "p": prefix + "%", "patterns": scope.like_patterns()}).all()
     if not rows:
-        return {}
-    codes = [r.code for r in rows]
-    if level == "worker":
-        owners: dict[str, list[str]] = {}
+        return out
+    owners: dict[str, list[str]] = {}
+    if "worker" in levels:
         for grid, staff in conn.execute(text(
                 "SELECT r.code, s.code FROM assignment a JOIN region r ON r.id = a.region_id "
                 "JOIN staff s ON s.id = a.staff_id WHERE a.duty = 'primary' AND r.code = ANY(:g) "
                 "AND a.valid_from < :e AND (a.valid_to IS NULL OR a.valid_to > :s)"),
-                {"g": codes, "s": start, "e": end}):
+                {"g": [r.code for r in rows], "s": start, "e": end}):
             owners.setdefault(grid, []).append(staff)
-    out: dict[str, list[float]] = {}
     for r in rows:
-        if level == "grid":
-            keys = [r.code]
-        elif level == "community":
-            keys = [r.code[:12]]
-        elif level == "street":
-            keys = [r.code[:9] + "000"]
-        else:
-            keys = sorted(set(owners.get(r.code, [])))
         a = float(r.area_m2 or 0.0)
         d = a * float(r.share) / days  # the grid's mean daily patrolled area
-        for key in keys:
-            s = out.setdefault(key, [0.0, 0.0, 0, 0])
-            s[0] += a
-            s[1] += d
-            s[2] += 1
-            s[3] += r.share > 0
+        for level, unit in out.items():
+            if level == "grid":
+                keys = [r.code]
+            elif level == "community":
+                keys = [r.code[:12]]
+            elif level == "street":
+                keys = [r.code[:9] + "000"]
+            elif level == "worker":
+                keys = sorted(set(owners.get(r.code, [])))
+            else:
+                keys = [""]
+            for key in keys:
+                s = unit.setdefault(key, [0.0, 0.0, 0, 0])
+                s[0] += a
+                s[1] += d
+                s[2] += 1
+                s[3] += r.share > 0
     return out
 
 

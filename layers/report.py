@@ -24,6 +24,8 @@ import html
 import io
 import json
 import re
+import shutil
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -217,7 +219,7 @@ def collect(conn: Connection, *, principal: Principal, month: str,
                                  and len(scope.prefixes) == 1 else "")
     level = "community" if len(one) >= 9 else "street"
     compared = month_mod.compare(conn, principal=principal, month=month, level=level,
-                                 region=region)
+                                 region=region, p90_all=True)
     grid_fig = assessment.monthly(conn, principal=principal, month=month, level="grid",
                                   region=region)
     by_grid = {r["code"]: r for r in grid_fig["rows"] if r["code"]}
@@ -516,6 +518,35 @@ def to_pdf(html_path: Path, pdf_path: Path, *, chromium: str = CHROMIUM) -> int:
         finally:
             browser.close()
     return pdf_path.stat().st_size
+
+
+PACK_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def prune_packs(root: Path, max_age_s: float, now: float | None = None,
+                keep: int | None = None) -> int:
+    """Remove the packs under ``root`` older than ``max_age_s`` seconds (by the time their
+    directory was last written), then, with ``keep``, the oldest beyond the ``keep`` newest;
+    returns how many. Only directories named like a pack id are touched. A pack being built is
+    younger than any sensible age (and the newest), and one removed meanwhile by another worker
+    is skipped."""
+    if not root.is_dir():
+        return 0
+    limit = (time.time() if now is None else now) - max_age_s
+    packs: list[tuple[float, Path]] = []
+    for d in root.iterdir():
+        try:
+            if d.is_dir() and PACK_ID.fullmatch(d.name):
+                packs.append((d.stat().st_mtime, d))
+        except FileNotFoundError:
+            continue
+    packs.sort(key=lambda md: md[0], reverse=True)
+    gone = 0
+    for i, (mtime, d) in enumerate(packs):
+        if mtime < limit or (keep is not None and i >= keep):
+            shutil.rmtree(d, ignore_errors=True)
+            gone += not d.exists()
+    return gone
 
 
 def build_pack(conn: Connection, *, principal: Principal, month: str, region: str | None,

@@ -3,9 +3,7 @@ trends, 研判 and the monthly meeting pack. Thin: the work is in ``layers.analy
 
 from __future__ import annotations
 
-import re
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +20,7 @@ from grids.access import Permission, Principal
 from grids.city import profile
 from grids.errors import RegionNotFound
 from layers.analysis import month as month_view
+from layers.report import prune_packs
 
 router = APIRouter(prefix="/analysis", tags=["analysis"],
                    responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
@@ -32,7 +31,6 @@ OptMonth = Annotated[str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
                                        description="YYYY-MM (default: last full month)")]
 Level = Literal["grid", "community", "street", "worker", "department"]
 Region = Annotated[str | None, Query(max_length=15, pattern=r"^[0-9]{6,15}$")]
-_PACK_ID = re.compile(r"[0-9a-f]{32}")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -171,31 +169,13 @@ def pack_settings(request: Request) -> PackSettings:
 Packs = Annotated[PackSettings, Depends(pack_settings)]
 
 
-def prune_packs(root: Path, max_age_s: float, now: float | None = None) -> int:
-    """Remove the packs under ``root`` older than ``max_age_s`` seconds (by the time their
-    directory was last written); returns how many. A pack being built is younger than any
-    sensible age, and one removed meanwhile by another worker is skipped."""
-    if not root.is_dir():
-        return 0
-    limit = (time.time() if now is None else now) - max_age_s
-    gone = 0
-    for d in root.iterdir():
-        try:
-            if d.is_dir() and _PACK_ID.fullmatch(d.name) and d.stat().st_mtime < limit:
-                shutil.rmtree(d)
-                gone += 1
-        except FileNotFoundError:
-            continue
-    return gone
-
-
 @router.post("/pack", summary="Build the monthly meeting pack (HTML, XLSX, PDF)")
 def post_pack(conn: Conn, principal: Assessor, packs: Packs, body: PackRequest
               ) -> dict[str, Any]:
     from layers.report import ReportError, build_pack
 
     root = Path(packs.pack_dir)
-    removed = prune_packs(root, packs.pack_max_age_h * 3600)
+    removed = prune_packs(root, packs.pack_max_age_h * 3600, keep=packs.pack_max_count - 1)
     pack_id = uuid.uuid4().hex
     out = root / pack_id
     try:

@@ -106,50 +106,45 @@ def total(conn: Connection, *, principal: Principal, month: str, region: str | N
     """The jurisdiction's (or ``region``'s) figures for the month as one row."""
     tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)
-    s, e = assessment.month_window(month, tz)
-    params: dict[str, Any] = {"s": s, "e": e, "as_of": as_of or datetime.now(tz)}
+    window = assessment.month_window(month, tz)
+    params: dict[str, Any] = {"as_of": as_of or datetime.now(tz)}
     where = _scope_where(principal, region, params)
-    f = assessment.FIGURE_SQL
-    hours = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
-    counts = ", ".join(f"count(*) FILTER (WHERE {f[k]}) AS {k}" for k in assessment.COLUMNS[2:10])
-    r = conn.execute(text(
-        f"SELECT {counts}, avg({hours}) FILTER (WHERE {f['closed']}) AS mean_h, "
-        f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {hours}) FILTER (WHERE {f['closed']}) "
-        f"AS p90_h FROM incident i WHERE ({f['received']} OR {f['closed']} OR ({f['due']})) "
-        f"AND {where}"), params).mappings().one()
-    patrol = assessment._patrol_coverage(conn, level="street", start=s, end=e,
-                                         scope=principal.locate_scope(), region=region)
-    area = sum(v[0] for v in (patrol or {}).values())
-    done = sum(v[1] for v in (patrol or {}).values())
-    rate = assessment._rate
-    return {
-        "code": region or "", "name": "",
-        **{k: int(r[k]) for k in assessment.COLUMNS[2:10]},
-        "closure_rate": rate(r["due_closed"], r["due"]),
-        "on_time_rate": rate(r["due_closed_on_time"], r["due"]),
-        "rework_rate": rate(r["reworked"], r["closed"]),
-        "mean_handling_h": None if r["mean_h"] is None else round(float(r["mean_h"]), 2),
-        "p90_handling_h": None if r["p90_h"] is None else round(float(r["p90_h"]), 2),
-        "grids": None if patrol is None else int(sum(v[2] for v in patrol.values())),
-        "patrolled_grids": None if patrol is None else int(sum(v[3] for v in patrol.values())),
-        "patrol_coverage": round(done / area, 4) if patrol and area else None,
-        "coverage_days": None if patrol is None else assessment.data_days(conn, s, e),
-    }
+    got = assessment.figures(conn, where=where, params=params, windows=[window], levels=[],
+                             region=region, scope=principal.locate_scope())[0]
+    return {**got["total"], "coverage_days": got["coverage_days"]}
 
 
 def compare(conn: Connection, *, principal: Principal, month: str, level: str = "street",
-            region: str | None = None, as_of: datetime | None = None) -> dict[str, Any]:
+            region: str | None = None, as_of: datetime | None = None,
+            p90_all: bool = False) -> dict[str, Any]:
     """The month's figures per unit, ranked, beside the month before and the same month last
-    year (see the module doc)."""
+    year (see the module doc).
+
+    One statement for the three months, the units and the totals
+    (:func:`layers.assessment.figures`); the month before and last year give the key figures
+    (and the totals) only. The 90th percentile of handling time (``p90_handling_h``) is null
+    unless ``p90_all``: the view does not show it and it is the dearest figure (a sort of the
+    month's closed cases per level); the meeting pack asks for it (its summary shows it for
+    the three months), :func:`layers.assessment.monthly` (``/assessment``) always has it.
+    """
+    principal.require(Permission.ASSESSMENT_READ)
+    if level not in assessment.LEVELS:
+        raise assessment.AssessmentError(
+            "level is grid, community, street, worker or department.",
+            detail={"field": "level", "expected": list(assessment.LEVELS)})
+    tz = profile(conn).tz
     prev_m, year_m = shift_month(month, -1), shift_month(month, -12)
-    cur = assessment.monthly(conn, principal=principal, month=month, level=level,
-                             region=region, as_of=as_of)
-    before = {r["code"]: r for r in assessment.monthly(
-        conn, principal=principal, month=prev_m, level=level, region=region,
-        as_of=as_of)["rows"]}
-    year = {r["code"]: r for r in assessment.monthly(
-        conn, principal=principal, month=year_m, level=level, region=region,
-        as_of=as_of)["rows"]}
+    names = (month, prev_m, year_m)
+    windows = [assessment.month_window(m, tz) for m in names]
+    params: dict[str, Any] = {"as_of": as_of or datetime.now(tz)}
+    where = _scope_where(principal, region, params)
+    got = assessment.figures(conn, where=where, params=params, windows=windows, levels=[level],
+                             region=region, scope=principal.locate_scope(),
+                             p90=None if p90_all else [])
+    cur = assessment._monthly_result(conn, got[0], month=month, level=level, region=region,
+                                     window=windows[0], as_of=params["as_of"])
+    before = {r["code"]: r for r in got[1]["levels"][level]}
+    year = {r["code"]: r for r in got[2]["levels"][level]}
     ranks = {f: _ranks(cur["rows"], f) for f in KEY_FIGURES}
     rows = []
     for r in cur["rows"]:
@@ -157,8 +152,8 @@ def compare(conn: Connection, *, principal: Principal, month: str, level: str = 
         rows.append({**r, "prev": {f: p.get(f) for f in KEY_FIGURES},
                      "last_year": {f: y.get(f) for f in KEY_FIGURES},
                      "rank": {f: ranks[f].get(r["code"]) for f in KEY_FIGURES}})
-    totals = {k: total(conn, principal=principal, month=m, region=region, as_of=as_of)
-              for k, m in (("current", month), ("prev", prev_m), ("last_year", year_m))}
+    totals = {k: {**g["total"], "coverage_days": g["coverage_days"]}
+              for k, g in zip(("current", "prev", "last_year"), got, strict=True)}
     return {**cur, "rows": rows, "prev_month": prev_m, "last_year_month": year_m,
             "figures": list(KEY_FIGURES), "lower_is_better": sorted(LOWER_IS_BETTER),
             "ranked": {f: len(ranks[f]) for f in KEY_FIGURES}, "total": totals,

@@ -51,7 +51,7 @@
   async function load() {
     const month = $("m-month").value || lastFullMonth();
     const level = $("m-level").value;
-    const q = new URLSearchParams({ month, level });
+    const q = new URLSearchParams({ month, level, boundaries: bounds() });
     const street = $("street") && $("street").value;
     if (street) q.set("region", street);
     st.data = await api(`/analysis/month?${q}`);
@@ -59,6 +59,21 @@
     renderView();
     loadScores().catch(() => {});
     loadTrend().catch(() => {});
+    // what was drawn for another month follows: the 研判 layer and the grid summary
+    if (st.judge && st.judge.month !== st.data.month) loadJudge().catch(() => {});
+    if (st.gridCode && st.grid && st.grid.month !== st.data.month) gridSummary(st.gridCode).catch(() => {});
+  }
+  // The units' boundaries the figures are cut by: those in force in that month, or today's.
+  const bounds = () => ($("m-bounds") && $("m-bounds").value) || "then";
+  function boundsSwitch() {
+    if ($("m-bounds")) return;
+    const label = document.createElement("label");
+    label.className = "inline";
+    label.innerHTML = `<span data-i18n="m_bounds">${t("m_bounds")}</span><select id="m-bounds">` +
+      `<option value="then" data-i18n="m_bounds_then">${t("m_bounds_then")}</option>` +
+      `<option value="today" data-i18n="m_bounds_today">${t("m_bounds_today")}</option></select>`;
+    $("m-show").before(label);
+    $("m-bounds").addEventListener("change", () => guard(load));
   }
   function renderView() {
     const d = st.data;
@@ -164,7 +179,7 @@
   }
   async function loadTrend() {
     const d = st.data;
-    const q = new URLSearchParams({ month: d.month });
+    const q = new URLSearchParams({ month: d.month, boundaries: bounds() });
     if (d.region) q.set("region", d.region);
     st.trend = await api(`/analysis/trend?${q}`);
     renderTrend();
@@ -416,7 +431,12 @@
   document.addEventListener("cg:render", render);
   document.addEventListener("cg:grid", (ev) => guard(() => gridSummary(ev.detail)));
   $("m-month").value = lastFullMonth();
+  boundsSwitch();
   $("m-show").addEventListener("click", () => guard(load));
+  // a month picked is shown at once (and what was drawn for the month before follows it)
+  $("m-month").addEventListener("change", () => { if (st.data && $("m-month").value) guard(load); });
+  // a street picked on the map tab: the 研判 drawn for the old one is redone for it
+  if ($("street")) $("street").addEventListener("change", () => { if (st.judge) guard(loadJudge); });
   $("m-sort").addEventListener("change", renderView);
   $("m-level").addEventListener("change", () => guard(load));
   $("m-pack").addEventListener("click", () => guard(pack));

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
-from app.routers.analysis import prune_packs
+from app.cli import app as cli
 from app.settings import PackSettings
+from layers.report import prune_packs
 
 MONTH = "2026-10"
 
@@ -41,6 +43,51 @@ def test_prune_removes_only_old_pack_directories(tmp_path: Path) -> None:
     assert prune_packs(tmp_path, 3600) == 1
     assert not old.exists() and young.exists() and other.exists()
     assert prune_packs(tmp_path / "missing", 3600) == 0
+
+
+def test_prune_keeps_at_most_the_newest(tmp_path: Path) -> None:
+    packs = [_old_pack(tmp_path, c * 32, age) for c, age in (("1", 50), ("2", 40), ("3", 30),
+                                                              ("4", 20))]
+    assert prune_packs(tmp_path, 3600, keep=2) == 2  # none is old: the count alone
+    assert [p.exists() for p in packs] == [False, False, True, True]
+    assert prune_packs(tmp_path, 3600, keep=0) == 2 and not any(p.exists() for p in packs)
+
+
+def test_cli_prunes_the_configured_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CITYGRID_PACK_DIR", str(tmp_path))
+    monkeypatch.setenv("CITYGRID_PACK_MAX_AGE_H", "1")
+    old = _old_pack(tmp_path, "e" * 32, 2 * 3600)
+    young = [_old_pack(tmp_path, c * 32, age) for c, age in (("5", 300), ("6", 200),
+                                                             ("7", 100))]
+    other = _old_pack(tmp_path, "keep-me", 9 * 3600)
+    res = CliRunner().invoke(cli, ["packs", "prune"])
+    assert res.exit_code == 0, res.output
+    assert "removed 1 pack(s)" in res.output and "3 kept" in res.output
+    assert not old.exists() and all(p.exists() for p in young) and other.exists()
+    res = CliRunner().invoke(cli, ["packs", "prune", "--keep", "1"])
+    assert res.exit_code == 0 and "removed 2 pack(s)" in res.output, res.output
+    assert [p.exists() for p in young] == [False, False, True]
+    res = CliRunner().invoke(cli, ["packs", "prune", "--dir", str(tmp_path / "none")])
+    assert res.exit_code == 0 and "removed 0 pack(s)" in res.output
+
+
+def test_building_a_pack_keeps_the_count(anonymous: TestClient, headers, api,
+                                          tmp_path: Path) -> None:
+    app = api[0]
+    before = getattr(app.state, "pack_settings", None)
+    root = tmp_path / "packs"
+    app.state.pack_settings = PackSettings(pack_dir=str(root), pack_max_age_h=1,
+                                           pack_max_count=2)
+    try:
+        old = [_old_pack(root, c * 32, age) for c, age in (("8", 30), ("9", 20))]
+        res = anonymous.post("/analysis/pack", json={"month": MONTH, "pdf": False},
+                             headers=headers("t_supervisor"))
+        assert res.status_code == 200, res.text
+        assert res.json()["pruned"] == 1  # the oldest; the newest old one and the new one stay
+        assert [p.exists() for p in old] == [False, True]
+        assert (root / res.json()["id"]).is_dir()
+    finally:
+        app.state.pack_settings = before
 
 
 def test_packs_live_in_the_setting_and_belong_to_their_builder(

@@ -149,6 +149,28 @@ def test_esda_gi_star_equals_the_formula_on_a_fixture() -> None:
     assert gi.classify(float(z[11]))[0] == "hot"
 
 
+def test_esda_on_the_graph_equals_esda_on_the_w_and_the_formula() -> None:
+    """The production weights (a Graph with the diagonal set) give esda's z of the plain W, and
+    the formula's, with an isolated grid (scored on itself alone) and a neighbour outside."""
+    from libpysal.weights import lat2W
+
+    w = lat2W(6, 5, rook=False)
+    codes = [f"g{i:02d}" for i in range(31)]  # g30: an island
+    nb = {codes[i]: [codes[j] for j in w.neighbors[i]] for i in range(30)}
+    nb["g30"] = []
+    nb["g00"].append("elsewhere")  # not among the codes: ignored by both
+    y = np.random.default_rng(3).poisson(4, 31).astype(float)
+    y[[7, 8, 13, 14]] += 12
+    z_graph = gi.gi_star(y, gi.graph(nb, codes))
+    plain = {c: [x for x in v if x in codes] for c, v in nb.items()}
+    z_w = gi.gi_star(y, gi.weights(plain, codes))
+    idx = {c: i for i, c in enumerate(codes)}
+    z_f = gi.gi_star_z(y, [[idx[x] for x in plain[c]] for c in codes])
+    assert z_graph == pytest.approx(z_w, abs=1e-9)
+    assert z_graph == pytest.approx(z_f, abs=1e-9)
+    assert gi.classify(float(z_graph[8]))[0] == "hot"
+
+
 def test_hotspots_on_the_grids_find_the_planted_cluster(conn: Connection) -> None:
     counts = gi.grid_counts(conn, principal=SYSTEM, month="2026-10", region="330782001")
     codes = list(counts)
@@ -167,6 +189,25 @@ def test_hotspots_on_the_grids_find_the_planted_cluster(conn: Connection) -> Non
     assert [by[c]["z"] for c in codes] == pytest.approx(np.round(ref, 3).tolist(), abs=1e-3)
     em = gi.trend(conn, principal=SYSTEM, month="2026-10", months=3, region="330782001")
     assert {g["code"]: g["kind"] for g in em["grids"]}[centre] == "new"
+
+
+def test_neighbours_are_kept_per_set_of_boundaries(conn: Connection) -> None:
+    """The cached adjacency is the adjacency PostGIS gives, and a grid whose boundary ends is
+    not in the next answer (a new set of boundaries, a new key)."""
+    codes = list(gi.grid_counts(conn, principal=SYSTEM, month="2026-10", region="330782001"))
+    fresh = gi.grid_neighbours(conn, codes, cache=False)
+    first = gi.grid_neighbours(conn, codes)
+    again = gi.grid_neighbours(conn, codes)
+    assert first == fresh and again == fresh
+    again[codes[0]].append("not-a-grid")  # a caller's change does not reach the cache
+    assert gi.grid_neighbours(conn, codes) == fresh
+    gone = next(c for c in codes if fresh[c])
+    conn.execute(text(
+        "UPDATE region_boundary b SET valid_to = now() - interval '1 second' FROM region r "
+        "WHERE r.id = b.region_id AND r.code = :c AND b.valid_to IS NULL"), {"c": gone})
+    after = gi.grid_neighbours(conn, codes)
+    assert after[gone] == [] and all(gone not in v for v in after.values())
+    assert after == gi.grid_neighbours(conn, codes, cache=False)
 
 
 # ---- recurring places --------------------------------------------------------------------

@@ -321,3 +321,49 @@ def test_scores_show_their_rules_and_export(page, server: str) -> None:
     page.locator("#m-scores").screenshot(path=str(ARTIFACTS / "month_scores_rules.png"))
     page.click("#lang")
     assert "Scoring rules" in page.inner_text("#m-scores")
+
+
+def test_judge_and_grid_summary_follow_a_month_change(page, server: str, street_grid) -> None:
+    """Picking another month redraws what was shown for the old one: the figures, the 研判 layer
+    (its legend names the new month) and the grid summary; the boundaries switch goes with the
+    figures' and the trend's requests."""
+    from layers.analysis.month import shift_month
+
+    prev = shift_month(MONTH, -1)
+    code, lon, lat = street_grid
+    login(page, "t_supervisor")
+    _open_month(page)
+    _judge(page)
+    page.evaluate(f"window.citygrid.locate({lon}, {lat}, 'EPSG:4326')")
+    page.wait_for_function(
+        f"(() => {{ const s = window.citygridMonth.state; return s.grid && s.grid.code === "
+        f"'{code}' && s.grid.month === '{MONTH}'; }})()")
+    assert MONTH in page.inner_text(".m-gi-legend")
+    # the month picked in the input (as a user does: its change event), nothing else clicked
+    page.evaluate(f"""() => {{ const m = document.getElementById('m-month');
+        m.value = '{prev}'; m.dispatchEvent(new Event('change', {{ bubbles: true }})); }}""")
+    page.wait_for_function(
+        f"(() => {{ const s = window.citygridMonth.state; return s.data.month === '{prev}' && "
+        f"s.judge.month === '{prev}' && s.grid.month === '{prev}' && s.giLegend && "
+        f"document.querySelector('.m-gi-legend').textContent.includes('{prev}'); }})()")
+    page.wait_for_function("document.querySelector('#loading').hidden")
+    with closing(_api(server)) as c:
+        api = c.get("/analysis/hotspots", params={"month": prev, "geometry": "true"}).json()
+        grid = c.get(f"/analysis/grids/{code}", params={"month": prev}).json()
+    assert page.evaluate("window.citygridMonth.state.giLayer.getLayers().length") \
+        == sum(1 for g in api["grids"] if g["kind"])
+    assert MONTH not in page.inner_text(".m-gi-legend")
+    assert page.evaluate("window.citygridMonth.state.grid.figures") == grid["figures"]
+    assert prev in page.inner_text("#m-total h3")
+    page.screenshot(path=str(ARTIFACTS / "month_follows_month.png"))
+    # the boundaries switch: of that month by default, today's when chosen
+    page.click("[data-tab=tab-month]")  # the located grid showed the map tab
+    assert page.input_value("#m-bounds") == "then"
+    assert "当月的" in page.inner_text("#m-bounds")
+    with page.expect_request(lambda r: "/analysis/month?" in r.url) as month_req, \
+            page.expect_request(lambda r: "/analysis/trend?" in r.url) as trend_req:
+        page.select_option("#m-bounds", "today")
+    assert "boundaries=today" in month_req.value.url
+    assert "boundaries=today" in trend_req.value.url
+    page.click("#lang")
+    assert "today's" in page.inner_text("#m-bounds")
