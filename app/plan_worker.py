@@ -13,8 +13,9 @@ import logging
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from app.db import set_actor
 from layers import redraw
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class PlanWorker:
     def run_once(self) -> list[dict[str, Any]]:
         """One round: the work of every due plan moved (what moved, per plan)."""
         with self.engine.begin() as conn:
-            conn.execute(text("SELECT set_config('citygrid.actor', 'system:plan-worker', true)"))
+            set_actor(conn, "system:plan-worker")  # the audit log names the worker
             done = redraw.run_due(conn)
         self.rounds += 1
         self.last = done

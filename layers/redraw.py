@@ -153,11 +153,11 @@ def _reinforcements(conn: Connection, plan_id: int, succ: dict[str, list[str]],
     gone = [c for c in succ if c not in live]
     if not gone:
         return []
-    return [dict(r) | {"to": succ[r.old][0]} for r in conn.execute(text(
+    return [dict(r) | {"to": succ[r["old"]][0]} for r in conn.execute(text(
         "SELECT cr.callup_id, cr.task_id, a.id AS assignment_id, a.staff_id, a.duty, a.valid_to, "
         "r.code AS old FROM callup_reinforcement cr JOIN assignment a ON a.id = cr.assignment_id "
         "JOIN region r ON r.id = a.region_id WHERE r.code = ANY(:gone) AND a.valid_from < :at "
-        "AND a.valid_to > :at"), {"gone": gone, "at": at})]
+        "AND a.valid_to > :at"), {"gone": gone, "at": at}).mappings()]
 
 
 def _carry_reinforcements(conn: Connection, found: list[dict[str, Any]], at: datetime) -> int:

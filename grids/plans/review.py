@@ -84,7 +84,6 @@ def may_approve(conn: Connection, principal: Principal) -> bool:
 
 
 def _approver(conn: Connection, principal: Principal) -> None:
-    principal.require(Permission.PLANS_READ)
     role = profile(conn).plan_approver_role
     if not may_approve(conn, principal):
         raise Forbidden(f"Plans are approved by the {role} role (city profile); the "

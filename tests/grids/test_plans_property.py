@@ -156,7 +156,7 @@ def test_the_property_exercised_every_kind_of_edit() -> None:
         assert ACCEPTED[op] > 10, (op, ACCEPTED, TRIED)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(STEP, min_size=1, max_size=5))
 def test_through_the_database_edits_and_activation_keep_the_tiling(
