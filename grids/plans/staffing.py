@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from grids.access import Permission, Principal
+from grids.access import Permission, Principal, prefix_of
 from grids.codes import level_of
 from grids.errors import Conflict, GridError
 from grids.plans.store import check_draft, check_etag, get_plan, plan_row, staffing_of
@@ -295,9 +295,49 @@ def assign_planned(conn: Connection, row: dict[str, Any], at: datetime,
     return counts
 
 
+def roster(conn: Connection, plan_id: int) -> list[dict[str, Any]]:
+    """Who is on each live grid (and community) of the draft after the plan: the assignments in
+    force on its code now (``ending``: the plan ends them) and the plan's assignments."""
+    rows = conn.execute(text(
+        "SELECT pr.code, pr.name, pr.level, pr.change, s.code AS staff_code, s.name AS staff_name, "
+        "s.status, a.duty, NULL::bigint AS change_id, e.id AS end_id FROM plan_region pr "
+        "JOIN region r ON r.code = pr.origin_code JOIN assignment a ON a.region_id = r.id "
+        " AND a.valid_from <= now() AND (a.valid_to IS NULL OR a.valid_to > now()) "
+        "JOIN staff s ON s.id = a.staff_id LEFT JOIN plan_staff e ON e.plan_id = pr.plan_id "
+        " AND e.action = 'end' AND e.assignment_id = a.id "
+        "WHERE pr.plan_id = :id AND pr.change <> 'retired' "
+        "UNION ALL SELECT pr.code, pr.name, pr.level, pr.change, s.code, s.name, s.status, ps.duty, "
+        "ps.id, NULL FROM plan_staff ps JOIN plan_region pr ON pr.plan_id = ps.plan_id "
+        " AND pr.code = ps.region_code AND pr.change <> 'retired' "
+        "JOIN staff s ON s.id = ps.staff_id WHERE ps.plan_id = :id AND ps.action = 'assign' "
+        "ORDER BY 1, 8, 5"), {"id": plan_id}).mappings().all()
+    grids = {r.code: {"code": r.code, "name": r.name, "level": r.level, "change": r.change,
+                      "people": []} for r in conn.execute(text(
+        "SELECT code, name, level, change FROM plan_region WHERE plan_id = :id "
+        "AND change <> 'retired' ORDER BY level DESC, code"), {"id": plan_id})}
+    for r in rows:
+        grids[r["code"]]["people"].append({
+            "staff_code": r["staff_code"], "name": r["staff_name"], "status": r["status"],
+            "duty": r["duty"], "planned": r["change_id"] is not None,
+            "change_id": r["change_id"] or r["end_id"], "ending": r["end_id"] is not None})
+    return list(grids.values())
+
+
+def candidates(conn: Connection, region_code: str, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Staff assigned somewhere in the plan's region now: whom the planner may pick."""
+    return [dict(r) for r in conn.execute(text(
+        "SELECT DISTINCT s.code AS staff_code, s.name, s.status FROM staff s "
+        "JOIN assignment a ON a.staff_id = s.id JOIN region r ON r.id = a.region_id "
+        "WHERE r.code LIKE :p AND a.valid_from <= now() AND (a.valid_to IS NULL OR "
+        "a.valid_to > now()) ORDER BY s.code LIMIT :n"),
+        {"p": prefix_of(region_code) + "%", "n": limit}).mappings()]
+
+
 def summary(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
     """The plan's staffing for the impact preview."""
     return {
+        "roster": roster(conn, row["id"]),
+        "candidates": candidates(conn, row["region_code"]),
         "changes": staffing_of(conn, row["id"]),
         "without_worker": unstaffed(conn, row),
         "override_reason": row.get("unstaffed_reason"),
