@@ -31,9 +31,11 @@ from sqlalchemy import Connection, text
 
 from grids import plans
 from grids.access import Principal
+from grids.locate import locate_at
 from grids.plans import review
 from grids.plans import staffing as plan_staffing
 from layers.incidents import reroute
+from layers.incidents.workflow import OPEN_STATES
 
 # Old grid code -> the live grids of the draft covering its old area, largest share first
 # (1e-10 deg² is about 1 m²: a shared edge is not a share).
@@ -234,9 +236,8 @@ def move_work(conn: Connection, plan_id: int, *, actor: str) -> dict[str, Any]:
     live = _live_codes(conn, plan_id)
     cases = 0
     if row["reroute_open_incidents"]:
-        for inc in reroute.moving_incidents(conn, plan_id, region_code=row["region_code"]):
-            cases += reroute.reroute(conn, inc["id"], plan_id=plan_id,
-                                     version=row["activated_version_id"], at=at, actor=actor)
+        cases = _reroute_cases(conn, plan_id, row["region_code"], row["activated_version_id"],
+                               at, actor)
     callups, tasks = _callup_moves(conn, plan_id, row["region_code"], succ, live)
     if callups:
         conn.execute(text("UPDATE callup SET grid_codes = :codes WHERE id = :id"),
@@ -250,6 +251,57 @@ def move_work(conn: Connection, plan_id: int, *, actor: str) -> dict[str, Any]:
     conn.execute(text("UPDATE plan SET work_moved_at = now(), work_moved = CAST(:w AS jsonb) "
                       "WHERE id = :id"), {"w": orjson.dumps(done).decode(), "id": plan_id})
     return done
+
+
+def _reroute_cases(conn: Connection, plan_id: int, region: str, version: int, at: datetime,
+                   actor: str) -> int:
+    """Open cases whose grid the plan changes placed again, set-based: the locator's answer is
+    the same for every point of one grid (its chain and staff), so it is asked once per new grid
+    (at the first case's point) and all that grid's cases are moved by one UPDATE and one INSERT
+    of ``reroute`` events; a grid where the answer disagrees with the draft goes case by case
+    (:func:`layers.incidents.reroute.reroute`)."""
+    groups: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for inc in reroute.moving_incidents(conn, plan_id, region_code=region):
+        groups[inc["to_grid"]].append(inc)
+    moved = 0
+    for to_grid, items in groups.items():
+        first = conn.execute(text(
+            "SELECT ST_X(geom) AS lon, ST_Y(geom) AS lat FROM incident WHERE id = :id"),
+            {"id": items[0]["id"]}).mappings().one()
+        answer = locate_at(conn, first["lon"], first["lat"], at=at)
+        grid = answer["grid"]["code"] if answer["grid"] else None
+        if to_grid is None or grid != to_grid:
+            moved += sum(reroute.reroute(conn, i["id"], plan_id=plan_id, version=version, at=at,
+                                         actor=actor) for i in items)
+            continue
+        by_level = {c["level"]: c["code"] for c in answer["chain"]}
+        ids = [i["id"] for i in items]
+        rows = conn.execute(text(
+            "WITH moved AS (SELECT id, state, grid_code AS old FROM incident "
+            " WHERE id = ANY(:ids) AND state = ANY(:open) AND grid_code IS DISTINCT FROM :grid "
+            " FOR UPDATE) "
+            "UPDATE incident i SET grid_code = :grid, region_code = :region, "
+            "community_code = :community, street_code = :street, boundary_version_id = :version, "
+            "responsible_code = :responsible, fallback = :fallback, version = i.version + 1 "
+            "FROM moved WHERE i.id = moved.id RETURNING i.id, moved.state, moved.old"),
+            {"ids": ids, "open": sorted(OPEN_STATES), "grid": grid,
+             "region": answer["region"]["code"] if answer["region"] else None,
+             "community": by_level.get("community"), "street": by_level.get("street"),
+             "version": version, "responsible": (answer["responsible"] or {}).get("code"),
+             "fallback": answer["fallback"]}).all()
+        if rows:
+            conn.execute(text(
+                "INSERT INTO incident_event (incident_id, at, actor, action, from_state, "
+                "to_state, note) SELECT id, :at, :actor, 'reroute', st, st, "
+                "'Re-routed from grid ' || coalesce(old, '(none)') || ' to ' || :grid "
+                "|| ' by plan ' || :plan || ' (boundary version ' || :version || ').' "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), "
+                "CAST(:olds AS text[])) AS u(id, st, old)"),
+                {"at": at, "actor": actor, "grid": grid, "plan": str(plan_id),
+                 "version": str(version), "ids": [r.id for r in rows],
+                 "states": [r.state for r in rows], "olds": [r.old for r in rows]})
+        moved += len(rows)
+    return moved
 
 
 def _replace_addresses(conn: Connection, plan_id: int, at: datetime) -> int:
