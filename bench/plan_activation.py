@@ -126,15 +126,17 @@ def _approve(conn: Connection, plan: dict[str, Any], reason: str | None) -> dict
 
 def bench_bare(conn: Connection, street: str) -> dict[str, Any]:
     plan = _split_plan(conn, street)
+    splits = plan["splits"]
     plan = _approve(conn, plan, "bench: boundaries only")
     t0 = time.perf_counter()
     result = plans.activate(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"])
     took = time.perf_counter() - t0
-    return {"changed": result["changed"], "splits": plan["splits"], "activation_s": took}
+    return {"changed": result["changed"], "splits": splits, "activation_s": took}
 
 
 def bench_with_work(conn: Connection, street: str) -> dict[str, Any]:
     plan = _split_plan(conn, street)
+    splits = plan["splits"]
     plan, staffed = _staff(conn, plan)
     cases = _cases(conn, plan["id"])
     moving = len(redraw.plan_impact(conn, plan["id"], principal=SYSTEM)["incidents"]["items"])
@@ -143,7 +145,7 @@ def bench_with_work(conn: Connection, street: str) -> dict[str, Any]:
     result = redraw.activate_plan(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"],
                                   reroute_open_incidents=True)
     took = time.perf_counter() - t0
-    return {"changed": result["changed"], "splits": plan["splits"], "staffing_changes": staffed,
+    return {"changed": result["changed"], "splits": splits, "staffing_changes": staffed,
             "staffing": result["staffing"], "cases": cases, "moving": moving,
             "rerouted": result["rerouted"], "work": result["work"], "activation_s": took}
 
