@@ -583,6 +583,8 @@ def city_set(
     auto_srid: Annotated[bool, typer.Option("--auto-srid",
                                             help="Back to the zone of the city's extent")] = False,
     phone_pattern: Annotated[str | None, typer.Option(help="Regex staff phones must match")] = None,
+    plan_approver_role: Annotated[str | None, typer.Option(
+        help="Role that approves redraw plans (admin, planner, supervisor, dispatcher)")] = None,
 ) -> None:
     """Change the city profile: a new CRS re-measures every boundary, a new zone rebuilds the
     incident tallies (both in the same transaction)."""
@@ -592,7 +594,8 @@ def city_set(
 
     with _writing() as conn:
         prof = update_profile(conn, tz=tz, metric_srid=srid, phone_pattern=phone_pattern,
-                              metric_auto=True if auto_srid else None)
+                              metric_auto=True if auto_srid else None,
+                              plan_approver_role=plan_approver_role)
         typer.echo(json.dumps(prof.as_dict(), ensure_ascii=False, indent=2))
 
 

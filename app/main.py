@@ -18,6 +18,7 @@ from app.hotpath import HotPath
 from app.input_guard import InputGuard
 from app.limits import BodySizeLimit
 from app.locator_service import LocatorService
+from app.plan_worker import PlanWorker
 from app.replicas import MAP_TABLES, ReadRouting, Replicas
 from app.routers import (
     access,
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "patrol_grid_cover"}, TILE_CACHE.invalidate)
         app.state.coverage_worker = CoverageWorker(
             app.state.engine, interval_s=settings.api.coverage_refresh_s)
+        app.state.plan_worker = PlanWorker(app.state.engine, interval_s=settings.api.plan_work_s)
         try:
             service.reload()
             with app.state.engine.connect() as conn:
@@ -75,9 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.exception("could not load the city at start; retrying in the background")
         service.start()
         app.state.coverage_worker.start()
+        app.state.plan_worker.start()
         try:
             yield
         finally:
+            app.state.plan_worker.stop()
             app.state.coverage_worker.stop()
             service.stop()
             app.state.engine.dispose()

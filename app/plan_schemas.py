@@ -43,12 +43,33 @@ class EditPublic(BaseModel):
         "undone: on the redo stack; dropped: undone, then replaced by a later edit"))
 
 
+class StaffingPublic(BaseModel):
+    id: int
+    action: Literal["assign", "end"]
+    staff_code: str
+    staff_name: str
+    region_code: str
+    duty: str
+    assignment_id: int | None = None
+    note: str
+    by: str
+    at: datetime
+
+
+class ReviewPublic(BaseModel):
+    action: Literal["submit", "approve", "return", "activate"]
+    comment: str
+    revision: int
+    by: str
+    at: datetime
+
+
 class PlanPublic(BaseModel):
     id: int
     name: str
     region_code: str
     note: str
-    status: Literal["draft", "activated", "discarded"]
+    status: Literal["draft", "submitted", "returned", "approved", "activated", "discarded"]
     etag: str
     base_version: int
     restored_from: int | None = None
@@ -64,6 +85,21 @@ class PlanPublic(BaseModel):
     facts: dict[str, Any] | None = Field(None, description="The same as data (dry run only)")
     stale: bool = Field(False, description="A draft whose boundaries were changed by someone "
                                            "else since it was opened: activation will be 409")
+    submitted_at: datetime | None = None
+    submitted_by: str | None = None
+    approved_at: datetime | None = None
+    approved_by: str | None = None
+    proposed_effective_at: datetime | None = Field(None, description=(
+        "The activation time proposed on submit: activated at approval, as scheduled"))
+    reroute_open_incidents: bool = False
+    unstaffed_reason: str | None = Field(None, description=(
+        "The planner's reason to go ahead with grids that have no responsible worker"))
+    unstaffed_grids: list[str] = []
+    work_moved_at: datetime | None = Field(None, description=(
+        "When the open work moved to the new grids (null: not yet, e.g. scheduled)"))
+    work_moved: dict[str, Any] | None = None
+    staffing: list[StaffingPublic] = []
+    reviews: list[ReviewPublic] = []
 
 
 class PlanList(BaseModel):
@@ -127,6 +163,34 @@ Edit = Annotated[Reshape | Split | Merge | Move | Create | Retire | Recode | Ren
                  Field(discriminator="op")]
 
 
+class StaffingChange(BaseModel):
+    op: Literal["assign", "end", "move"]
+    staff_code: str = Field(min_length=1, max_length=40)
+    grid_code: str = Field(pattern=r"^[0-9]{9}([0-9]{3}([0-9]{3})?)?$", description=(
+        "assign: the grid (or, for head, community) of the draft; end/move: where they are now"))
+    to_code: str | None = Field(None, pattern=r"^[0-9]{9}([0-9]{3}([0-9]{3})?)?$",
+                                description="move: the grid of the draft they go to")
+    duty: Literal["primary", "backup", "head"] = "primary"
+    note: str = Field("", max_length=500)
+
+
+class Submit(BaseModel):
+    comment: str = Field("", max_length=2000)
+    effective_at: datetime | None = Field(None, description=(
+        "Proposed activation time (future): activated as scheduled once approved"))
+    reroute_open_incidents: bool = False
+    unstaffed_reason: str | None = Field(None, max_length=1000, description=(
+        "Go ahead although some grids the plan touches have no responsible worker: why"))
+
+
+class ReviewComment(BaseModel):
+    comment: str = Field("", max_length=2000)
+
+
+class ReturnComment(BaseModel):
+    comment: str = Field(min_length=1, max_length=2000)
+
+
 class ValidationPublic(BaseModel):
     ok: bool
     problems: list[ProblemPublic]
@@ -135,7 +199,9 @@ class ValidationPublic(BaseModel):
 class Activate(BaseModel):
     effective_at: datetime | None = Field(None, description="When the new boundaries take "
                                                             "effect (ISO 8601); default now")
-    reroute_open_incidents: bool = False
+    reroute_open_incidents: bool | None = Field(None, description=(
+        "Re-route open cases (null: as proposed on submit); with a scheduled effective_at they "
+        "move when it comes"))
 
 
 class ActivationPublic(BaseModel):
@@ -144,6 +210,14 @@ class ActivationPublic(BaseModel):
     effective_at: datetime
     changed: int
     rerouted: int
+    staffing: dict[str, int] = {}
+    work: dict[str, Any] = {}
+
+
+class ApprovalPublic(BaseModel):
+    plan: PlanPublic
+    activation: ActivationPublic | None = Field(None, description=(
+        "The scheduled activation made at approval (when one was proposed on submit)"))
 
 
 class GridImpact(BaseModel):
@@ -195,6 +269,8 @@ class ImpactPublic(BaseModel):
     workers: WorkerImpact
     grids_without_worker: list[str]
     households: dict[str, Any]
+    staffing: dict[str, Any] = {}
+    work: dict[str, Any] = {}
 
 
 class VersionPublic(BaseModel):

@@ -114,6 +114,9 @@ class ApiSettings(BaseSettings):
     batch_raster: bool = True  # build the ~10 m lookup raster for batch location
     # how often the background worker recomputes patrol coverage after new fixes (0: never)
     coverage_refresh_s: float = Field(30.0, ge=0)
+    # how often the plan worker looks for scheduled plan activations whose open work (cases,
+    # call-ups, address book) is due to move (app/plan_worker.py; 0: never)
+    plan_work_s: float = Field(15.0, ge=0)
     # Back-pressure (app/backpressure.py): requests that use the database at once per worker
     # (0: the pool size), how many may wait for a slot and how long, then a 503 + Retry-After.
     max_in_flight: int = Field(0, ge=0, le=1000)

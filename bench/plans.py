@@ -30,6 +30,7 @@ from bench import city
 from bench.common import percentiles
 from grids import plans
 from grids.access import Principal
+from grids.plans import review
 from layers.incidents import reroute
 
 SYSTEM = Principal.system("bench:plans")
@@ -157,6 +158,10 @@ def bench_activation(conn: Connection, n_splits: int = 25) -> dict[str, Any]:
         if done == n_splits:
             break
     edits_s = time.perf_counter() - t0
+    # issue 19: only an approved plan is activated (not timed; no staffing: a reason instead)
+    plan = review.submit(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"],
+                         unstaffed_reason="bench: boundaries only")
+    plan = review.approve(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"])
     t0 = time.perf_counter()
     result = reroute.activate_plan(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"])
     took = time.perf_counter() - t0

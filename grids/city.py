@@ -30,7 +30,8 @@ _KEY = "citygrid_city_profile"
 _lock = threading.Lock()
 _generation = 0
 
-FIELDS = ("code", "name", "tz", "metric_auto", "metric_srid", "phone_pattern")
+FIELDS = ("code", "name", "tz", "metric_auto", "metric_srid", "phone_pattern",
+          "plan_approver_role")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class CityProfile:
     metric_srid: int | None
     phone_pattern: str
     extent: tuple[float, float, float, float] | None
+    #: The role that approves redraw plans (an admin always may; migration 0021).
+    plan_approver_role: str = "admin"
 
     @property
     def metric_crs(self) -> str:
@@ -71,6 +74,7 @@ class CityProfile:
         return {"code": self.code, "name": self.name, "tz": self.tz.key,
                 "metric_auto": self.metric_auto, "metric_srid": self.metric_srid,
                 "phone_pattern": self.phone_pattern,
+                "plan_approver_role": self.plan_approver_role,
                 "extent": list(self.extent) if self.extent else None,
                 "first_view": self.first_view()}
 
@@ -110,7 +114,7 @@ def metric_crs_for(extent: Any) -> str:
 
 
 _SELECT = text("SELECT code, name, tz, metric_auto, metric_srid, phone_pattern, "
-               "west, south, east, north FROM city_profile")
+               "west, south, east, north, plan_approver_role FROM city_profile")
 
 
 def read_profile(conn: Connection) -> CityProfile:
@@ -121,7 +125,8 @@ def read_profile(conn: Connection) -> CityProfile:
         extent = (row["west"], row["south"], row["east"], row["north"])
     return CityProfile(code=row["code"], name=row["name"], tz=ZoneInfo(row["tz"]),
                        metric_auto=row["metric_auto"], metric_srid=row["metric_srid"],
-                       phone_pattern=row["phone_pattern"], extent=extent)
+                       phone_pattern=row["phone_pattern"], extent=extent,
+                       plan_approver_role=row["plan_approver_role"])
 
 
 def profile(conn: Connection) -> CityProfile:

@@ -28,11 +28,16 @@ from app.deps import Conn
 from app.plan_schemas import (
     Activate,
     ActivationPublic,
+    ApprovalPublic,
     Edit,
     ImpactPublic,
     PlanCreate,
     PlanList,
     PlanPublic,
+    ReturnComment,
+    ReviewComment,
+    StaffingChange,
+    Submit,
     ValidationPublic,
     VersionList,
 )
@@ -42,8 +47,10 @@ from grids.access import Permission, Principal
 from grids.errors import PreconditionRequired
 from grids.plans import history as plan_history
 from grids.plans import io as plan_io
+from grids.plans import review as plan_review
+from grids.plans import staffing as plan_staffing
 from grids.plans import undo as plan_undo
-from layers.incidents import reroute
+from layers import redraw
 
 router = APIRouter(tags=["plans"], responses={
     401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}, 404: {"model": ErrorPublic},
@@ -51,6 +58,9 @@ router = APIRouter(tags=["plans"], responses={
 
 Reader = Annotated[Principal, Depends(require(Permission.PLANS_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.PLANS_WRITE))]
+# Approving is for the city profile's approver role (checked in grids.plans.review), which may be
+# one without the plans permissions.
+Anyone = Annotated[Principal, Depends(require(Permission.REGIONS_READ))]
 PlanId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100,
                                        description="The plan's ETag, as last read")]
@@ -81,7 +91,8 @@ def create_plan(body: PlanCreate, conn: Conn, principal: Writer, response: Respo
 
 @router.get("/plans", response_model=PlanList)
 def list_plans(conn: Conn, principal: Reader,
-               status: Annotated[Literal["draft", "active", "activated", "discarded"] | None,
+               status: Annotated[Literal["draft", "submitted", "returned", "approved", "active",
+                                         "activated", "discarded"] | None,
                                  Query()] = None) -> dict[str, Any]:
     return {"items": plans.list_plans(conn, principal=principal, status=status)}
 
@@ -108,10 +119,10 @@ def get_plan(plan_id: PlanId, conn: Conn, principal: Reader, response: Response
 
 
 @router.delete("/plans/{plan_id}", status_code=204, response_class=Response,
-               summary="Discard a draft (kept with status 'discarded')")
+               summary="Discard a plan not yet activated (kept with status 'discarded')")
 def discard_plan(plan_id: PlanId, conn: Conn, principal: Writer, if_match: IfMatch = None
                  ) -> Response:
-    plans.discard(conn, plan_id, principal=principal, if_match=if_match)
+    plan_review.discard(conn, plan_id, principal=principal, if_match=if_match)
     return Response(status_code=204)
 
 
@@ -139,14 +150,62 @@ def validate_plan(plan_id: PlanId, conn: Conn, principal: Reader) -> dict[str, A
 
 @router.get("/plans/{plan_id}/impact", response_model=ImpactPublic)
 def plan_impact(plan_id: PlanId, conn: Conn, principal: Reader) -> dict[str, Any]:
-    return reroute.plan_impact(conn, plan_id, principal=principal)
+    return redraw.plan_impact(conn, plan_id, principal=principal)
+
+
+@router.post("/plans/{plan_id}/staffing", response_model=PlanPublic,
+             summary="Store a staffing change with the plan (assign, end or move a worker)")
+def change_staffing(plan_id: PlanId, body: StaffingChange, conn: Conn, principal: Writer,
+                    response: Response, if_match: IfMatch = None) -> dict[str, Any]:
+    return _etag(response, plan_staffing.change_staffing(
+        conn, plan_id, body.model_dump(exclude_none=True), principal=principal,
+        if_match=_need(if_match)))
+
+
+@router.delete("/plans/{plan_id}/staffing/{change_id}", response_model=PlanPublic,
+               summary="Take a staffing change back out of the plan")
+def withdraw_staffing(plan_id: PlanId, change_id: Annotated[int, Path(ge=1, le=2**62)],
+                      conn: Conn, principal: Writer, response: Response,
+                      if_match: IfMatch = None) -> dict[str, Any]:
+    return _etag(response, plan_staffing.withdraw_staffing(
+        conn, plan_id, change_id, principal=principal, if_match=_need(if_match)))
+
+
+@router.post("/plans/{plan_id}/submit", response_model=PlanPublic,
+             summary="Propose the plan for approval (optionally with a scheduled time)")
+def submit_plan(plan_id: PlanId, body: Submit, conn: Conn, principal: Writer,
+                response: Response, if_match: IfMatch = None) -> dict[str, Any]:
+    return _etag(response, plan_review.submit(
+        conn, plan_id, principal=principal, if_match=_need(if_match), comment=body.comment,
+        effective_at=body.effective_at, reroute_open_incidents=body.reroute_open_incidents,
+        unstaffed_reason=body.unstaffed_reason))
+
+
+@router.post("/plans/{plan_id}/approve", response_model=ApprovalPublic,
+             summary="Approve a submitted plan (the city's approver role; a proposed scheduled "
+                     "activation is made now)")
+def approve_plan(plan_id: PlanId, body: ReviewComment, conn: Conn, principal: Anyone,
+                 response: Response, if_match: IfMatch = None) -> dict[str, Any]:
+    result = redraw.approve_plan(conn, plan_id, principal=principal, if_match=_need(if_match),
+                                 comment=body.comment)
+    _etag(response, result["plan"])
+    return result
+
+
+@router.post("/plans/{plan_id}/return", response_model=PlanPublic,
+             summary="Send a submitted plan back to the planner with comments")
+def return_plan(plan_id: PlanId, body: ReturnComment, conn: Conn, principal: Anyone,
+                response: Response, if_match: IfMatch = None) -> dict[str, Any]:
+    return _etag(response, plan_review.return_plan(
+        conn, plan_id, principal=principal, if_match=_need(if_match), comment=body.comment))
 
 
 @router.post("/plans/{plan_id}/activate", response_model=ActivationPublic,
-             summary="Activate the whole plan as a new boundary version (now or scheduled)")
+             summary="Activate an approved plan as a new boundary version (now or scheduled), "
+                     "with its staffing and open work")
 def activate_plan(plan_id: PlanId, body: Activate, conn: Conn, principal: Writer,
                   response: Response, if_match: IfMatch = None) -> dict[str, Any]:
-    result = reroute.activate_plan(
+    result = redraw.activate_plan(
         conn, plan_id, principal=principal, if_match=_need(if_match),
         effective_at=body.effective_at, reroute_open_incidents=body.reroute_open_incidents)
     _etag(response, result["plan"])

@@ -17,13 +17,12 @@ from sqlalchemy import Connection, text
 from grids.access import Principal
 from grids.errors import GridError
 from grids.io import check_sibling_overlaps
-from grids.plans import crosswalk
+from grids.plans import crosswalk, review, staffing
 from grids.plans.checks import validate
-from grids.plans.draft import SLIVER_M2, Draft
+from grids.plans.draft import SLIVER_M2, Draft, Item
 from grids.plans.store import (
     InvalidEdit,
     PlanConflict,
-    check_draft,
     check_etag,
     current_ids,
     get_plan,
@@ -38,15 +37,19 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
              sliver_m2: float = SLIVER_M2) -> dict[str, Any]:
     """Make the plan the boundaries in force from ``effective_at`` (None = now), atomically.
 
+    The plan must be approved (else 409 ``plan_not_approved``, :mod:`grids.plans.review`).
     Every community (and, for a moved grid, the street) whose tiling the plan changes must be
-    clean (else :class:`InvalidEdit`, 422); the boundaries it was opened
+    clean (else :class:`InvalidEdit`, 422); every grid it touches must keep a primary worker
+    unless the planner recorded a reason on submit (else 422 ``grids_without_worker``); the
+    planned staffing (:mod:`grids.plans.staffing`) is applied in the same transaction: its ends
+    before the assignments follow their grids, its assignments after. The boundaries it was opened
     on must be unchanged (else :class:`PlanConflict`, 409). Changed regions' boundaries close at
     ``effective_at`` and new ones start there, as one new boundary version; assignments follow a
     re-coded grid and end on a retired one. Returns ``{plan, boundary_version, effective_at,
-    changed}``.
+    changed, staffing}``.
     """
     row = plan_row(conn, plan_id, principal, lock=True)
-    check_draft(row)
+    review.check_approved(row)
     check_etag(conn, row, if_match)
     now = conn.execute(text("SELECT now()")).scalar_one()
     at = effective_at or now
@@ -56,20 +59,12 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
                                 "expected": f"now ({now.isoformat()}) or later"},
                         code="invalid_effective_at")
     _check_base(conn, row)
-    draft = load_draft(conn, row)
-    changed = [it for it in draft.items if it.change != "unchanged"]
-    if not changed:
-        raise GridError(f"Plan {plan_id} changes nothing; there is nothing to activate.",
-                        detail={"edits": 0}, code="empty_plan")
-    # Every tiling the plan touches must be clean; one it leaves alone is not its business.
-    touched = {it.parent for it in changed} | {it.code for it in changed
-                                               if it.level == "community"}
-    problems = validate(draft, parents=touched, sliver_m2=sliver_m2)
-    if problems:
-        raise InvalidEdit(
-            f"The plan cannot be activated: {problems[0].message}"
-            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-            detail={"problems": [p.as_dict() for p in problems]})
+    draft, changed = check_clean(conn, row, sliver_m2=sliver_m2)
+    # Staffing stored with the plan: its targets still in the draft, every touched grid with a
+    # responsible worker (or the planner's recorded reason).
+    staffing.check_targets(conn, row)
+    staffing.check_staffed(conn, row, row["unstaffed_reason"])
+    restored = staffing.restorable(conn, row)  # read before the boundaries below change
     version = conn.execute(text(
         "INSERT INTO boundary_version (label, note, source, activated_at, effective_at, plan_id) "
         "VALUES (:label, :note, 'plan', now(), :at, :plan) RETURNING id"),
@@ -94,7 +89,9 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
             "WHERE pr.id = :rid"),
             [{"v": version, "at": at, "rid": it.rid} for it in opening])
     crosswalk.record(conn, version=version, plan_id=plan_id, at=at, closed=closing)
+    ended = staffing.end_planned(conn, plan_id, at)
     _carry_assignments(conn, draft, at)
+    staffed = staffing.assign_planned(conn, row, at, restored)
     refused = check_sibling_overlaps(conn)
     if refused:
         raise PlanConflict(f"The database refused the new boundaries: {refused[0]}.",
@@ -104,8 +101,31 @@ def activate(conn: Connection, plan_id: int, *, principal: Principal, if_match: 
         "UPDATE plan SET status = 'activated', revision = revision + 1, updated_at = now(), "
         "activated_version_id = :v, activated_at = now(), effective_at = :at, "
         "problems = '[]'::jsonb WHERE id = :id"), {"v": version, "at": at, "id": plan_id})
+    review.record(conn, plan_id, "activate", f"effective {at.isoformat()}", principal.name)
     return {"plan": get_plan(conn, plan_id, principal=principal), "boundary_version": version,
-            "effective_at": at, "changed": len(changed)}
+            "effective_at": at, "changed": len(changed),
+            "staffing": {"ended": ended, **staffed}}
+
+
+def check_clean(conn: Connection, row: dict[str, Any], *, sliver_m2: float = SLIVER_M2
+                ) -> tuple[Draft, list[Item]]:
+    """The plan's draft and its changed items; refused if it changes nothing (422
+    ``empty_plan``) or leaves a tiling it touches unclean (422 ``invalid_edit``)."""
+    draft = load_draft(conn, row)
+    changed = [it for it in draft.items if it.change != "unchanged"]
+    if not changed:
+        raise GridError(f"Plan {row['id']} changes nothing; there is nothing to activate.",
+                        detail={"edits": 0}, code="empty_plan")
+    # Every tiling the plan touches must be clean; one it leaves alone is not its business.
+    touched = {it.parent for it in changed} | {it.code for it in changed
+                                               if it.level == "community"}
+    problems = validate(draft, parents=touched, sliver_m2=sliver_m2)
+    if problems:
+        raise InvalidEdit(
+            f"The plan cannot be activated: {problems[0].message}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+            detail={"problems": [p.as_dict() for p in problems]})
+    return draft, changed
 
 
 

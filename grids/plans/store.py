@@ -18,7 +18,10 @@ from grids.errors import Conflict, GridError, RegionNotFound
 from grids.plans.draft import Draft, Item, Problem, area_m2
 from grids.sql import in_scope
 
-STATUSES = ("draft", "activated", "discarded")
+STATUSES = ("draft", "submitted", "returned", "approved", "activated", "discarded")
+#: The statuses in which a plan's grids and staffing may still change (a returned plan is a
+#: draft again, with the approver's comments).
+EDITABLE = ("draft", "returned")
 
 
 class PlanNotFound(RegionNotFound):
@@ -60,7 +63,9 @@ def problems_json(problems: list[Problem]) -> str:
 _PLAN_COLUMNS = (
     "p.id, p.name, p.region_code, p.region_id, p.note, p.status, p.revision, p.base_version, "
     "p.base_boundaries, p.restored_from, p.problems, p.created_by, p.created_at, p.updated_at, "
-    "p.activated_version_id, p.activated_at, p.effective_at"
+    "p.activated_version_id, p.activated_at, p.effective_at, p.submitted_at, p.submitted_by, "
+    "p.approved_at, p.approved_by, p.proposed_effective_at, p.reroute_open_incidents, "
+    "p.unstaffed_reason, p.unstaffed_grids, p.work_moved_at, p.work_moved"
 )
 
 
@@ -100,9 +105,33 @@ def public(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
         "edits": edits_of(conn, row["id"]), "problems": row["problems"],
         # A draft whose boundaries someone else has changed since it was opened cannot be
         # activated (409); the editor can say so before the planner goes on.
-        "stale": row["status"] == "draft"
+        "stale": row["status"] in ("draft", "returned", "submitted", "approved")
         and set(current_ids(conn, row["region_code"])) != set(row["base_boundaries"]),
+        "submitted_at": row["submitted_at"], "submitted_by": row["submitted_by"],
+        "approved_at": row["approved_at"], "approved_by": row["approved_by"],
+        "proposed_effective_at": row["proposed_effective_at"],
+        "reroute_open_incidents": row["reroute_open_incidents"],
+        "unstaffed_reason": row["unstaffed_reason"],
+        "unstaffed_grids": list(row["unstaffed_grids"] or []),
+        "work_moved_at": row["work_moved_at"], "work_moved": row["work_moved"],
+        "staffing": staffing_of(conn, row["id"]), "reviews": reviews_of(conn, row["id"]),
     }
+
+
+def staffing_of(conn: Connection, plan_id: int) -> list[dict[str, Any]]:
+    """The staffing changes stored with the plan (grids/plans/staffing.py), in order."""
+    return [dict(r) for r in conn.execute(text(
+        "SELECT ps.id, ps.action, s.code AS staff_code, s.name AS staff_name, ps.region_code, "
+        "ps.duty, ps.assignment_id, ps.note, ps.by, ps.at FROM plan_staff ps "
+        "JOIN staff s ON s.id = ps.staff_id WHERE ps.plan_id = :id ORDER BY ps.id"),
+        {"id": plan_id}).mappings()]
+
+
+def reviews_of(conn: Connection, plan_id: int) -> list[dict[str, Any]]:
+    """Submissions, approvals, returns (with comments) and the activation, in order."""
+    return [dict(r) for r in conn.execute(text(
+        "SELECT action, comment, revision, by, at FROM plan_review WHERE plan_id = :id "
+        "ORDER BY id"), {"id": plan_id}).mappings()]
 
 
 def get_plan(conn: Connection, plan_id: int, *, principal: Principal) -> dict[str, Any]:
@@ -170,9 +199,10 @@ def check_etag(conn: Connection, row: dict[str, Any], if_match: str) -> None:
 
 
 def check_draft(row: dict[str, Any]) -> None:
-    if row["status"] != "draft":
-        raise PlanNotDraft(f"Plan {row['id']} is {row['status']}; only a draft can change.",
-                           detail={"status": row["status"]})
+    """Only a draft (or a plan returned with comments) can change."""
+    if row["status"] not in EDITABLE:
+        raise PlanNotDraft(f"Plan {row['id']} is {row['status']}; only a draft (or a returned "
+                           "plan) can change.", detail={"status": row["status"]})
 
 
 def _wkb(geom: BaseGeometry | None) -> str | None:

@@ -9,7 +9,8 @@ which grid to which, by which plan and boundary version. Closed, evaluated and v
 are never touched.
 
 This lives in ``layers`` because ``grids`` may not know about incidents; the plan itself is
-activated by :func:`grids.plans.activate` inside the same transaction.
+activated by :func:`grids.plans.activate` inside the same transaction, orchestrated with the
+rest of the open work by :mod:`layers.redraw` (also when a scheduled activation comes due).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from sqlalchemy import Connection, text
 
 from grids import plans
 from grids.access import Principal, prefix_of
-from grids.errors import GridError
 from grids.locate import locate_at
 from layers.incidents.workflow import OPEN_STATES
 
@@ -57,29 +57,14 @@ def plan_impact(conn: Connection, plan_id: int, *, principal: Principal) -> dict
 def activate_plan(conn: Connection, plan_id: int, *, principal: Principal, if_match: str,
                   effective_at: datetime | None = None, reroute_open_incidents: bool = False
                   ) -> dict[str, Any]:
-    """Activate a plan and, if asked, re-route its open incidents, in the caller's transaction.
+    """Activate a plan with its staffing and open work: :func:`layers.redraw.activate_plan`
+    (kept here for callers of the first version). Re-routing also works with a scheduled
+    ``effective_at``: the cases move when it comes."""
+    from layers import redraw  # redraw builds on this module
 
-    Re-routing needs the new boundaries in force now: with a scheduled ``effective_at`` it is
-    refused (422), since the cases would move before the boundaries do.
-    """
-    if reroute_open_incidents and effective_at is not None:
-        now = conn.execute(text("SELECT now()")).scalar_one()
-        if effective_at > now:
-            raise GridError(
-                "Open incidents can only be re-routed by an activation that takes effect now; "
-                "activate the scheduled plan without re-routing.",
-                detail={"field": "reroute_open_incidents", "value": True},
-                code="reroute_needs_immediate")
-    region = plans.get_plan(conn, plan_id, principal=principal)["region_code"]
-    items = moving_incidents(conn, plan_id, region_code=region) if reroute_open_incidents else []
-    result = plans.activate(conn, plan_id, principal=principal, if_match=if_match,
-                            effective_at=effective_at)
-    rerouted = 0
-    for inc in items:
-        rerouted += reroute(conn, inc["id"], plan_id=plan_id, version=result["boundary_version"],
-                            at=result["effective_at"], actor=principal.name)
-    result["rerouted"] = rerouted
-    return result
+    return redraw.activate_plan(conn, plan_id, principal=principal, if_match=if_match,
+                                effective_at=effective_at,
+                                reroute_open_incidents=reroute_open_incidents)
 
 
 def reroute(conn: Connection, incident_id: int, *, plan_id: int, version: int, at: datetime,

@@ -321,8 +321,9 @@
     });
   }
   async function listPlans() {
-    const body = await api("/plans?status=draft");
-    const mine = body.items.filter((p) => p.region_code === state.region.code);
+    const body = await api("/plans");  // not yet activated: draft, returned, submitted, approved
+    const mine = body.items.filter((p) => p.region_code === state.region.code
+      && !["activated", "discarded"].includes(p.status));
     const list = $("plan-list");
     list.innerHTML = "";
     if (!mine.length) { list.innerHTML = `<li class="hint">${esc(t("no_plans"))}</li>`; return; }
@@ -364,10 +365,12 @@
     $("plan-section").hidden = false;
     $("activate-result").hidden = true;
     showPlanMeta(); showEdits(); showProblems(plan.problems || []);
-    const draft = plan.status === "draft";
-    document.querySelectorAll(".tools button, #apply, #activate, #discard, #validate").forEach((b) => {
+    const draft = plan.status === "draft" || plan.status === "returned";  // returned: editable again
+    document.querySelectorAll(".tools button, #apply, #validate").forEach((b) => {
       b.disabled = !draft;
     });
+    $("activate").disabled = plan.status !== "approved";
+    $("discard").disabled = !["draft", "returned", "submitted", "approved"].includes(plan.status);
     if (draft) $("apply").disabled = !(state.check && state.check.ok);
     // Extension point: other planner files (staffing, review, undo) follow the open plan.
     document.dispatchEvent(new CustomEvent("cg:plan-changed", { detail: { plan, etag: state.etag } }));

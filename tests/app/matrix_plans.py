@@ -45,6 +45,16 @@ SAMPLES: dict[tuple[str, str], Callable[[Any], tuple[str, str, dict[str, Any]]]]
         "headers": ETAG}),
     ("POST", "/plans/{plan_id}/import"): lambda p: ("POST", f"/plans/{NO_PLAN}/import", {
         "files": {"file": ("x.gpkg", b"not a geopackage")}, "headers": ETAG}),
+    ("POST", "/plans/{plan_id}/staffing"): lambda p: ("POST", f"/plans/{NO_PLAN}/staffing", {
+        "json": {"op": "assign", "staff_code": "W1", "grid_code": p.grid}, "headers": ETAG}),
+    ("DELETE", "/plans/{plan_id}/staffing/{change_id}"): lambda p: (
+        "DELETE", f"/plans/{NO_PLAN}/staffing/1", {"headers": ETAG}),
+    ("POST", "/plans/{plan_id}/submit"): lambda p: ("POST", f"/plans/{NO_PLAN}/submit", {
+        "json": {}, "headers": ETAG}),
+    ("POST", "/plans/{plan_id}/approve"): lambda p: ("POST", f"/plans/{NO_PLAN}/approve", {
+        "json": {}, "headers": ETAG}),
+    ("POST", "/plans/{plan_id}/return"): lambda p: ("POST", f"/plans/{NO_PLAN}/return", {
+        "json": {"comment": "no"}, "headers": ETAG}),
     ("GET", "/boundaries/versions"): lambda p: ("GET", "/boundaries/versions", {}),
     ("GET", "/boundaries/diff"): lambda p: ("GET", "/boundaries/diff", {"params": {
         "region": p.grid[:12], "from": 1}}),
@@ -58,5 +68,14 @@ MISSING = {("GET", "/plans/{plan_id}"), ("DELETE", "/plans/{plan_id}"),
            ("POST", "/plans/{plan_id}/validate"), ("GET", "/plans/{plan_id}/impact"),
            ("POST", "/plans/{plan_id}/activate"), ("GET", "/plans/{plan_id}/export.gpkg"),
            ("POST", "/plans/{plan_id}/undo"), ("POST", "/plans/{plan_id}/redo"),
-           ("POST", "/plans/{plan_id}/import")}
-OVERRIDES = {("POST", "/plans/import"): _status_import}
+           ("POST", "/plans/{plan_id}/import"),
+           ("POST", "/plans/{plan_id}/staffing"),
+           ("DELETE", "/plans/{plan_id}/staffing/{change_id}"),
+           ("POST", "/plans/{plan_id}/submit")}
+# Approving and returning are for the city's approver role (default admin), whatever the
+# role's permissions: the others get 403, the approver a clean 404 for the missing plan.
+OVERRIDES = {("POST", "/plans/import"): _status_import,
+             ("POST", "/plans/{plan_id}/approve"): lambda role, place, scope: (
+                 404 if role == "admin" else 403),
+             ("POST", "/plans/{plan_id}/return"): lambda role, place, scope: (
+                 404 if role == "admin" else 403)}

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 
 from app.plan_schemas import ActivationPublic, ImpactPublic, PlanList, PlanPublic, VersionList
 from app.schemas import ErrorPublic
+from tests import plan_flow
 from tests.conftest import wait_for
 from tests.tiny_city import C1, G1, X0, Y0, U, at
 
@@ -95,6 +96,27 @@ def test_a_planner_splits_previews_and_activates(anonymous: TestClient, headers,
     assert new_code in impact.grids_without_worker
     assert client.post(f"/plans/{plan['id']}/validate").json() == {"ok": True, "problems": []}
 
+    early = client.post(f"/plans/{plan['id']}/activate", json={}, headers={"If-Match": new_etag})
+    assert early.status_code == 409 and early.json()["code"] == "plan_not_approved"
+    unstaffed = client.post(f"/plans/{plan['id']}/submit", json={},
+                            headers={"If-Match": new_etag})
+    assert unstaffed.status_code == 422 and unstaffed.json()["code"] == "grids_without_worker"
+    assert new_code in unstaffed.json()["detail"]["grids"]
+    submitted = client.post(f"/plans/{plan['id']}/submit",
+                            json={"unstaffed_reason": "新网格员下周到岗"},
+                            headers={"If-Match": new_etag})
+    assert submitted.status_code == 200 and submitted.json()["status"] == "submitted"
+    assert submitted.json()["unstaffed_grids"] == [new_code]
+    own = client.post(f"/plans/{plan['id']}/approve", json={},
+                      headers={"If-Match": submitted.headers["etag"]})
+    assert own.status_code == 403  # the city's approver role is admin
+    approved = client.post(f"/plans/{plan['id']}/approve", json={"comment": "同意"},
+                           headers={**headers("t_admin"),
+                                    "If-Match": submitted.headers["etag"]})
+    assert approved.status_code == 200 and approved.json()["activation"] is None
+    new_etag = approved.headers["etag"]
+    assert [r["action"] for r in approved.json()["plan"]["reviews"]] == ["submit", "approve"]
+
     activated = client.post(f"/plans/{plan['id']}/activate", json={},
                             headers={"If-Match": new_etag})
     assert activated.status_code == 200, activated.text
@@ -144,9 +166,12 @@ def test_invalid_edits_and_requests_get_json_errors(client: TestClient, communit
     assert client.post("/plans", json={"name": "x", "region_code": "330782000000"}
                        ).status_code == 422  # a plan covers a street or a community
     assert client.post("/plans", json={"name": "", "region_code": community}).status_code == 422
-    assert client.post(f"/plans/{plan['id']}/activate", json={"effective_at": "2020-01-01T00:00Z"},
+    unapproved = client.post(f"/plans/{plan['id']}/activate", json={},
+                             headers={"If-Match": etag})
+    assert unapproved.status_code == 409 and unapproved.json()["code"] == "plan_not_approved"
+    assert client.post(f"/plans/{plan['id']}/submit", json={"effective_at": "2020-01-01T00:00Z"},
                        headers={"If-Match": etag}).json()["code"] == "invalid_effective_at"
-    nothing = client.post(f"/plans/{plan['id']}/activate", json={}, headers={"If-Match": etag})
+    nothing = client.post(f"/plans/{plan['id']}/submit", json={}, headers={"If-Match": etag})
     assert nothing.status_code == 422 and nothing.json()["code"] == "empty_plan"
 
 
@@ -161,6 +186,8 @@ def test_two_plans_on_one_grid_the_second_activation_is_409_json(client: TestCli
         assert res.status_code == 200, res.text
         etags.append((plan["id"], res.headers["etag"]))
     (first, e1), (second, e2) = etags
+    e1 = plan_flow.approve_http(client, first, e1.strip('"'), {})
+    e2 = plan_flow.approve_http(client, second, e2.strip('"'), {})
     assert client.post(f"/plans/{first}/activate", json={},
                        headers={"If-Match": e1}).status_code == 200
     assert client.get(f"/plans/{second}").json()["stale"] is True
@@ -246,7 +273,8 @@ def test_restore_version_opens_a_plan_with_the_old_boundaries(client: TestClient
 def scratch() -> Iterator[Engine]:
     from tests.conftest import tiny_city_engine
 
-    engine = tiny_city_engine("citygrid_test_plans", users=(("planner_tiny", "planner"),))
+    engine = tiny_city_engine("citygrid_test_plans", users=(("planner_tiny", "planner"),
+                                                            ("admin_tiny", "admin")))
     yield engine
     engine.dispose()
 
@@ -271,6 +299,7 @@ def test_every_worker_switches_within_a_second_now_and_when_scheduled(scratch: E
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             client.headers.update({"Authorization": f"Bearer {token_for(app, 'planner_tiny')}"})
+            admin = {"Authorization": f"Bearer {token_for(app, 'admin_tiny')}"}
             time.sleep(0.3)  # both listeners are LISTENing
             top = at(0.5, 0.75)
 
@@ -283,9 +312,11 @@ def test_every_worker_switches_within_a_second_now_and_when_scheduled(scratch: E
             res = client.post(f"/plans/{plan['id']}/edits", headers={"If-Match": plan["etag"]},
                               json={"op": "split", "code": G1, "line": _split_line(0.5)})
             assert res.status_code == 200, res.text
+            etag = plan_flow.approve_http(client, plan["id"], res.json()["etag"], {},
+                                          approver_headers=admin)
             t0 = time.monotonic()
             res = client.post(f"/plans/{plan['id']}/activate", json={},
-                              headers={"If-Match": res.json()["etag"]})
+                              headers={"If-Match": etag})
             assert res.status_code == 200, res.text
             new = client.get("/locate", params={"lon": top[0], "lat": top[1]}).json()
             assert new["grid"]["code"] != G1  # this worker: at once
@@ -299,11 +330,20 @@ def test_every_worker_switches_within_a_second_now_and_when_scheduled(scratch: E
             res = client.post(f"/plans/{plan['id']}/edits", headers={"If-Match": plan["etag"]},
                               json={"op": "retire", "code": new["grid"]["code"], "into": G1})
             assert res.status_code == 200, res.text
+            # the planner proposes the time on submit; the approval makes the scheduled
+            # activation (it waited for it)
             when = datetime.now(UTC) + timedelta(seconds=2)
-            res = client.post(f"/plans/{plan['id']}/activate",
+            res = client.post(f"/plans/{plan['id']}/submit",
                               json={"effective_at": when.isoformat()},
                               headers={"If-Match": res.json()["etag"]})
+            assert res.status_code == 200 and res.json()["status"] == "submitted", res.text
+            assert client.get("/locate", params={"lon": top[0], "lat": top[1]}
+                              ).json()["grid"]["code"] == new["grid"]["code"]
+            res = client.post(f"/plans/{plan['id']}/approve", json={},
+                              headers={**admin, "If-Match": res.json()["etag"]})
             assert res.status_code == 200, res.text
+            assert res.json()["activation"]["work"]["pending"] is True
+            assert res.json()["plan"]["status"] == "activated"
             assert client.get("/locate", params={"lon": top[0], "lat": top[1]}
                               ).json()["grid"]["code"] == new["grid"]["code"]
             assert grid_at(other, top) == new["grid"]["code"]
@@ -333,8 +373,9 @@ def test_two_concurrent_activations_on_one_grid_one_wins_the_other_gets_409(
         for name, edit in (("a", {"op": "split", "code": G1, "line": _split_line(0.3)}),
                            ("b", {"op": "retire", "code": G1, "into": C1 + "002"})):
             plan = plans.create_plan(conn, name=name, region_code=C1, principal=planner)
-            opened.append(plans.apply_edit(conn, plan["id"], edit, principal=planner,
-                                           if_match=plan["etag"]))
+            plan = plans.apply_edit(conn, plan["id"], edit, principal=planner,
+                                    if_match=plan["etag"])
+            opened.append(plan_flow.approve(conn, plan, planner))
     first, second = opened
     outcome: dict[str, Any] = {}
     c1 = scratch.connect()
@@ -389,6 +430,7 @@ def test_reroute_moves_open_incidents_only_and_records_it(scratch: Engine) -> No
                                 principal=planner, if_match=plan["etag"])
         impact = reroute.plan_impact(conn, plan["id"], principal=planner)
         assert [i["id"] for i in impact["incidents"]["items"]] == [ids["dispatched"]]
+        plan = plan_flow.approve(conn, plan, planner)
         result = reroute.activate_plan(conn, plan["id"], principal=planner,
                                        if_match=plan["etag"], reroute_open_incidents=True)
         assert result["rerouted"] == 1

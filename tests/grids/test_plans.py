@@ -21,6 +21,7 @@ from grids.errors import GridError
 from grids.locate import locate_at
 from grids.plans import history as plan_history
 from grids.plans.draft import TOLERANCE_M2, area_m2
+from tests import plan_flow
 from tests.tiny_city import C1, C2, G1, G2, G3, STREET, T0, X0, Y0, U, at, cell
 
 PLANNER = Principal.make("user:planner", "planner", Scope.of(STREET))
@@ -38,6 +39,11 @@ def line(x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
 
 def open_plan(conn: Connection, region: str = C1, name: str = "p") -> dict[str, Any]:
     return plans.create_plan(conn, name=name, region_code=region, principal=PLANNER)
+
+
+def approved(conn: Connection, plan: dict[str, Any]) -> str:
+    """Submit and approve the plan (tests/plan_flow.py): the ETag activation needs."""
+    return str(plan_flow.approve(conn, plan, PLANNER)["etag"])
 
 
 def edit(conn: Connection, plan: dict[str, Any], **e: Any) -> dict[str, Any]:
@@ -78,7 +84,7 @@ def test_split_then_activate_switches_now_and_keeps_history(tiny_city: Connectio
     assert plan["problems"] == [] and plan["edits"][0]["op"] == "split"
     new = C1 + "003"
     assert current(tiny_city, new) is None  # nothing changes before activation
-    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=approved(tiny_city, plan))
     assert result["changed"] == 2 and result["plan"]["status"] == "activated"
     top, bottom = at(0.5, 0.75), at(0.5, 0.25)
     codes = {locate_at(tiny_city, *p, at=result["effective_at"])["grid"]["code"]
@@ -163,11 +169,12 @@ def test_two_plans_on_one_grid_the_second_activation_is_refused(tiny_city: Conne
     first, second = open_plan(tiny_city, name="a"), open_plan(tiny_city, name="b")
     first = edit(tiny_city, first, op="split", code=G1, line=line(-0.1, 0.5, 1.1, 0.5))
     second = edit(tiny_city, second, op="retire", code=G2, into=G1)
-    done = plans.activate(tiny_city, first["id"], principal=PLANNER, if_match=first["etag"])
+    e1, e2 = approved(tiny_city, first), approved(tiny_city, second)
+    done = plans.activate(tiny_city, first["id"], principal=PLANNER, if_match=e1)
     assert plans.get_plan(tiny_city, second["id"], principal=PLANNER)["stale"] is True
     assert second["stale"] is False
     with pytest.raises(plans.PlanConflict) as err:
-        plans.activate(tiny_city, second["id"], principal=PLANNER, if_match=second["etag"])
+        plans.activate(tiny_city, second["id"], principal=PLANNER, if_match=e2)
     assert err.value.detail["other_changes"][0]["plan_id"] == first["id"]
     assert err.value.detail["other_changes"][0]["boundary_version"] == done["boundary_version"]
 
@@ -217,7 +224,7 @@ def test_touching_siblings_and_successive_periods_pass_the_guard(tiny_city: Conn
     """Siblings sharing an edge, and one region's old and new boundary, are not overlaps."""
     plan = open_plan(tiny_city)
     plan = edit(tiny_city, plan, op="reshape", code=G1, geometry=gj(cell(0, 0, 1.5, 1)))
-    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=approved(tiny_city, plan))
     # Checking the deferred guard now raises if either pair was taken for an overlap.
     tiny_city.execute(text("SET CONSTRAINTS region_boundary_no_overlapping_siblings IMMEDIATE"))
     assert tiny_city.execute(text("SELECT count(*) FROM region_boundary_suspect")).scalar() == 0
@@ -231,15 +238,16 @@ def test_scheduled_activation_takes_effect_at_its_time(tiny_city: Connection) ->
     plan = edit(tiny_city, plan, op="retire", code=G2, into=G1)
     now = tiny_city.execute(text("SELECT now()")).scalar_one()
     when = now + timedelta(hours=1)
-    plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"],
+    plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=approved(tiny_city, plan),
                    effective_at=when)
     assert current(tiny_city, G2) is not None  # still in force until then
     p = at(1.5, 0.5)
     assert locate_at(tiny_city, *p, at=when - timedelta(seconds=1))["grid"]["code"] == G2
     assert locate_at(tiny_city, *p, at=when)["grid"]["code"] == G1
-    again = open_plan(tiny_city)
+    again = edit(tiny_city, open_plan(tiny_city), op="recode", code=G1, new_code=C1 + "011")
     with pytest.raises(GridError, match="past") as err:
-        plans.activate(tiny_city, again["id"], principal=PLANNER, if_match=again["etag"],
+        plans.activate(tiny_city, again["id"], principal=PLANNER,
+                       if_match=approved(tiny_city, again),
                        effective_at=now - timedelta(hours=1))
     assert err.value.code == "invalid_effective_at"
 
@@ -257,7 +265,7 @@ def test_merge_retires_and_workers_without_grid_are_listed(tiny_city: Connection
     assert {(w["staff_code"], w["to_grid"]) for w in impact["workers"]["moving"]} == {
         ("W1", None), ("B1", None)}
     assert impact["households"]["available"] is False
-    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=approved(tiny_city, plan))
     ended = tiny_city.execute(text(
         "SELECT count(*) FROM assignment a JOIN region r ON r.id = a.region_id WHERE r.code = :c "
         "AND a.valid_to = :at"), {"c": G1, "at": result["effective_at"]}).scalar()
@@ -267,7 +275,7 @@ def test_merge_retires_and_workers_without_grid_are_listed(tiny_city: Connection
 def test_recode_carries_the_workers(tiny_city: Connection) -> None:
     plan = open_plan(tiny_city)
     plan = edit(tiny_city, plan, op="recode", code=G1, new_code=C1 + "011")
-    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=approved(tiny_city, plan))
     answer = locate_at(tiny_city, *at(0.5, 0.5), at=result["effective_at"])
     assert answer["grid"]["code"] == C1 + "011" and answer["responsible"]["code"] == "W1"
 
@@ -279,7 +287,7 @@ def test_create_and_move_in_a_street_plan(tiny_city: Connection) -> None:
     assert plan["problems"] == []
     plan = edit(tiny_city, plan, op="move", code=G2, parent_code=C2)
     assert plan["problems"] == []
-    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=approved(tiny_city, plan))
     answer = locate_at(tiny_city, *at(1.5, 0.5), at=result["effective_at"])
     assert answer["grid"]["code"].startswith(C2)
     assert [c["code"] for c in answer["chain"]][1] == C2
@@ -292,7 +300,7 @@ def test_restore_a_past_version_through_a_new_plan(tiny_city: Connection) -> Non
     original = current(tiny_city, G1)
     plan = open_plan(tiny_city)
     plan = edit(tiny_city, plan, op="reshape", code=G1, geometry=gj(cell(0, 0, 1.5, 1)))
-    plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=approved(tiny_city, plan))
     diff = plan_history.diff(tiny_city, region=C1, from_version=original.version_id,
                              principal=PLANNER)
     assert {(f["properties"]["code"], f["properties"]["side"]) for f in diff["features"]} == {

@@ -156,7 +156,7 @@ def test_the_property_exercised_every_kind_of_edit() -> None:
         assert ACCEPTED[op] > 10, (op, ACCEPTED, TRIED)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(STEP, min_size=1, max_size=5))
 def test_through_the_database_edits_and_activation_keep_the_tiling(
@@ -167,6 +167,7 @@ def test_through_the_database_edits_and_activation_keep_the_tiling(
 
     from grids import plans
     from grids.access import Principal, Scope
+    from tests import plan_flow
     from tests.tiny_city import C1
 
     who = Principal.make("user:p", "planner", Scope.of(C1))
@@ -191,7 +192,8 @@ def test_through_the_database_edits_and_activation_keep_the_tiling(
             oracle(plans.load_draft(tiny_city, plans.plan_row(tiny_city, plan["id"], who)))
         if plan["edits"]:
             DB_ACCEPTED["activated"] += 1
-            plans.activate(tiny_city, plan["id"], principal=who, if_match=plan["etag"])
+            ok = plan_flow.approve(tiny_city, plan, who)
+            plans.activate(tiny_city, plan["id"], principal=who, if_match=ok["etag"])
             live = plans.load_draft(tiny_city, plans.plan_row(tiny_city, plan["id"], who))
             now = tiny_city.execute(text(
                 "SELECT code, ST_AsBinary(geom) FROM region_current WHERE parent_code = :c"),

@@ -1,7 +1,8 @@
 """The planners' editor (``/planner``, issue 8 item 6) in a real browser against a real server.
 
 A planner splits a grid by drawing a line with Leaflet-Geoman, sees the live check and the impact
-preview, activates the plan, and a dispatcher's lookup in the new half then names the new grid.
+preview, has it approved (issue 19: submit, admin approves), activates the plan, and a dispatcher's
+lookup in the new half then names the new grid.
 
 Activation commits a new boundary version, so this module runs on its own database
 (``citygrid_test_planner``, recreated and loaded with the demo city at the start of the module) and
@@ -164,6 +165,39 @@ def _settled(c: httpx.Client, plan_id: int, etag: str | None = None) -> None:
     raise AssertionError(f"plan {plan_id} did not reach {etag}")
 
 
+@contextmanager
+def _session(server: str, username: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server) as c:
+        res = c.post("/auth/session", json={"username": username, "password": TEST_PASSWORD})
+        res.raise_for_status()
+        c.headers["X-CSRF-Token"] = res.json()["csrf_token"]
+        yield c
+
+
+def _approve(server: str, plan_id: int, etag: str, submit: dict | None = None) -> str:
+    """The planner submits (giving a reason for grids without a worker) and the admin approves
+    (issue 19: only an approved plan is activated); the approved plan's ETag header."""
+    with _session(server, "t_planner") as c:
+        res = c.post(f"/plans/{plan_id}/submit", headers={"If-Match": etag},
+                     json={"unstaffed_reason": "界面测试：人员另行安排", **(submit or {})})
+        assert res.status_code == 200, res.text
+        _settled(c, plan_id, res.headers["ETag"])
+    with _session(server, "t_admin") as c:
+        res = c.post(f"/plans/{plan_id}/approve", json={}, headers={"If-Match": res.headers["ETag"]})
+        assert res.status_code == 200, res.text
+        _settled(c, plan_id, res.headers["ETag"])
+        return str(res.headers["ETag"])
+
+
+def _approve_in_page(page, server: str, status: str = "approved", **submit) -> None:
+    """Approve the page's open plan behind its back and let the page read it again."""
+    plan = page.evaluate("window.citygrid.state.plan")
+    _approve(server, plan["id"], f'"{page.evaluate("window.citygrid.state.etag")}"', submit)
+    page.evaluate("document.dispatchEvent(new CustomEvent('cg:plan-reload'))")
+    page.wait_for_function(f"window.citygrid.state.plan.status === '{status}'")
+    _idle(page)
+
+
 def _locate(server: str, lon: float, lat: float) -> dict:
     with _dispatcher(server) as c:
         res = c.get("/locate", params={"lon": lon, "lat": lat})
@@ -269,6 +303,8 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
     assert f"#{incident} {code} → {new_code}" in page.inner_text("#impact")
     page.screenshot(path=str(ARTIFACTS / "planner-impact.png"))
 
+    assert page.is_disabled("#activate")  # a draft is not activated: it is approved first
+    _approve_in_page(page, server)
     page.check("#reroute")
     page.click("#activate")
     page.wait_for_selector("#activate-result:not([hidden])")
@@ -323,7 +359,7 @@ def test_stale_etag_conflict_is_shown_in_words(page, server: str) -> None:
                      headers={"If-Match": f'"{plan["etag"]}"'})
         assert res.status_code == 200, res.text
         _settled(c, plan["id"], res.headers["ETag"])
-    page.click("#activate")
+    page.click("#review-submit")  # submitting what the page read: stale
     page.wait_for_selector("#error:not([hidden]) .conflict")
     text = page.inner_text("#error")
     assert "冲突" in text and "重新载入" in text
@@ -548,20 +584,22 @@ def test_activation_after_another_plan_is_a_conflict_in_words(page, server: str)
                      headers={"If-Match": other.headers["ETag"]})
         assert res.status_code == 200, res.text
         _settled(c, pid, res.headers["ETag"])
-        res = c.post(f"/plans/{pid}/activate", json={}, headers={"If-Match": res.headers["ETag"]})
+        etag = _approve(server, pid, res.headers["ETag"])
+        res = c.post(f"/plans/{pid}/activate", json={}, headers={"If-Match": etag})
         assert res.status_code == 200, res.text
         _settled(c, pid, res.headers["ETag"])
         version = res.json()["boundary_version"]
 
+    _approve_in_page(page, server)  # approved on the boundaries it was opened on
     page.click("#activate")
     page.wait_for_selector("#error:not([hidden]) .conflict")
     text = page.inner_text("#error")
     assert "期间启用的边界版本" in text and str(version) in text and "先启用的方案" in text
-    assert page.inner_text("#plan-status") == "草稿"
+    assert page.inner_text("#plan-status") == "已批准"
     page.screenshot(path=str(ARTIFACTS / "planner-activate-conflict.png"))
     page.click("#conflict-reload")  # reopened, the plan says it is out of date
-    page.wait_for_selector("#plan-stale")
-    assert "启用会冲突" in page.inner_text("#plan-stale")
+    page.wait_for_selector("#review-stale")
+    assert "启用会冲突" in page.inner_text("#review-stale")
 
 
 def test_scheduled_activation_keeps_the_old_boundaries_until_then(page, server: str) -> None:
@@ -582,17 +620,31 @@ def test_scheduled_activation_keeps_the_old_boundaries_until_then(page, server: 
     page.wait_for_function("window.citygrid.state.plan.edits.length === 1")
     _idle(page)
 
-    page.check("#reroute")
+    # The planner proposes the time on submit; the approval makes the scheduled activation
+    # (a scheduled activation waits for the approval).
     when = (datetime.now().astimezone() + timedelta(hours=2)).replace(second=0, microsecond=0)
-    page.fill("#effective-at", when.strftime("%Y-%m-%dT%H:%M"))  # the browser's local time
-    assert page.is_disabled("#reroute") and not page.is_checked("#reroute")
-    page.click("#activate")
-    page.wait_for_selector("#activate-result:not([hidden])")
+    page.fill("#review-effective", when.strftime("%Y-%m-%dT%H:%M"))  # the browser's local time
+    page.check("#review-reroute")
+    page.fill("#review-reason", "界面测试：人员另行安排")
+    page.click("#review-submit")
+    page.wait_for_selector("#review-status[data-status='submitted']")
     _idle(page)
     plan = page.evaluate("window.citygrid.state.plan")
-    assert plan["status"] == "activated"
+    assert datetime.fromisoformat(plan["proposed_effective_at"]) == when
+    assert plan["reroute_open_incidents"] is True
+    with _session(server, "t_admin") as c:
+        res = c.post(f"/plans/{plan['id']}/approve", json={},
+                     headers={"If-Match": f'"{plan["etag"]}"'})
+        assert res.status_code == 200, res.text
+        assert res.json()["activation"]["work"]["pending"] is True
+        _settled(c, plan["id"], res.headers["ETag"])
+    page.evaluate("document.dispatchEvent(new CustomEvent('cg:plan-reload'))")
+    page.wait_for_function("window.citygrid.state.plan.status === 'activated'")
+    _idle(page)
+    plan = page.evaluate("window.citygrid.state.plan")
     assert datetime.fromisoformat(plan["effective_at"]) == when
-    assert page.is_visible("#activated-scheduled")
+    page.wait_for_selector("#review-work")
+    assert "生效时转移" in page.inner_text("#review-work")
     # Until then the city keeps the old boundaries: b's point still names b.
     point = working[b].representative_point()
     assert _locate(server, point.x, point.y)["grid"]["code"] == b
