@@ -30,7 +30,7 @@ from sqlalchemy import Connection, create_engine, text
 from bench.plans import _cut
 from grids import plans
 from grids.access import Principal
-from grids.plans import activation
+from grids.plans import activation, review
 from grids.plans import crosswalk as cw_record
 from layers.analysis import crosswalk
 from layers.incidents import reroute
@@ -67,6 +67,13 @@ def _cases(conn: Connection, street: str, n: int) -> int:
         "(SELECT id FROM category ORDER BY id LIMIT 1) c "
         "WHERE g.level = 'grid' AND g.code LIKE :p"),
         {"p": street[:9] + "%", "per": per}).rowcount
+
+
+def _approved(conn: Connection, plan: dict[str, Any]) -> dict[str, Any]:
+    """Issue 19: only an approved plan is activated (not timed; no staffing: a reason instead)."""
+    plan = review.submit(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"],
+                         unstaffed_reason="bench: boundaries only")
+    return review.approve(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"])
 
 
 def _plan(conn: Connection, street: str, splits: int) -> tuple[dict[str, Any], int]:
@@ -121,6 +128,7 @@ def main() -> None:
             # the baseline: the same activation without the crosswalk
             tx = conn.begin()
             plan, done = _plan(conn, street, args.splits)
+            plan = _approved(conn, plan)
             activation.crosswalk.record = lambda conn, **kw: 0  # type: ignore[assignment]
             try:
                 t0 = time.perf_counter()
@@ -134,6 +142,7 @@ def main() -> None:
             tx = conn.begin()
             n_cases = _cases(conn, street, args.cases)
             plan, done = _plan(conn, street, args.splits)
+            plan = _approved(conn, plan)
             activation.crosswalk.record = timed_record  # type: ignore[assignment]
             try:
                 t0 = time.perf_counter()

@@ -17,13 +17,16 @@ from openpyxl import load_workbook
 from shapely.ops import split
 from sqlalchemy import Connection, text
 
+from tests import plan_flow
 from tests.app.test_plans_api import _grid_with_a_clean_cut, _open
 
 MONTH = "2026-11"
 
 
-def activate(client: TestClient, plan_id: int, etag: str) -> dict[str, Any]:
-    """The one place these tests activate a plan (an approval step may come before it)."""
+def activate(client: TestClient, plan_id: int, etag: str, admin: dict[str, str]
+             ) -> dict[str, Any]:
+    """The one place these tests activate a plan: proposed, approved by an admin, activated."""
+    etag = plan_flow.approve_http(client, plan_id, etag.strip('"'), {}, approver_headers=admin)
     res = client.post(f"/plans/{plan_id}/activate", json={}, headers={"If-Match": etag})
     assert res.status_code == 200, res.text
     return res.json()
@@ -57,7 +60,8 @@ def planner(anonymous: TestClient, headers) -> TestClient:
     return anonymous
 
 
-def test_a_split_keeps_the_month_comparable(planner: TestClient, conn: Connection) -> None:
+def test_a_split_keeps_the_month_comparable(planner: TestClient, conn: Connection, headers
+                                            ) -> None:
     client = planner
     community = client.get("/regions", params={"parent": "330782001000", "level": "community"}
                            ).json()["items"][0]["code"]
@@ -79,7 +83,7 @@ def test_a_split_keeps_the_month_comparable(planner: TestClient, conn: Connectio
                                                            "line": blade},
                        headers={"If-Match": etag})
     assert done.status_code == 200, done.text
-    activate(client, plan["id"], done.headers["etag"])
+    activate(client, plan["id"], done.headers["etag"], headers("t_admin"))
     new = next(f["properties"]["code"] for f in client.get(
         f"/plans/{plan['id']}/features").json()["features"] if f["properties"]["change"] == "new")
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, text
 from grids import plans
 from grids.access import Principal, Scope
 from grids.plans import crosswalk
+from tests import plan_flow
 from tests.tiny_city import C1, G1, G2, STREET, X0, Y0, U
 
 PLANNER = Principal.make("user:planner", "planner", Scope.of(STREET))
@@ -18,8 +19,9 @@ OUTSIDER = Principal.make("user:other", "planner", Scope.of("990200001"))
 
 
 def activate(conn: Connection, plan: dict[str, Any]) -> dict[str, Any]:
-    """The one place these tests activate a plan (an approval step may come before it)."""
-    return plans.activate(conn, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    """The one place these tests activate a plan: proposed, approved by an admin, activated."""
+    approved = plan_flow.approve(conn, plan, PLANNER)
+    return plans.activate(conn, plan["id"], principal=PLANNER, if_match=approved["etag"])
 
 
 def edit(conn: Connection, plan: dict[str, Any], **e: Any) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from grids.errors import GridError
 from grids.plans import crosswalk
 from grids.plans.draft import area_m2
 from layers.analysis import crosswalk as by_today
-from tests import tiny_city
+from tests import plan_flow, tiny_city
 from tests.conftest import tiny_city_engine
 from tests.tiny_city import C1, G1, G2, STREET, T0, X0, Y0, U, write_tiny_city
 
@@ -53,8 +53,9 @@ RECEIVED = T0 + timedelta(days=40)  # 2025-02-10: before every redraw (they happ
 
 
 def activate(conn: Connection, plan: dict[str, Any]) -> dict[str, Any]:
-    """The one place these tests activate a plan (an approval step may come before it)."""
-    return plans.activate(conn, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    """The one place these tests activate a plan: proposed, approved by an admin, activated."""
+    approved = plan_flow.approve(conn, plan, PLANNER)
+    return plans.activate(conn, plan["id"], principal=PLANNER, if_match=approved["etag"])
 
 
 def grids_now(conn: Connection) -> dict[str, shapely.Geometry]:

@@ -15,6 +15,7 @@ from grids.access import Principal, Scope
 from grids.plans import io as plan_io
 from grids.plans import undo
 from grids.plans.edits import name_pattern
+from tests import plan_flow
 from tests.tiny_city import C1, C2, G1, G2, STREET, X0, Y0, U, cell
 
 PLANNER = Principal.make("user:planner", "planner", Scope.of(STREET))
@@ -73,7 +74,8 @@ def test_undo_and_redo_put_back_the_very_draft(tiny_city: Connection) -> None:
     with pytest.raises(undo.NothingToRedo):
         undo.redo(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
     # the plan can still be activated as redone
-    result = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    result = plans.activate(tiny_city, plan["id"], principal=PLANNER,
+                         if_match=plan_flow.approve(tiny_city, plan, PLANNER)["etag"])
     assert result["plan"]["status"] == "activated"
 
 
@@ -142,7 +144,8 @@ def test_rename_is_an_edit_that_activation_applies(tiny_city: Connection) -> Non
     plan = edit(tiny_city, plan, op="rename", code=G1, name="一社区东片")
     impact = plans.impact(tiny_city, plan["id"], principal=PLANNER)
     assert impact["workers"]["moving"] == []  # a renamed grid keeps its team
-    plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    plans.activate(tiny_city, plan["id"], principal=PLANNER,
+                         if_match=plan_flow.approve(tiny_city, plan, PLANNER)["etag"])
     assert tiny_city.execute(text("SELECT name FROM region_current WHERE code = :c"),
                              {"c": G1}).scalar() == "一社区东片"
 
@@ -202,7 +205,8 @@ def test_import_into_a_draft_is_one_undoable_edit(tiny_city: Connection, tmp_pat
 def test_a_restore_can_be_undone_to_the_region_as_it_is(tiny_city: Connection) -> None:
     plan = open_plan(tiny_city)
     plan = edit(tiny_city, plan, op="merge", codes=[G1, G2], keep=G1)
-    first = plans.activate(tiny_city, plan["id"], principal=PLANNER, if_match=plan["etag"])
+    first = plans.activate(tiny_city, plan["id"], principal=PLANNER,
+                         if_match=plan_flow.approve(tiny_city, plan, PLANNER)["etag"])
     # the tiny city's version before the merge
     before = tiny_city.execute(text("SELECT max(id) FROM boundary_version WHERE id < :v"),
                                {"v": first["boundary_version"]}).scalar()

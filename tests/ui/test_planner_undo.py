@@ -23,6 +23,7 @@ from app.settings import DatabaseSettings, Settings
 from tests.conftest import _ensure_accounts, app_role_url, database_url, live_server
 from tests.ui.test_planner import (
     ARTIFACTS,
+    _approve_in_page,
     _fit,
     _idle,
     _login,
@@ -63,11 +64,12 @@ def page(_planner_page):  # noqa: F811  (test_planner's page, on this module's s
     return _planner_page
 
 
-def _activate(page) -> int:
+def _activate(page, server: str) -> int:
     """Activate the open plan in the page; returns the boundary version.
 
     The one place the tests activate: once activation needs a proposal and an approval, only
-    this helper changes."""
+    this helper changes: the planner submits, the admin approves (issue 19), then activation."""
+    _approve_in_page(page, server)
     page.click("#activate")
     page.wait_for_selector("#activate-result:not([hidden])")
     _idle(page)
@@ -157,13 +159,13 @@ def test_rename_undo_redo_and_the_edit_list_in_chinese(page) -> None:
     page.screenshot(path=str(ARTIFACTS / "planner-edit-list.png"))
 
 
-def test_history_list_refreshes_after_activation(page) -> None:
+def test_history_list_refreshes_after_activation(page, server: str) -> None:
     _login(page)
     features = _open_new_plan(page, "启用后刷新历史", COMMUNITY)
     before = page.locator("#hist-from option").all_inner_texts()
     code = _working(features)[-1]
     _rename(page, features, code, "启用测试网格")
-    version = _activate(page)
+    version = _activate(page, server)
     options = page.locator("#hist-from option").evaluate_all("os => os.map(o => o.value)")
     assert str(version) in options and len(options) == len(before) + 1
     assert page.is_disabled("#undo") and page.is_disabled("#redo")  # not a draft any more
