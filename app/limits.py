@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -11,20 +13,27 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimit:
-    """Reject bodies over ``default`` bytes (``bulk`` on ``bulk_paths``) with a JSON 413."""
+    """Reject bodies over ``default`` bytes (``bulk`` on ``bulk_paths``, or on paths matching one
+    of ``bulk_patterns``, e.g. an import into one plan) with a JSON 413."""
 
     def __init__(self, app: ASGIApp, *, default: int, bulk: int,
-                 bulk_paths: tuple[str, ...]) -> None:
+                 bulk_paths: tuple[str, ...],
+                 bulk_patterns: tuple[re.Pattern[str], ...] = ()) -> None:
         self.app = app
         self.default = default
         self.bulk = bulk
         self.bulk_paths = bulk_paths
+        self.bulk_patterns = bulk_patterns
+
+    def _is_bulk(self, path: str) -> bool:
+        return path.startswith(self.bulk_paths) or any(
+            p.fullmatch(path) for p in self.bulk_patterns)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        limit = self.bulk if scope["path"].startswith(self.bulk_paths) else self.default
+        limit = self.bulk if self._is_bulk(scope["path"]) else self.default
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -49,6 +50,7 @@ log = logging.getLogger("citygrid")
 # Bulk endpoints that may carry large bodies (everything else is capped lower).
 BULK_PATHS = ("/locate/batch", "/incidents/bulk", "/patrols/fixes", "/plans/import",
               "/field/photos", "/addresses/import")  # photos: their own size limit (PhotoSettings)
+BULK_PATTERNS = (re.compile(r"/plans/[0-9]+/import"),)  # a GeoPackage into an open plan
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -118,7 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(InputGuard,  # control characters in paths, queries, bodies: one 422
                        renderers={"/open311/": lambda e: open311.failure_of(e).response()})
     app.add_middleware(BodySizeLimit, default=settings.auth.max_body_bytes,
-                       bulk=settings.auth.max_batch_bytes, bulk_paths=BULK_PATHS)
+                       bulk=settings.auth.max_batch_bytes, bulk_paths=BULK_PATHS,
+                       bulk_patterns=BULK_PATTERNS)
     if settings.api.cors_origins:  # closed unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins,
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],

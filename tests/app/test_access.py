@@ -328,3 +328,16 @@ def test_boundary_writes_are_audited_with_their_actor(conn: Connection) -> None:
     assert added[-1]["after"]["geom_md5"] and "geom" not in added[-1]["after"]
     assert {r["actor"] for r in rows[-2:]} == {"user:planner-test"}
     assert rows[-1]["ip"] == "10.1.2.3"
+
+
+def test_an_import_into_one_plan_takes_the_bulk_limit() -> None:
+    """``/plans/{id}/import`` carries a GeoPackage: the bulk cap, not the 1 MB default; other
+    paths under /plans/{id} keep the default (app.main.BULK_PATTERNS)."""
+    from app.limits import BodySizeLimit
+    from app.main import BULK_PATHS, BULK_PATTERNS
+
+    guard = BodySizeLimit(lambda *a: None, default=10, bulk=1000, bulk_paths=BULK_PATHS,
+                          bulk_patterns=BULK_PATTERNS)
+    assert guard._is_bulk("/plans/12/import") and guard._is_bulk("/plans/import")
+    assert not guard._is_bulk("/plans/12/edits") and not guard._is_bulk("/plans/12/import/x")
+    assert not guard._is_bulk("/plans/x/import")
