@@ -131,6 +131,24 @@ def _locate(server: str, lon: float, lat: float) -> dict:
         return res.json()
 
 
+def _desk_row(server: str, lon: float, lat: float, grid: str) -> dict:
+    """A dispatcher takes a 12345 call at (lon, lat); the desk's queue row for the new grid."""
+    res = httpx.post(f"{server}/auth/token", json={"username": "t_dispatcher",
+                                                   "password": TEST_PASSWORD})
+    res.raise_for_status()
+    with httpx.Client(base_url=server, headers={
+            "Authorization": f"Bearer {res.json()['access_token']}"}) as c:
+        res = c.post("/incidents", json={
+            "source": "hotline_12345", "external_id": f"redraw-{time.time_ns()}",
+            "category": "C0101", "description": "新网格内路灯不亮", "address": "测试路 1 号",
+            "lon": lon, "lat": lat})
+        assert res.status_code == 201, res.text
+        case_id = res.json()["id"]
+        res = c.get("/desk/queue", params={"region": grid})
+        assert res.status_code == 200, res.text
+        return next(r for r in res.json()["items"] if r["id"] == case_id)
+
+
 def test_planner_staffs_a_split_admin_approves_and_lookup_names_the_new_workers(
         page, server: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
@@ -242,3 +260,8 @@ def test_planner_staffs_a_split_admin_approves_and_lookup_names_the_new_workers(
     assert answer["grid"]["code"] == new_code
     assert answer["responsible"]["code"] == primary
     assert answer["backup"]["code"] == backup
+
+    # A call placed there reaches the dispatch desk's queue with the new worker by name.
+    row = _desk_row(server, point.x, point.y, new_code)
+    assert row["grid_code"] == new_code and row["responsible_code"] == primary
+    assert row["responsible_name"] == answer["responsible"]["name"], row
