@@ -137,10 +137,10 @@ def name_pattern(names_and_codes: Iterable[tuple[str, str]]) -> str | None:
     A name follows a pattern when it holds its grid's number (the code's last three digits as a
     number, e.g. 15 for ...015) as a whole number; the last such occurrence becomes ``{n}``.
 
-    >>> name_pattern([("秦塘社区第1网格", "330782001018001"), ("秦塘社区第2网格", "330782001018002"),
-    ...               ("秦塘社区居民委员会第3网格", "330782001018003")])
+    >>> name_pattern([("秦塘社区第1网格", "990200001018001"), ("秦塘社区第2网格", "990200001018002"),
+    ...               ("秦塘社区居民委员会第3网格", "990200001018003")])
     '秦塘社区第{n}网格'
-    >>> name_pattern([("东区", "330782001018001")]) is None
+    >>> name_pattern([("东区", "990200001018001")]) is None
     True
     """
     found: Counter[str] = Counter()

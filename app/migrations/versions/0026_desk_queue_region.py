@@ -1,7 +1,7 @@
 """The desk's queue at 5M incidents: open cases by region prefix.
 
 ``incident_open_region_idx``: the open cases by ``region_code`` (``text_pattern_ops``, so a
-street, community or grid filter ``region_code LIKE '330782001%'`` is an index range), carrying
+street, community or grid filter ``region_code LIKE '990200001%'`` is an index range), carrying
 what the queue's selection reads (id, category, state, times, extension, channel, assignee), so
 a street's open cases, their light and the counts per state and light come from an index-only
 scan; the page then fetches its 50 rows. Without it the first page of a
