@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time as clock
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from bench.common import best_of
 from layers.incidents.calendar import (
     WorkCalendar,
     add_work_seconds,
@@ -78,14 +79,9 @@ def main() -> None:
     def calendar_hours() -> np.ndarray:
         return starts + np.rint(seconds * 1e6).astype(np.int64)
 
-    def best(fn, repeat: int) -> tuple[float, np.ndarray]:
-        times, out = [], None
-        for _ in range(repeat):
-            t0 = clock.perf_counter()
-            out = fn()
-            times.append(clock.perf_counter() - t0)
-        assert out is not None
-        return min(times), out
+    def best(fn: Callable[[], np.ndarray], repeat: int) -> tuple[float, np.ndarray]:
+        t, _, out = best_of(fn, repeat)  # bench.common's one timing helper
+        return t, out
 
     t_vec, a = best(vectorised, args.repeat)
     t_walk, b = best(walk, 1)
@@ -116,12 +112,9 @@ def lights(db: str, repeat: int) -> None:
                                    {"o": sorted(OPEN_STATES)}).scalar()
         for unit in ("hours", "work_hours"):
             conn.execute(text("UPDATE category SET limit_unit = :u"), {"u": unit})
-            times = []
-            for _ in range(repeat):
-                t0 = clock.perf_counter()
-                rows = conn.execute(sql, {"open": sorted(OPEN_STATES)}).all()
-                times.append(clock.perf_counter() - t0)
-            out[f"{unit}_s"] = round(min(times), 4)
+            t, _, rows = best_of(
+                lambda: conn.execute(sql, {"open": sorted(OPEN_STATES)}).all(), repeat)
+            out[f"{unit}_s"] = round(t, 4)
             out[f"{unit}_lights"] = {str(r[0]): r[1] for r in rows}
         tx.rollback()
     print(json.dumps(out, ensure_ascii=False))

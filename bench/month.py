@@ -46,7 +46,6 @@ import argparse
 import functools
 import json
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +54,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, text
 
-from bench.common import RESULTS
+from bench.common import RESULTS, best_of
 from grids.access import Principal, prefix_of
 from grids.city import profile
 from layers import assessment
@@ -67,12 +66,9 @@ AS_OF = datetime(2027, 1, 1, tzinfo=UTC)  # fixed: the old and new paths see the
 
 
 def best(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+    """Best wall time of ``repeat`` runs (bench.common.best_of) and the last answer."""
+    t, _, out = best_of(fn, repeat)
+    return t, out
 
 
 def _old_where(m: str, tz: Any, region: str | None) -> tuple[str, dict[str, Any]]:
