@@ -94,7 +94,9 @@ def postgis(conn: Connection, street: str, since: datetime, until: datetime,
                 "b": buffer_m, "tracks": [bytes(w) for w in shapely.to_wkb(tracks)],
                 "grids": [bytes(w) for w in shapely.to_wkb(grids.geom)]}).all()
     except OperationalError as exc:  # QueryCanceled: the bound was reached
-        if "statement timeout" not in str(exc):
+        # PostGIS interrupts GEOS on the timeout, and the server may then report the cancel as
+        # "due to user request" rather than "due to statement timeout": either is the bound.
+        if not (timeout_s and "canceling statement" in str(exc)):
             raise
         return None
     return np.array([r[1] for r in rows], dtype=float)
