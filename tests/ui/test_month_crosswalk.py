@@ -14,6 +14,7 @@ recreated with the demo city and five cases at the start). Screenshots go to
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import closing
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import shapely
+from openpyxl import load_workbook
 from shapely.ops import split
 from sqlalchemy import Engine, create_engine, text
 
@@ -168,4 +170,13 @@ def test_a_split_keeps_the_months_figure_by_the_old_boundaries(page, served, db)
         k: v for k, v in before.items() if k not in (code, new)}
     assert "今天的" in page.inner_text("#m-bounds")
     assert page.evaluate("window.citygridMonth.state.data.boundaries") == "today"
+    # the table's XLSX export goes by the same boundaries: the new grid is in it
+    href = page.get_attribute("#m-xlsx", "href")
+    assert "boundaries=today" in href
+    with closing(_client(served, "t_supervisor")) as c:
+        book = c.get(href)
+    assert book.status_code == 200, book.text
+    codes = [r[0] for r in load_workbook(io.BytesIO(book.content)).active.iter_rows(
+        min_row=4, values_only=True)]
+    assert new in codes and code in codes
     page.screenshot(path=str(ARTIFACTS / "month_crosswalk_today.png"))
