@@ -42,11 +42,12 @@ def _xlsx(body: bytes, name: str) -> Response:
 @router.get("/month", summary="The month's figures per unit, ranked, with the month before and "
             "the same month last year")
 def get_month(conn: ReadConn, principal: Assessor, month: OptMonth = None, level: Level = "street",
-              region: Region = None) -> dict[str, Any]:
+              region: Region = None,
+              boundaries: Literal["then", "today"] = "then") -> dict[str, Any]:
     return month_view.compare(conn, principal=principal,
                               month=month or month_view.last_full_month(profile(conn).tz),
                               level=level,
-                              region=month_view.area(principal, region))
+                              region=month_view.area(principal, region), boundaries=boundaries)
 
 
 @router.get("/cases", summary="The cases behind a figure of the month")

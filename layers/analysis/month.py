@@ -116,9 +116,13 @@ def total(conn: Connection, *, principal: Principal, month: str, region: str | N
 
 def compare(conn: Connection, *, principal: Principal, month: str, level: str = "street",
             region: str | None = None, as_of: datetime | None = None,
-            p90_all: bool = False) -> dict[str, Any]:
+            p90_all: bool = False, boundaries: str = "then") -> dict[str, Any]:
     """The month's figures per unit, ranked, beside the month before and the same month last
     year (see the module doc).
+
+    ``boundaries="today"``: the month's units and figures by today's grids, through the
+    crosswalk (:func:`layers.analysis.crosswalk.monthly`); the month before and last year stay
+    by their own boundaries (a unit new since then has none).
 
     One statement for the three months, the units and the totals
     (:func:`layers.assessment.figures`); the month before and last year give the key figures
@@ -143,6 +147,13 @@ def compare(conn: Connection, *, principal: Principal, month: str, level: str = 
                              p90=None if p90_all else [])
     cur = assessment._monthly_result(conn, got[0], month=month, level=level, region=region,
                                      window=windows[0], as_of=params["as_of"])
+    cur["boundaries"] = boundaries
+    if boundaries == "today":
+        from layers.analysis import crosswalk  # it imports this module (through trends)
+
+        today = crosswalk.monthly(conn, principal=principal, month=month, level=level,
+                                  region=region, as_of=params["as_of"], boundaries="today")
+        cur = {**cur, "rows": today["rows"], "notes": today["notes"]}
     before = {r["code"]: r for r in got[1]["levels"][level]}
     year = {r["code"]: r for r in got[2]["levels"][level]}
     ranks = {f: _ranks(cur["rows"], f) for f in KEY_FIGURES}

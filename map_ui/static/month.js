@@ -102,7 +102,7 @@
       `<td>${fig("due", r.code, r.due)}</td></tr>`).join("");
     $("m-table").innerHTML = `<thead>${head}</thead><tbody>${body}</tbody>`;
     $("m-table").hidden = false;
-    const q = new URLSearchParams({ month: d.month, level: d.level });
+    const q = new URLSearchParams({ month: d.month, level: d.level, boundaries: d.boundaries || "then" });
     if (d.region) q.set("region", d.region);
     $("m-xlsx").href = `/assessment.xlsx?${q}`;
     $("m-xlsx").hidden = false;
