@@ -27,7 +27,7 @@ from typing import Any
 import shapely
 from sqlalchemy import Connection, create_engine, text
 
-from bench.plans import _cut
+from bench.plans import split_grids
 from grids import plans
 from grids.access import Principal
 from grids.plans import activation, review
@@ -81,20 +81,8 @@ def _plan(conn: Connection, street: str, splits: int) -> tuple[dict[str, Any], i
     grids = conn.execute(text(
         "SELECT g.code, ST_AsBinary(g.geom) FROM region_current g WHERE g.level = 'grid' "
         "AND g.code LIKE :p ORDER BY g.code"), {"p": street[:9] + "%"}).all()
-    done = 0
-    for code, wkb in grids:
-        line = _cut(shapely.from_wkb(bytes(wkb)))
-        if line is None:
-            continue
-        try:
-            plan = plans.apply_edit(conn, plan["id"], {"op": "split", "code": code,
-                                                       "line": line},
-                                    principal=SYSTEM, if_match=plan["etag"])
-        except plans.InvalidEdit:
-            continue
-        done += 1
-        if done == splits:
-            break
+    plan, done = split_grids(conn, plan, ((c, shapely.from_wkb(bytes(w))) for c, w in grids),
+                             splits, SYSTEM)
     return plan, done
 
 

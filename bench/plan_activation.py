@@ -28,7 +28,7 @@ import shapely
 from sqlalchemy import Connection, create_engine, text
 
 from bench import city
-from bench.plans import _cut, _geom
+from bench.plans import _geom, split_grids
 from grids import plans
 from grids.access import Principal
 from grids.plans import review, staffing
@@ -55,20 +55,7 @@ def _split_plan(conn: Connection, street: str) -> dict[str, Any]:
         "SELECT g.code FROM region_current g JOIN region_current c ON c.code = g.parent_code "
         "WHERE c.parent_code = :s AND g.level = 'grid' ORDER BY g.code"),
         {"s": street}).scalars().all()
-    done = 0
-    for code in grids:
-        line = _cut(_geom(conn, code))
-        if line is None:
-            continue
-        try:
-            plan = plans.apply_edit(conn, plan["id"], {"op": "split", "code": code,
-                                                       "line": line},
-                                    principal=SYSTEM, if_match=plan["etag"])
-        except plans.InvalidEdit:
-            continue
-        done += 1
-        if done == SPLITS:
-            break
+    plan, done = split_grids(conn, plan, ((c, _geom(conn, c)) for c in grids), SPLITS, SYSTEM)
     plan["splits"] = done
     return plan
 

@@ -20,6 +20,7 @@ commit itself, a WAL flush, is not timed).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import shapely
@@ -53,6 +54,27 @@ def _cut(geom: Any) -> dict[str, Any] | None:
         if len(pieces) == 2 and min(p.area for p in pieces) > 0.2 * geom.area:
             return shapely.geometry.mapping(blade)
     return None
+
+
+def split_grids(conn: Connection, plan: dict[str, Any], grids: Iterable[tuple[str, Any]],
+                n: int, principal: Principal) -> tuple[dict[str, Any], int]:
+    """Split up to ``n`` of ``grids`` ((code, geometry) in the drawing CRS) in ``plan`` along a
+    :func:`_cut` each, skipping a grid the cut or the edit refuses (e.g. a part under the sliver
+    size); the plan after the edits and the number of splits made."""
+    done = 0
+    for code, geom in grids:
+        line = _cut(geom)
+        if line is None:
+            continue
+        try:
+            plan = plans.apply_edit(conn, plan["id"], {"op": "split", "code": code, "line": line},
+                                    principal=principal, if_match=plan["etag"])
+        except plans.InvalidEdit:
+            continue
+        done += 1
+        if done == n:
+            break
+    return plan, done
 
 
 def _moved_vertex(conn: Connection, grid: str, neighbour: str) -> dict[str, Any]:
@@ -143,20 +165,8 @@ def bench_activation(conn: Connection, n_splits: int = 25) -> dict[str, Any]:
         "SELECT g.code FROM region_current g JOIN region_current c ON c.code = g.parent_code "
         "WHERE c.parent_code = :s AND g.level = 'grid' ORDER BY g.code"),
         {"s": street}).scalars().all()
-    done, t0 = 0, time.perf_counter()
-    for code in grids:
-        line = _cut(_geom(conn, code))
-        if line is None:
-            continue
-        try:
-            plan = plans.apply_edit(conn, plan["id"], {"op": "split", "code": code,
-                                                       "line": line},
-                                    principal=SYSTEM, if_match=plan["etag"])
-        except plans.InvalidEdit:
-            continue  # e.g. a part under the sliver size: try the next grid
-        done += 1
-        if done == n_splits:
-            break
+    t0 = time.perf_counter()
+    plan, done = split_grids(conn, plan, ((c, _geom(conn, c)) for c in grids), n_splits, SYSTEM)
     edits_s = time.perf_counter() - t0
     # issue 19: only an approved plan is activated (not timed; no staffing: a reason instead)
     plan = review.submit(conn, plan["id"], principal=SYSTEM, if_match=plan["etag"],
