@@ -12,14 +12,8 @@
   const my = { plan: null, etag: null, impact: null, seq: 0 };
   const api = window.CG.client({ csrf: () => cg().state.csrf, t });
 
-  // The write is committed after the answer: wait until a read sees the new ETag, then reload.
-  async function settled(planId, etag) {
-    for (let i = 0; i < 30; i += 1) {
-      const got = await api(`/plans/${encodeURIComponent(planId)}`, { withEtag: true });
-      if ((got.etag || got.body.etag) === etag) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  // The write is committed after the answer: wait until a read sees the new ETag (planner.js).
+  const settled = (planId, etag) => cg().committed(planId, cg().hasEtag(etag));
   async function write(path, options) {
     const plan = my.plan;
     const { body, etag } = await api(`/plans/${encodeURIComponent(plan.id)}${path}`,

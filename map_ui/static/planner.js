@@ -243,8 +243,6 @@
   }
   async function chooseRegion(region) {
     state.region = region;
-    if (state.historyLayer) state.historyLayer.clearLayers();
-    $("hist-summary").innerHTML = "";
     document.querySelectorAll("#region-results button").forEach((b) =>
       b.classList.toggle("chosen", b.dataset.code === region.code));
     const full = await api(`/regions/${encodeURIComponent(region.code)}`);
@@ -259,67 +257,9 @@
     $("region-name").textContent = `${region.name} ${region.code}`;
     $("plans-section").hidden = false;
     await listPlans();
-    await listVersions();
+    await boundariesChanged();
   }
 
-  // ---- history: versions, a diff map between two, restore as a new plan -------------------------
-  async function listVersions() {
-    const body = await api("/boundaries/versions");
-    state.versions = body.items;
-    const opt = (v) => `<option value="${esc(v.version)}">v${esc(v.version)} · ${esc(v.label || "")} · ` +
-      `${esc(fmtTime(v.effective_at || v.activated_at))}</option>`;
-    const oldest = body.items.length ? body.items[body.items.length - 1].version : "";
-    $("hist-from").innerHTML = body.items.map(opt).join("");
-    $("hist-from").value = String(oldest);
-    $("hist-to").innerHTML = `<option value="">${esc(t("hist_now"))}</option>` + body.items.map(opt).join("");
-    $("history-section").hidden = !body.items.length;
-  }
-  async function showHistory() {
-    await guarded(async () => {
-      const q = new URLSearchParams({ region: state.region.code, from: $("hist-from").value });
-      if ($("hist-to").value) q.set("to", $("hist-to").value);
-      const fc = await api(`/boundaries/diff?${q}`);
-      if (!state.historyLayer) state.historyLayer = L.featureGroup().addTo(state.map);
-      state.historyLayer.clearLayers();
-      // The new side first, the old one dashed on top of it, so both outlines stay visible.
-      const sides = [...fc.features].sort((x, y) => (x.properties.side === "from") - (y.properties.side === "from"));
-      sides.forEach((f) => {
-        if (!f.geometry) return;
-        const from = f.properties.side === "from";
-        L.geoJSON(f, { interactive: false, pmIgnore: true, snapIgnore: true, style: from
-          ? { color: "#9b1c1c", weight: 2.5, dashArray: "6 4", fillColor: "#e5383b", fillOpacity: 0.1 }
-          : { color: "#1b6f65", weight: 2.5, fillColor: "#2a9d8f", fillOpacity: 0.15 } })
-          .eachLayer((l) => state.historyLayer.addLayer(l));
-        if (!from || f.properties.change === "retired") {
-          state.historyLayer.addLayer(label(f.geometry, f.properties.code.slice(-3), "grid-label hist-label"));
-        }
-      });
-      state.historyLayer.bringToFront();
-      const byCode = {};
-      fc.features.forEach((f) => { byCode[f.properties.code] = f.properties.change; });
-      const codes = Object.keys(byCode).sort();
-      $("hist-summary").innerHTML = codes.length
-        ? `<p class="hint">${esc(t("hist_legend"))}</p><h4>${esc(t("hist_changes"))}</h4><ul id="hist-list">` +
-          codes.map((c) => `<li>${esc(c)} <span class="change-${esc(byCode[c])}">` +
-            `${esc(tOr("change_" + byCode[c], byCode[c]))}</span></li>`).join("") + "</ul>"
-        : `<p class="hint" id="hist-list">${esc(t("hist_no_change"))}</p>`;
-      const b = state.historyLayer.getBounds();
-      if (b.isValid()) state.map.fitBounds(b, { animate: false, padding: [40, 40] });
-    });
-  }
-  async function restoreVersion() {
-    await guarded(async () => {
-      const v = Number($("hist-from").value);
-      const { body, etag } = await api("/plans", { method: "POST", withEtag: true,
-        body: { name: `${t("hist_restore_name")} v${v}`, region_code: state.region.code, restore_version: v } });
-      await committed(body.id, () => true);
-      if (state.historyLayer) state.historyLayer.clearLayers();
-      await listPlans();
-      setPlan(body, etag);
-      await loadFeatures(true);
-      await refreshImpact();
-    });
-  }
   async function listPlans() {
     const body = await api("/plans");  // not yet activated: draft, returned, submitted, approved
     const mine = body.items.filter((p) => p.region_code === state.region.code
@@ -413,75 +353,7 @@
         `<span class="edit-text">${esc(describeEdit(e))}</span>${st} ` +
         `<span class="hint">${esc(who(e.by))} · ${esc(fmtTime(e.at))}</span></li>`;
     }).join("") : `<li class="hint">${esc(t("no_edits"))}</li>`;
-    showUndoButtons();
   }
-  // ---- undo and redo of single edits (POST /plans/{id}/undo|redo, If-Match) ------------------
-  function showUndoButtons() {
-    const p = state.plan;
-    const edits = (p && p.edits) || [];
-    const draft = !!p && p.status === "draft";
-    $("undo").disabled = !draft || !edits.some((e) => (e.state || "done") === "done");
-    $("redo").disabled = !draft || !edits.some((e) => e.state === "undone");
-  }
-  async function undoRedo(which) {
-    if (!state.plan) return;
-    await guarded(async () => {
-      if (state.tool) cancelTool();
-      const res = await api(`/plans/${encodeURIComponent(state.plan.id)}/${which}`, { method: "POST",
-        ifMatch: state.etag, withEtag: true });
-      await committed(state.plan.id, hasEtag(res.etag || res.body.etag));
-      setPlan(res.body, res.etag);
-      state.oldCache = null;
-      state.selected = [];
-      await loadFeatures(false);
-      state.impact = null;
-      await refreshImpact();
-      showNotice(fill(t(which === "undo" ? "undone_notice" : "redone_notice"), { edit: describeEdit(
-        (which === "undo" ? res.body.edits.find((e) => e.state === "undone")
-          : [...res.body.edits].reverse().find((e) => (e.state || "done") === "done")) || {}) }));
-    });
-  }
-  // ---- GeoPackage: the plan's area out (GET export.gpkg) and back in (POST import, If-Match) -----
-  function showFileLinks() {
-    const a = $("export-gpkg");
-    if (!state.plan) { a.removeAttribute("href"); return; }
-    a.href = `/plans/${encodeURIComponent(state.plan.id)}/export.gpkg`;
-    a.setAttribute("download", `plan-${state.plan.id}.gpkg`);
-    $("import-gpkg").disabled = state.plan.status !== "draft";
-    $("import-file").disabled = state.plan.status !== "draft";
-  }
-  async function importFile() {
-    const input = $("import-file");
-    if (!state.plan || !input.files || !input.files.length) { showError({ message: t("import_choose") }); return; }
-    await guarded(async () => {
-      if (state.tool) cancelTool();
-      const form = new FormData();
-      form.append("file", input.files[0]);
-      const headers = { Accept: "application/json", "If-Match": `"${state.etag}"` };
-      if (state.csrf) headers["X-CSRF-Token"] = state.csrf;
-      $("loading").hidden = false;
-      let res, body = null;
-      try {
-        try {
-          res = await fetch(`/plans/${encodeURIComponent(state.plan.id)}/import`, { method: "POST",
-            credentials: "same-origin", headers, body: form });
-        } catch (e) { throw new ApiError(0, { message: t("error_network") }); }
-        try { body = await res.json(); } catch (e) { body = null; }
-      } finally { $("loading").hidden = true; }
-      if (!res.ok) throw new ApiError(res.status, body);
-      const etag = (res.headers.get("ETag") || body.etag || "").replace(/^W\//, "").replace(/"/g, "");
-      await committed(state.plan.id, hasEtag(etag));
-      input.value = "";
-      setPlan(body, etag);
-      state.oldCache = null;
-      state.selected = [];
-      await loadFeatures(true);
-      state.impact = null;
-      await refreshImpact();
-      showNotice(`${t("imported")}${describeEdit(body.edits[body.edits.length - 1])}`);
-    });
-  }
-
   // ---- the plan's grids on the map --------------------------------------------------------------
   async function loadFeatures(fit) {
     state.features = await api(`/plans/${encodeURIComponent(state.plan.id)}/features`);
@@ -937,6 +809,8 @@
     }
   }
   const hasEtag = (want) => (_, etag) => etag === want;
+  // The history (planner-history.js) lists the versions again: another region, a new version.
+  const boundariesChanged = async () => { if (window.citygrid.history) await window.citygrid.history.refresh(); };
 
   // ---- problems ---------------------------------------------------------------------------------
   function problemKind(p) { return tOr("kind_" + p.kind, p.kind); }
@@ -1077,7 +951,7 @@
       box.hidden = false;
       await loadFeatures(false);
       await listPlans();
-      await listVersions();  // the new boundary version is in the history at once
+      await boundariesChanged();  // the new boundary version is in the history at once
       box.scrollIntoView({ block: "nearest" });
     });
   }
@@ -1110,22 +984,11 @@
     if (state.tool === b.dataset.tool) cancelTool(); else startTool(b.dataset.tool);
   }));
   $("apply").addEventListener("click", applyEdit);
-  $("undo").addEventListener("click", () => undoRedo("undo"));
-  $("redo").addEventListener("click", () => undoRedo("redo"));
-  $("import-gpkg").addEventListener("click", importFile);
-  // Undo/redo and the file buttons follow the open plan (setPlan announces it).
-  document.addEventListener("cg:plan-changed", () => { showUndoButtons(); showFileLinks(); });
   $("cancel").addEventListener("click", cancelTool);
   $("validate").addEventListener("click", validatePlan);
   $("impact-refresh").addEventListener("click", refreshImpact);
   $("activate-form").addEventListener("submit", activate);
   $("discard").addEventListener("click", discard);
-  $("hist-show").addEventListener("click", showHistory);
-  $("hist-clear").addEventListener("click", () => {
-    if (state.historyLayer) state.historyLayer.clearLayers();
-    $("hist-summary").innerHTML = "";
-  });
-  $("hist-restore").addEventListener("click", restoreVersion);
   $("effective-at").addEventListener("input", () => {
     // The API re-routes only on immediate activation (422 reroute_needs_immediate otherwise).
     const later = $("effective-at").value && new Date($("effective-at").value) > new Date();
@@ -1149,6 +1012,7 @@
     await listPlans();
   }));
   // For the other planner files (they load after this one), debugging and the UI tests.
-  window.citygrid = { state, t, guarded, showError, showNotice, openPlan, listPlans, refreshImpact,
-    loadFeatures, who, fmtTime, describeEdit };
+  window.citygrid = { state, t, tOr, api, guarded, showError, showNotice, openPlan, listPlans,
+    refreshImpact, loadFeatures, who, fmtTime, describeEdit, fill, setPlan, committed, hasEtag,
+    cancelTool, label, history: null };
 })();

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -25,44 +23,48 @@ from shapely.geometry import LineString, Point, Polygon, shape
 from shapely.ops import unary_union
 from sqlalchemy import Engine, create_engine
 
-from app.db import migrate
-from app.main import create_app
-from app.settings import DatabaseSettings, Settings
-
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian chromium is not installed", allow_module_level=True)
 
-from tests.conftest import (  # noqa: E402
-    TEST_PASSWORD,
-    _ensure_accounts,
-    app_role_url,
-    database_url,
-    live_server,
+from tests.conftest import TEST_PASSWORD  # noqa: E402
+from tests.ui.planner_support import (  # noqa: E402
+    ARTIFACTS,
+    COMMUNITY,
+    _approve,
+    _approve_in_page,
+    _fit,
+    _idle,
+    _locate,
+    _login,
+    _open_new_plan,
+    _session,
+    _settled,
+    _vertices,
+    _xy,
+    demo_database,
+    planner_page,
+    serve,
 )
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-COMMUNITY = "330782001001"  # a community inside t_planner's jurisdiction (稠城街道 330782001)
 
 
 @pytest.fixture(scope="module")
 def planner_db() -> Iterator[str]:
     """A database of its own, fresh each run: activation here commits a new boundary version."""
-    url = database_url("citygrid_test_planner", fresh=True)
-    migrate(url)
-    eng = create_engine(url)
-    with eng.begin() as conn:
-        from app.seed import load_demo
-        from layers.incidents.catalogue import seed
+    yield demo_database("citygrid_test_planner")
 
-        load_demo(conn)
-        seed(conn)
-        _ensure_accounts(conn)
-    eng.dispose()
-    yield url
+
+@pytest.fixture(scope="module")
+def server(planner_db: str) -> Iterator[str]:
+    """A uvicorn server on a free local port: the API, the portal and the planner page."""
+    with serve(planner_db) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser, server: str) -> Iterator[object]:
+    yield from planner_page(browser, server)
 
 
 @pytest.fixture(scope="module")
@@ -70,139 +72,6 @@ def planner_engine(planner_db: str) -> Iterator[Engine]:
     eng = create_engine(planner_db)
     yield eng
     eng.dispose()
-
-
-@pytest.fixture(scope="module")
-def server(planner_db: str) -> Iterator[str]:
-    """A uvicorn server on a free local port: the API, the portal and the planner page."""
-    settings = Settings(db=DatabaseSettings(database_url=app_role_url(planner_db),
-                                            migration_url=planner_db))
-    with live_server(create_app(settings)) as url:
-        yield url
-
-
-@pytest.fixture
-def page(browser, server: str) -> Iterator[object]:
-    """A fresh browser context on /planner; any request off 127.0.0.1 is blocked and recorded."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-    outside: list[str] = []
-
-    def guard(route) -> None:
-        if urlparse(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", guard)
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    pg.on("dialog", lambda d: d.accept())  # the activation's confirm()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(server + "/planner")
-    yield pg
-    context.close()
-    assert not outside, f"the editor tried to reach outside 127.0.0.1: {outside}"
-    assert not errors, f"script errors in the page: {errors}"
-
-
-def _idle(page) -> None:
-    page.wait_for_function("document.querySelector('#loading').hidden")
-
-
-def _login(page, username: str = "t_planner") -> None:
-    page.fill("#username", username)
-    page.fill("#password", TEST_PASSWORD)
-    page.click("#login-button")
-    page.wait_for_selector("#editor-view:not([hidden])")
-    page.wait_for_function("window.citygrid.state.ready === true")
-    _idle(page)
-
-
-def _open_new_plan(page, name: str, community: str = COMMUNITY) -> dict:
-    """Search the community, create a plan for it; returns the plan's features (GeoJSON)."""
-    page.fill("#region-q", community)
-    page.click("#search")
-    page.click(f"#region-results button[data-code='{community}']")
-    page.wait_for_selector("#plans-section:not([hidden])")
-    _idle(page)
-    page.fill("#plan-name", name)
-    page.click("#create-plan")
-    page.wait_for_selector("#plan-section:not([hidden])")
-    page.wait_for_function("window.citygrid.state.features !== null")
-    _idle(page)
-    return page.evaluate("window.citygrid.state.features")
-
-
-def _xy(page, lon: float, lat: float) -> tuple[float, float]:
-    """Page pixel coordinates of a lon/lat on the map."""
-    p = page.evaluate("([lon, lat]) => { const p = window.citygrid.state.map.latLngToContainerPoint("
-                      "[lat, lon]); return [p.x, p.y]; }", [lon, lat])
-    box = page.locator("#map").bounding_box()
-    return box["x"] + p[0], box["y"] + p[1]
-
-
-@contextmanager
-def _dispatcher(server: str) -> Iterator[httpx.Client]:
-    """The API as t_dispatcher through a portal session (cookie + CSRF header)."""
-    with httpx.Client(base_url=server) as c:
-        res = c.post("/auth/session", json={"username": "t_dispatcher", "password": TEST_PASSWORD})
-        res.raise_for_status()
-        c.headers["X-CSRF-Token"] = res.json()["csrf_token"]
-        yield c
-
-
-def _settled(c: httpx.Client, plan_id: int, etag: str | None = None) -> None:
-    """Wait until a write to a plan is visible to another request: the browser may send its next
-    request before this client's sees the committed state."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        res = c.get(f"/plans/{plan_id}")
-        if res.status_code == 200 and (etag is None or res.headers["ETag"] == etag):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"plan {plan_id} did not reach {etag}")
-
-
-@contextmanager
-def _session(server: str, username: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server) as c:
-        res = c.post("/auth/session", json={"username": username, "password": TEST_PASSWORD})
-        res.raise_for_status()
-        c.headers["X-CSRF-Token"] = res.json()["csrf_token"]
-        yield c
-
-
-def _approve(server: str, plan_id: int, etag: str, submit: dict | None = None) -> str:
-    """The planner submits (giving a reason for grids without a worker) and the admin approves
-    (issue 19: only an approved plan is activated); the approved plan's ETag header."""
-    with _session(server, "t_planner") as c:
-        res = c.post(f"/plans/{plan_id}/submit", headers={"If-Match": etag},
-                     json={"unstaffed_reason": "界面测试：人员另行安排", **(submit or {})})
-        assert res.status_code == 200, res.text
-        _settled(c, plan_id, res.headers["ETag"])
-    with _session(server, "t_admin") as c:
-        res = c.post(f"/plans/{plan_id}/approve", json={}, headers={"If-Match": res.headers["ETag"]})
-        assert res.status_code == 200, res.text
-        _settled(c, plan_id, res.headers["ETag"])
-        return str(res.headers["ETag"])
-
-
-def _approve_in_page(page, server: str, status: str = "approved", **submit) -> None:
-    """Approve the page's open plan behind its back and let the page read it again."""
-    plan = page.evaluate("window.citygrid.state.plan")
-    _approve(server, plan["id"], f'"{page.evaluate("window.citygrid.state.etag")}"', submit)
-    page.evaluate("document.dispatchEvent(new CustomEvent('cg:plan-reload'))")
-    page.wait_for_function(f"window.citygrid.state.plan.status === '{status}'")
-    _idle(page)
-
-
-def _locate(server: str, lon: float, lat: float) -> dict:
-    with _dispatcher(server) as c:
-        res = c.get("/locate", params={"lon": lon, "lat": lat})
-        res.raise_for_status()
-        return res.json()
 
 
 def test_page_and_geoman_are_served(server: str) -> None:
@@ -287,7 +156,7 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
     # in the new half lands there; the refreshed preview lists it as moving to the new grid.
     point = shape(new[0]["geometry"]).representative_point()
     assert _locate(server, point.x, point.y)["grid"]["code"] == code
-    with _dispatcher(server) as c:
+    with _session(server, "t_dispatcher") as c:
         res = c.post("/incidents", json={"source": "hotline_12345", "external_id": "planner-ui-1",
                                          "category": "E0101", "description": "垃圾堆放",
                                          "lon": point.x, "lat": point.y})
@@ -323,7 +192,7 @@ def test_planner_splits_previews_activates_and_lookup_names_new_grid(page, serve
             break
         time.sleep(0.2)
     assert got == new_code
-    with _dispatcher(server) as c:  # the open incident was re-routed, as the planner chose
+    with _session(server, "t_dispatcher") as c:  # the open incident was re-routed, as the planner chose
         assert c.get(f"/incidents/{incident}").json()["grid_code"] == new_code
 
     # The same answer in the portal, as the dispatcher.
@@ -351,9 +220,7 @@ def test_stale_etag_conflict_is_shown_in_words(page, server: str) -> None:
     working = [f for f in features["features"] if f["properties"]["change"] == "unchanged"]
     a = working[0]["properties"]["code"]
     # Another session of the same planner changes the plan behind the page's back.
-    with httpx.Client(base_url=server) as c:
-        s = c.post("/auth/session", json={"username": "t_planner", "password": TEST_PASSWORD}).json()
-        c.headers["X-CSRF-Token"] = s["csrf_token"]
+    with _session(server, "t_planner") as c:
         res = c.post(f"/plans/{plan['id']}/edits", json={"op": "recode", "code": a,
                                                            "new_code": a[:-3] + "901"},
                      headers={"If-Match": f'"{plan["etag"]}"'})
@@ -403,17 +270,6 @@ def test_invalid_reshape_is_explained_and_drawn(page) -> None:
     page.screenshot(path=str(ARTIFACTS / "planner-invalid.png"))
     page.click("#cancel")
     assert page.evaluate("window.citygrid.state.plan.edits.length") == 0
-
-
-def _vertices(geom) -> list[tuple[float, float]]:
-    polys = geom.geoms if geom.geom_type == "MultiPolygon" else [geom]
-    return [xy for p in polys for xy in p.exterior.coords[:-1]]
-
-
-def _fit(page, geom, padding: int = 80) -> None:
-    minx, miny, maxx, maxy = geom.bounds
-    page.evaluate("([a, b, c, d, p]) => window.citygrid.state.map.fitBounds([[b, a], [d, c]], "
-                  "{ animate: false, padding: [p, p] })", [minx, miny, maxx, maxy, padding])
 
 
 def test_merge_and_create_in_the_editor(page) -> None:
@@ -572,9 +428,7 @@ def test_activation_after_another_plan_is_a_conflict_in_words(page, server: str)
 
     # Meanwhile another planner's plan over the same community re-codes another grid and is
     # activated first.
-    with httpx.Client(base_url=server) as c:
-        s = c.post("/auth/session", json={"username": "t_planner", "password": TEST_PASSWORD}).json()
-        c.headers["X-CSRF-Token"] = s["csrf_token"]
+    with _session(server, "t_planner") as c:
         other = c.post("/plans", json={"name": "先启用的方案", "region_code": community})
         assert other.status_code == 201, other.text
         pid = other.json()["id"]

@@ -12,14 +12,18 @@ from pathlib import Path
 import pytest
 import shapely
 from shapely.geometry import shape
-from sqlalchemy import create_engine
 
-from app.db import migrate
-from app.main import create_app
-from app.settings import DatabaseSettings, Settings
-from tests.conftest import _ensure_accounts, app_role_url, database_url, live_server
-from tests.ui.test_planner import ARTIFACTS, _fit, _idle, _login, _open_new_plan, _xy
-from tests.ui.test_planner import page as _planner_page  # noqa: F401  (a fixture)
+from tests.ui.planner_support import (
+    ARTIFACTS,
+    _fit,
+    _idle,
+    _login,
+    _open_new_plan,
+    _xy,
+    demo_database,
+    planner_page,
+    serve,
+)
 
 COMMUNITY = "330782001003"
 STREET = "330782001000"
@@ -27,31 +31,18 @@ STREET = "330782001000"
 
 @pytest.fixture(scope="module")
 def planner_db() -> Iterator[str]:
-    url = database_url("citygrid_test_planner_io", fresh=True)
-    migrate(url)
-    eng = create_engine(url)
-    with eng.begin() as conn:
-        from app.seed import load_demo
-        from layers.incidents.catalogue import seed
-
-        load_demo(conn)
-        seed(conn)
-        _ensure_accounts(conn)
-    eng.dispose()
-    yield url
+    yield demo_database("citygrid_test_planner_io")
 
 
 @pytest.fixture(scope="module")
 def server(planner_db: str) -> Iterator[str]:
-    settings = Settings(db=DatabaseSettings(database_url=app_role_url(planner_db),
-                                            migration_url=planner_db))
-    with live_server(create_app(settings)) as url:
+    with serve(planner_db) as url:
         yield url
 
 
 @pytest.fixture
-def page(_planner_page):  # noqa: F811  (test_planner's page, on this module's server)
-    return _planner_page
+def page(browser, server: str) -> Iterator[object]:
+    yield from planner_page(browser, server)
 
 
 def _changes(page) -> dict[str, str]:

@@ -14,88 +14,39 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 from shapely.geometry import LineString, shape
-from sqlalchemy import create_engine
-
-from app.db import migrate
-from app.main import create_app
-from app.settings import DatabaseSettings, Settings
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian chromium is not installed", allow_module_level=True)
 
-from tests.conftest import (  # noqa: E402
-    TEST_PASSWORD,
-    _ensure_accounts,
-    app_role_url,
-    database_url,
-    live_server,
+from tests.conftest import TEST_PASSWORD  # noqa: E402
+from tests.ui.planner_support import (  # noqa: E402
+    ARTIFACTS,
+    COMMUNITY,
+    _idle,
+    _locate,
+    _login,
+    _xy,
+    demo_database,
+    planner_page,
+    serve,
 )
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
-COMMUNITY = "330782001001"
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    url = database_url("citygrid_test_planner_staffing", fresh=True)
-    migrate(url)
-    eng = create_engine(url)
-    with eng.begin() as conn:
-        from app.seed import load_demo
-        from layers.incidents.catalogue import seed
-
-        load_demo(conn)
-        seed(conn)
-        _ensure_accounts(conn)
-    eng.dispose()
-    settings = Settings(db=DatabaseSettings(database_url=app_role_url(url), migration_url=url))
-    with live_server(create_app(settings)) as base:
+    with serve(demo_database("citygrid_test_planner_staffing")) as base:
         yield base
 
 
 @pytest.fixture
 def page(browser, server: str) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
-    outside: list[str] = []
-
-    def guard(route) -> None:
-        if urlparse(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", guard)
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    pg.on("dialog", lambda d: d.accept())
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(server + "/planner")
-    yield pg
-    context.close()
-    assert not outside, f"the editor tried to reach outside 127.0.0.1: {outside}"
-    assert not errors, f"script errors in the page: {errors}"
-
-
-def _idle(page) -> None:
-    page.wait_for_function("document.querySelector('#loading').hidden")
-
-
-def _login(page, username: str) -> None:
-    page.fill("#username", username)
-    page.fill("#password", TEST_PASSWORD)
-    page.click("#login-button")
-    page.wait_for_selector("#editor-view:not([hidden])")
-    page.wait_for_function("window.citygrid.state.ready === true")
-    _idle(page)
+    yield from planner_page(browser, server, height=1000)
 
 
 def _pick_community(page) -> None:
@@ -106,13 +57,6 @@ def _pick_community(page) -> None:
     _idle(page)
 
 
-def _xy(page, lon: float, lat: float) -> tuple[float, float]:
-    p = page.evaluate("([lon, lat]) => { const p = window.citygrid.state.map.latLngToContainerPoint("
-                      "[lat, lon]); return [p.x, p.y]; }", [lon, lat])
-    box = page.locator("#map").bounding_box()
-    return box["x"] + p[0], box["y"] + p[1]
-
-
 def _assign(page, grid: str, staff: str, duty: str) -> None:
     page.select_option("#staff-grid", grid)
     page.fill("#staff-code", staff)
@@ -120,15 +64,6 @@ def _assign(page, grid: str, staff: str, duty: str) -> None:
     page.click("#staff-assign")
     page.wait_for_selector(f"#staffing-roster tr[data-grid='{grid}'] li.planned[data-staff='{staff}']")
     _idle(page)
-
-
-def _locate(server: str, lon: float, lat: float) -> dict:
-    with httpx.Client(base_url=server) as c:
-        res = c.post("/auth/session", json={"username": "t_dispatcher", "password": TEST_PASSWORD})
-        res.raise_for_status()
-        res = c.get("/locate", params={"lon": lon, "lat": lat})
-        res.raise_for_status()
-        return res.json()
 
 
 def _desk_row(server: str, lon: float, lat: float, grid: str) -> dict:

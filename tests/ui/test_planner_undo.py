@@ -15,13 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 from shapely.geometry import shape
-from sqlalchemy import create_engine
 
-from app.db import migrate
-from app.main import create_app
-from app.settings import DatabaseSettings, Settings
-from tests.conftest import _ensure_accounts, app_role_url, database_url, live_server
-from tests.ui.test_planner import (
+from tests.ui.planner_support import (
     ARTIFACTS,
     _approve_in_page,
     _fit,
@@ -29,39 +24,28 @@ from tests.ui.test_planner import (
     _login,
     _open_new_plan,
     _xy,
+    demo_database,
+    planner_page,
+    serve,
 )
-from tests.ui.test_planner import page as _planner_page  # noqa: F401  (a fixture)
 
 COMMUNITY = "330782001002"
 
 
 @pytest.fixture(scope="module")
 def planner_db() -> Iterator[str]:
-    url = database_url("citygrid_test_planner_undo", fresh=True)
-    migrate(url)
-    eng = create_engine(url)
-    with eng.begin() as conn:
-        from app.seed import load_demo
-        from layers.incidents.catalogue import seed
-
-        load_demo(conn)
-        seed(conn)
-        _ensure_accounts(conn)
-    eng.dispose()
-    yield url
+    yield demo_database("citygrid_test_planner_undo")
 
 
 @pytest.fixture(scope="module")
 def server(planner_db: str) -> Iterator[str]:
-    settings = Settings(db=DatabaseSettings(database_url=app_role_url(planner_db),
-                                            migration_url=planner_db))
-    with live_server(create_app(settings)) as url:
+    with serve(planner_db) as url:
         yield url
 
 
 @pytest.fixture
-def page(_planner_page):  # noqa: F811  (test_planner's page, on this module's server)
-    return _planner_page
+def page(browser, server: str) -> Iterator[object]:
+    yield from planner_page(browser, server)
 
 
 def _activate(page, server: str) -> int:
@@ -166,6 +150,9 @@ def test_history_list_refreshes_after_activation(page, server: str) -> None:
     code = _working(features)[-1]
     _rename(page, features, code, "启用测试网格")
     version = _activate(page, server)
+    # The list is read again after the activation's other reads: wait for it, not for idle.
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#hist-from option')].some((o) => o.value === '{version}')")
     options = page.locator("#hist-from option").evaluate_all("os => os.map(o => o.value)")
     assert str(version) in options and len(options) == len(before) + 1
     assert page.is_disabled("#undo") and page.is_disabled("#redo")  # not a draft any more
