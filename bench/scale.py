@@ -1,6 +1,7 @@
 """Issue 6 at scale: 10,000 grids, 5,000,000 incidents, 5,000,000 GPS fixes; heat and tiles.
 
     python -m bench.scale setup      # once: creates/fills citygrid_scale (idempotent, ~20 min)
+    python -m bench.scale setup --db citygrid_scale_20m --incidents 20000000   # the growth curve
     python -m bench.scale measure    # read-only timings, printed as JSON (a few minutes)
     python -m bench.scale intake     # bulk intake of 100k rows with the tally triggers off/on
 
@@ -225,7 +226,9 @@ def setup() -> dict[str, Any]:
     engine = create_engine(city.url(DBNAME))
     try:
         with engine.begin() as conn:
-            out["incidents"] = setup_incidents(conn)
+            # ~500,000 rows per statement, as at 5M
+            out["incidents"] = setup_incidents(conn, n=INCIDENTS,
+                                               parts=max(10, -(-INCIDENTS // 500_000)))
         print(out["incidents"], flush=True)
         with engine.begin() as conn:
             out["states"] = settle_states(conn)
@@ -450,10 +453,16 @@ def assessment_cost(repeat: int = 3, street: str = "330782001") -> dict[str, Any
 
 
 def main() -> None:
+    global DBNAME, INCIDENTS
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=("setup", "measure", "intake", "assessment"))
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--db", default=DBNAME,
+                    help="database in the private cluster (one per size of the growth curve)")
+    ap.add_argument("--incidents", type=int, default=INCIDENTS,
+                    help="incidents drawn by setup (fixes stay at 5M: two days of patrols)")
     args = ap.parse_args()
+    DBNAME, INCIDENTS = args.db, args.incidents
     if args.what == "setup":
         subprocess.run([sys.executable, "-m", "app.devdb", "up", DBNAME], check=True,
                        stdout=subprocess.DEVNULL)
