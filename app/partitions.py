@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from gis.errors import DomainError
 
@@ -291,9 +292,13 @@ def archive(engine: Engine, table: str, month: str | date, directory: Path) -> d
             os.replace(partial, final)
             conn.execute(text(f'ALTER TABLE {table} DETACH PARTITION "{name}"'))
             conn.execute(text(f'DROP TABLE "{name}"'))
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
+        if isinstance(exc, DBAPIError):
+            raise PartitionError(f"{name} was not archived; it stays attached: "
+                                 f"{str(exc.orig).splitlines()[0][:300]}",
+                                 code="archive_failed", detail={"partition": name}) from exc
         raise
     return manifest
 
@@ -340,6 +345,16 @@ def attach(engine: Engine, table: str, month: str | date, directory: Path) -> in
     if not data.exists() or _sha256(data) != manifest.get("sha256"):
         raise PartitionError(f"{data} does not match its manifest (SHA-256).",
                              code="archive_invalid", detail={"path": str(data)})
+    try:
+        return _attach(engine, table, name, m, data, manifest)
+    except DBAPIError as exc:
+        raise PartitionError(f"{name} was not attached: "
+                             f"{str(exc.orig).splitlines()[0][:300]}",
+                             code="attach_failed", detail={"partition": name}) from exc
+
+
+def _attach(engine: Engine, table: str, name: str, m: date, data: Path,
+            manifest: dict[str, Any]) -> int:
     lo, hi = month_bounds(m)
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SET LOCAL lock_timeout = '10s'"))
