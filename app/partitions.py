@@ -149,6 +149,23 @@ def detach(conn: Connection, table: str, month: str | date) -> str:
     return name
 
 
+def reattach(conn: Connection, table: str, month: str | date) -> str:
+    """Attach again a month that ``detach`` left as a plain table (its rows are checked against
+    the month's bounds by PostgreSQL)."""
+    m = parse_month(month)
+    name = part_name(_check_table(table), m)
+    if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is None \
+            or _attached(conn, table, name):
+        raise PartitionError(f"{name} is not a detached partition of {table}.",
+                             code="partition_not_found", detail={"partition": name})
+    lo, hi = month_bounds(m)
+    conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+    conn.execute(text(f"ALTER TABLE {table} ATTACH PARTITION \"{name}\" "
+                      f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"))
+    conn.execute(text("SELECT citygrid_partition_privileges(:n)"), {"n": name})
+    return name
+
+
 # --- archive / attach --------------------------------------------------------------------------
 
 def _columns(conn: Connection, table: str) -> list[tuple[str, str]]:

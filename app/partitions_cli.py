@@ -86,9 +86,17 @@ def archive(table: TableArg, month: MonthArg, directory: DirOpt) -> None:
 
 
 @partitions_app.command("attach")
-def attach(table: TableArg, month: MonthArg, directory: DirOpt) -> None:
-    """Load an archived month from its files, check it against the manifest, attach it."""
+def attach(table: TableArg, month: MonthArg, directory: Annotated[Path | None, typer.Option(
+        "--dir", help="Archive root to load from; without it, a detached month is attached "
+                      "again")] = None) -> None:
+    """Load an archived month from its files, check it against the manifest, attach it (or,
+    without --dir, attach again a month left detached by ``detach``)."""
     try:
+        if directory is None:
+            with _engine().begin() as conn:
+                name = partitions.reattach(conn, table, month)
+            typer.echo(f"attached {name} again")
+            return
         rows = partitions.attach(_engine(), table, month, directory)
     except partitions.PartitionError as exc:
         _fail(exc)

@@ -339,3 +339,24 @@ def test_closed_loop_idempotency_tally_and_audit_across_months(
     assert conn.execute(text(
         "SELECT count(*) FROM audit_log WHERE entity = 'incident' AND entity_key = :k "
         "AND action = 'update'"), {"k": str(inc)}).scalar_one() == 6
+
+
+def test_detach_keeps_the_table_and_reattach_puts_it_back(history: Engine) -> None:
+    month = date(2025, 4, 1)
+    with history.connect() as conn:
+        before = _month_rows(conn, "patrol_fix", month)
+    assert before
+    with history.begin() as conn:
+        assert partitions.detach(conn, "patrol_fix", "2025-04") == "patrol_fix_p2025_04"
+    with history.begin() as conn:
+        assert _month_rows(conn, "patrol_fix", month) == []
+        listed = {p.name: p for p in partitions.list_partitions(conn, "patrol_fix")}
+        assert listed["patrol_fix_p2025_04"].attached is False
+        assert conn.execute(text("SELECT count(*) FROM patrol_fix_p2025_04")).scalar_one() == \
+            len(before)
+        with pytest.raises(partitions.PartitionError):
+            partitions.detach(conn, "patrol_fix", "2025-04")
+    with history.begin() as conn:
+        partitions.reattach(conn, "patrol_fix", "2025-04")
+    with history.connect() as conn:
+        assert _month_rows(conn, "patrol_fix", month) == before
