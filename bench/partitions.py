@@ -20,7 +20,8 @@ differ in the partitioning only. Timed, same run, alternating sides, after one w
   count), and one case's events without a time (the one read partitioning makes dearer: every
   month's index is probed);
 - intake: phone batches of 20 fixes (``INSERT .. unnest .. ON CONFLICT DO NOTHING``, one
-  transaction each) and single event rows (as each step of the closed loop writes), rolled back.
+  transaction each) and single event rows (as each step of the closed loop writes), and one
+  statement of 200,000 fixes (an import), each rolled back (statement time: no commit, no fsync).
 
 Prints medians and p95 in ms and writes ``bench/results/partitions.json``.
 """
@@ -164,6 +165,28 @@ def _intake(engine: Engine, repeat: int, day: datetime) -> dict[str, Any]:
                          (batch if what.startswith("fix") else 1) / part["median_ms"] * 1000),
                      "unpartitioned_rows_per_s": round(
                          (batch if what.startswith("fix") else 1) / flat["median_ms"] * 1000)}
+    # bulk: 200,000 fixes of one day in one statement (an import, a replay), rolled back
+    bulk = 200_000
+    runs = {"part": [], "flat": []}
+    for k in range(4):
+        for side in ("part", "flat"):
+            with engine.connect() as conn:
+                tx = conn.begin()
+                t = time.perf_counter()
+                conn.execute(text(
+                    f"INSERT INTO bench_fix_{side} (staff_id, at, geom, accuracy_m) "
+                    "SELECT g % :staff + 1, :t0 + make_interval(secs => g * 0.4 + 0.013), "
+                    "ST_SetSRID(ST_MakePoint(120.0 + (g % 997) * 3e-4, 29.2 + (g % 991) * 2e-4), "
+                    "4490), 8 FROM generate_series(1, :n) g"),
+                    {"staff": STAFF, "t0": day + timedelta(days=1), "n": bulk})
+                took = time.perf_counter() - t
+                tx.rollback()
+            if k:
+                runs[side].append(took)
+    out["bulk_200k_fixes"] = {
+        "partitioned": _stats(runs["part"]), "unpartitioned": _stats(runs["flat"]),
+        "partitioned_rows_per_s": round(bulk / percentiles(runs["part"], scale=1)["p50"]),
+        "unpartitioned_rows_per_s": round(bulk / percentiles(runs["flat"], scale=1)["p50"])}
     return out
 
 
