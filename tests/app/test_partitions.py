@@ -360,3 +360,93 @@ def test_detach_keeps_the_table_and_reattach_puts_it_back(history: Engine) -> No
         partitions.reattach(conn, "patrol_fix", "2025-04")
     with history.connect() as conn:
         assert _month_rows(conn, "patrol_fix", month) == before
+
+
+def test_the_migration_moves_the_rows_and_goes_back() -> None:
+    """On a database holding fixes, events and references before 0027: every row is moved (a
+    month outside the window gets its partition), the keys, grants and trigger hold, and the
+    downgrade gives the same rows back unpartitioned."""
+    import importlib.util
+
+    from alembic import command
+
+    from app.db import alembic_config, migrate
+
+    path = Path(partitions.__file__).parent / "migrations" / "versions" / "0027_month_partitions.py"
+    spec = importlib.util.spec_from_file_location("m0027", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    eng = tiny_city_engine("citygrid_test_partitions_migration", catalogue=True)
+    url = eng.url.render_as_string(hide_password=False)
+    command.downgrade(alembic_config(url), mod.down_revision)
+    sums = {t: f"SELECT count(*), sum(hashtextextended(x::text, 0)) FROM {t} x"
+            for t in ("patrol_fix", "incident_event", "field_photo_use", "evidence_check")}
+    with eng.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        conn.execute(text(
+            "INSERT INTO patrol_fix (staff_id, at, geom) SELECT s.id, "
+            "timestamptz '2025-05-31 22:00Z' + make_interval(mins => g), "
+            "ST_SetSRID(ST_MakePoint(120 + g * 1e-5, 29), 4490) "
+            "FROM staff s, generate_series(1, 300) g"))
+        conn.execute(text("INSERT INTO patrol_fix (staff_id, at, geom) SELECT id, "
+                          "'1999-01-05 00:00Z', ST_SetSRID(ST_MakePoint(120, 29), 4490) "
+                          "FROM staff ORDER BY id LIMIT 1"))
+        inc = conn.execute(text(
+            "INSERT INTO incident (source, external_id, category_id) SELECT 'other_centre', "
+            "'mig-1', id FROM category WHERE parent_id IS NOT NULL LIMIT 1 RETURNING id")
+        ).scalar_one()
+        ev = conn.execute(text(
+            "INSERT INTO incident_event (incident_id, at, actor, action, to_state) VALUES "
+            "(:i, '2025-06-01 01:00Z', 'test', 'receive', 'received') RETURNING id"),
+            {"i": inc}).scalar_one()
+        conn.execute(text("INSERT INTO field_photo (sha256, content_type, bytes, width, height, "
+                          "uploaded_by) VALUES (:s, 'image/png', 1, 1, 1, 't')"), {"s": "cd" * 32})
+        conn.execute(text("INSERT INTO field_photo_use VALUES (:s, :i, :e)"),
+                     {"s": "cd" * 32, "i": inc, "e": ev})
+        conn.execute(text("INSERT INTO evidence_check (incident_id, event_id, stage, actor, "
+                          "findings, suspicious) VALUES (:i, :e, 'verify', 't', '{}', true)"),
+                     {"i": inc, "e": ev})
+        conn.execute(text("DELETE FROM patrol_cover_stale"))
+        before = {t: tuple(conn.execute(text(q)).one()) for t, q in sums.items()
+                  if t in ("patrol_fix", "incident_event")}
+    migrate(url)
+    with eng.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        assert {t: tuple(conn.execute(text(sums[t])).one()) for t in before} == before
+        assert conn.execute(text(
+            "SELECT string_agg(relkind::text, '' ORDER BY relname) FROM pg_class WHERE relname "
+            "IN ('patrol_fix', 'incident_event')")).scalar_one() == "pp"
+        assert conn.execute(text("SELECT tableoid::regclass::text FROM patrol_fix "
+                                 "WHERE at < '2000-01-01'")).scalar_one() == "patrol_fix_p1999_01"
+        assert conn.execute(text("SELECT count(DISTINCT tableoid) FROM patrol_fix "
+                                 "WHERE at >= '2025-01-01'")).scalar_one() == 2
+        assert conn.execute(text("SELECT u.event_at = e.at AND c.event_at = e.at FROM "
+                                 "field_photo_use u JOIN incident_event e ON e.id = u.event_id "
+                                 "JOIN evidence_check c ON c.event_id = e.id")).scalar_one()
+        assert conn.execute(text(
+            "SELECT has_table_privilege('citygrid_app', 'patrol_fix', 'INSERT') "
+            "AND NOT has_table_privilege('citygrid_app', 'patrol_fix', 'UPDATE') "
+            "AND NOT has_table_privilege('citygrid_app', 'patrol_fix', 'DELETE') "
+            "AND has_table_privilege('citygrid_app', 'incident_event', 'INSERT')")).scalar_one()
+        assert conn.execute(text("SELECT count(*) FROM pg_trigger WHERE tgname = "
+                                 "'patrol_fix_cover_stale' AND tgrelid = 'patrol_fix'::regclass")
+                            ).scalar_one() == 1
+        with_refs = {t: tuple(conn.execute(text(q)).one()) for t, q in sums.items()}
+        conn.execute(text("INSERT INTO patrol_fix (staff_id, at, geom) SELECT id, now(), "
+                          "ST_SetSRID(ST_MakePoint(120, 29), 4490) FROM staff ORDER BY id LIMIT 1"))
+        assert conn.execute(text("SELECT count(*) FROM patrol_cover_stale")).scalar_one() == 1
+        conn.execute(text("DELETE FROM patrol_cover_stale"))
+        conn.execute(text("DELETE FROM patrol_fix WHERE at > '2026-01-01'"))
+    command.downgrade(alembic_config(url), mod.down_revision)
+    with eng.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        assert {t: tuple(conn.execute(text(sums[t])).one()) for t in before} == before
+        assert conn.execute(text(
+            "SELECT string_agg(relkind::text, '' ORDER BY relname) FROM pg_class WHERE relname "
+            "IN ('patrol_fix', 'incident_event')")).scalar_one() == "rr"
+    migrate(url)
+    with eng.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        assert {t: tuple(conn.execute(text(q)).one()) for t, q in sums.items()} == with_refs
+    eng.dispose()
