@@ -15,6 +15,7 @@ import typer
 from sqlalchemy import create_engine
 
 from app.db import is_empty, migrate, set_actor
+from app.partitions_cli import partitions_app
 from app.settings import get_settings
 
 app = typer.Typer(help="CityGrid: grid management for city social governance.",
@@ -38,6 +39,7 @@ app.add_typer(calendar_app, name="calendar")
 packs_app = typer.Typer(help="The monthly meeting packs the server keeps (CITYGRID_PACK_DIR).",
                         no_args_is_help=True)
 app.add_typer(packs_app, name="packs")
+app.add_typer(partitions_app, name="partitions")  # app/partitions_cli.py
 
 
 def _engine():
