@@ -110,7 +110,7 @@ def total(conn: Connection, *, principal: Principal, month: str, region: str | N
     params: dict[str, Any] = {"as_of": as_of or datetime.now(tz)}
     where = _scope_where(principal, region, params)
     got = assessment.figures(conn, where=where, params=params, windows=[window], levels=[],
-                             region=region, scope=principal.locate_scope())[0]
+                             region=region, scope=principal.locate_scope(), tally=True)[0]
     return {**got["total"], "coverage_days": got["coverage_days"]}
 
 
@@ -144,7 +144,7 @@ def compare(conn: Connection, *, principal: Principal, month: str, level: str = 
     where = _scope_where(principal, region, params)
     got = assessment.figures(conn, where=where, params=params, windows=windows, levels=[level],
                              region=region, scope=principal.locate_scope(),
-                             p90=None if p90_all else [])
+                             p90=None if p90_all else [], tally=True)
     cur = assessment._monthly_result(conn, got[0], month=month, level=level, region=region,
                                      window=windows[0], as_of=params["as_of"])
     cur["boundaries"] = boundaries
