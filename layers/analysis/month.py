@@ -116,7 +116,8 @@ def total(conn: Connection, *, principal: Principal, month: str, region: str | N
 
 def compare(conn: Connection, *, principal: Principal, month: str, level: str = "street",
             region: str | None = None, as_of: datetime | None = None,
-            p90_all: bool = False, boundaries: str = "then") -> dict[str, Any]:
+            p90_all: bool = False, boundaries: str = "then", tally: bool = True
+            ) -> dict[str, Any]:
     """The month's figures per unit, ranked, beside the month before and the same month last
     year (see the module doc).
 
@@ -126,10 +127,11 @@ def compare(conn: Connection, *, principal: Principal, month: str, level: str = 
 
     One statement for the three months, the units and the totals
     (:func:`layers.assessment.figures`); the month before and last year give the key figures
-    (and the totals) only. The 90th percentile of handling time (``p90_handling_h``) is null
-    unless ``p90_all``: the view does not show it and it is the dearest figure (a sort of the
-    month's closed cases per level); the meeting pack asks for it (its summary shows it for
-    the three months), :func:`layers.assessment.monthly` (``/assessment``) always has it.
+    (and the totals) only. The 90th percentile of handling time (``p90_handling_h``) is the
+    month's, for every unit and the total, by either boundaries (it used to be null by the
+    month's boundaries and set by today's: the view asked none); the month before and last
+    year have it only with ``p90_all`` (the meeting pack's summary shows it for the three
+    months). It cannot come from the tallies: it is read from the month's closed cases.
     """
     principal.require(Permission.ASSESSMENT_READ)
     if level not in assessment.LEVELS:
@@ -144,7 +146,7 @@ def compare(conn: Connection, *, principal: Principal, month: str, level: str = 
     where = _scope_where(principal, region, params)
     got = assessment.figures(conn, where=where, params=params, windows=windows, levels=[level],
                              region=region, scope=principal.locate_scope(),
-                             p90=None if p90_all else [], tally=True)
+                             p90=None if p90_all else [0], tally=tally)
     cur = assessment._monthly_result(conn, got[0], month=month, level=level, region=region,
                                      window=windows[0], as_of=params["as_of"])
     cur["boundaries"] = boundaries

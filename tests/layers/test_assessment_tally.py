@@ -17,8 +17,7 @@ from grids.access import Principal, Scope, prefix_of
 from grids.city import profile
 from grids.sql import in_scope
 from layers import assessment
-from layers.analysis import trends
-from layers.analysis.month import shift_month
+from layers.analysis import month, trends
 from layers.dispatch.merge import merge
 from layers.dispatch.roles import DeskUser
 from layers.incidents.handling import act
@@ -181,9 +180,33 @@ def test_trend_from_the_tallies_equals_raw(demo: Connection, region: str | None)
         region = conn.execute(text(
             "SELECT left(region_code, 9) || '000' FROM incident WHERE region_code IS NOT NULL "
             "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")).scalar_one()
-    month = _months(conn)[-1]
-    got = trends.series(conn, principal=SYSTEM, month=month, region=region)
-    want = trends.series(conn, principal=SYSTEM, month=month, region=region, tally=False)
+    m = _months(conn)[-1]
+    got = trends.series(conn, principal=SYSTEM, month=m, region=region)
+    want = trends.series(conn, principal=SYSTEM, month=m, region=region, tally=False)
     assert got == want
     assert sum(r["received"] for r in want["rows"]) > 100
-    assert want["months"][0] == shift_month(month, -11)
+    assert want["months"][0] == month.shift_month(m, -11)
+
+
+@pytest.mark.parametrize("boundaries", ["then", "today"])
+def test_the_view_has_the_months_p90(demo: Connection, boundaries: str) -> None:
+    """/analysis/month's p90 handling time: the month's for every unit with a closed case and
+    for the total, equal to /assessment's (it was null by the month's boundaries)."""
+    conn = demo
+    m = conn.execute(text(
+        "SELECT to_char(max(closed_at) AT TIME ZONE :tz, 'YYYY-MM') FROM incident"),
+        {"tz": profile(conn).tz.key}).scalar_one()
+    for level in LEVELS:
+        view = month.compare(conn, principal=SYSTEM, month=m, level=level,
+                             boundaries=boundaries)
+        plain = {r["code"]: r for r in assessment.monthly(conn, principal=SYSTEM, month=m,
+                                                          level=level)["rows"]}
+        closed = [r for r in view["rows"] if r["closed"]]
+        assert closed, level
+        for r in view["rows"]:
+            assert (r["p90_handling_h"] is None) == (not r["closed"]), (level, r["code"])
+            assert r["p90_handling_h"] == plain[r["code"]]["p90_handling_h"], (level, r["code"])
+        tot = view["total"]["current"]
+        assert tot["p90_handling_h"] is not None
+        assert tot["p90_handling_h"] == month.total(conn, principal=SYSTEM,
+                                                    month=m)["p90_handling_h"]
