@@ -153,6 +153,7 @@ class PackRequest(BaseModel):
     region: str | None = Field(default=None, max_length=15, pattern=r"^[0-9]{6,15}$")
     lang: Literal["zh-CN", "en"] = "zh-CN"
     pdf: bool = True
+    boundaries: Literal["then", "today"] = "then"
 
 
 _PACK_FILES = {"html": ("pack.html", "text/html; charset=utf-8"), "xlsx": ("pack.xlsx", XLSX),
@@ -182,7 +183,8 @@ def post_pack(conn: Conn, principal: Assessor, packs: Packs, body: PackRequest
     try:
         res = build_pack(conn, principal=principal, month=body.month,
                          region=month_view.area(principal, body.region),
-                         out_dir=out, lang=body.lang, pdf=body.pdf)
+                         out_dir=out, lang=body.lang, pdf=body.pdf,
+                         boundaries=body.boundaries)
     except ReportError as exc:
         shutil.rmtree(out, ignore_errors=True)
         raise RegionNotFound(str(exc), detail={"region": body.region}) from None
