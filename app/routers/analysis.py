@@ -43,11 +43,15 @@ def _xlsx(body: bytes, name: str) -> Response:
             "the same month last year")
 def get_month(conn: ReadConn, principal: Assessor, month: OptMonth = None, level: Level = "street",
               region: Region = None,
-              boundaries: Literal["then", "today"] = "then") -> dict[str, Any]:
+              boundaries: Literal["then", "today"] = "then",
+              p90: Annotated[bool, Query(description="also the month's 90th percentile of "
+                                         "handling time (read from the closed cases)")] = False
+              ) -> dict[str, Any]:
     return month_view.compare(conn, principal=principal,
                               month=month or month_view.last_full_month(profile(conn).tz),
                               level=level,
-                              region=month_view.area(principal, region), boundaries=boundaries)
+                              region=month_view.area(principal, region), boundaries=boundaries,
+                              p90=p90)
 
 
 @router.get("/cases", summary="The cases behind a figure of the month")

@@ -189,20 +189,20 @@ def test_trend_from_the_tallies_equals_raw(demo: Connection, region: str | None)
 
 
 @pytest.mark.parametrize("boundaries", ["then", "today"])
-def test_the_view_has_the_months_p90(demo: Connection, boundaries: str) -> None:
-    """/analysis/month's p90 handling time: the month's for every unit with a closed case and
-    for the total, equal to /assessment's (it was null by the month's boundaries)."""
+def test_the_views_p90_when_asked(demo: Connection, boundaries: str) -> None:
+    """/analysis/month's p90 handling time: asked, the month's for every unit with a closed
+    case and for the total, equal to /assessment's; not asked, null everywhere by either
+    boundaries (it was null by the month's boundaries only, set by today's)."""
     conn = demo
     m = conn.execute(text(
         "SELECT to_char(max(closed_at) AT TIME ZONE :tz, 'YYYY-MM') FROM incident"),
         {"tz": profile(conn).tz.key}).scalar_one()
     for level in LEVELS:
         view = month.compare(conn, principal=SYSTEM, month=m, level=level,
-                             boundaries=boundaries)
+                             boundaries=boundaries, p90=True)
         plain = {r["code"]: r for r in assessment.monthly(conn, principal=SYSTEM, month=m,
                                                           level=level)["rows"]}
-        closed = [r for r in view["rows"] if r["closed"]]
-        assert closed, level
+        assert view["p90"] and [r for r in view["rows"] if r["closed"]], level
         for r in view["rows"]:
             assert (r["p90_handling_h"] is None) == (not r["closed"]), (level, r["code"])
             assert r["p90_handling_h"] == plain[r["code"]]["p90_handling_h"], (level, r["code"])
@@ -210,3 +210,25 @@ def test_the_view_has_the_months_p90(demo: Connection, boundaries: str) -> None:
         assert tot["p90_handling_h"] is not None
         assert tot["p90_handling_h"] == month.total(conn, principal=SYSTEM,
                                                     month=m)["p90_handling_h"]
+        bare = month.compare(conn, principal=SYSTEM, month=m, level=level,
+                             boundaries=boundaries)
+        assert not bare["p90"] and any("p90=true" in n for n in bare["notes"])
+        assert all(r["p90_handling_h"] is None for r in bare["rows"])
+        assert bare["total"]["current"]["p90_handling_h"] is None
+        # everything else as asked with p90
+        strip = [{**r, "p90_handling_h": None} for r in view["rows"]]
+        assert bare["rows"] == strip
+
+
+def test_the_month_api_asks_for_p90(client, conn: Connection) -> None:
+    from tests.layers.test_assessment import insert_month
+
+    insert_month(conn)
+    got = client.get("/analysis/month", params={"month": "2026-10", "level": "grid",
+                                                "region": "330782001000", "p90": "true"})
+    assert got.status_code == 200, got.text
+    rows = [r for r in got.json()["rows"] if r["closed"]]
+    assert rows and all(r["p90_handling_h"] is not None for r in rows)
+    bare = client.get("/analysis/month", params={"month": "2026-10", "level": "grid",
+                                                 "region": "330782001000"}).json()
+    assert all(r["p90_handling_h"] is None for r in bare["rows"]) and bare["p90"] is False
