@@ -351,23 +351,24 @@ def _tally_rows(conn: Connection, *, windows: Sequence[tuple[datetime, datetime]
     sums = ", ".join(f"sum(t.{c})::int AS {c}" for c in _COUNTS)
     out: dict[tuple[int, str | None, Any], dict[str, Any]] = {}
     totals: dict[int, dict[str, Any]] = {}
-    for r in conn.execute(text(
+    n = len(_COUNTS)
+    for t0, lv, unit, *vals in conn.execute(text(
             "SELECT t.t0, t.level, CASE WHEN t.level = 'd' THEN d.code "
             f"ELSE nullif(t.unit, '') END AS unit, {sums}, sum(t.handling_s) AS hs "
             "FROM assessment_tally t LEFT JOIN department d ON t.level = 'd' "
             "AND d.id::text = t.unit "
             f"WHERE t.t0 = ANY(:t0s) AND t.level = ANY(:lvls) AND {place} GROUP BY 1, 2, 3"),
-            params).mappings():
-        k, code = index[r["t0"]], _TALLY_NAME[r["level"]]
-        counts = {c: int(r[c]) for c in _COUNTS}
+            params).all():
+        k, code = index[t0], _TALLY_NAME[lv]
+        counts = dict(zip(_COUNTS, vals[:n], strict=True))
         if total and code == "street":
             tot = totals.setdefault(k, {c: 0 for c in _COUNTS} | {"hs": 0})
             for c in _COUNTS:
                 tot[c] += counts[c]
-            tot["hs"] += r["hs"]
+            tot["hs"] += vals[n]
         if code in units and (counts["received"] or counts["closed"] or counts["due"]):
-            out[(k, code, r["unit"])] = {"k": k, "level": code, f"u_{code}": r["unit"],
-                                         **counts, "hs": r["hs"]}
+            out[(k, code, unit)] = {"k": k, "level": code, f"u_{code}": unit, **counts,
+                                    "hs": vals[n]}
     for k, tot in totals.items():
         if tot["received"] or tot["closed"] or tot["due"]:
             out[(k, None, None)] = {"k": k, "level": None, **tot}
