@@ -342,6 +342,9 @@ def report(
     region: Annotated[str | None, typer.Option(help="A street or community code")] = None,
     lang: Annotated[str, typer.Option(help="zh-CN or en")] = "zh-CN",
     pdf: Annotated[bool, typer.Option(help="Also print a PDF with Chromium")] = True,
+    boundaries: Annotated[str, typer.Option(
+        help="then: each case for the units given at intake; today: by today's grids "
+             "(as /analysis/month?boundaries=)")] = "then",
 ) -> None:
     """The monthly meeting pack: an offline HTML page, an XLSX and a PDF (as the portal's button)."""
     from gis.errors import GisError
@@ -352,11 +355,15 @@ def report(
     if lang not in ("zh-CN", "en"):
         typer.secho("lang is zh-CN or en", fg="red")
         raise typer.Exit(2)
+    if boundaries not in ("then", "today"):
+        typer.secho("boundaries is then or today", fg="red")
+        raise typer.Exit(2)
     out_dir, stem = (out.parent, out.stem) if out.suffix == ".html" else (out, "pack")
     try:
         with _engine().connect() as conn:
             written = build_pack(conn, principal=Principal.system(_actor()), month=month,
-                                 region=region, out_dir=out_dir, lang=lang, pdf=pdf, stem=stem)
+                                 region=region, out_dir=out_dir, lang=lang, pdf=pdf, stem=stem,
+                                 boundaries="today" if boundaries == "today" else "then")
     except (GisError, GridError) as exc:
         _fail(exc)
     except ReportError as exc:

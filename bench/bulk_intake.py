@@ -93,7 +93,9 @@ def mixed_csv(rows: int, snap, seed: int = 7) -> tuple[bytes, bytes, dict[str, i
                           "gap": len(gx), "outside": n_out, "fresh_inside": fresh}
 
 
-TALLY_TRIGGERS = ("incident_tally_insert", "incident_tally_update", "incident_tally_delete")
+TALLY_TRIGGERS = ("incident_tally_insert", "incident_tally_update", "incident_tally_delete",
+                  "incident_assessment_tally_insert", "incident_assessment_tally_update",
+                  "incident_assessment_tally_delete")  # map tallies (0008) and 0028's
 
 
 def _remove_rows(engine) -> None:
@@ -103,7 +105,7 @@ def _remove_rows(engine) -> None:
         conn.execute(text("DELETE FROM incident WHERE external_id LIKE 'bench-%'"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM incident, incident_event, incident_cell_tally, "
-                          "incident_grid_tally"))
+                          "incident_grid_tally, assessment_tally"))
 
 
 def main() -> dict:

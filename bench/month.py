@@ -19,6 +19,11 @@ Lines (best of 3 unless said):
   (:func:`old_compare`: one aggregate per month and level plus one per month for the total,
   each with its own coverage read, as ``compare`` did before) and the **naive** way (one
   ``count(*)`` query per street, month and count; streets only). Rows checked equal.
+- **the view from the tallies** (migration 0028): ``compare`` as served (the counts and the
+  mean summed from ``assessment_tally``) beside the same call reading the incidents (the one raw
+  statement, ``tally=False``), whole answers checked equal; and ``/analysis/trend``'s twelve
+  months (:func:`layers.analysis.trends.series`) for the city and the first street, tallies
+  beside the raw statement.
 - **every level at once**: the month's figures of all streets, communities, grids, workers and
   departments and the total, for the three months, in one statement, beside the old path's
   fifteen per-level aggregates and three totals (the 90th percentile of handling time for
@@ -58,7 +63,7 @@ from bench.common import RESULTS, best_of
 from grids.access import Principal, prefix_of
 from grids.city import profile
 from layers import assessment
-from layers.analysis import gi, month
+from layers.analysis import gi, month, trends
 
 SYSTEM = Principal.system("bench")
 SCOPE = SYSTEM.locate_scope()
@@ -186,15 +191,19 @@ def bench_view(conn: Any, m: str, res: dict[str, Any]) -> None:
     for level in ("street", "grid"):
         t_ours, view = best(functools.partial(month.compare, conn, principal=SYSTEM, month=m,
                                               level=level, as_of=AS_OF))
+        t_raw, raw = best(functools.partial(month.compare, conn, principal=SYSTEM, month=m,
+                                            level=level, as_of=AS_OF, tally=False))
         t_old, old = best(functools.partial(old_compare, conn, m, (level,)))
-        ok = agree(view["rows"], old[(m, level)], p90=False) and all(
+        ok = view == raw and agree(view["rows"], old[(m, level)], p90=False) and all(
             view["total"]["current"][c] == old[(m, "total")][c]
             for c in assessment.COLUMNS[2:10])
-        line: dict[str, Any] = {"ours_s": t_ours, "old_path_s": t_old, "rows": len(view["rows"]),
+        line: dict[str, Any] = {"ours_s": t_ours, "raw_statement_s": t_raw,
+                                "old_path_s": t_old, "rows": len(view["rows"]),
                                 "old_statements": 2 * 3, "agree": ok}
         msg = (f"assessment view, whole city by {level} ({len(view['rows']):,} rows, 3 months, "
-               f"totals): ours (1 statement) {_ms(t_ours)} · old path (6 aggregates) "
-               f"{_ms(t_old)} · ×{t_old / t_ours:.1f}")
+               f"totals): ours (tallies, 0028) {_ms(t_ours)} · raw statement (1 statement over "
+               f"the incidents) {_ms(t_raw)} · ×{t_raw / t_ours:.1f} · old path (6 aggregates) "
+               f"{_ms(t_old)}")
         if level == "street":
             t_naive, naive = best(lambda: naive_view(conn, m), repeat=1)
             line.update(naive_s=t_naive, queries_naive=len(naive))
@@ -204,6 +213,21 @@ def bench_view(conn: Any, m: str, res: dict[str, Any]) -> None:
         line["agree"] = ok
         res[f"view_{level}"] = line
         print(msg + f" · agree {ok}")
+    street = conn.execute(text(
+        "SELECT code FROM region_current WHERE level = 'street' ORDER BY code LIMIT 1")
+    ).scalar_one()
+    for region in (None, street):
+        t_ours, got_t = best(functools.partial(trends.series, conn, principal=SYSTEM, month=m,
+                                               region=region, as_of=AS_OF))
+        t_raw, want_t = best(functools.partial(trends.series, conn, principal=SYSTEM,
+                                               month=m, region=region, as_of=AS_OF,
+                                               tally=False))
+        ok = got_t == want_t
+        res[f"trend_{region or 'city'}"] = {"ours_s": t_ours, "raw_statement_s": t_raw,
+                                            "agree": ok}
+        print(f"/analysis/trend, 12 months, {region or 'whole city'}: ours (tallies) "
+              f"{_ms(t_ours)} · raw statement {_ms(t_raw)} · ×{t_raw / t_ours:.1f} · "
+              f"agree {ok}")
     levels = tuple(assessment.LEVELS)
     tz = profile(conn).tz
     wins = [assessment.month_window(mm, tz)
@@ -222,6 +246,17 @@ def bench_view(conn: Any, m: str, res: dict[str, Any]) -> None:
           f"workers, departments, total): ours (1 statement) {_ms(t_all)} · old path "
           f"({3 * (len(levels) + 1)} aggregates) {_ms(t_old)} · ×{t_old / t_all:.1f} · "
           f"agree {ok}")
+
+    def every_level(tally: bool) -> list[dict[str, Any]]:  # no p90: the tallies do not keep it
+        return assessment.figures(conn, where="TRUE", params={"as_of": AS_OF}, windows=wins,
+                                  levels=levels, region=None, scope=SCOPE, p90=[], tally=tally)
+
+    t_tally, got_t = best(lambda: every_level(True))
+    t_raw, want_t = best(lambda: every_level(False))
+    ok = got_t == want_t
+    res["all_levels_no_p90"] = {"ours_s": t_tally, "raw_statement_s": t_raw, "agree": ok}
+    print(f"every level of 3 months without p90: ours (tallies) {_ms(t_tally)} · raw statement "
+          f"{_ms(t_raw)} · ×{t_raw / t_tally:.1f} · agree {ok}")
 
 
 def bench_gi(conn: Any, m: str, lattice: int, res: dict[str, Any]) -> None:
@@ -280,7 +315,7 @@ def bench_gi(conn: Any, m: str, lattice: int, res: dict[str, Any]) -> None:
 def bench_pack(conn: Any, m: str, street: str, res: dict[str, Any]) -> None:
     """The pack for a street, beside its parts run one by one."""
     from layers import report
-    from layers.analysis import recurring, scoring, topics, trends
+    from layers.analysis import recurring, scoring, topics
 
     with tempfile.TemporaryDirectory() as tmp:
         t_pack, summary = best(lambda: report.build_pack(

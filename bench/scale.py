@@ -13,7 +13,8 @@
   inside their grid, hours follow a working-day shape, categories the demo catalogue's leaves,
   states follow age (older than 30 days: closed/evaluated/voided; 5–30 days: 10 % still open,
   挂账; the last 5 days: 60 % open). The tally triggers are
-  disabled during the load and the tallies rebuilt once (``citygrid_tally_rebuild()``),
+  disabled during the load and the tallies rebuilt once (``citygrid_tally_rebuild()``,
+  ``citygrid_assessment_tally_rebuild()``),
   then ``VACUUM ANALYZE``. The table is then clustered on ``received_at``: intake writes in
   time order, the draw wrote grid by grid (the raw baselines profit from it as much).
 * fixes: 2,604 grid workers × 2 days × two 4-hour shifts, a fix every 30 s, on a Lissajous loop
@@ -99,6 +100,7 @@ def setup_incidents(conn: Connection, *, n: int = INCIDENTS, parts: int = 10) ->
                            ORDER BY a.valid_from LIMIT 1) s ON true""")
     _sql(conn, "SELECT setseed(0.330782)")
     _sql(conn, "ALTER TABLE incident DISABLE TRIGGER incident_tally_insert")
+    _sql(conn, "ALTER TABLE incident DISABLE TRIGGER incident_assessment_tally_insert")
     _sql(conn, "ALTER TABLE incident DISABLE TRIGGER incident_map_notify")
     open_states = "ARRAY['received','registered','dispatched','handling','reported','verified']"
     for part in range(parts):
@@ -137,6 +139,7 @@ def setup_incidents(conn: Connection, *, n: int = INCIDENTS, parts: int = 10) ->
              n=n, end=END, pick=pick, npick=len(pick), parts=parts, part=part)
         print(f"  incidents part {part + 1}/{parts}: {time.perf_counter() - t0:.0f} s", flush=True)
     _sql(conn, "ALTER TABLE incident ENABLE TRIGGER incident_tally_insert")
+    _sql(conn, "ALTER TABLE incident ENABLE TRIGGER incident_assessment_tally_insert")
     _sql(conn, "ALTER TABLE incident ENABLE TRIGGER incident_map_notify")
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -145,6 +148,7 @@ def setup_incidents(conn: Connection, *, n: int = INCIDENTS, parts: int = 10) ->
     cluster_s = time.perf_counter() - t1
     t1 = time.perf_counter()
     _sql(conn, "SELECT citygrid_tally_rebuild()")
+    _sql(conn, "SELECT citygrid_assessment_tally_rebuild()")  # migration 0028
     _sql(conn, "SELECT nextval('map_data_version')")
     _sql(conn, "DROP TABLE scale_grid")
     count = _sql(conn, "SELECT count(*) FROM incident WHERE external_id LIKE 'scale-%'").scalar()

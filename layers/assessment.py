@@ -35,6 +35,7 @@ import io
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -43,6 +44,7 @@ from grids.access import Permission, Principal, prefix_of
 from grids.city import profile
 from grids.errors import GridError
 from grids.sql import in_scope
+from layers.maps.tally import scope_sql, street_wide
 
 LEVELS = {
     "grid": ("i.grid_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
@@ -149,7 +151,7 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
         where.append("i.region_code LIKE :region")
         params["region"] = prefix_of(region) + "%"
     got = figures(conn, where=" AND ".join(where), params=params, windows=[(start, end)],
-                  levels=[level], region=region, scope=scope, total=False)[0]
+                  levels=[level], region=region, scope=scope, total=False, tally=True)[0]
     return _monthly_result(conn, got, month=month, level=level, region=region,
                            window=(start, end), as_of=params["as_of"])
 
@@ -200,7 +202,7 @@ def _in_window(sql: str, k: int) -> str:
 def figures(conn: Connection, *, where: str, params: dict[str, Any],
             windows: Sequence[tuple[datetime, datetime]], levels: Sequence[str],
             region: str | None, scope: Any, total: bool = True,
-            p90: Sequence[int] | None = None) -> list[dict[str, Any]]:
+            p90: Sequence[int] | None = None, tally: bool = False) -> list[dict[str, Any]]:
     """The figures of every unit of every level in ``levels`` (and, with ``total``, of the whole
     area) for each month window, in **one statement** for the counts and the mean: the
     incidents of each month (one indexed branch per month, its rows flagged with the month's
@@ -209,6 +211,14 @@ def figures(conn: Connection, *, where: str, params: dict[str, Any],
     90th percentile of handling time over the closed cases of the months in ``p90`` (indexes
     into ``windows``; default all; the month view asks it for the shown month only, the other
     months' ``p90_handling_h`` are then null).
+
+    ``tally``: the counts and the mean from the monthly tallies of migration 0028
+    (:func:`_tally_rows`) instead of the incidents, when they can answer: the caller's ``where``
+    must then be the jurisdiction ``scope`` and ``region`` only (as :func:`monthly` builds it),
+    and both must cut no finer than a street (the tally keeps the street part of
+    ``region_code``); otherwise the raw statement answers. Equal either way
+    (``tests/layers/test_assessment_tally.py``); the 90th percentile is always read from the
+    raw rows, when asked.
 
     ``where`` and ``params`` hold the caller's area (over ``incident i``; ``params`` also
     ``as_of``). Patrol coverage is read once per month for all levels.
@@ -265,9 +275,29 @@ def figures(conn: Connection, *, where: str, params: dict[str, Any],
                 params).mappings():
             lv = level_of(int(r["g"]))
             p90s[(r["k"], lv, None if lv is None else r[f"u_{lv}"])] = r["p90_h"]
-    for r in conn.execute(text(counts_sql), params).mappings():
+    if tally and street_wide(scope, region):
+        counted = _tally_rows(conn, windows=windows, units=units, total=total, scope=scope,
+                              region=region)
+        # "due and closed by as_of": the tally counts every due case closed; take off those
+        # closed after as_of (none when as_of is now), from the raw rows (closed_at index)
+        late = [f"SELECT {k} AS k, {', '.join([*cols, 'i.closed_on_time AS ot'])} "
+                f"FROM incident i{dept} WHERE {_in_window(DUE_SQL, k)} "
+                f"AND i.closed_at > :as_of AND {where}" for k in range(len(windows))]
+        for r in conn.execute(text(
+                f"{head}, count(*) AS n, count(*) FILTER (WHERE ot) AS n_ot FROM "
+                f"({' UNION ALL '.join(late)}) c GROUP BY GROUPING SETS ({sets})"),
+                params).mappings():
+            lv = level_of(int(r["g"]))
+            hit = counted.get((r["k"], lv, None if lv is None else r[f"u_{lv}"]))
+            if hit is not None:
+                hit["due_closed"] -= int(r["n"])
+                hit["due_closed_on_time"] -= int(r["n_ot"])
+        rows: Any = counted.values()
+    else:
+        rows = conn.execute(text(counts_sql), params).mappings()
+    for r in rows:
         row = dict(r)
-        lv = level_of(int(row["g"]))
+        lv = row["level"] if "level" in row else level_of(int(row["g"]))
         row["p90_h"] = p90s.get((row["k"], lv, None if lv is None else row[f"u_{lv}"]))
         if lv is None:
             totals[row["k"]] = row
@@ -296,6 +326,55 @@ def figures(conn: Connection, *, where: str, params: dict[str, Any],
             tot = {"code": region or "", "name": "", **_count_figures(totals[k]),
                    **_sum_patrol(None if patrol is None else patrol["_all"])}
         out.append({"levels": per_level, "total": tot, "coverage_days": days})
+    return out
+
+
+# the tally's level codes (migration 0028)
+TALLY_LEVEL = {"grid": "g", "community": "c", "street": "s", "worker": "w", "department": "d"}
+_TALLY_NAME = {v: k for k, v in TALLY_LEVEL.items()}
+
+
+def _tally_rows(conn: Connection, *, windows: Sequence[tuple[datetime, datetime]],
+                units: Sequence[str], total: bool, scope: Any, region: str | None
+                ) -> dict[tuple[int, str | None, Any], dict[str, Any]]:
+    """The counts and the mean of :func:`figures` per (month index, level or None for the
+    total, unit) from ``assessment_tally``: one indexed read of the months' rows of the levels
+    asked (the total: the sum of the street rows, every incident having one street unit, null
+    included). Units whose received, closed and due all net to 0 are left out, as the raw
+    statement never sees them. ``due_closed`` counts every due case closed (the caller takes
+    off those closed after ``as_of``)."""
+    tz = profile(conn).tz
+    index = {s.astimezone(tz).date(): k for k, (s, _) in enumerate(windows)}
+    wanted = {TALLY_LEVEL[lv] for lv in units} | ({"s"} if total else set())
+    params: dict[str, Any] = {"t0s": sorted(index), "lvls": sorted(wanted)}
+    place = scope_sql(scope, region, params, column="t.rkey")
+    sums = ", ".join(f"sum(t.{c})::int AS {c}" for c in _COUNTS)
+    out: dict[tuple[int, str | None, Any], dict[str, Any]] = {}
+    totals: dict[int, dict[str, Any]] = {}
+    n = len(_COUNTS)
+    for t0, lv, unit, *vals in conn.execute(text(
+            "SELECT t.t0, t.level, CASE WHEN t.level = 'd' THEN d.code "
+            f"ELSE nullif(t.unit, '') END AS unit, {sums}, sum(t.handling_s) AS hs "
+            "FROM assessment_tally t LEFT JOIN department d ON t.level = 'd' "
+            "AND d.id::text = t.unit "
+            f"WHERE t.t0 = ANY(:t0s) AND t.level = ANY(:lvls) AND {place} GROUP BY 1, 2, 3"),
+            params).all():
+        k, code = index[t0], _TALLY_NAME[lv]
+        counts = dict(zip(_COUNTS, vals[:n], strict=True))
+        if total and code == "street":
+            tot = totals.setdefault(k, {c: 0 for c in _COUNTS} | {"hs": 0})
+            for c in _COUNTS:
+                tot[c] += counts[c]
+            tot["hs"] += vals[n]
+        if code in units and (counts["received"] or counts["closed"] or counts["due"]):
+            out[(k, code, unit)] = {"k": k, "level": code, f"u_{code}": unit, **counts,
+                                    "hs": vals[n]}
+    for k, tot in totals.items():
+        if tot["received"] or tot["closed"] or tot["due"]:
+            out[(k, None, None)] = {"k": k, "level": None, **tot}
+    for row in out.values():
+        hs = row.pop("hs")
+        row["mean_h"] = Decimal(hs) / row["closed"] / 3600 if row["closed"] else None
     return out
 
 

@@ -36,10 +36,11 @@ from grids.access import Principal, prefix_of
 from grids.city import profile
 from grids.codes import normalise
 from layers import assessment
+from layers.analysis import crosswalk, scoring, topics, trends
 from layers.analysis import gi as gi_mod
 from layers.analysis import month as month_mod
 from layers.analysis import recurring as recurring_mod
-from layers.analysis import scoring, topics, trends
+from layers.analysis.crosswalk import Boundaries
 
 VENDOR = Path(__file__).resolve().parents[1] / "map_ui" / "vendor"
 LEAFLET = VENDOR / "leaflet-1.9.4"
@@ -85,6 +86,10 @@ TEXT: dict[str, dict[str, str]] = {
         "z": "z 值", "rising": "上升", "kind": "类型", "x_month": "月份",
         "recurring_rule": "同类案件 {k} 件及以上、相距 {eps} 米以内（DBSCAN 聚类），{days} 天内",
         "spikes_rule": "本月 ≥ {n} 件、≥ 该类以往 {h} 个月月均的 {r} 倍，且泊松 P(X ≥ 本月数) < {p}",
+        "bounds_then": "按当月边界统计：案件计入受理时所在的网格、社区和街道。",
+        "bounds_today": "按今日边界统计：此后重划的网格的案件按所在位置（无位置则按面积比例）计入今日的"
+                        "网格；上月和去年同月按各自当时的边界。",
+        "boundaries": "统计边界",
     },
     "en": {
         "title": "Monthly meeting pack {month} · {area}", "city": "Whole city",
@@ -120,6 +125,12 @@ TEXT: dict[str, dict[str, str]] = {
         "recurring_rule": "≥ {k} cases of one category within {eps} m (DBSCAN), in {days} days",
         "spikes_rule": "≥ {n} cases, ≥ {r}× the category's mean of the previous {h} months, "
                        "Poisson P(X ≥ count) < {p}",
+        "bounds_then": "By the month's boundaries: cases count for the grid, community and "
+                       "street they were given at intake.",
+        "bounds_today": "By today's boundaries: cases of grids redrawn since are placed in "
+                        "today's grids by their point (by area shares without one); the month "
+                        "before and last year by their own boundaries.",
+        "boundaries": "Boundaries",
     },
 }
 
@@ -191,8 +202,15 @@ def _grid_shapes(conn: Connection, prefix: str, patterns: list[str]) -> list[dic
 
 
 def collect(conn: Connection, *, principal: Principal, month: str,
-            region: str | None = None) -> dict[str, Any]:
-    """Everything the pack shows, as data (the HTML, the XLSX and the tests read this)."""
+            region: str | None = None, boundaries: Boundaries = "then") -> dict[str, Any]:
+    """Everything the pack shows, as data (the HTML, the XLSX and the tests read this).
+
+    ``boundaries`` as for ``/analysis/month`` (:mod:`layers.analysis.crosswalk`): ``then``,
+    each case for the units it was given at intake; ``today``, the month's figures, grid
+    figures (maps, grid sheet, worst grids) and trend by today's grids.
+    """
+    if boundaries not in ("then", "today"):
+        raise ReportError("boundaries is then or today")
     tz = profile(conn).tz
     window = assessment.month_window(month, tz)
     scope = principal.locate_scope()
@@ -219,9 +237,9 @@ def collect(conn: Connection, *, principal: Principal, month: str,
                                  and len(scope.prefixes) == 1 else "")
     level = "community" if len(one) >= 9 else "street"
     compared = month_mod.compare(conn, principal=principal, month=month, level=level,
-                                 region=region, p90_all=True)
-    grid_fig = assessment.monthly(conn, principal=principal, month=month, level="grid",
-                                  region=region)
+                                 region=region, p90_all=True, boundaries=boundaries)
+    grid_fig = crosswalk.monthly(conn, principal=principal, month=month, level="grid",
+                                 region=region, boundaries=boundaries)
     by_grid = {r["code"]: r for r in grid_fig["rows"] if r["code"]}
     hot = gi_mod.hotspots(conn, principal=principal, month=month, region=region)
     emerging = gi_mod.trend(conn, principal=principal, month=month, months=6, region=region)
@@ -238,10 +256,12 @@ def collect(conn: Connection, *, principal: Principal, month: str,
                    key=lambda r: (-(r["due"] - r["due_closed_on_time"]), -r["received"]))[:WORST]
     return {
         "month": month, "region": region, "area_name": area_name, "level": level,
+        "boundaries": boundaries,
         "generated": datetime.now(tz).replace(microsecond=0).isoformat(),
         "timezone": tz.key, "compare": compared, "total": compared["total"],
         "scores": scoring.scores(conn, principal=principal, month=month, region=region),
-        "trend": trends.series(conn, principal=principal, month=month, region=region),
+        "trend": crosswalk.series(conn, principal=principal, month=month, region=region,
+                                  boundaries=boundaries),
         "grids": shapes, "heat": _heat_cells(conn, window, prefix, patterns),
         "hotspots": {k: v for k, v in hot.items() if k != "grids"},
         "emerging": emerging,
@@ -369,7 +389,8 @@ def render_html(data: dict[str, Any], lang: str = "zh-CN") -> str:
     body = f"""
 <header><h1>{e(title)}</h1><p class='meta'>{e(T['generated'].format(t=data['generated'],
  tz=data['timezone']))} · {e(T['month_cases'].format(n=tot['current']['received']))}</p></header>
-<section><h2>{e(T['kpi'])}</h2>{kpi}<p class='note' id='cover-note'>{e(cover_note)}</p></section>
+<section><h2>{e(T['kpi'])}</h2>{kpi}<p class='note' id='cover-note'>{e(cover_note)}</p>
+<p class='note' id='boundaries-note'>{e(T['bounds_' + data.get('boundaries', 'then')])}</p></section>
 <section class='maps'>
  <div class='mapbox'><h2>{e(T['map_heat'])}</h2><div id='map-heat' class='map'></div></div>
  <div class='mapbox'><h2>{e(T['map_gi'])}</h2><div id='map-gi' class='map'></div>
@@ -428,6 +449,8 @@ def to_xlsx(data: dict[str, Any], lang: str = "zh-CN") -> bytes:
     for k in (*assessment.COLUMNS[2:], "coverage_days"):
         label = T.get(k) or assessment.LABELS_ZH.get(k, k)
         ws.append([k, label, tot["current"].get(k), tot["prev"].get(k), tot["last_year"].get(k)])
+    bounds = data.get("boundaries", "then")
+    ws.append(["boundaries", T["boundaries"], bounds, T["bounds_" + bounds]])
     for c in ws[2]:
         c.font = Font(bold=True)
     rk = wb.create_sheet("排名")
@@ -551,11 +574,13 @@ def prune_packs(root: Path, max_age_s: float, now: float | None = None,
 
 def build_pack(conn: Connection, *, principal: Principal, month: str, region: str | None,
                out_dir: str | Path, lang: str = "zh-CN", pdf: bool = True,
-               stem: str = "pack") -> dict[str, Any]:
-    """Write ``stem``.html, .xlsx and (``pdf``) .pdf into ``out_dir``; a summary back."""
+               stem: str = "pack", boundaries: Boundaries = "then") -> dict[str, Any]:
+    """Write ``stem``.html, .xlsx and (``pdf``) .pdf into ``out_dir``; a summary back.
+    ``boundaries``: see :func:`collect`."""
+    data = collect(conn, principal=principal, month=month, region=region,
+                   boundaries=boundaries)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = collect(conn, principal=principal, month=month, region=region)
     page = render_html(data, lang)
     files = {"html": out / f"{stem}.html", "xlsx": out / f"{stem}.xlsx"}
     files["html"].write_text(page, encoding="utf-8")
@@ -565,6 +590,7 @@ def build_pack(conn: Connection, *, principal: Principal, month: str, region: st
         to_pdf(files["html"], files["pdf"])
     cur = data["total"]["current"]
     return {"month": month, "region": region, "area": data["area_name"], "lang": lang,
+            "boundaries": boundaries,
             "files": {k: str(v) for k, v in files.items()},
             "bytes": {k: v.stat().st_size for k, v in files.items()},
             "incidents": cur["received"], "grids": len(data["grids"]),
@@ -574,10 +600,11 @@ def build_pack(conn: Connection, *, principal: Principal, month: str, region: st
 
 def monthly_report(conn: Connection, *, month: str, region: str | None = None,
                    out_path: str | Path, lang: str = "zh-CN",
-                   principal: Principal | None = None) -> dict[str, Any]:
+                   principal: Principal | None = None,
+                   boundaries: Boundaries = "then") -> dict[str, Any]:
     """The pack's HTML page alone, written to ``out_path`` (kept for callers of the old report)."""
     data = collect(conn, principal=principal or Principal.system("report"), month=month,
-                   region=region)
+                   region=region, boundaries=boundaries)
     Path(out_path).write_text(render_html(data, lang), encoding="utf-8")
     return {"path": str(out_path), "bytes": Path(out_path).stat().st_size,
             "incidents": data["total"]["current"]["received"], "grids": len(data["grids"]),

@@ -43,11 +43,15 @@ def _xlsx(body: bytes, name: str) -> Response:
             "the same month last year")
 def get_month(conn: ReadConn, principal: Assessor, month: OptMonth = None, level: Level = "street",
               region: Region = None,
-              boundaries: Literal["then", "today"] = "then") -> dict[str, Any]:
+              boundaries: Literal["then", "today"] = "then",
+              p90: Annotated[bool, Query(description="also the month's 90th percentile of "
+                                         "handling time (read from the closed cases)")] = False
+              ) -> dict[str, Any]:
     return month_view.compare(conn, principal=principal,
                               month=month or month_view.last_full_month(profile(conn).tz),
                               level=level,
-                              region=month_view.area(principal, region), boundaries=boundaries)
+                              region=month_view.area(principal, region), boundaries=boundaries,
+                              p90=p90)
 
 
 @router.get("/cases", summary="The cases behind a figure of the month")
@@ -153,6 +157,7 @@ class PackRequest(BaseModel):
     region: str | None = Field(default=None, max_length=15, pattern=r"^[0-9]{6,15}$")
     lang: Literal["zh-CN", "en"] = "zh-CN"
     pdf: bool = True
+    boundaries: Literal["then", "today"] = "then"
 
 
 _PACK_FILES = {"html": ("pack.html", "text/html; charset=utf-8"), "xlsx": ("pack.xlsx", XLSX),
@@ -182,7 +187,8 @@ def post_pack(conn: Conn, principal: Assessor, packs: Packs, body: PackRequest
     try:
         res = build_pack(conn, principal=principal, month=body.month,
                          region=month_view.area(principal, body.region),
-                         out_dir=out, lang=body.lang, pdf=body.pdf)
+                         out_dir=out, lang=body.lang, pdf=body.pdf,
+                         boundaries=body.boundaries)
     except ReportError as exc:
         shutil.rmtree(out, ignore_errors=True)
         raise RegionNotFound(str(exc), detail={"region": body.region}) from None

@@ -28,41 +28,30 @@ def _per_month(sql: str) -> str:
 
 
 def series(conn: Connection, *, principal: Principal, month: str, months: int = 12,
-           region: str | None = None, as_of: datetime | None = None) -> dict[str, Any]:
-    """The ``months`` months ending with ``month``: counts, rates, mean handling time, coverage."""
+           region: str | None = None, as_of: datetime | None = None,
+           tally: bool = True) -> dict[str, Any]:
+    """The ``months`` months ending with ``month``: counts, rates, mean handling time, coverage.
+
+    Each month's point is :func:`layers.assessment.figures`' total for the month, the same as
+    :func:`layers.analysis.month.total`: from the monthly tallies (migration 0028) when they
+    can answer (``tally`` and a jurisdiction and region no finer than a street), else from the
+    incidents (one statement for the twelve months).
+    """
     tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)
     names = [shift_month(month, k) for k in range(-(months - 1), 1)]
     wins = [assessment.month_window(m, tz) for m in names]
-    params: dict[str, Any] = {"starts": [w[0] for w in wins], "ends": [w[1] for w in wins],
-                              "as_of": as_of or datetime.now(tz)}
+    params: dict[str, Any] = {"as_of": as_of or datetime.now(tz)}
     where = _scope_where(principal, region, params)
-    f = {k: _per_month(v) for k, v in assessment.FIGURE_SQL.items()}
-    hours = "extract(epoch FROM i.closed_at - i.received_at) / 3600.0"
-    counts = ", ".join(f"count(*) FILTER (WHERE {f[k]}) AS {k}" for k in COUNTS)
-    rows = {r["s"]: r for r in conn.execute(text(
-        "WITH m AS (SELECT * FROM unnest(CAST(:starts AS timestamptz[]), "
-        "CAST(:ends AS timestamptz[])) AS m(s, e)) "
-        f"SELECT m.s, {counts}, avg({hours}) FILTER (WHERE {f['closed']}) AS mean_h "
-        f"FROM m JOIN incident i ON ({f['received']} OR {f['closed']} OR ({f['due']})) "
-        f"WHERE {where} GROUP BY m.s"), params).mappings()}
+    got = assessment.figures(conn, where=where, params=params, windows=wins, levels=[],
+                             region=region, scope=principal.locate_scope(), total=True, p90=[],
+                             tally=tally)
     out = []
-    scope = principal.locate_scope()
-    rate = assessment._rate
-    for name, (s, e) in zip(names, wins, strict=True):
-        r = rows.get(s)
-        c = {k: int(r[k]) if r else 0 for k in COUNTS}
-        patrol = assessment._patrol_coverage(conn, level="street", start=s, end=e, scope=scope,
-                                             region=region)
-        area = sum(v[0] for v in (patrol or {}).values())
-        done = sum(v[1] for v in (patrol or {}).values())
-        out.append({"month": name, **c,
-                    "closure_rate": rate(c["due_closed"], c["due"]),
-                    "on_time_rate": rate(c["due_closed_on_time"], c["due"]),
-                    "rework_rate": rate(c["reworked"], c["closed"]),
-                    "mean_handling_h": (round(float(r["mean_h"]), 2)
-                                        if r and r["mean_h"] is not None else None),
-                    "patrol_coverage": round(done / area, 4) if patrol and area else None})
+    for name, g in zip(names, got, strict=True):
+        tot = g["total"]
+        out.append({"month": name, **{k: tot[k] for k in COUNTS},
+                    **{k: tot[k] for k in ("closure_rate", "on_time_rate", "rework_rate",
+                                           "mean_handling_h", "patrol_coverage")}})
     return {"month": month, "region": region, "months": names, "rows": out,
             "formulas": assessment.FORMULAS}
 

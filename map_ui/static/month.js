@@ -209,7 +209,7 @@
   async function pack() {
     const d = st.data;
     const month = (d && d.month) || $("m-month").value || lastFullMonth();
-    const body = { month, lang: lang() === "en" ? "en" : "zh-CN" };
+    const body = { month, lang: lang() === "en" ? "en" : "zh-CN", boundaries: bounds() };
     const street = $("street") && $("street").value;
     if (street) body.region = street;
     $("m-pack-out").textContent = t("m_pack_busy");

@@ -180,3 +180,17 @@ def test_a_split_keeps_the_months_figure_by_the_old_boundaries(page, served, db)
         min_row=4, values_only=True)]
     assert new in codes and code in codes
     page.screenshot(path=str(ARTIFACTS / "month_crosswalk_today.png"))
+
+    # the meeting pack from the button goes by the same boundaries (its grid sheet too)
+    with page.expect_request(lambda r: "/analysis/pack" in r.url and r.method == "POST") as req:
+        page.click("#m-pack")
+    assert req.value.post_data_json["boundaries"] == "today"
+    page.wait_for_selector("#m-pack-out a[data-kind=xlsx]", timeout=180_000)
+    pack_xlsx = page.get_attribute("#m-pack-out a[data-kind=xlsx]", "href")
+    assert pack_xlsx
+    with closing(_client(served, "t_supervisor")) as c:
+        book = c.get(pack_xlsx)
+    assert book.status_code == 200, book.text
+    sheet = load_workbook(io.BytesIO(book.content))["网格"]
+    grids = {r[0]: r[3] for r in sheet.iter_rows(min_row=2, values_only=True)}
+    assert (grids[code], grids[new]) == (3, 2), (grids.get(code), grids.get(new))
