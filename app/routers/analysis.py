@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as FPath
@@ -34,6 +34,9 @@ from grids.city import profile
 from grids.errors import RegionNotFound
 from layers.analysis import month as month_view
 from layers.report import prune_packs
+
+if TYPE_CHECKING:  # for the annotations; the routes import these where they use them
+    from layers.analysis import gi, recurring, topics, trends
 
 router = APIRouter(prefix="/analysis", tags=["analysis"],
                    responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
@@ -72,7 +75,7 @@ def get_cases(conn: ReadConn, principal: Assessor, month: Month,
               = "all", code: Annotated[str | None, Query(max_length=32)] = None,
               region: Region = None,
               limit: Annotated[int, Query(ge=1, le=month_view.CASE_LIMIT)] = 500
-              ) -> dict[str, Any]:
+              ) -> month_view.MonthCases:
     return month_view.cases(conn, principal=principal, month=month, level=level, code=code,
                             figure=figure, region=month_view.area(principal, region), limit=limit)
 
@@ -81,7 +84,7 @@ def get_cases(conn: ReadConn, principal: Assessor, month: Month,
             response_model_exclude_unset=True, summary="A grid's summary: open cases, the month's figures, "
             "coverage, last patrol, worker and backup")
 def get_grid_summary(conn: ReadConn, principal: Assessor, code: str, month: OptMonth = None
-                     ) -> dict[str, Any]:
+                     ) -> month_view.GridSummary:
     return month_view.grid_summary(conn, principal=principal, code=code[:20], month=month)
 
 
@@ -122,10 +125,11 @@ def get_hotspots(conn: ReadConn, principal: Assessor, month: Month, region: Regi
                  geometry: Annotated[bool, Query(description="add each grid's name and, for "
                                                  "the grids shown (hot/cold, or every grid of "
                                                  "months > 1), its outline as GeoJSON")] = False
-                 ) -> dict[str, Any]:
+                 ) -> gi.Hotspots | gi.HotspotTrend:
     from layers.analysis import gi
 
     region = month_view.area(principal, region)
+    res: gi.Hotspots | gi.HotspotTrend
     if months > 1:
         res = gi.trend(conn, principal=principal, month=month, months=months, region=region,
                        category=category)
@@ -143,7 +147,7 @@ def get_recurring(conn: ReadConn, principal: Assessor, month: Month, region: Reg
                   days: Annotated[int, Query(ge=7, le=366)] = 90,
                   eps_m: Annotated[float, Query(gt=0, le=1000)] = 50.0,
                   min_cases: Annotated[int, Query(ge=2, le=100)] = 3,
-                  by_category: bool = True) -> dict[str, Any]:
+                  by_category: bool = True) -> recurring.Recurring:
     from layers.analysis import recurring
 
     region = month_view.area(principal, region)
@@ -155,7 +159,7 @@ def get_recurring(conn: ReadConn, principal: Assessor, month: Month, region: Reg
 @router.get("/spikes", response_model=Spikes, response_model_exclude_unset=True,
             summary="Categories spiking against their own past")
 def get_spikes(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
-               ) -> dict[str, Any]:
+               ) -> trends.Spikes:
     from layers.analysis import trends
 
     return trends.spikes(conn, principal=principal, month=month, region=month_view.area(principal, region))
@@ -164,7 +168,7 @@ def get_spikes(conn: ReadConn, principal: Assessor, month: Month, region: Region
 @router.get("/topics", response_model=Topics, response_model_exclude_unset=True,
             summary="Hot topics: words of the month's descriptions (jieba)")
 def get_topics(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
-               ) -> dict[str, Any]:
+               ) -> topics.Topics:
     from layers.analysis import topics
 
     return topics.topics(conn, principal=principal, month=month, region=month_view.area(principal, region))

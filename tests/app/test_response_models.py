@@ -79,7 +79,10 @@ def _builds_its_response(route: APIRoute) -> bool:
     """Does the route hand back a Response of its own (not JSON through the model)?"""
     cls = route.response_class
     cls = cls.value if isinstance(cls, DefaultPlaceholder) else cls
-    returns = get_type_hints(route.endpoint).get("return", inspect.Signature.empty)
+    try:
+        returns = get_type_hints(route.endpoint).get("return", inspect.Signature.empty)
+    except NameError:  # an annotation imported only for type checking: not a Response class
+        returns = None
     own = inspect.isclass(returns) and issubclass(returns, Response)
     return own or not (inspect.isclass(cls) and issubclass(cls, JSONResponse))
 
