@@ -27,13 +27,14 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
+from gis.index import RasterStats
 from grids.locate import Snapshot, load_snapshot, reload_staff
 
 log = logging.getLogger("citygrid.locator")
@@ -75,6 +76,19 @@ def is_database_error(exc: BaseException) -> bool:
 def next_change(conn: Connection) -> datetime | None:
     """When the boundaries or assignments in force next change by themselves (scheduled)."""
     return conn.execute(_NEXT_CHANGE).scalar()
+
+
+class LocatorStatus(TypedDict):
+    """What ``GET /locate/status`` says about this worker's in-memory locator."""
+
+    stale: bool
+    reloads: int
+    loaded_at: str | None
+    boundary_version: int | None
+    next_change_at: str | None
+    grids: int
+    raster: RasterStats | None
+    failure: str | None
 
 
 class LocatorService:
@@ -152,7 +166,7 @@ class LocatorService:
         if self._raster_thread is not None:
             self._raster_thread.join(timeout)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> LocatorStatus:
         snap = self.snapshot
         return {
             "stale": self.stale,

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.geojson_schemas import FeatureCollection, IdFeature
+
 GridCode = Annotated[str, Field(pattern=r"^[0-9]{15}$", description="15-digit grid code")]
 CommunityCode = Annotated[str, Field(pattern=r"^[0-9]{12}$",
                                      description="12-digit community code")]
@@ -285,3 +287,33 @@ class VersionPublic(BaseModel):
 
 class VersionList(BaseModel):
     items: list[VersionPublic]
+
+
+class PlanGridProps(BaseModel):
+    code: str
+    name: str
+    parent_code: str | None
+    change: str = Field(description="The plan's change of the grid, or 'context' for a grid "
+                        "just outside its region")
+    area_m2: float
+
+
+class PlanFeatures(FeatureCollection[IdFeature[PlanGridProps]]):
+    """The plan's grids (draft) and the grids just outside, as GeoJSON (id ``change:code``)."""
+
+
+class DiffProps(BaseModel):
+    code: str
+    name: str
+    change: Literal["new", "retired", "changed"]
+    side: Literal["from", "to"]
+    version: int = Field(description="The version whose boundary the feature shows")
+    parent_code: str
+    moved_m2: float | None
+
+
+class BoundaryDiff(FeatureCollection[IdFeature[DiffProps]]):
+    """The grids that differ between two versions, one feature a side (id ``side:code``)."""
+
+    from_version: int
+    to_version: int | None = Field(description="None: the boundaries in force now")

@@ -51,6 +51,10 @@ def _true_or_false(value: Any) -> Any:
 
 QueryBool = Annotated[bool, BeforeValidator(_true_or_false)]
 
+# A JSON number in a result whose producer gives an integer for whole values (a sum that may be
+# empty, a count divided out): ``float`` would write ``3`` as ``3.0``; this keeps what was sent.
+Number = int | float
+
 
 class ErrorPublic(BaseModel):
     code: str = Field(examples=["region_not_found"])
@@ -154,3 +158,22 @@ class LocatePublic(BaseModel):
         "with detail=edges: the same numbers read as GCJ-02 (or WGS84) fall in another grid: "
         "read_as, point, grid, responsible"))
     link: dict[str, Any] | None = Field(None, description="with link=: provider, input, crs")
+
+
+class RasterStatsPublic(BaseModel):
+    cells: int = Field(description="Cells of the batch lookup table (0: none built)")
+    cell_size: float | None = Field(None, description="Degrees; only when a table is built")
+    border_share: float = Field(description="Share of cells that need the exact test")
+
+
+class LocatorStatusPublic(BaseModel):
+    """Freshness of this worker's in-memory locator (``GET /locate/status``)."""
+
+    stale: bool
+    reloads: int
+    loaded_at: str | None
+    boundary_version: int | None
+    next_change_at: str | None
+    grids: int
+    raster: RasterStatsPublic | None
+    failure: str | None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, text
 
@@ -135,8 +135,35 @@ def update_user(conn: Connection, username: str, *, principal: Principal,
     return get_user(conn, username, principal=principal)
 
 
+class NewApiKey(TypedDict):
+    """A key just made: the only time ``key`` is shown."""
+
+    name: str
+    key: str
+    prefix: str
+    role: str
+    region_code: str
+    rate_limit_per_minute: int
+
+
+class ApiKeyRow(TypedDict):
+    name: str
+    prefix: str
+    role: str
+    region_code: str
+    rate_limit_per_minute: int
+    disabled: bool
+    created_at: datetime
+
+
+class DisabledApiKey(TypedDict):
+    name: str
+    prefix: str
+    disabled: bool
+
+
 def create_api_key(conn: Connection, *, name: str, role: str, region_code: str,
-                   rate_limit_per_minute: int = 600, principal: Principal) -> dict[str, Any]:
+                   rate_limit_per_minute: int = 600, principal: Principal) -> NewApiKey:
     """A new key for a machine client; the full key is returned once and never stored."""
     principal.require(Permission.APIKEYS_WRITE)
     _check_role(role)
@@ -153,17 +180,17 @@ def create_api_key(conn: Connection, *, name: str, role: str, region_code: str,
             "region_code": normalise(region_code), "rate_limit_per_minute": rate_limit_per_minute}
 
 
-def list_api_keys(conn: Connection, *, principal: Principal) -> list[dict[str, Any]]:
+def list_api_keys(conn: Connection, *, principal: Principal) -> list[ApiKeyRow]:
     principal.require(Permission.APIKEYS_WRITE)
     cond, scoped = in_scope(principal, "r.code")
     rows = conn.execute(text(
         "SELECT k.name, k.prefix, k.role, r.code AS region_code, k.rate_limit_per_minute, "
         "k.disabled, k.created_at FROM api_key k JOIN region r ON r.id = k.region_id "
         f"WHERE {cond} ORDER BY k.name"), scoped).mappings()
-    return [dict(r) for r in rows]
+    return [cast(ApiKeyRow, dict(r)) for r in rows]
 
 
-def disable_api_key(conn: Connection, name: str, *, principal: Principal) -> dict[str, Any]:
+def disable_api_key(conn: Connection, name: str, *, principal: Principal) -> DisabledApiKey:
     principal.require(Permission.APIKEYS_WRITE)
     cond, scoped = in_scope(principal, "r.code")
     row = conn.execute(text(
@@ -173,7 +200,7 @@ def disable_api_key(conn: Connection, name: str, *, principal: Principal) -> dic
     if row is None:
         raise KeyNotFound(f"No API key {name[:40]!r} in your jurisdiction.",
                           detail={"field": "name", "value": name[:40]})
-    return {**row, "disabled": True}
+    return {"name": row["name"], "prefix": row["prefix"], "disabled": True}
 
 
 def audit_log(conn: Connection, *, principal: Principal, entity: str | None = None,

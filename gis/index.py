@@ -20,6 +20,8 @@ for a city; single lookups don't need it.
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict
+
 import numpy as np
 import shapely
 from numpy.typing import ArrayLike, NDArray
@@ -27,6 +29,13 @@ from scipy import ndimage
 
 NONE = -1
 _BORDER = -2
+
+
+
+class RasterStats(TypedDict):
+    cells: int  # 0 when no lookup table is built
+    cell_size: NotRequired[float]  # degrees; only with a table
+    border_share: float  # share of cells that need the exact test
 
 
 class PolygonIndex:
@@ -135,7 +144,7 @@ class PolygonIndex:
         self._cell = cell_size
         self._raster = table
 
-    def raster_stats(self) -> dict[str, float]:
+    def raster_stats(self) -> RasterStats:
         """Size of the lookup table and the share of its cells that need the exact test."""
         if self._raster is None:
             return {"cells": 0, "border_share": 1.0}

@@ -85,6 +85,31 @@ class ApiKeyCreate(BaseModel):
     rate_limit_per_minute: int = Field(600, ge=1, le=1_000_000)
 
 
+class ApiKeyCreated(BaseModel):
+    name: str
+    key: str = Field(description="The key: shown once, never stored in clear")
+    prefix: str
+    role: str
+    region_code: str
+    rate_limit_per_minute: int
+
+
+class ApiKeyPublic(BaseModel):
+    name: str
+    prefix: str
+    role: str
+    region_code: str
+    rate_limit_per_minute: int
+    disabled: bool
+    created_at: datetime
+
+
+class ApiKeyDisabled(BaseModel):
+    name: str
+    prefix: str
+    disabled: bool
+
+
 class AuditPublic(BaseModel):
     id: int
     at: datetime
@@ -182,25 +207,25 @@ def reset_password(username: Username, body: PasswordReset, conn: Conn,
                                                        password=body.password))
 
 
-@router.get("/api-keys", response_model=list[dict[str, Any]])
+@router.get("/api-keys", response_model=list[ApiKeyPublic])
 def list_keys(conn: Conn,
               principal: Annotated[Principal, Depends(require(Permission.APIKEYS_WRITE))]
-              ) -> list[dict[str, Any]]:
+              ) -> list[users.ApiKeyRow]:
     return users.list_api_keys(conn, principal=principal)
 
 
-@router.post("/api-keys", status_code=201, response_model=dict[str, Any],
+@router.post("/api-keys", status_code=201, response_model=ApiKeyCreated,
              summary="Create a key for a machine client; the key is shown once")
 def create_key(body: ApiKeyCreate, conn: Conn,
                principal: Annotated[Principal, Depends(require(Permission.APIKEYS_WRITE))]
-               ) -> dict[str, Any]:
+               ) -> users.NewApiKey:
     return users.create_api_key(conn, **body.model_dump(), principal=principal)
 
 
-@router.delete("/api-keys/{name}", response_model=dict[str, Any])
+@router.delete("/api-keys/{name}", response_model=ApiKeyDisabled)
 def disable_key(name: Annotated[str, Path(max_length=100)], conn: Conn,
                 principal: Annotated[Principal, Depends(require(Permission.APIKEYS_WRITE))]
-                ) -> dict[str, Any]:
+                ) -> users.DisabledApiKey:
     return users.disable_api_key(conn, name, principal=principal)
 
 

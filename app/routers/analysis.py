@@ -6,12 +6,25 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as FPath
 from pydantic import BaseModel, Field
 
+from app.analysis_schemas import (
+    GridSummary,
+    Hotspots,
+    HotspotTrend,
+    MonthCases,
+    MonthView,
+    Pack,
+    Recurring,
+    Scores,
+    Spikes,
+    Topics,
+    Trend,
+)
 from app.auth import require
 from app.deps import Conn, ReadConn
 from app.schemas import ErrorPublic
@@ -21,6 +34,9 @@ from grids.city import profile
 from grids.errors import RegionNotFound
 from layers.analysis import month as month_view
 from layers.report import prune_packs
+
+if TYPE_CHECKING:  # for the annotations; the routes import these where they use them
+    from layers.analysis import gi, recurring, topics, trends
 
 router = APIRouter(prefix="/analysis", tags=["analysis"],
                    responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic},
@@ -39,7 +55,8 @@ def _xlsx(body: bytes, name: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/month", summary="The month's figures per unit, ranked, with the month before and "
+@router.get("/month", response_model=MonthView, response_model_exclude_unset=True,
+            summary="The month's figures per unit, ranked, with the month before and "
             "the same month last year")
 def get_month(conn: ReadConn, principal: Assessor, month: OptMonth = None, level: Level = "street",
               region: Region = None,
@@ -54,26 +71,29 @@ def get_month(conn: ReadConn, principal: Assessor, month: OptMonth = None, level
                               p90=p90)
 
 
-@router.get("/cases", summary="The cases behind a figure of the month")
+@router.get("/cases", response_model=MonthCases, response_model_exclude_unset=True,
+            summary="The cases behind a figure of the month")
 def get_cases(conn: ReadConn, principal: Assessor, month: Month,
               figure: Annotated[str, Query(max_length=32)],
               level: Literal["all", "grid", "community", "street", "worker", "department"]
               = "all", code: Annotated[str | None, Query(max_length=32)] = None,
               region: Region = None,
               limit: Annotated[int, Query(ge=1, le=month_view.CASE_LIMIT)] = 500
-              ) -> dict[str, Any]:
+              ) -> month_view.MonthCases:
     return month_view.cases(conn, principal=principal, month=month, level=level, code=code,
                             figure=figure, region=month_view.area(principal, region), limit=limit)
 
 
-@router.get("/grids/{code}", summary="A grid's summary: open cases, the month's figures, "
+@router.get("/grids/{code}", response_model=GridSummary,
+            response_model_exclude_unset=True, summary="A grid's summary: open cases, the month's figures, "
             "coverage, last patrol, worker and backup")
 def get_grid_summary(conn: ReadConn, principal: Assessor, code: str, month: OptMonth = None
-                     ) -> dict[str, Any]:
+                     ) -> month_view.GridSummary:
     return month_view.grid_summary(conn, principal=principal, code=code[:20], month=month)
 
 
-@router.get("/scores", summary="Scores and ranks of streets and departments (rules as data)")
+@router.get("/scores", response_model=Scores, response_model_exclude_unset=True,
+            summary="Scores and ranks of streets and departments (rules as data)")
 def get_scores(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
                ) -> dict[str, Any]:
     from layers.analysis import scoring
@@ -91,7 +111,8 @@ def get_scores_xlsx(conn: ReadConn, principal: Assessor, month: Month, region: R
     return _xlsx(scoring.to_xlsx(res), f"scores-{month}.xlsx")
 
 
-@router.get("/trend", summary="Twelve months of the jurisdiction's figures")
+@router.get("/trend", response_model=Trend, response_model_exclude_unset=True,
+            summary="Twelve months of the jurisdiction's figures")
 def get_trend(conn: ReadConn, principal: Assessor, month: Month, region: Region = None,
               boundaries: Literal["then", "today"] = "then") -> dict[str, Any]:
     from layers.analysis import crosswalk
@@ -100,17 +121,19 @@ def get_trend(conn: ReadConn, principal: Assessor, month: Month, region: Region 
                             region=month_view.area(principal, region))
 
 
-@router.get("/hotspots", summary="Getis–Ord Gi* hot and cold spots over grid counts")
+@router.get("/hotspots", response_model=Hotspots | HotspotTrend,
+            response_model_exclude_unset=True, summary="Getis–Ord Gi* hot and cold spots over grid counts")
 def get_hotspots(conn: ReadConn, principal: Assessor, month: Month, region: Region = None,
                  category: Annotated[str | None, Query(max_length=32)] = None,
                  months: Annotated[int, Query(ge=1, le=24)] = 1,
                  geometry: Annotated[bool, Query(description="add each grid's name and, for "
                                                  "the grids shown (hot/cold, or every grid of "
                                                  "months > 1), its outline as GeoJSON")] = False
-                 ) -> dict[str, Any]:
+                 ) -> gi.Hotspots | gi.HotspotTrend:
     from layers.analysis import gi
 
     region = month_view.area(principal, region)
+    res: gi.Hotspots | gi.HotspotTrend
     if months > 1:
         res = gi.trend(conn, principal=principal, month=month, months=months, region=region,
                        category=category)
@@ -122,12 +145,13 @@ def get_hotspots(conn: ReadConn, principal: Assessor, month: Month, region: Regi
     return res
 
 
-@router.get("/recurring", summary="Places with repeated cases (ST_ClusterDBSCAN)")
+@router.get("/recurring", response_model=Recurring,
+            response_model_exclude_unset=True, summary="Places with repeated cases (ST_ClusterDBSCAN)")
 def get_recurring(conn: ReadConn, principal: Assessor, month: Month, region: Region = None,
                   days: Annotated[int, Query(ge=7, le=366)] = 90,
                   eps_m: Annotated[float, Query(gt=0, le=1000)] = 50.0,
                   min_cases: Annotated[int, Query(ge=2, le=100)] = 3,
-                  by_category: bool = True) -> dict[str, Any]:
+                  by_category: bool = True) -> recurring.Recurring:
     from layers.analysis import recurring
 
     region = month_view.area(principal, region)
@@ -136,17 +160,19 @@ def get_recurring(conn: ReadConn, principal: Assessor, month: Month, region: Reg
                                by_category=by_category)
 
 
-@router.get("/spikes", summary="Categories spiking against their own past")
+@router.get("/spikes", response_model=Spikes, response_model_exclude_unset=True,
+            summary="Categories spiking against their own past")
 def get_spikes(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
-               ) -> dict[str, Any]:
+               ) -> trends.Spikes:
     from layers.analysis import trends
 
     return trends.spikes(conn, principal=principal, month=month, region=month_view.area(principal, region))
 
 
-@router.get("/topics", summary="Hot topics: words of the month's descriptions (jieba)")
+@router.get("/topics", response_model=Topics, response_model_exclude_unset=True,
+            summary="Hot topics: words of the month's descriptions (jieba)")
 def get_topics(conn: ReadConn, principal: Assessor, month: Month, region: Region = None
-               ) -> dict[str, Any]:
+               ) -> topics.Topics:
     from layers.analysis import topics
 
     return topics.topics(conn, principal=principal, month=month, region=month_view.area(principal, region))
@@ -175,7 +201,8 @@ def pack_settings(request: Request) -> PackSettings:
 Packs = Annotated[PackSettings, Depends(pack_settings)]
 
 
-@router.post("/pack", summary="Build the monthly meeting pack (HTML, XLSX, PDF)")
+@router.post("/pack", response_model=Pack, response_model_exclude_unset=True,
+             summary="Build the monthly meeting pack (HTML, XLSX, PDF)")
 def post_pack(conn: Conn, principal: Assessor, packs: Packs, body: PackRequest
               ) -> dict[str, Any]:
     from layers.report import ReportError, build_pack

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn
+from app.geojson_schemas import Feature, FeatureCollection
 from app.routers.incidents import IncidentDetail
 from app.routers.locate import _service
 from app.schemas import ErrorPublic
@@ -152,25 +153,103 @@ class PhotoPublic(BaseModel):
     created: bool
 
 
+class CityView(BaseModel):
+    tz: str = Field(description="The city's zone: the phone's today")
+    name: str | None
+    center: list[float] | None = Field(description="First view [lat, lon]")
+
+
+class MePublic(BaseModel):
+    username: str
+    role: str
+    staff_code: str | None
+    staff_name: str | None
+    grids: list[str]
+    can_verify: bool
+    can_clear_flags: bool
+    city: CityView
+
+
+class GridProps(BaseModel):
+    code: str
+    name: str
+    area_m2: float
+    patrolled_share: float
+    last_fix_at: str | None
+    unpatrolled: dict[str, Any] | None = Field(
+        None, description="With unpatrolled=true only: the part no track came near (GeoJSON)")
+
+
+class OpenCase(BaseModel):
+    id: int
+    state: str
+    category_name: str
+    grid_code: str | None
+    address: str
+    lon: float | None
+    lat: float | None
+    due_at: datetime | None
+    light: str | None
+
+
+class MyGrids(FeatureCollection[Feature[GridProps]]):
+    """My grids: simplified outlines with today's patrolled share, and their open cases."""
+
+    cases: list[OpenCase]
+    truncated: bool
+    since: str
+    until: str
+    buffer_m: float
+
+
+class TaskPublic(BaseModel):
+    id: int
+    category: str
+    category_name: str
+    description: str
+    address: str
+    lon: float | None
+    lat: float | None
+    state: str
+    light: Literal["green", "yellow", "red"] | None
+    due_at: datetime | None
+    state_since: datetime
+    grid_code: str | None
+    card: str | None
+    version: int
+    allowed_actions: list[str]
+    kind: Literal["handle", "verify"]
+    flagged: bool
+
+
+class MyTasks(BaseModel):
+    staff_code: str | None
+    tasks: list[TaskPublic]
+    verify: list[TaskPublic]
+
+
 class ClearFlag(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-@router.get("/me", summary="Who uses the phone: staff code, grids, may they verify")
-def get_me(conn: Conn, principal: Reader) -> dict[str, Any]:
+@router.get("/me", response_model=MePublic,
+            summary="Who uses the phone: staff code, grids, may they verify")
+def get_me(conn: Conn, principal: Reader) -> tasks.Me:
     return tasks.me(conn, principal=principal)
 
 
-@router.get("/grids", summary="My grids (simplified outlines), open cases, today's coverage")
+@router.get("/grids", response_model=MyGrids, response_model_exclude_unset=True,
+            summary="My grids (simplified outlines), open cases, today's coverage")
 def get_grids(conn: Conn, principal: PatrolReader,
               unpatrolled: Annotated[bool, Query(
                   description="Also the parts of each grid no track came near today")] = False
-              ) -> dict[str, Any]:
+              ) -> tasks.MyGrids:
     return tasks.my_grids(conn, principal=principal, unpatrolled=unpatrolled)
 
 
-@router.get("/tasks", summary="My tasks inbox: dispatched to me, and cases to verify")
-def get_tasks(conn: Conn, principal: Reader) -> dict[str, Any]:
+@router.get("/tasks", response_model=MyTasks,
+            summary="My tasks inbox: dispatched to me, and cases to verify")
+def get_tasks(conn: Conn, principal: Reader) -> tasks.MyTasks:
     return tasks.my_tasks(conn, principal=principal)
 
 

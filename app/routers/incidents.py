@@ -85,6 +85,20 @@ class IncidentAction(BaseModel):
     expected_version: int | None = Field(None, ge=1)
 
 
+class IncidentCreated(BaseModel):
+    """An incident taken in (201), or found again by a retry of its source + external id (200)."""
+
+    created: bool
+    id: int
+    region_code: str | None
+    grid_code: str | None
+    community_code: str | None
+    street_code: str | None
+    boundary_version_id: int | None
+    responsible_code: str | None
+    fallback: str | None
+
+
 class IncidentPublic(BaseModel):
     id: int
     source: str
@@ -170,21 +184,21 @@ def save_category(code: Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9
         catalogue.save_category(conn, code=code, **body.model_dump(), principal=principal))
 
 
-@router.post("/incidents", response_model=dict[str, Any], status_code=201,
+@router.post("/incidents", response_model=IncidentCreated, status_code=201,
              summary="Take in an incident (idempotent on source + external_id)",
              description="201 with the new incident's id and placement; a retry of the same "
                          "source + external_id answers 200 with that incident's. If that "
                          "incident lies outside the caller's jurisdiction the answer is a bare "
                          "409 `duplicate_external_id`: no id, grid or responsible worker.")
 def create_incident(body: IncidentCreate, request: Request, response: Response, conn: Conn,
-                    principal: Creator) -> dict[str, Any]:
+                    principal: Creator) -> IncidentCreated:
     snap = _service(request).snapshot
     placed, created = intake.create(
         conn, snap, body.model_dump(), principal=principal,
         max_outside_m=request.app.state.settings.city.max_outside_m)
     if not created:
         response.status_code = 200
-    return {"created": created, **placed}
+    return IncidentCreated(created=created, **placed)
 
 
 @router.post("/incidents/bulk", response_model=BulkResult,

@@ -12,7 +12,8 @@ from fastapi.routing import APIRoute
 
 from app.auth import authorize, require
 from app.deps import Conn
-from app.schemas import ErrorPublic, IsoDateTime, LocatePublic
+from app.locator_service import LocatorStatus
+from app.schemas import ErrorPublic, IsoDateTime, LocatePublic, LocatorStatusPublic
 from gis.maplinks import parse_map_link
 from grids import batch
 from grids.access import Permission, Principal
@@ -210,6 +211,8 @@ async def locate_batch(
     return StreamingResponse(result.chunks, media_type=media, headers=headers)
 
 
-@router.get("/locate/status", summary="Freshness of this worker's in-memory locator")
-async def locate_status(request: Request, principal: Locator) -> dict:
+@router.get("/locate/status", response_model=LocatorStatusPublic,
+            response_model_exclude_unset=True,  # no cell_size without a lookup table
+            summary="Freshness of this worker's in-memory locator")
+async def locate_status(request: Request, principal: Locator) -> LocatorStatus:
     return request.app.state.locator.status()

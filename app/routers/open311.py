@@ -323,24 +323,42 @@ def get_request(service_request_id: Annotated[str, Path(max_length=40)], conn: C
                                 public=reader is None)]
 
 
+class DiscoveryEndpoint(BaseModel):
+    specification: str
+    url: str
+    changeset: str
+    type: str
+    formats: list[str]
+
+
+class Discovery(BaseModel):
+    """Open311 Service Discovery: where the GeoReport v2 endpoint is."""
+
+    changeset: str = Field(description="When this document last changed (ISO 8601)")
+    contact: str
+    key_service: str
+    endpoints: list[DiscoveryEndpoint]
+
+
 discovery_router = APIRouter(prefix="/open311", tags=["open311"], route_class=Open311Route,
                              default_response_class=Open311JSON)
 
 
-@discovery_router.get("/discovery.json", summary="Open311 service discovery")
-def discovery(request: Request, conn: Conn) -> dict[str, Any]:
+@discovery_router.get("/discovery.json", response_model=Discovery,
+                      summary="Open311 service discovery")
+def discovery(request: Request, conn: Conn) -> Discovery:
     """Where the GeoReport v2 endpoint is, per the Open311 Service Discovery spec."""
     base = str(request.base_url).rstrip("/")
     changeset = open311.changeset(conn)
-    return {
-        "changeset": changeset,
-        "contact": "CityGrid command centre (指挥中心), via the city's 12345 hotline",
-        "key_service": f"{base}/docs#/access",
-        "endpoints": [{
-            "specification": "http://wiki.open311.org/GeoReport_v2",
-            "url": f"{base}/open311/v2",
-            "changeset": changeset,
-            "type": "production",
-            "formats": ["application/json"],
-        }],
-    }
+    return Discovery(
+        changeset=changeset,
+        contact="CityGrid command centre (指挥中心), via the city's 12345 hotline",
+        key_service=f"{base}/docs#/access",
+        endpoints=[DiscoveryEndpoint(
+            specification="http://wiki.open311.org/GeoReport_v2",
+            url=f"{base}/open311/v2",
+            changeset=changeset,
+            type="production",
+            formats=["application/json"],
+        )],
+    )

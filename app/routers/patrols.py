@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from app.auth import require
 from app.deps import Conn, ReadConn
-from app.schemas import ErrorPublic, IsoDateTime
+from app.geojson_schemas import Feature, FeatureCollection
+from app.schemas import ErrorPublic, IsoDateTime, Number
 from grids.access import Permission, Principal
 from layers.patrols import alerts, coverage, daily, intake
 
@@ -102,6 +103,61 @@ class AlertsPublic(BaseModel):
     alerts: list[AlertPublic]
 
 
+class ShiftProps(BaseModel):
+    """One shift's track (see ``layers.patrols.daily.ShiftProps``)."""
+
+    shift: int
+    started_at: str
+    ended_at: str
+    fixes: int
+    kept: int
+    good: int
+    dropped: dict[str, int] = Field(description="Fixes the filter dropped, by reason")
+    length_m: float
+    duration_s: float
+    mean_speed_mps: float
+
+
+class DayProps(BaseModel):
+    staff: str
+    name: str
+    date: str
+    crs: str
+    fixes: int
+    dropped: dict[str, int]
+    shifts: int
+    length_m: Number
+    rule: str
+
+
+class DayTracks(FeatureCollection[Feature[ShiftProps]]):
+    """A worker's day: one LineString a shift, the day's totals as ``properties``."""
+
+    properties: DayProps
+
+
+class PartProps(BaseModel):
+    area_m2: float
+
+
+class UnpatrolledProps(BaseModel):
+    grid: str
+    name: str
+    since: str
+    until: str
+    buffer_m: float
+    crs: str
+    area_m2: float
+    unpatrolled_m2: float
+    unpatrolled_share: float
+
+
+class UnpatrolledPublic(FeatureCollection[Feature[PartProps]]):
+    """The polygons of a grid no track came near; the grid and the window as ``properties``."""
+
+    properties: UnpatrolledProps
+
+
 @dataclass
 class Window:
     """A time window; default the last 24 hours, at most 31 days."""
@@ -128,11 +184,11 @@ def post_fixes(batch: FixBatch, conn: Conn, principal: Writer) -> dict[str, Any]
                          principal=principal)
 
 
-@router.get("/tracks")
+@router.get("/tracks", response_model=DayTracks)
 def get_tracks(conn: Conn, principal: Reader,
                staff: Annotated[str, Query(min_length=1, max_length=32)],
                day: Annotated[date, Query(alias="date", description="Local date (UTC+8)")],
-               ) -> dict[str, Any]:
+               ) -> daily.DayTracks:
     """The worker's tracks of the day as GeoJSON LineStrings (one per shift) with stats."""
     return daily.day_tracks(conn, staff, day, principal=principal)
 
@@ -145,10 +201,10 @@ def get_coverage(conn: ReadConn, principal: Reader, window: TimeWindow, region: 
                              buffer_m=buffer_m, principal=principal)
 
 
-@router.get("/coverage/{grid}/unpatrolled")
+@router.get("/coverage/{grid}/unpatrolled", response_model=UnpatrolledPublic)
 def get_unpatrolled(conn: ReadConn, principal: Reader, window: TimeWindow,
                     grid: Annotated[str, Path(pattern=r"^[0-9]{15}$")],
-                    buffer_m: BufferM = 50.0) -> dict[str, Any]:
+                    buffer_m: BufferM = 50.0) -> coverage.Unpatrolled:
     """The part of the grid no track came near in the window, as GeoJSON polygons."""
     return coverage.unpatrolled(conn, grid, since=window.since, until=window.until,
                                 buffer_m=buffer_m, principal=principal)

@@ -29,9 +29,11 @@ from app.plan_schemas import (
     Activate,
     ActivationPublic,
     ApprovalPublic,
+    BoundaryDiff,
     Edit,
     ImpactPublic,
     PlanCreate,
+    PlanFeatures,
     PlanList,
     PlanPublic,
     ReturnComment,
@@ -50,6 +52,7 @@ from grids.plans import io as plan_io
 from grids.plans import review as plan_review
 from grids.plans import staffing as plan_staffing
 from grids.plans import undo as plan_undo
+from grids.plans import views
 from layers import redraw
 
 router = APIRouter(tags=["plans"], responses={
@@ -126,9 +129,9 @@ def discard_plan(plan_id: PlanId, conn: Conn, principal: Writer, if_match: IfMat
     return Response(status_code=204)
 
 
-@router.get("/plans/{plan_id}/features",
+@router.get("/plans/{plan_id}/features", response_model=PlanFeatures,
             summary="GeoJSON of the plan's grids (draft) and the grids just outside as context")
-def plan_features(plan_id: PlanId, conn: Conn, principal: Reader) -> dict[str, Any]:
+def plan_features(plan_id: PlanId, conn: Conn, principal: Reader) -> views.PlanFeatures:
     return plans.features(conn, plan_id, principal=principal)
 
 
@@ -229,14 +232,15 @@ def list_versions(conn: Conn, principal: Reader) -> dict[str, Any]:
     return {"items": plan_history.versions(conn, principal=principal)}
 
 
-@router.get("/boundaries/diff", summary="GeoJSON of the grids that differ between two versions")
+@router.get("/boundaries/diff", response_model=BoundaryDiff,
+            summary="GeoJSON of the grids that differ between two versions")
 def diff_versions(
     conn: Conn, principal: Reader,
     region: Annotated[str, Query(max_length=15, description="Street or community code")],
     from_version: Annotated[int, Query(alias="from", ge=1, le=2**31 - 1)],
     to_version: Annotated[int | None, Query(alias="to", ge=1, le=2**31 - 1,
                                             description="Default: the boundaries now")] = None,
-) -> dict[str, Any]:
+) -> plan_history.Diff:
     return plan_history.diff(conn, region=region, from_version=from_version,
                              to_version=to_version, principal=principal)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, text
 
@@ -173,18 +173,43 @@ COLUMNS = ("version", "effective_at", "old_code", "new_code", "change", "old_are
            "area_share", "household_share")
 
 
-def of_plan(conn: Connection, plan_id: int, *, principal: Principal) -> dict[str, Any]:
+class CrosswalkRow(TypedDict):
+    """One row of :data:`COLUMNS`: a share of an old grid's area that went to a new grid."""
+
+    version: int
+    effective_at: str
+    old_code: str
+    new_code: str | None  # None: the remainder, outside every new grid
+    change: str
+    old_area_m2: float
+    area_m2: float
+    area_share: float
+    household_share: float | None
+
+
+class PlanCrosswalk(TypedDict):
+    """:func:`of_plan`: the rows, and each old code composed onto today's grids."""
+
+    plan: int
+    status: str
+    columns: list[str]
+    rows: list[CrosswalkRow]
+    today: dict[str, dict[str, float]]
+    notes: list[str]
+
+
+def of_plan(conn: Connection, plan_id: int, *, principal: Principal) -> PlanCrosswalk:
     """The crosswalk a plan's activation recorded, with each old code composed onto the grids
     in force now (``today``). A draft has none yet (empty ``rows``)."""
     row = plan_row(conn, plan_id, principal)
-    rows = [dict(r) for r in conn.execute(text(
-        "SELECT version_id AS version, effective_at, old_code, new_code, change, old_area_m2, "
-        "area_m2, area_share, household_share FROM boundary_crosswalk WHERE plan_id = :p "
-        "ORDER BY version_id, old_code, new_code NULLS LAST"), {"p": plan_id}).mappings()]
-    for r in rows:
-        r["effective_at"] = r["effective_at"].isoformat()
-        r["old_area_m2"] = round(r["old_area_m2"], 3)
-        r["area_m2"] = round(r["area_m2"], 3)
+    rows = [cast(CrosswalkRow, {**r, "effective_at": r["effective_at"].isoformat(),
+                                 "old_area_m2": round(r["old_area_m2"], 3),
+                                 "area_m2": round(r["area_m2"], 3)})
+            for r in conn.execute(text(
+                "SELECT version_id AS version, effective_at, old_code, new_code, change, "
+                "old_area_m2, area_m2, area_share, household_share FROM boundary_crosswalk "
+                "WHERE plan_id = :p ORDER BY version_id, old_code, new_code NULLS LAST"),
+                {"p": plan_id}).mappings()]
     cw = load(conn)
     today: dict[str, dict[str, float]] = {}
     olds = {(r["old_code"], r["version"]) for r in rows}

@@ -9,11 +9,12 @@ existed). A past version is restored by opening a plan with ``restore_version``
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import orjson
 from sqlalchemy import Connection, text
 
+from gis.geojson import Feature, FeatureCollection
 from grids.access import Principal, prefix_of
 from grids.codes import normalise
 from grids.errors import RegionNotFound
@@ -46,8 +47,25 @@ def _moment(conn: Connection, version: int | None) -> datetime | None:
     return at
 
 
+class DiffProps(TypedDict):
+    code: str
+    name: str
+    change: Literal["new", "retired", "changed"]
+    side: Literal["from", "to"]
+    version: int  # the version whose boundary the feature shows
+    parent_code: str
+    moved_m2: float | None
+
+
+class Diff(FeatureCollection[Feature[DiffProps]]):
+    """:func:`diff`: one feature per side of each change, and the two versions compared."""
+
+    from_version: int
+    to_version: int | None
+
+
 def diff(conn: Connection, *, region: str, from_version: int, to_version: int | None = None,
-         principal: Principal, level: str = "grid") -> dict[str, Any]:
+         principal: Principal, level: str = "grid") -> Diff:
     """The grids under ``region`` that differ between two versions, as GeoJSON.
 
     One feature per side of each change: ``change`` is ``new`` (only in ``to``), ``retired``
@@ -81,7 +99,9 @@ def diff(conn: Connection, *, region: str, from_version: int, to_version: int | 
         "WHERE a.code IS NULL OR z.code IS NULL OR a.parent_code <> z.parent_code "
         "OR NOT ST_Equals(a.geom, z.geom) ORDER BY 1"),
         {"level": level, "prefix": prefix_of(code) + "%", "t0": t0, "t1": t1}).mappings().all()
-    features = []
+    features: list[Feature[DiffProps]] = []
+    change: Literal["new", "retired", "changed"]
+    side: Literal["from", "to"]
     for r in rows:
         if r["from_geom"] and r["to_geom"]:
             if r["from_parent"] == r["to_parent"] and (r["moved_m2"] or 0.0) <= NOISE_M2:

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 from sqlalchemy import Connection, text
 
+from gis.geojson import Feature, FeatureCollection
 from grids.access import Principal, prefix_of
 from grids.plans.store import plan_row
 
 
+class PlanGridProps(TypedDict):
+    code: str
+    name: str
+    parent_code: str | None
+    change: str  # the plan's change of the grid, or 'context' for a grid just outside
+    area_m2: float
+
+
+PlanFeatures = FeatureCollection[Feature[PlanGridProps]]
+
+
 def features(conn: Connection, plan_id: int, *, principal: Principal, digits: int = 8
-             ) -> dict[str, Any]:
+             ) -> PlanFeatures:
     """The plan's grids (draft state; retired ones with their old shape) and, as context, the
     grids just outside its region, as a GeoJSON FeatureCollection (``digits`` decimals: 8 is
     about 1 mm; 15 keeps the stored coordinates, for files)."""

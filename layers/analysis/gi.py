@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from sqlalchemy import Connection, text
@@ -176,9 +176,34 @@ def classify(z: float) -> tuple[str | None, int | None]:
     return None, None
 
 
+class Hotspots(TypedDict):
+    """What :func:`hotspots` returns (``GET /analysis/hotspots``); with fewer than 3 grids only
+    month, category, grids (empty), n and a note."""
+
+    month: str
+    category: str | None
+    region: NotRequired[str | None]
+    n: int
+    isolates: NotRequired[int]
+    weights: NotRequired[str]
+    summary: NotRequired[dict[str, int]]
+    grids: list[dict[str, Any]]  # code, count, z, kind, confidence (+ name, geometry)
+    note: NotRequired[str]
+
+
+class HotspotTrend(TypedDict):
+    """What :func:`trend` returns (``GET /analysis/hotspots`` with months > 1)."""
+
+    month: str
+    months: list[str]
+    category: str | None
+    grids: list[dict[str, Any]]  # code, kind, hot_months, z per month (+ name, geometry)
+    rule: str
+
+
 def hotspots(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
              category: str | None = None,
-             neighbours: dict[str, list[str]] | None = None) -> dict[str, Any]:
+             neighbours: dict[str, list[str]] | None = None) -> Hotspots:
     """Gi* per grid for the month: z, class and confidence, with the counts."""
     counts = grid_counts(conn, principal=principal, month=month, region=region,
                          category=category)
@@ -223,7 +248,7 @@ def attach_shapes(conn: Connection, grids: list[dict[str, Any]], *, all_geometry
 
 
 def trend(conn: Connection, *, principal: Principal, month: str, months: int = 6,
-          region: str | None = None, category: str | None = None) -> dict[str, Any]:
+          region: str | None = None, category: str | None = None) -> HotspotTrend:
     """New, consecutive, persistent, sporadic and diminished hot spots over ``months`` months."""
     names = [shift_month(month, k) for k in range(-(months - 1), 1)]
     counts0 = grid_counts(conn, principal=principal, month=month, region=region,

@@ -13,7 +13,7 @@ figure, and a grid's summary.
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, text
 
@@ -187,9 +187,43 @@ CASE_COLUMNS = ("id", "external_id", "category", "category_name", "state", "ligh
                 "grid_code", "street_code", "responsible_code", "department", "card")
 
 
+class MonthCases(TypedDict):
+    """What :func:`cases` returns (``GET /analysis/cases``)."""
+
+    month: str
+    level: str
+    code: str | None
+    figure: str
+    set: str
+    total: int
+    hits: int | None
+    rows: list[dict[str, Any]]  # CASE_COLUMNS with hit and handling_h
+    truncated: bool
+    rule: str
+
+
+class GridSummary(TypedDict):
+    """What :func:`grid_summary` returns (``GET /analysis/grids/{code}``)."""
+
+    code: str
+    name: str
+    community: str | None
+    street: str | None
+    area_m2: float
+    month: str
+    open: dict[str, Any]  # total, lights, rows
+    figures: dict[str, Any] | None  # the grid's row of layers.assessment.monthly
+    coverage_days: int | None
+    patrolled_days: int
+    last_patrol: str | None
+    primary: dict[str, Any] | None
+    backup: dict[str, Any] | None
+    formulas: dict[str, str]
+
+
 def cases(conn: Connection, *, principal: Principal, month: str, level: str, code: str | None,
           figure: str, region: str | None = None, as_of: datetime | None = None,
-          limit: int = CASE_LIMIT) -> dict[str, Any]:
+          limit: int = CASE_LIMIT) -> MonthCases:
     """The cases behind ``figure`` for unit ``code`` of ``level`` (None or "": the cases with no
     unit, or with ``level='all'`` every case of the jurisdiction), in the month.
 
@@ -251,7 +285,7 @@ def cases(conn: Connection, *, principal: Principal, month: str, level: str, cod
 
 
 def grid_summary(conn: Connection, *, principal: Principal, code: str,
-                 month: str | None = None) -> dict[str, Any]:
+                 month: str | None = None) -> GridSummary:
     """A grid's open cases (with lights), its month's figures, coverage, last patrol, and its
     worker and backup."""
     tz = profile(conn).tz

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, text
 
@@ -22,10 +22,18 @@ from grids.access import Permission, Principal, prefix_of
 from grids.city import profile
 from layers import assessment
 
+# "from" is a keyword, hence the functional form.
+Recurring = TypedDict("Recurring", {
+    "month": str, "from": str, "to": str, "days": int, "eps_m": float, "min_cases": int,
+    "by_category": bool,
+    "places": list[dict[str, Any]],  # rank, cases, ids, category, grid, centre, cases_detail
+    "total": int, "rule": str})
+"""What :func:`recurring` returns (``GET /analysis/recurring``)."""
+
 
 def recurring(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
               days: int = 90, eps_m: float = 50.0, min_cases: int = 3, by_category: bool = True,
-              limit: int = 50) -> dict[str, Any]:
+              limit: int = 50) -> Recurring:
     """The recurring places of the ``days`` days up to the end of ``month`` (see module doc)."""
     city = profile(conn)
     tz = city.tz

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, text
 
@@ -65,8 +65,20 @@ def _counts(conn: Connection, principal: Principal, month: str, region: str | No
     return total, per, names, n
 
 
+class Topics(TypedDict):
+    """What :func:`topics` returns (``GET /analysis/topics``)."""
+
+    month: str
+    region: str | None
+    cases: int
+    cases_prev: int
+    overall: list[dict[str, Any]]  # word, count, prev, rising
+    streets: list[dict[str, Any]]  # code, name, words: [{word, count}]
+    rule: str
+
+
 def topics(conn: Connection, *, principal: Principal, month: str, region: str | None = None,
-           top: int = 15) -> dict[str, Any]:
+           top: int = 15) -> Topics:
     """The month's top words overall and per street, with last month's counts."""
     principal.require(Permission.ASSESSMENT_READ)
     cur, per, names, n = _counts(conn, principal, month, region)

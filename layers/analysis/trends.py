@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, text
 
@@ -97,8 +97,18 @@ def is_spike(count: int, history: list[int]) -> tuple[bool, float, float]:
     return (count >= SPIKE_MIN_CASES and count >= SPIKE_MIN_RATIO * lam and p < SPIKE_P), lam, p
 
 
+class Spikes(TypedDict):
+    """What :func:`spikes` returns (``GET /analysis/spikes``)."""
+
+    month: str
+    region: str | None
+    spikes: list[dict[str, Any]]  # category, category_name, count, baseline, ratio, p, history
+    params: dict[str, int | float]
+    rule: str
+
+
 def spikes(conn: Connection, *, principal: Principal, month: str, region: str | None = None
-           ) -> dict[str, Any]:
+           ) -> Spikes:
     """Categories whose count in ``month`` spikes against their own previous 12 months."""
     tz = profile(conn).tz
     principal.require(Permission.ASSESSMENT_READ)

@@ -18,13 +18,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import numpy as np
 import shapely
 from shapely.geometry import mapping
 from sqlalchemy import Connection, text
 
+from gis.geojson import Feature, FeatureCollection, Geometry
 from gis.transform import transformer
 from grids.access import Permission, Principal
 from grids.city import profile
@@ -47,7 +48,85 @@ class FieldError(GridError):
     code = "invalid_field_request"
 
 
-def me(conn: Connection, *, principal: Principal) -> dict[str, Any]:
+class CityView(TypedDict):
+    tz: str  # the city's zone: the phone's "today"
+    name: str | None
+    center: list[float] | None  # the first view, [lat, lon], before any grid is drawn
+
+
+class Me(TypedDict):
+    """Who uses the phone (:func:`me`)."""
+
+    username: str
+    role: str
+    staff_code: str | None
+    staff_name: str | None
+    grids: list[str]
+    can_verify: bool
+    can_clear_flags: bool
+    city: CityView
+
+
+class GridProps(TypedDict):
+    code: str
+    name: str
+    area_m2: float
+    patrolled_share: float
+    last_fix_at: str | None
+    unpatrolled: NotRequired[Geometry | None]  # only when asked for
+
+
+class OpenCase(TypedDict):
+    id: int
+    state: str
+    category_name: str
+    grid_code: str | None
+    address: str
+    lon: float | None
+    lat: float | None
+    due_at: datetime | None
+    light: str | None
+
+
+class MyGrids(FeatureCollection[Feature[GridProps]]):
+    """My grids (:func:`my_grids`): outlines, open cases, today's window and buffer."""
+
+    cases: list[OpenCase]
+    truncated: bool
+    since: str
+    until: str
+    buffer_m: float
+
+
+class Task(TypedDict):
+    """A case on the phone's inbox (the public incident's fields the phone reads)."""
+
+    id: int
+    category: str
+    category_name: str
+    description: str
+    address: str
+    lon: float | None
+    lat: float | None
+    state: str
+    light: str | None
+    due_at: datetime | None
+    state_since: datetime
+    grid_code: str | None
+    card: str | None
+    version: int
+    allowed_actions: list[str]
+    kind: Literal["handle", "verify"]
+    flagged: bool
+
+
+class MyTasks(TypedDict):
+    staff_code: str | None
+    tasks: list[Task]
+    verify: list[Task]
+
+
+def me(conn: Connection, *, principal: Principal) -> Me:
     """Who is using the phone: staff code, grids, and whether they verify."""
     principal.require(Permission.INCIDENTS_READ)
     staff = _own_staff_code(conn, principal)
@@ -73,7 +152,7 @@ def today_window(tz: tzinfo, now: datetime | None = None) -> tuple[datetime, dat
 
 
 def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = None,
-             unpatrolled: bool = False) -> dict[str, Any]:
+             unpatrolled: bool = False) -> MyGrids:
     """My grids as GeoJSON with open cases and today's patrolled share; with ``unpatrolled``
     also the parts of each grid no track came near today.
 
@@ -111,15 +190,19 @@ def my_grids(conn: Connection, *, principal: Principal, now: datetime | None = N
         shares.update(fresh)
     import orjson
 
-    features = [{"type": "Feature", "properties": {
-        "code": r.code, "name": r.name, "area_m2": round(float(r.area_m2), 1),
-        "patrolled_share": round(min(1.0, shares[r.code]), 4),
-        "last_fix_at": r.last_fix_at.isoformat() if r.last_fix_at else None,
-        **({"unpatrolled": shapes.get(r.code)} if unpatrolled else {})},
-        "geometry": orjson.loads(r.outline)} for r in rows]
-    cases: list[dict[str, Any]] = []
+    features: list[Feature[GridProps]] = []
+    for r in rows:
+        props: GridProps = {
+            "code": r.code, "name": r.name, "area_m2": round(float(r.area_m2), 1),
+            "patrolled_share": round(min(1.0, shares[r.code]), 4),
+            "last_fix_at": r.last_fix_at.isoformat() if r.last_fix_at else None}
+        if unpatrolled:
+            props["unpatrolled"] = shapes.get(r.code)
+        features.append({"type": "Feature", "properties": props,
+                         "geometry": orjson.loads(r.outline)})
+    cases: list[OpenCase] = []
     if rows:
-        cases = [dict(r) for r in conn.execute(text(
+        cases = [cast(OpenCase, dict(r)) for r in conn.execute(text(
             "SELECT i.id, i.state, c.name AS category_name, i.grid_code, i.address, "
             "round(ST_X(i.geom)::numeric, 6)::float8 AS lon, "
             "round(ST_Y(i.geom)::numeric, 6)::float8 AS lat, i.due_at, "
@@ -174,7 +257,7 @@ def _unpatrolled(conn: Connection, rows: Sequence[Any], stamp: Any, since: datet
     return out
 
 
-def my_tasks(conn: Connection, *, principal: Principal) -> dict[str, Any]:
+def my_tasks(conn: Connection, *, principal: Principal) -> MyTasks:
     """Cases dispatched to me (to accept, to report) and, for checkers, cases to verify."""
     principal.require(Permission.INCIDENTS_READ)
     staff = _own_staff_code(conn, principal)
@@ -187,13 +270,18 @@ def my_tasks(conn: Connection, *, principal: Principal) -> dict[str, Any]:
         verify = handling.search(conn, principal=principal, states=["reported"],
                                  sort="due_at", limit=200)["items"]
     flags = evidence.flagged(conn, [t["id"] for t in todo + verify])
-    keep = ("id", "category", "category_name", "description", "address", "lon", "lat", "state",
-            "light", "due_at", "state_since", "grid_code", "card", "version", "allowed_actions")
     return {"staff_code": staff,
-            "tasks": [{**{k: t[k] for k in keep}, "kind": "handle",
-                       "flagged": t["id"] in flags} for t in todo],
-            "verify": [{**{k: t[k] for k in keep}, "kind": "verify",
-                        "flagged": t["id"] in flags} for t in verify]}
+            "tasks": [_task(t, "handle", t["id"] in flags) for t in todo],
+            "verify": [_task(t, "verify", t["id"] in flags) for t in verify]}
+
+
+def _task(t: dict[str, Any], kind: Literal["handle", "verify"], flagged: bool) -> Task:
+    return Task(id=t["id"], category=t["category"], category_name=t["category_name"],
+                description=t["description"], address=t["address"], lon=t["lon"], lat=t["lat"],
+                state=t["state"], light=t["light"], due_at=t["due_at"],
+                state_since=t["state_since"], grid_code=t["grid_code"], card=t["card"],
+                version=t["version"], allowed_actions=t["allowed_actions"], kind=kind,
+                flagged=flagged)
 
 
 def _client_id(value: str) -> str:

@@ -14,7 +14,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import orjson
@@ -52,6 +52,19 @@ class IntakeError(GridError):
 
 @dataclass
 class Placement:
+    region_code: str | None
+    grid_code: str | None
+    community_code: str | None
+    street_code: str | None
+    boundary_version_id: int | None
+    responsible_code: str | None
+    fallback: str | None
+
+
+class Placed(TypedDict):
+    """An incident taken in (or found again on a retry): its id and where it was placed."""
+
+    id: int
     region_code: str | None
     grid_code: str | None
     community_code: str | None
@@ -121,7 +134,7 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal: Principal,
-           max_outside_m: float = 30_000) -> tuple[dict[str, Any], bool]:
+           max_outside_m: float = 30_000) -> tuple[Placed, bool]:
     """Take in one incident; returns (the incident id and placement, created?)."""
     principal.require(Permission.INCIDENTS_CREATE)
     data = _clean(dict(data))
@@ -178,7 +191,10 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
         "VALUES (:id, :at, :actor, 'receive', NULL, 'received', :note)"),
         {"id": row, "at": received, "actor": principal.name,
          "note": f"via {data['source']}"})
-    return {"id": row, **placement.__dict__}, True
+    return {"id": row, "region_code": placement.region_code, "grid_code": placement.grid_code,
+            "community_code": placement.community_code, "street_code": placement.street_code,
+            "boundary_version_id": placement.boundary_version_id,
+            "responsible_code": placement.responsible_code, "fallback": placement.fallback}, True
 
 
 def _may_place(principal: Principal, region_code: str | None) -> bool:
@@ -186,7 +202,7 @@ def _may_place(principal: Principal, region_code: str | None) -> bool:
     return principal.locate_scope().covers(region_code) or principal.scope.covers(region_code)
 
 
-def _retry_answer(existing: dict[str, Any], principal: Principal) -> dict[str, Any]:
+def _retry_answer(existing: Placed, principal: Principal) -> Placed:
     """The incident a retry names, if it lies where the caller may take in incidents.
 
     Otherwise a bare 409: the caller learns that the (source, external id) pair is taken, as
@@ -200,12 +216,12 @@ def _retry_answer(existing: dict[str, Any], principal: Principal) -> dict[str, A
                    detail={"field": "external_id"}, code="duplicate_external_id")
 
 
-def _existing(conn: Connection, source: str, external_id: str) -> dict[str, Any] | None:
+def _existing(conn: Connection, source: str, external_id: str) -> Placed | None:
     row = conn.execute(text(
         "SELECT id, region_code, grid_code, community_code, street_code, boundary_version_id, "
         "responsible_code, fallback FROM incident WHERE source = :s AND external_id = :e"),
         {"s": source, "e": (external_id or "").strip()}).mappings().first()
-    return dict(row) if row else None
+    return cast(Placed, dict(row)) if row else None
 
 
 # -- bulk ------------------------------------------------------------------------------------------

@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import shapely
 from shapely.geometry import mapping
 from sqlalchemy import Connection, text
 
+from gis.geojson import Feature, FeatureCollection
 from gis.transform import transformer
 from grids.access import Permission, Principal, prefix_of
 from grids.city import profile
@@ -219,9 +220,31 @@ def _totals(conn: Connection, codes: list[str], area: np.ndarray,
             for c, s in sorted(sums.items())]
 
 
+class PartProps(TypedDict):
+    area_m2: float
+
+
+class UnpatrolledProps(TypedDict):
+    grid: str
+    name: str
+    since: str
+    until: str
+    buffer_m: float
+    crs: str
+    area_m2: float
+    unpatrolled_m2: float
+    unpatrolled_share: float
+
+
+class Unpatrolled(FeatureCollection[Feature[PartProps]]):
+    """The polygons of a grid no track came near; the grid and the window as ``properties``."""
+
+    properties: UnpatrolledProps
+
+
 def unpatrolled(conn: Connection, grid: str, *, since: datetime | None = None,
                 until: datetime | None = None, buffer_m: float = 50.0,
-                principal: Principal) -> dict[str, Any]:
+                principal: Principal) -> Unpatrolled:
     """The part of one grid no track came within ``buffer_m`` of: GeoJSON polygons (EPSG:4490)."""
     since, until = window(since, until)
     code = normalise(grid)
@@ -235,10 +258,11 @@ def unpatrolled(conn: Connection, grid: str, *, since: datetime | None = None,
     rest = shape if part is None else shapely.difference(shape, part)
     polys = [g for g in shapely.get_parts(rest) if g.geom_type == "Polygon" and not g.is_empty]
     to_lonlat = transformer(profile(conn).metric_crs, "EPSG:4490")
-    features = [{"type": "Feature", "properties": {"area_m2": round(float(p.area), 1)},
-                 "geometry": mapping(shapely.transform(
-                     p, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1]))))}
-                for p in polys]
+    features: list[Feature[PartProps]] = [
+        {"type": "Feature", "properties": {"area_m2": round(float(p.area), 1)},
+         "geometry": mapping(shapely.transform(
+             p, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1]))))}
+        for p in polys]
     total = float(shapely.area(shape))
     left = float(sum(p.area for p in polys))
     return {"type": "FeatureCollection", "features": features,

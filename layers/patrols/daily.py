@@ -3,17 +3,51 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypedDict
 
 import shapely
 from shapely.geometry import mapping
 from sqlalchemy import Connection, text
 
+from gis.geojson import Feature, FeatureCollection
 from grids.access import Permission, Principal
 from grids.city import profile
 from grids.staffing import StaffNotFound
 from layers.patrols.fixes import read_fixes
 from layers.patrols.tracks import KEPT, REASONS, good, lines
+
+
+class ShiftProps(TypedDict):
+    """One shift's track: when, how many fixes the filter kept or dropped (by reason), how far."""
+
+    shift: int
+    started_at: str
+    ended_at: str
+    fixes: int
+    kept: int
+    good: int
+    dropped: dict[str, int]
+    length_m: float
+    duration_s: float
+    mean_speed_mps: float
+
+
+class DayProps(TypedDict):
+    staff: str
+    name: str
+    date: str
+    crs: str
+    fixes: int
+    dropped: dict[str, int]
+    shifts: int
+    length_m: float
+    rule: str
+
+
+class DayTracks(FeatureCollection[Feature[ShiftProps]]):
+    """A worker's day: one LineString feature a shift, the day's totals as ``properties``."""
+
+    properties: DayProps
 
 
 def readable_staff(conn: Connection, code: str, *, principal: Principal) -> dict[str, Any]:
@@ -37,7 +71,7 @@ def _iso(t: float, tz: tzinfo) -> str:
 
 
 def day_tracks(conn: Connection, staff_code: str, day: date, *,
-               principal: Principal) -> dict[str, Any]:
+               principal: Principal) -> DayTracks:
     """The worker's tracks on ``day`` (local time): a FeatureCollection, one feature a shift."""
     staff = readable_staff(conn, staff_code, principal=principal)
     tz = profile(conn).tz  # a "day" is the city's calendar day
@@ -46,7 +80,7 @@ def day_tracks(conn: Connection, staff_code: str, day: date, *,
     kept = fx.status == KEPT
     keys, geoms = lines(fx.shift[kept], fx.lon[kept], fx.lat[kept])
     _, metric = lines(fx.shift[kept], fx.x[kept], fx.y[kept])
-    features = []
+    features: list[Feature[ShiftProps]] = []
     for key, geom, m in zip(keys.tolist(), geoms, metric, strict=True):
         sel = fx.shift == key
         t = fx.t[sel]
