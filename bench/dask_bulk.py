@@ -13,8 +13,9 @@ single-process one. Untimed preparation before each run makes the runs do the sa
 - **relocate**: 10 % of the incidents (``id % 10 = 0``) get a wrong region and grid (one SQL
   UPDATE, untimed), then each run places every incident again and writes the moves back
   (one transaction per month);
-- **coverage**: the last ``--coverage-days`` (3) of the patrol week recomputed and written; single process is the existing
-  ``layers.patrols.grid_cover.refresh_range`` (one transaction, its own 2-thread pool);
+- **coverage**: the last ``--coverage-days`` (3) of the patrol week recomputed and written;
+  single process is the existing ``layers.patrols.grid_cover.refresh_range`` (one transaction,
+  its own 2-thread pool);
 - **import**: a year of history (``--history`` rows, default 50,000) from GeoParquet files, one
   per month; the imported rows are deleted (untimed) before each run;
 - **yearly**: twelve months of assessment figures per street (read only).
@@ -33,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +104,8 @@ def _history_files(eng: Engine, folder: Path, n: int) -> list[str]:
         "source": "police_110", "external_id": [f"bench-hist-{i}" for i in range(n)],
         "category": [cats[i] for i in rng.integers(0, len(cats), n)],
         "description": "历史工单", "address": "",
-        "lon": [repr(pts[i].x + jitter[k, 0]) for k, i in enumerate(pick)],
-        "lat": [repr(pts[i].y + jitter[k, 1]) for k, i in enumerate(pick)],
+        "lon": [repr(float(pts[i].x + jitter[k, 0])) for k, i in enumerate(pick)],
+        "lat": [repr(float(pts[i].y + jitter[k, 1])) for k, i in enumerate(pick)],
         "received_at": [t.isoformat() for t in received]})
     return write_files(frame, folder, fmt="parquet")
 
@@ -129,13 +131,15 @@ def measure(repeat: int, history_rows: int, coverage_days: int) -> dict[str, Any
     eng = create_engine(url)
     with eng.connect() as conn:
         counts = dict(conn.execute(text(
-            "SELECT (SELECT count(*) FROM incident), (SELECT count(*) FROM patrol_fix), "
-            "(SELECT count(*) FROM region_current WHERE level = 'grid')")).one()._mapping)
+            "SELECT (SELECT count(*) FROM incident) AS incidents, "
+            "(SELECT count(*) FROM patrol_fix) AS fixes, "
+            "(SELECT count(*) FROM region_current WHERE level = 'grid') AS grids")).one()._mapping)
     first, last = PATROL_END - timedelta(days=coverage_days), PATROL_END - timedelta(days=1)
     folder = Path(tempfile.mkdtemp(prefix="dask_bulk_"))
     files = _history_files(eng, folder, history_rows)
 
     def scramble() -> None:
+        clear_history()  # the same rows for every run, whatever ran before
         with eng.begin() as conn:
             conn.execute(text("UPDATE incident SET region_code = 'x', grid_code = 'x' "
                               "WHERE id % 10 = 0 AND geom IS NOT NULL"))
@@ -167,12 +171,15 @@ def measure(repeat: int, history_rows: int, coverage_days: int) -> dict[str, Any
         "yearly": (lambda r: yearly.yearly(url, r or InProcess(), last="2026-11", as_of=AS_OF),
                    None, lambda out: out["rows"]),
     }
+    clear_history()
+    settled = relocate.relocate(url, InProcess(), write=True)  # untimed: start from placed rows
+    print(f"before the runs: {settled.moved} incidents were not where the locator puts them")
     times: dict[str, dict[str, float]] = {j: {} for j in jobs}
     same: dict[str, dict[str, bool]] = {j: {} for j in jobs}
     answers: dict[str, Any] = {}
     for job, (fn, prep, key) in jobs.items():
-        runner = None if job == "coverage" else InProcess()
-        t, out = _best(lambda fn=fn, runner=runner: fn(runner), prep, repeat)
+        here: Any = None if job == "coverage" else InProcess()
+        t, out = _best(partial(fn, here), prep, repeat)
         times[job]["single"] = t
         answers[job] = key(out)
         print(f"{job:9s} single    {t:8.2f} s", flush=True)
@@ -183,13 +190,14 @@ def measure(repeat: int, history_rows: int, coverage_days: int) -> dict[str, Any
             startup[f"dask{workers}"] = time.perf_counter() - t0
             runner = DaskRunner(client)
             for job, (fn, prep, key) in jobs.items():
-                t, out = _best(lambda fn=fn, runner=runner: fn(runner), prep, repeat)
+                t, out = _best(partial(fn, runner), prep, repeat)
                 times[job][f"dask{workers}"] = t
                 same[job][f"dask{workers}"] = key(out) == answers[job]
                 print(f"{job:9s} dask {workers}w   {t:8.2f} s  "
                       f"({times[job]['single'] / t:.2f}x single; same answer: "
                       f"{same[job][f'dask{workers}']})", flush=True)
         print(f"cluster of {workers} start-up {startup[f'dask{workers}']:.2f} s", flush=True)
+    clear_history()
     result = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "counts": counts,
               "history_rows": history_rows, "patrol_days": [str(first), str(last)],
               "repeat": repeat, "times_s": times, "same_answer": same, "startup_s": startup,

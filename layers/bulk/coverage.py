@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import text
 
 from grids.city import profile
-from layers.bulk.runner import Runner, engine
+from layers.bulk.runner import Db, Runner, as_db
 from layers.patrols import grid_cover
 
 
@@ -27,9 +27,9 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range(max(0, (last - first).days + 1))]
 
 
-def partition(url: str, write: bool, day: date) -> dict[str, Any]:
+def partition(db: Db, write: bool, day: date) -> dict[str, Any]:
     """One day: its rows computed (and, if ``write``, written in one transaction)."""
-    with engine(url).begin() as conn:
+    with db.begin(read_only=not write) as conn:
         got = grid_cover.day_rows(conn, day, None, profile(conn).tz)
         if got is None:
             return {"day": day.isoformat(), "grids": [], "rows": []}
@@ -39,15 +39,16 @@ def partition(url: str, write: bool, day: date) -> dict[str, Any]:
     return {"day": day.isoformat(), "grids": codes, "rows": rows}
 
 
-def recompute(url: str, runner: Runner, first: date, last: date, *,
+def recompute(db: Db | str, runner: Runner, first: date, last: date, *,
               write: bool = True) -> dict[str, Any]:
     """Recompute the days ``first``..``last`` on ``runner``; the month rows at the end.
 
     Returns ``{days, grids, rows, cover}`` where ``cover`` maps ``(day, grid)`` to
     ``(share, last_fix_at)``: the figures themselves, to compare paths.
     """
+    db = as_db(db)
     days = days_between(first, last)
-    got = runner.map(partition, [(d,) for d in days], url, write)
+    got = runner.map(partition, [(d,) for d in days], db, write)
     touched: dict[date, set[str]] = {}
     cover: dict[tuple[str, str], tuple[float, Any]] = {}
     for day, part in zip(days, got, strict=True):
@@ -56,15 +57,15 @@ def recompute(url: str, runner: Runner, first: date, last: date, *,
         for code, share, last_at in part["rows"]:
             cover[(part["day"], code)] = (share, last_at)
     if write:
-        with engine(url).begin() as conn:
+        with db.begin() as conn:
             grid_cover.rebuild_months(conn, touched)
     return {"days": len(days), "grids": sum(len(p["grids"]) for p in got), "rows": len(cover),
             "cover": cover}
 
 
-def stored(url: str, first: date, last: date) -> dict[tuple[str, str, str], tuple[float, Any]]:
+def stored(db: Db | str, first: date, last: date) -> dict[tuple[str, str, str], tuple[float, Any]]:
     """The rows of ``patrol_grid_cover`` over the range (day and month rows): to compare."""
-    with engine(url).connect() as conn:
+    with as_db(db).begin(read_only=True) as conn:
         return {(r.span, r.t0.isoformat(), r.grid_code): (r.share, r.last_fix_at)
                 for r in conn.execute(text(
                     "SELECT span, t0, grid_code, share, last_fix_at FROM patrol_grid_cover "

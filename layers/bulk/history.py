@@ -23,7 +23,7 @@ import pandas as pd
 
 from grids.access import Principal
 from grids.upload_limits import UploadLimits
-from layers.bulk.runner import Runner, engine, snapshot
+from layers.bulk.runner import Db, Runner, as_db, snapshot
 from layers.incidents import intake
 
 ACTOR = "bulk:import"
@@ -39,8 +39,8 @@ def read_file(path: str) -> pd.DataFrame:
         has = ~(pts.isna() | pts.is_empty)
         frame["lon"] = ""
         frame["lat"] = ""
-        frame.loc[has, "lon"] = pts[has].x.map(repr)
-        frame.loc[has, "lat"] = pts[has].y.map(repr)
+        frame.loc[has, "lon"] = [repr(float(v)) for v in pts[has].x]
+        frame.loc[has, "lat"] = [repr(float(v)) for v in pts[has].y]
         epsg = g.crs.to_epsg() if g.crs is not None else None
         frame["crs"] = f"EPSG:{epsg}" if epsg else "EPSG:4326"
         frame = frame.astype(object).where(frame.notna(), "").astype(str)
@@ -51,20 +51,20 @@ def read_file(path: str) -> pd.DataFrame:
     return intake.read_bulk(Path(path).read_bytes(), filename=path, limits=FILE_LIMITS)
 
 
-def partition(url: str, job: str, partial: bool, path: str) -> dict[str, Any]:
+def partition(db: Db, job: str, partial: bool, path: str) -> dict[str, Any]:
     """One file in one transaction (see the module doc)."""
     frame = read_file(path)
-    with engine(url).begin() as conn:
-        snap = snapshot(conn, url, job)
+    with db.begin() as conn:
+        snap = snapshot(conn, db.url, job)
         got = intake.bulk(conn, snap, frame, principal=Principal.system(ACTOR), partial=partial)
     return {"file": path, **{k: got[k] for k in ("rows", "imported", "duplicates", "bad_rows")},
             "errors": got["errors"][:20]}
 
 
-def import_files(url: str, runner: Runner, paths: list[str], *, partial: bool = False,
+def import_files(db: Db | str, runner: Runner, paths: list[str], *, partial: bool = False,
                  job: str = "import") -> dict[str, Any]:
     """Import ``paths`` on ``runner``: totals and per-file counts."""
-    got = runner.map(partition, [(p,) for p in paths], url, job, partial)
+    got = runner.map(partition, [(p,) for p in paths], as_db(db), job, partial)
     total = {k: sum(g[k] for g in got) for k in ("rows", "imported", "duplicates", "bad_rows")}
     return {"files": len(paths), **total, "per_file": got}
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
-from layers.bulk.runner import Runner, engine, snapshot
+from layers.bulk.runner import Db, Runner, as_db, snapshot
 from layers.incidents.intake import Placement, _placement
 from layers.incidents.workflow import OPEN_STATES
 
@@ -64,14 +64,12 @@ def months(conn: Connection, *, open_only: bool = False) -> list[date]:
         f"FROM incident {where} ORDER BY m"), {"open": sorted(OPEN_STATES)}).scalars())
 
 
-def partition(url: str, job: str, write: bool, open_only: bool, month: date) -> dict[str, Any]:
+def partition(db: Db, job: str, write: bool, open_only: bool, month: date) -> dict[str, Any]:
     """Relocate the incidents received in ``month`` (UTC); one transaction (see module doc)."""
     start = datetime(month.year, month.month, 1, tzinfo=UTC)
     end = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
-    with engine(url).begin() as conn:
-        if not write:
-            conn.execute(text("SET TRANSACTION READ ONLY"))
-        snap = snapshot(conn, url, job)
+    with db.begin(read_only=not write) as conn:
+        snap = snapshot(conn, db.url, job)
         state = "AND state = ANY(:open)" if open_only else ""
         rows = conn.execute(text(
             "SELECT id, region_code, grid_code, state, ST_X(geom) AS lon, ST_Y(geom) AS lat "
@@ -132,14 +130,15 @@ def _write(conn: Connection, moves: list[tuple[Any, ...]], job: str) -> None:
          "f": [m[3] for m in moves], "t": [x.region_code for x in p]})
 
 
-def relocate(url: str, runner: Runner, *, write: bool = False, open_only: bool = False,
+def relocate(db: Db | str, runner: Runner, *, write: bool = False, open_only: bool = False,
              job: str | None = None) -> Result:
     """Relocate every incident (or the open ones) on ``runner``, one partition per month."""
     job = job or datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
-    with engine(url).connect() as conn:
+    db = as_db(db)
+    with db.begin(read_only=True) as conn:
         parts = months(conn, open_only=open_only)
     out = Result(partitions=len(parts))
-    for got in runner.map(partition, [(m,) for m in parts], url, job, write, open_only):
+    for got in runner.map(partition, [(m,) for m in parts], db, job, write, open_only):
         out.rows += got["rows"]
         out.unlocated += got["unlocated"]
         out.moved += len(got["moves"])

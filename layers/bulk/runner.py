@@ -1,17 +1,18 @@
 """Where the partitions of a bulk job run: here, one after the other, or on a Dask cluster.
 
-A partition is a plain function of picklable arguments (the database URL first) that opens its
-own connection: :func:`engine` keeps one small engine per URL and process, so a Dask worker
-reuses its connections across the partitions it runs.
+A partition is a plain function of picklable arguments (the database, a :class:`Db`, first) that
+opens its own connection: :func:`engine` keeps one small engine per URL and process, so a Dask
+worker reuses its connections across the partitions it runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.pool import QueuePool
 
 from grids.locate import Snapshot, load_snapshot
@@ -29,6 +30,30 @@ def engine(url: str) -> Engine:
         eng = _ENGINES[url] = create_engine(url, poolclass=QueuePool, pool_size=2,
                                             max_overflow=2, pool_pre_ping=True)
     return eng
+
+
+@dataclass(frozen=True)
+class Db:
+    """The database a partition works on: its URL and what to run first in each writing
+    transaction (``setup(conn)``: e.g. naming the actor for the audit log; a module-level
+    function or a ``functools.partial`` of one, so that it pickles to Dask workers)."""
+
+    url: str
+    setup: Callable[[Connection], None] | None = None
+
+    @contextmanager
+    def begin(self, *, read_only: bool = False) -> Iterator[Connection]:
+        """A transaction, committed when the block ends without an exception."""
+        with engine(self.url).begin() as conn:
+            if read_only:
+                conn.execute(text("SET TRANSACTION READ ONLY"))
+            elif self.setup is not None:
+                self.setup(conn)
+            yield conn
+
+
+def as_db(db: Db | str) -> Db:
+    return db if isinstance(db, Db) else Db(db)
 
 
 def snapshot(conn: Connection, url: str, job: str) -> Snapshot:

@@ -11,12 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-
 from grids.access import Principal
 from layers import assessment
 from layers.analysis.month import shift_month
-from layers.bulk.runner import Runner, engine
+from layers.bulk.runner import Db, Runner, as_db
 
 
 def months_of_year(last: str) -> list[str]:
@@ -28,10 +26,9 @@ def months_of_year(last: str) -> list[str]:
     return [shift_month(last, k) for k in range(-11, 1)]
 
 
-def partition(url: str, level: str, as_of: datetime, month: str) -> dict[str, Any]:
+def partition(db: Db, level: str, as_of: datetime, month: str) -> dict[str, Any]:
     """One month's figures per unit of ``level`` (rows sorted by code)."""
-    with engine(url).connect() as conn, conn.begin():
-        conn.execute(text("SET TRANSACTION READ ONLY"))
+    with db.begin(read_only=True) as conn:
         got = assessment.monthly(conn, principal=Principal.system("bulk:yearly"), month=month,
                                  level=level, as_of=as_of)
     rows = sorted((dict(r) for r in got["rows"]),
@@ -39,12 +36,12 @@ def partition(url: str, level: str, as_of: datetime, month: str) -> dict[str, An
     return {"month": month, "rows": rows}
 
 
-def yearly(url: str, runner: Runner, *, last: str, level: str = "street",
+def yearly(db: Db | str, runner: Runner, *, last: str, level: str = "street",
            as_of: datetime) -> dict[str, Any]:
     """Twelve months ending with ``last``, per unit of ``level``: ``{months, level, rows}`` with
     one row per month and unit (``month`` and the columns of
     :data:`layers.assessment.COLUMNS`)."""
     months = months_of_year(last)
-    got = runner.map(partition, [(m,) for m in months], url, level, as_of)
+    got = runner.map(partition, [(m,) for m in months], as_db(db), level, as_of)
     rows = [{"month": g["month"], **r} for g in got for r in g["rows"]]
     return {"months": months, "level": level, "rows": rows}

@@ -96,14 +96,19 @@ def write_day(conn: Connection, day: date, codes: list[str],
 
 
 def rebuild_months(conn: Connection, touched: Mapping[date, set[str]]) -> None:
-    """Rebuild the month rows of ``touched`` (first of month → grid codes) from the day rows."""
+    """Rebuild the month rows of ``touched`` (first of month → grid codes) from the day rows.
+
+    The days are summed in date order: ``share`` is a ``real`` and a float sum depends on its
+    order, which would otherwise be the rows' order on disk (days rewritten in another order,
+    e.g. by ``layers.bulk``, gave sums differing in the last bit)."""
     for month, codes in touched.items():
         params = {"m": month, "codes": sorted(codes)}
         conn.execute(text("DELETE FROM patrol_grid_cover WHERE span = 'm' AND t0 = :m "
                           "AND grid_code = ANY(:codes)"), params)
         conn.execute(text(
             "INSERT INTO patrol_grid_cover (span, t0, grid_code, share, last_fix_at) "
-            "SELECT 'm', :m, grid_code, sum(share), max(last_fix_at) FROM patrol_grid_cover "
+            "SELECT 'm', :m, grid_code, sum(share ORDER BY t0), max(last_fix_at) "
+            "FROM patrol_grid_cover "
             "WHERE span = 'd' AND t0 >= :m AND t0 < CAST(:m AS date) + interval '1 month' "
             "AND grid_code = ANY(:codes) GROUP BY grid_code"), params)
 
