@@ -129,11 +129,6 @@ def measure(repeat: int, history_rows: int, coverage_days: int) -> dict[str, Any
 
     url = _url()
     eng = create_engine(url)
-    with eng.connect() as conn:
-        counts = dict(conn.execute(text(
-            "SELECT (SELECT count(*) FROM incident) AS incidents, "
-            "(SELECT count(*) FROM patrol_fix) AS fixes, "
-            "(SELECT count(*) FROM region_current WHERE level = 'grid') AS grids")).one()._mapping)
     first, last = PATROL_END - timedelta(days=coverage_days), PATROL_END - timedelta(days=1)
     folder = Path(tempfile.mkdtemp(prefix="dask_bulk_"))
     files = _history_files(eng, folder, history_rows)
@@ -172,6 +167,11 @@ def measure(repeat: int, history_rows: int, coverage_days: int) -> dict[str, Any
                    None, lambda out: out["rows"]),
     }
     clear_history()
+    with eng.connect() as conn:
+        counts = dict(conn.execute(text(
+            "SELECT (SELECT count(*) FROM incident) AS incidents, "
+            "(SELECT count(*) FROM patrol_fix) AS fixes, "
+            "(SELECT count(*) FROM region_current WHERE level = 'grid') AS grids")).one()._mapping)
     settled = relocate.relocate(url, InProcess(), write=True)  # untimed: start from placed rows
     print(f"before the runs: {settled.moved} incidents were not where the locator puts them")
     times: dict[str, dict[str, float]] = {j: {} for j in jobs}

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from app.db import migrate
+from app.db import is_empty, migrate
 from grids import plans
 from grids.access import Principal, Scope
 from grids.city import profile
@@ -32,19 +32,33 @@ PATROL_END = date(2026, 3, 3)  # patrols on 1 and 2 March 2026
 AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 
 
+TEMPLATE = "citygrid_test_bulk_tpl"
+
+
 @pytest.fixture(scope="module")
 def city() -> Iterator[tuple[str, Engine]]:
+    """A fresh copy (``CREATE DATABASE ... TEMPLATE``, about a second) of a template database
+    loaded once and kept, as the second demo city is: the tests commit, and loading costs ~12 s."""
     from app.seed import load_demo
     from app.seed_incidents import load_demo_incidents
     from data.patrols import load_demo_patrols
 
-    url = database_url("citygrid_test_bulk", fresh=True)
-    migrate(url)
-    eng = create_engine(url)
+    tpl = database_url(TEMPLATE)
+    migrate(tpl)
+    eng = create_engine(tpl)
     with eng.begin() as conn:
-        load_demo(conn, grids=600)
-        load_demo_incidents(conn, n=3000)
-        load_demo_patrols(conn, days=2, end=PATROL_END)
+        if is_empty(conn):
+            load_demo(conn, grids=600)
+            load_demo_incidents(conn, n=3000)
+            load_demo_patrols(conn, days=2, end=PATROL_END)
+    eng.dispose()
+    url = tpl.rsplit("/", 1)[0] + "/citygrid_test_bulk"
+    admin = create_engine(tpl.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text('DROP DATABASE IF EXISTS "citygrid_test_bulk" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "citygrid_test_bulk" TEMPLATE "{TEMPLATE}"'))
+    admin.dispose()
+    eng = create_engine(url)
     yield url, eng
     eng.dispose()
 
