@@ -75,13 +75,22 @@ class Runner(Protocol):
 
 
 class InProcess:
-    """The single-process path: each partition in turn, in this process."""
+    """The single-process path: each partition in turn, in this process. As on Dask, a failing
+    partition does not stop the others; the first error is raised once all have run."""
 
     name = "single"
 
     def map(self, fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], *args: Any
             ) -> list[Any]:
-        return [fn(*args, *item) for item in items]
+        out, error = [], None
+        for item in items:
+            try:
+                out.append(fn(*args, *item))
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the other partitions
+                error = error or exc
+        if error is not None:
+            raise error
+        return out
 
 
 class DaskRunner:

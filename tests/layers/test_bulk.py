@@ -220,3 +220,42 @@ def test_relocate_after_a_redraw_moves_the_incidents_of_the_retired_grid(city, d
             assert (r.grid_code, r.version) == (before[i].grid_code, before[i].version)
     assert events == n
     assert relocate.relocate(url, dask2).moved == 0  # nothing left to move
+
+
+@pytest.mark.parametrize("way", ["single", "dask"])
+def test_a_month_that_fails_is_rolled_back_whole_and_the_others_are_written(
+        city, dask2, way: str) -> None:
+    """An event insert fails (a trigger refuses one incident's event) after the month's UPDATE
+    ran: none of that month's moves stay; every other month is written; a rerun finishes."""
+    url, eng = city
+    runner = dask2 if way == "dask" else InProcess()
+    assert relocate.relocate(url, runner).moved == 0
+    with eng.begin() as conn:
+        conn.execute(text("UPDATE incident SET region_code = 'x', grid_code = 'x' "
+                          "WHERE id % 40 = 0 AND geom IS NOT NULL"))
+        victim, month = conn.execute(text(
+            "SELECT max(id), date_trunc('month', min(received_at) AT TIME ZONE 'UTC') "
+            "FROM incident WHERE grid_code = 'x' GROUP BY date_trunc('month', received_at "
+            "AT TIME ZONE 'UTC') HAVING count(*) > 2 ORDER BY 2 LIMIT 1")).one()
+        conn.execute(text(
+            "CREATE FUNCTION bulk_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.incident_id = {int(victim)} THEN RAISE EXCEPTION 'injected failure'; "
+            "END IF; RETURN NEW; END $$"))
+        conn.execute(text("CREATE TRIGGER bulk_test_refuse BEFORE INSERT ON incident_event "
+                          "FOR EACH ROW EXECUTE FUNCTION bulk_test_refuse()"))
+    in_month = ("date_trunc('month', received_at AT TIME ZONE 'UTC') = :m")
+    try:
+        with pytest.raises(Exception, match="injected failure"):
+            relocate.relocate(url, runner, write=True)
+        with eng.connect() as conn:
+            left = conn.execute(text(
+                f"SELECT {in_month} AS same, count(*) AS n FROM incident WHERE grid_code = 'x' "
+                "GROUP BY 1"), {"m": month}).all()
+        assert [tuple(r) for r in left] == [(True, left[0].n)] and left[0].n > 2
+    finally:
+        with eng.begin() as conn:
+            conn.execute(text("DROP TRIGGER bulk_test_refuse ON incident_event"))
+            conn.execute(text("DROP FUNCTION bulk_test_refuse()"))
+    again = relocate.relocate(url, runner, write=True)
+    assert again.moved == left[0].n
+    assert relocate.relocate(url, runner).moved == 0
