@@ -113,6 +113,15 @@ class DaskRunner:
         wait(futures)
         return self.client.gather(futures)
 
+    def compute(self, tasks: Sequence[Any]) -> list[Any]:
+        """Dask delayed ``tasks`` (e.g. over a dask-geopandas frame's partitions) computed on
+        the cluster, all finished before the first error is raised; results in order."""
+        from distributed import wait
+
+        futures = self.client.compute(list(tasks))
+        wait(futures)
+        return self.client.gather(futures)
+
 
 @contextmanager
 def dask_client(scheduler: str | None = None, *, n_workers: int = 2,

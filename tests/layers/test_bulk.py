@@ -166,6 +166,11 @@ def test_history_import_on_dask_is_the_single_process_one_and_idempotent(
     assert wrong == 0
     again = history.import_files(url, dask2, files)
     assert again["imported"] == 0 and again["duplicates"] == len(frame)
+    # on Dask the GeoParquet files went through dask-geopandas, a partition per file
+    parquet = [f for f in files if f.endswith(".parquet")]
+    direct = history._parquet_on_dask(dask2, Db(url), "again", False, parquet)
+    assert direct is not None and [g["file"] for g in direct] == parquet
+    assert sum(g["duplicates"] for g in direct) == int((month != 7).sum())
 
 
 def _retire_busiest_grid(eng: Engine) -> tuple[str, str, int]:
