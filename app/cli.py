@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import create_engine
 
+from app.cli_bulk import bulk_app
 from app.db import is_empty, migrate, set_actor
 from app.partitions_cli import partitions_app
 from app.settings import get_settings
@@ -40,6 +41,7 @@ packs_app = typer.Typer(help="The monthly meeting packs the server keeps (CITYGR
                         no_args_is_help=True)
 app.add_typer(packs_app, name="packs")
 app.add_typer(partitions_app, name="partitions")  # app/partitions_cli.py
+app.add_typer(bulk_app, name="bulk")
 
 
 def _engine():

@@ -279,3 +279,15 @@ class PackSettings(BaseSettings):
     pack_dir: str = "var/packs"
     pack_max_age_h: float = Field(72.0, gt=0, le=24 * 366)
     pack_max_count: int = Field(200, ge=1, le=100_000)
+
+
+class BulkSettings(BaseSettings):
+    """Where ``citygrid bulk`` runs its partitions (layers/bulk): a Dask ``distributed``
+    scheduler (``CITYGRID_DASK_SCHEDULER=tcp://host:8786``) on a real cluster, else a
+    ``LocalCluster`` of ``CITYGRID_DASK_WORKERS`` processes (one thread each) on this machine."""
+
+    model_config = _ENV
+
+    dask_scheduler: str | None = None
+    dask_workers: int = Field(2, ge=1, le=256)
+    dask_worker_memory: str = "2GiB"  # per local worker; Dask spills, then pauses, past it

@@ -60,6 +60,59 @@ def _grids(conn: Connection, box: LonLatBox | None) -> cov.Grids | None:
     return cov.grids_of(rows) if rows else None
 
 
+def day_rows(conn: Connection, day: date, box: LonLatBox | None, tz: tzinfo
+             ) -> tuple[list[str], list[tuple[str, float, datetime | None]]] | None:
+    """The day rows of ``day`` around ``box`` (None: every grid), computed but not written: the
+    grids considered and ``(grid_code, share, last_fix_at)`` for those that were patrolled.
+    None: no grid there. (:func:`refresh` writes them; ``layers.bulk`` runs days apart.)"""
+    grids = _grids(conn, box)
+    if grids is None:
+        return None
+    since = datetime.combine(day, time(0), tz)
+    fx = cov.window_fixes(conn, grids, since, since + timedelta(days=1), BUFFER_M)
+    parts = cov.covered_parts(grids.geom, fx, BUFFER_M)
+    area = shapely.area(grids.geom)
+    done = np.array([0.0 if p is None else shapely.area(p) for p in parts])
+    last = cov.last_patrolled(grids.geom, fx)
+    keep = [i for i in range(len(grids.code)) if done[i] > 0 or not np.isnan(last[i])]
+    return grids.code, [
+        (grids.code[i], min(1.0, float(done[i] / area[i])) if area[i] else 0.0,
+         None if np.isnan(last[i]) else datetime.fromtimestamp(float(last[i]), UTC))
+        for i in keep]
+
+
+def write_day(conn: Connection, day: date, codes: list[str],
+              rows: list[tuple[str, float, datetime | None]]) -> None:
+    """Replace the day rows of ``day`` for ``codes`` by ``rows`` (see :func:`day_rows`)."""
+    conn.execute(text("DELETE FROM patrol_grid_cover WHERE span = 'd' AND t0 = :d "
+                      "AND grid_code = ANY(:codes)"), {"d": day, "codes": codes})
+    if rows:
+        conn.execute(text(
+            "INSERT INTO patrol_grid_cover (span, t0, grid_code, share, last_fix_at) "
+            "SELECT 'd', :d, c, s, l FROM unnest(CAST(:c AS text[]), CAST(:s AS real[]), "
+            "CAST(:l AS timestamptz[])) AS u(c, s, l)"),
+            {"d": day, "c": [r[0] for r in rows], "s": [r[1] for r in rows],
+             "l": [r[2] for r in rows]})
+
+
+def rebuild_months(conn: Connection, touched: Mapping[date, set[str]]) -> None:
+    """Rebuild the month rows of ``touched`` (first of month → grid codes) from the day rows.
+
+    The days are summed in date order: ``share`` is a ``real`` and a float sum depends on its
+    order, which would otherwise be the rows' order on disk (days rewritten in another order,
+    e.g. by ``layers.bulk``, gave sums differing in the last bit)."""
+    for month, codes in touched.items():
+        params = {"m": month, "codes": sorted(codes)}
+        conn.execute(text("DELETE FROM patrol_grid_cover WHERE span = 'm' AND t0 = :m "
+                          "AND grid_code = ANY(:codes)"), params)
+        conn.execute(text(
+            "INSERT INTO patrol_grid_cover (span, t0, grid_code, share, last_fix_at) "
+            "SELECT 'm', :m, grid_code, sum(share ORDER BY t0), max(last_fix_at) "
+            "FROM patrol_grid_cover "
+            "WHERE span = 'd' AND t0 >= :m AND t0 < CAST(:m AS date) + interval '1 month' "
+            "AND grid_code = ANY(:codes) GROUP BY grid_code"), params)
+
+
 def refresh(conn: Connection, days: Mapping[date, LonLatBox | None]) -> dict[str, Any]:
     """Recompute the day rows of ``days`` (each with the box its new fixes fall in, or None for
     every grid) and the month rows over them. Returns ``{days, grids, rows}``."""
@@ -67,39 +120,15 @@ def refresh(conn: Connection, days: Mapping[date, LonLatBox | None]) -> dict[str
     tz = profile(conn).tz
     written = grids_done = 0
     for day, box in sorted(days.items()):
-        grids = _grids(conn, box)
-        if grids is None:
+        got = day_rows(conn, day, box, tz)
+        if got is None:
             continue
-        since = datetime.combine(day, time(0), tz)
-        fx = cov.window_fixes(conn, grids, since, since + timedelta(days=1), BUFFER_M)
-        parts = cov.covered_parts(grids.geom, fx, BUFFER_M)
-        area = shapely.area(grids.geom)
-        done = np.array([0.0 if p is None else shapely.area(p) for p in parts])
-        last = cov.last_patrolled(grids.geom, fx)
-        keep = [i for i in range(len(grids.code)) if done[i] > 0 or not np.isnan(last[i])]
-        conn.execute(text("DELETE FROM patrol_grid_cover WHERE span = 'd' AND t0 = :d "
-                          "AND grid_code = ANY(:codes)"), {"d": day, "codes": grids.code})
-        if keep:
-            conn.execute(text(
-                "INSERT INTO patrol_grid_cover (span, t0, grid_code, share, last_fix_at) "
-                "SELECT 'd', :d, c, s, l FROM unnest(CAST(:c AS text[]), CAST(:s AS real[]), "
-                "CAST(:l AS timestamptz[])) AS u(c, s, l)"),
-                {"d": day, "c": [grids.code[i] for i in keep],
-                 "s": [min(1.0, float(done[i] / area[i])) if area[i] else 0.0 for i in keep],
-                 "l": [None if np.isnan(last[i]) else datetime.fromtimestamp(float(last[i]), UTC)
-                       for i in keep]})
-        written += len(keep)
-        grids_done += len(grids.code)
-        touched.setdefault(day.replace(day=1), set()).update(grids.code)
-    for month, codes in touched.items():
-        params = {"m": month, "codes": sorted(codes)}
-        conn.execute(text("DELETE FROM patrol_grid_cover WHERE span = 'm' AND t0 = :m "
-                          "AND grid_code = ANY(:codes)"), params)
-        conn.execute(text(
-            "INSERT INTO patrol_grid_cover (span, t0, grid_code, share, last_fix_at) "
-            "SELECT 'm', :m, grid_code, sum(share), max(last_fix_at) FROM patrol_grid_cover "
-            "WHERE span = 'd' AND t0 >= :m AND t0 < CAST(:m AS date) + interval '1 month' "
-            "AND grid_code = ANY(:codes) GROUP BY grid_code"), params)
+        codes, rows = got
+        write_day(conn, day, codes, rows)
+        written += len(rows)
+        grids_done += len(codes)
+        touched.setdefault(day.replace(day=1), set()).update(codes)
+    rebuild_months(conn, touched)
     return {"days": len(days), "grids": grids_done, "rows": written}
 
 
