@@ -17,6 +17,12 @@ later) send their NOTIFY when they are written, not when they take effect. So af
 the service also reads the next instant at which a boundary or assignment starts or ends
 (:attr:`next_change_at`), and the listener reloads when that instant passes: the switch happens
 within the listener's poll (≤ 0.5 s) plus one reload of it.
+
+Cold start from a file (``snapshot_dir``, the setting ``CITYGRID_LOCATOR_SNAPSHOT_DIR``): a full
+reload first reads the boundaries' etag (:func:`grids.locate_cache.boundary_etag`, one query); if
+the folder holds a snapshot written for it, the boundaries, indexes and rasters come from the file
+and only the staff from SQL. Otherwise the snapshot is loaded from SQL as without the setting and,
+once its rasters are built, written to the folder atomically for the next process.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from sqlalchemy.engine import make_url
 
 from gis.index import RasterStats
 from grids.locate import Snapshot, load_snapshot, reload_staff
+from grids.locate_cache import boundary_etag, read_snapshot, snapshot_path, write_snapshot
 
 log = logging.getLogger("citygrid.locator")
 CHANNEL = "citygrid_change"
@@ -83,6 +90,7 @@ class LocatorStatus(TypedDict):
 
     stale: bool
     reloads: int
+    source: str | None
     loaded_at: str | None
     boundary_version: int | None
     next_change_at: str | None
@@ -94,9 +102,13 @@ class LocatorStatus(TypedDict):
 class LocatorService:
     """Holds the current :class:`Snapshot` for one process."""
 
-    def __init__(self, engine: Engine, *, raster: bool = True, debounce_s: float = 0.05) -> None:
+    def __init__(self, engine: Engine, *, raster: bool = True, debounce_s: float = 0.05,
+                 snapshot_dir: str | os.PathLike[str] | None = None) -> None:
         self.engine = engine
         self.raster = raster
+        self.snapshot_dir = snapshot_dir
+        # Where the current snapshot's boundaries came from: "sql" or "file" (a cold start).
+        self.source: str | None = None
         self.debounce_s = debounce_s
         self.snapshot: Snapshot | None = None
         self.stale = True
@@ -127,15 +139,44 @@ class LocatorService:
     # -- loading -----------------------------------------------------------------------------
     def reload(self) -> Snapshot:
         """Load a new snapshot now and swap it in (used at start and after the API's own writes)."""
+        etag: str | None = None
         with self._lock, self.engine.connect() as conn:
-            snap = load_snapshot(conn)
+            cached = None
+            if self.snapshot_dir is not None:
+                # The etag first: a change landing between it and the load below labels newer
+                # boundaries with an older etag, which no later database state matches.
+                etag = boundary_etag(conn, self._cells())
+                cached = read_snapshot(snapshot_path(self.snapshot_dir), etag)
+            if cached is not None:
+                snap = reload_staff(conn, cached)
+                self.source = "file"
+            else:
+                snap = load_snapshot(conn)
+                self.source = "sql"
             self.next_change_at = next_change(conn)
             self.snapshot = snap
             self.stale = False
             self.reloads += 1
+        if cached is not None:
+            return snap  # the tables came with it
         if self.raster:
-            self._build_raster_later(snap)
+            self._build_raster_later(snap, etag)
+        elif etag is not None:
+            self._write(snap, etag)
         return snap
+
+    def _cells(self) -> tuple[float, float] | None:
+        return (RASTER_CELL_DEG, AREAS_RASTER_CELL_DEG) if self.raster else None
+
+    def _write(self, snap: Snapshot, etag: str) -> None:
+        assert self.snapshot_dir is not None
+        try:
+            t0 = time.perf_counter()
+            size = write_snapshot(snap, snapshot_path(self.snapshot_dir), etag)
+            log.info("locator snapshot written (%.1f MB) in %.2f s", size / 1e6,
+                     time.perf_counter() - t0)
+        except OSError as exc:  # a full or read-only disk costs the next cold start, no more
+            log.warning("could not write the locator snapshot: %s", exc)
 
     def reload_people(self) -> Snapshot:
         """Staff or assignments changed, boundaries did not: keep the indexes, reload people."""
@@ -150,7 +191,7 @@ class LocatorService:
             self.reloads += 1
         return snap
 
-    def _build_raster_later(self, snap: Snapshot) -> None:
+    def _build_raster_later(self, snap: Snapshot, etag: str | None = None) -> None:
         def build() -> None:
             t0 = time.perf_counter()
             # Communities, streets and the city answer gaps and 'outside': a table for them too.
@@ -158,6 +199,8 @@ class LocatorService:
             snap.build_rasters(RASTER_CELL_DEG, AREAS_RASTER_CELL_DEG)
             log.info("batch raster built in %.2f s: %s", time.perf_counter() - t0,
                      snap.grids.raster_stats())
+            if etag is not None:
+                self._write(snap, etag)
 
         self._raster_thread = threading.Thread(target=build, name="locator-raster", daemon=True)
         self._raster_thread.start()
@@ -171,6 +214,7 @@ class LocatorService:
         return {
             "stale": self.stale,
             "reloads": self.reloads,
+            "source": self.source,
             "loaded_at": snap.loaded_at.isoformat() if snap else None,
             "boundary_version": snap.version_id if snap else None,
             "next_change_at": self.next_change_at.isoformat() if self.next_change_at else None,

@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = make_engine(settings.db)
         size_thread_pool(settings.api.max_in_flight or settings.db.pool_size)
-        service = LocatorService(app.state.engine, raster=settings.api.batch_raster)
+        service = LocatorService(app.state.engine, raster=settings.api.batch_raster,
+                                 snapshot_dir=settings.api.locator_snapshot_dir)
         app.state.locator = service
         service.subscribe({"app_user", "api_key", "assignment", "auth_session_revoked"},
                           app.state.directory.reload)

@@ -164,6 +164,9 @@ class RasterStatsPublic(BaseModel):
     cells: int = Field(description="Cells of the batch lookup table (0: none built)")
     cell_size: float | None = Field(None, description="Degrees; only when a table is built")
     border_share: float = Field(description="Share of cells that need the exact test")
+    fine_tiles: int | None = Field(None, description="Tiles a boundary crosses (fine tables)")
+    top_tiles: int | None = Field(None, description="Tiles of the coarse grid over the extent")
+    bytes: int | None = Field(None, description="Memory of the lookup table")
 
 
 class LocatorStatusPublic(BaseModel):
@@ -171,6 +174,8 @@ class LocatorStatusPublic(BaseModel):
 
     stale: bool
     reloads: int
+    source: str | None = Field(None, description="Where the locator came from: sql or file "
+                                                 "(the cold-start snapshot)")
     loaded_at: str | None
     boundary_version: int | None
     next_change_at: str | None

@@ -112,6 +112,9 @@ class ApiSettings(BaseSettings):
     page_size_max: int = Field(1000, ge=1, le=100_000)
     cors_origins: list[str] = []
     batch_raster: bool = True  # build the ~10 m lookup raster for batch location
+    # a folder for the locator's snapshot file (cold start without a rebuild: app/locator_service.py);
+    # None: every process builds from SQL
+    locator_snapshot_dir: str | None = None
     # how often the background worker recomputes patrol coverage after new fixes (0: never)
     coverage_refresh_s: float = Field(30.0, ge=0)
     # how often the plan worker looks for scheduled plan activations whose open work (cases,

@@ -104,15 +104,15 @@ class _FastPath:
                 or not (math.isfinite(lon) and math.isfinite(lat)):
             return None
         idx = snap.grids
-        raster = idx._raster
+        raster = idx.raster
         g = -2
         if raster is not None:  # None right after a reload, until the raster is rebuilt
-            fx = (lon - idx._origin[0]) / idx._cell
-            fy = (lat - idx._origin[1]) / idx._cell
+            fx = (lon - raster.x0) / raster.cell
+            fy = (lat - raster.y0) / raster.cell
             ny, nx = raster.shape
             if not (0 <= fx < nx and 0 <= fy < ny):
                 return None
-            g = int(raster[int(fy), int(fx)])
+            g = raster.label_one(int(fy), int(fx))
         if g == -2:
             g = idx.query_one(lon, lat)
         if g < 0:
