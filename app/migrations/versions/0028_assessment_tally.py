@@ -31,14 +31,14 @@ Rows may fall to zero; readers skip units whose ``received``, ``closed`` and ``d
 bulk load with the triggers disabled; and when the city's time zone changes).
 
 Revision ID: 0028
-Revises: 0026
+Revises: 0027
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
 revision = "0028"
-down_revision = "0026"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
