@@ -5,7 +5,8 @@
 
 Each section is a pair of functions registered in :data:`SECTIONS` (``setup`` then ``measure``);
 ``--section`` runs one, the default runs them all in order. Other sections (partitions, replicas,
-Dask...) add themselves to the table below. Results go to ``bench/results/province.json``.
+Dask) and the growth curve over three sizes are in :mod:`bench.province_sections`.
+Results go to ``bench/results/province.json``.
 
 Section ``locator`` (no database: the polygons come from :mod:`data.province` directly):
 
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import province_sections as sections
 from bench.common import PYTHON, RESULTS, machine, percentile, save
 
 DATA = RESULTS / "province"
@@ -241,6 +243,11 @@ def locator_measure() -> dict[str, Any]:
 # -- the registry ---------------------------------------------------------------------------------
 SECTIONS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], dict[str, Any]]]] = {
     "locator": (locator_setup, locator_measure),
+    # bench/province_sections.py: the growth curve and the other parts' benches
+    "growth": (sections.growth_setup, sections.growth_measure),
+    "partitions": (sections.nothing, sections.partitions_measure),
+    "replicas": (sections.nothing, sections.replicas_measure),
+    "dask": (sections.dask_setup, sections.dask_measure),
 }
 
 
