@@ -196,7 +196,8 @@
     const width = Math.max(300, el.clientWidth || 600);
     st.chart = new window.uPlot({
       width, height: 220, scales: { x: { time: true }, "%": { range: [0, 100] } },
-      series: [{},
+      // the x series' legend: "月份 2026-11", not uPlot's English "Time"
+      series: [{ label: t("m_month"), value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().slice(0, 7)) },
         { label: t("m_closure_rate"), stroke: "#1d3557", width: 2, scale: "%", value: (u, v) => (v == null ? "–" : v.toFixed(1) + "%") },
         { label: t("m_on_time_rate"), stroke: "#2a9d8f", width: 2, scale: "%", value: (u, v) => (v == null ? "–" : v.toFixed(1) + "%") },
         { label: t("m_rework_rate"), stroke: "#e76f51", width: 2, scale: "%", value: (u, v) => (v == null ? "–" : v.toFixed(1) + "%") },

@@ -93,6 +93,8 @@ def test_assessment_view_ranks_the_month(page, server: str, month_patrols) -> No
              if x.strip().isdigit()]
     assert ranks == sorted(ranks) and ranks[0] == 1
     page.wait_for_selector("#m-trend:not([hidden]) canvas")
+    legend = page.inner_text("#m-trend .u-legend")
+    assert "月份" in legend and "Time" not in legend, legend  # uPlot's own English label
     page.wait_for_selector("#m-scores:not([hidden]) table")
     page.screenshot(path=str(ARTIFACTS / "month_view.png"))
     page.click("#lang")
