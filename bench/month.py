@@ -350,6 +350,57 @@ def bench_pack(conn: Any, m: str, street: str, res: dict[str, Any]) -> None:
     print("  parts: " + " · ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
 
 
+def bench_http(url: str, m: str, res: dict[str, Any], repeat: int = 5) -> None:
+    """The view as the portal asks for it: ``GET /analysis/month`` over HTTP (uvicorn, asking for
+    gzip — the app leaves JSON compression to the proxy, so the answer says which it got —, a
+    city-wide supervisor's API key), beside :func:`layers.analysis.month.compare` in process on
+    the same database in the same run (the same work without HTTP, auth and JSON)."""
+    import time
+    import urllib.request
+
+    from bench.common import percentiles, server, timed
+    from bench.tiles_http import bench_key
+
+    key = bench_key(url, role="supervisor")  # the month's user: a city-wide supervisor
+    import bench.access  # server() makes the bench's key in citygrid_bench; this database has its own
+
+    bench.access.api_key = lambda: key  # type: ignore[assignment]
+
+    encodings: set[str] = set()
+
+    def get(path: str) -> tuple[float, int]:
+        req = urllib.request.Request(path, headers={"Accept-Encoding": "gzip", "X-API-Key": key})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            encodings.add(resp.headers.get("Content-Encoding") or "identity")
+            size = len(resp.read())
+        return time.perf_counter() - t0, size
+
+    out: dict[str, Any] = {}
+    with server(workers=1, extra_env={"CITYGRID_BENCH_DATABASE_URL": url}) as base:
+        get(f"{base}/analysis/month?month={m}&level=street")  # the worker's first queries
+        for level in ("street", "grid"):
+            runs, wire = [], 0
+            for _ in range(repeat):
+                s, wire = get(f"{base}/analysis/month?month={m}&level={level}")
+                runs.append(s)
+            out[f"http_{level}"] = {"ms": percentiles(runs, scale=1000), "wire_bytes": wire}
+    eng = create_engine(url)
+    with eng.connect() as conn:
+        for level in ("street", "grid"):
+            runs_ms, _ = timed(functools.partial(month.compare, conn, principal=SYSTEM, month=m,
+                                                 level=level), repeat, warm=True)
+            out[f"inprocess_{level}"] = {"ms": percentiles(runs_ms)}
+    eng.dispose()
+    out["content_encoding"] = sorted(encodings)  # JSON is compressed by the proxy, not the app
+    res["http"] = out
+    for level in ("street", "grid"):
+        h, i = out[f"http_{level}"], out[f"inprocess_{level}"]["ms"]
+        print(f"GET /analysis/month level={level} over HTTP (API key, {out['content_encoding']}): p50 "
+              f"{h['ms']['p50']:.0f} / p95 {h['ms']['p95']:.0f} ms ({h['wire_bytes']:,} B) · "
+              f"in process p50 {i['p50']:.0f} / p95 {i['p95']:.0f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default=None, help="database URL (default: the settings' owner)")
@@ -357,6 +408,8 @@ def main() -> None:
     ap.add_argument("--street", default=None, help="default: the first street of the city")
     ap.add_argument("--lattice", type=int, default=100)
     ap.add_argument("--only-view", action="store_true", help="the assessment view lines only")
+    ap.add_argument("--http", action="store_true",
+                    help="also GET /analysis/month over HTTP beside the in-process view")
     ap.add_argument("--skip-gi", action="store_true")
     ap.add_argument("--skip-pack", action="store_true")
     ap.add_argument("--out", default="month.json", help="file name under bench/results")
@@ -384,6 +437,8 @@ def main() -> None:
         if not (args.only_view or args.skip_pack):
             bench_pack(conn, args.month, args.street, res)
         conn.rollback()
+    if args.http:
+        bench_http(args.url, args.month, res)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / args.out).write_text(json.dumps(res, indent=2, default=str))
 

@@ -62,9 +62,9 @@ def ensure(db: str, incidents: int) -> str:
     return url
 
 
-def bench_key(url: str) -> str:
-    """A city-wide dispatcher key for this database (made anew each run, like a portal user's
-    credentials: the auth check is part of what is measured)."""
+def bench_key(url: str, role: str = "dispatcher") -> str:
+    """A city-wide key (a dispatcher's unless ``role``) for this database (made anew each run,
+    like a portal user's credentials: the auth check is part of what is measured)."""
     from app.auth import new_api_key
 
     engine = create_engine(url)
@@ -74,9 +74,9 @@ def bench_key(url: str) -> str:
             key, prefix, key_hash = new_api_key()
             conn.execute(text(
                 "INSERT INTO api_key (name, prefix, key_hash, role, region_id, "
-                "rate_limit_per_minute) VALUES (:n, :p, :h, 'dispatcher', "
+                "rate_limit_per_minute) VALUES (:n, :p, :h, :role, "
                 "(SELECT id FROM region WHERE level = 'city' ORDER BY code LIMIT 1), 2000000000)"),
-                {"n": KEY_NAME, "p": prefix, "h": key_hash})
+                {"n": KEY_NAME, "p": prefix, "h": key_hash, "role": role})
     finally:
         engine.dispose()
     return key
