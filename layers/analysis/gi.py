@@ -69,6 +69,8 @@ def grid_neighbours(conn: Connection, codes: list[str], *, cache: bool = True
             "AND b.code IN (SELECT unnest(CAST(:c AS text[])))"), {"c": codes}):
         nb[a].append(b)
         nb[b].append(a)
+    for v in nb.values():  # the join's row order is the plan's: one order for every answer
+        v.sort()
     if cache:
         _NEIGHBOURS[key] = {c: list(v) for c, v in nb.items()}
         while len(_NEIGHBOURS) > _NEIGHBOURS_KEEP:
