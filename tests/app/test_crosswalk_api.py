@@ -7,7 +7,7 @@ import csv
 import io
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyogrio
 import pytest
@@ -54,6 +54,29 @@ def _month(client: TestClient, level: str, region: str, boundaries: str | None =
     return {r["code"]: r["received"] for r in res.json()["rows"]}
 
 
+class Cut(NamedTuple):
+    community: str
+    code: str  # the grid
+    blade: dict[str, Any]  # the cut line, GeoJSON
+    geom: shapely.Geometry  # the grid before the cut
+    small: shapely.Geometry  # its smaller side
+
+
+def cases_either_side_of_a_cut(client: TestClient, conn: Connection, tag: str) -> Cut:
+    """A grid of the first community with a clean cut through it, 3 cases on its bigger side and
+    2 on the smaller (external ids ``{tag}-big-n`` / ``{tag}-small-n``)."""
+    community = client.get("/regions", params={"parent": "330782001000", "level": "community"}
+                           ).json()["items"][0]["code"]
+    code, blade = _grid_with_a_clean_cut(client, community)
+    geom = shapely.geometry.shape(client.get(f"/regions/{code}").json()["geometry"])
+    big, small = sorted(split(geom, shapely.geometry.shape(blade)).geoms, key=lambda g: -g.area)
+    for n in range(3):
+        _incident(conn, f"{tag}-big-{n}", code, big.representative_point())
+    for n in range(2):
+        _incident(conn, f"{tag}-small-{n}", code, small.representative_point())
+    return Cut(community, code, blade, geom, small)
+
+
 @pytest.fixture
 def planner(anonymous: TestClient, headers) -> TestClient:
     anonymous.headers.update(headers("t_planner"))
@@ -63,15 +86,7 @@ def planner(anonymous: TestClient, headers) -> TestClient:
 def test_a_split_keeps_the_month_comparable(planner: TestClient, conn: Connection, headers
                                             ) -> None:
     client = planner
-    community = client.get("/regions", params={"parent": "330782001000", "level": "community"}
-                           ).json()["items"][0]["code"]
-    code, blade = _grid_with_a_clean_cut(client, community)
-    geom = shapely.geometry.shape(client.get(f"/regions/{code}").json()["geometry"])
-    big, small = sorted(split(geom, shapely.geometry.shape(blade)).geoms, key=lambda g: -g.area)
-    for n in range(3):
-        _incident(conn, f"cw-big-{n}", code, big.representative_point())
-    for n in range(2):
-        _incident(conn, f"cw-small-{n}", code, small.representative_point())
+    community, code, blade, geom, small = cases_either_side_of_a_cut(client, conn, "cw")
     _incident(conn, "cw-nowhere", code, None)  # no point: carried by the area shares
     before = _month(client, "grid", community)
     before_c = _month(client, "community", community)

@@ -10,17 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import shapely
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from shapely.ops import split
 from sqlalchemy import Connection
 from typer.testing import CliRunner
 
 from app import cli as cli_mod
 from app.settings import PackSettings
-from tests.app.test_crosswalk_api import MONTH, _incident, activate
-from tests.app.test_plans_api import _grid_with_a_clean_cut, _open
+from tests.app.test_crosswalk_api import MONTH, activate, cases_either_side_of_a_cut
+from tests.app.test_plans_api import _open
 
 
 @pytest.fixture
@@ -33,15 +31,7 @@ def split_grid(anonymous: TestClient, headers, conn: Connection, api, tmp_path: 
                                            pack_max_count=10)
     client = anonymous
     client.headers.update(headers("t_planner"))
-    community = client.get("/regions", params={"parent": "330782001000", "level": "community"}
-                           ).json()["items"][0]["code"]
-    code, blade = _grid_with_a_clean_cut(client, community)
-    geom = shapely.geometry.shape(client.get(f"/regions/{code}").json()["geometry"])
-    big, small = sorted(split(geom, shapely.geometry.shape(blade)).geoms, key=lambda g: -g.area)
-    for n in range(3):
-        _incident(conn, f"pk-big-{n}", code, big.representative_point())
-    for n in range(2):
-        _incident(conn, f"pk-small-{n}", code, small.representative_point())
+    community, code, blade, _, _ = cases_either_side_of_a_cut(client, conn, "pk")
     plan, etag = _open(client, community)
     done = client.post(f"/plans/{plan['id']}/edits", json={"op": "split", "code": code,
                                                            "line": blade},
