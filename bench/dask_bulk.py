@@ -83,30 +83,12 @@ def setup(incidents: int, patrol_days: int) -> None:
 
 
 def _history_files(eng: Engine, folder: Path, n: int) -> list[str]:
-    import numpy as np
-    import pandas as pd
-
+    from data.history import history_frame
     from layers.bulk.history import write_files
 
-    rng = np.random.default_rng(2026)
     with eng.connect() as conn:
-        pts = conn.execute(text(
-            "SELECT ST_X(p) AS x, ST_Y(p) AS y FROM (SELECT ST_PointOnSurface(geom) AS p "
-            "FROM region_current WHERE level = 'grid' ORDER BY code) g")).all()
-        cats = list(conn.execute(text(
-            "SELECT code FROM category WHERE parent_id IS NOT NULL AND active ORDER BY code"))
-            .scalars())
-    pick = rng.integers(0, len(pts), n)
-    jitter = rng.uniform(-0.0003, 0.0003, (n, 2))
-    received = (pd.Timestamp("2025-01-01T00:00:00Z")
-                + pd.to_timedelta(rng.integers(0, 365 * 86400, n), unit="s"))
-    frame = pd.DataFrame({
-        "source": "police_110", "external_id": [f"bench-hist-{i}" for i in range(n)],
-        "category": [cats[i] for i in rng.integers(0, len(cats), n)],
-        "description": "历史工单", "address": "",
-        "lon": [repr(float(pts[i].x + jitter[k, 0])) for k, i in enumerate(pick)],
-        "lat": [repr(float(pts[i].y + jitter[k, 1])) for k, i in enumerate(pick)],
-        "received_at": [t.isoformat() for t in received]})
+        frame = history_frame(conn, n, seed=2026, start="2025-01-01T00:00:00Z", days=365,
+                              source="police_110", prefix="bench-hist", jitter_deg=0.0003)
     return write_files(frame, folder, fmt="parquet")
 
 

@@ -12,12 +12,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from app.db import is_empty, migrate
+from data.history import history_frame
 from grids import plans
 from grids.access import Principal, Scope
 from grids.city import profile
@@ -109,24 +109,8 @@ def test_coverage_on_dask_writes_what_refresh_range_writes(city, dask2) -> None:
 
 def _history_frame(eng: Engine, n: int = 300) -> pd.DataFrame:
     """``n`` incidents at points inside random grids over three months, as a file would hold."""
-    rng = np.random.default_rng(20)
     with eng.connect() as conn:
-        pts = conn.execute(text(
-            "SELECT ST_X(p) AS x, ST_Y(p) AS y FROM (SELECT ST_PointOnSurface(geom) AS p "
-            "FROM region_current WHERE level = 'grid' ORDER BY code) g")).all()
-        cats = list(conn.execute(text(
-            "SELECT code FROM category WHERE parent_id IS NOT NULL AND active ORDER BY code"))
-            .scalars())
-    pick = rng.integers(0, len(pts), n)
-    t0 = pd.Timestamp("2025-06-01T00:00:00Z")
-    received = t0 + pd.to_timedelta(rng.integers(0, 90 * 86400, n), unit="s")
-    return pd.DataFrame({
-        "source": "hotline_12345", "external_id": [f"hist-{i}" for i in range(n)],
-        "category": [cats[i] for i in rng.integers(0, len(cats), n)],
-        "description": "历史工单", "address": "",
-        "lon": [repr(pts[i].x) for i in pick], "lat": [repr(pts[i].y) for i in pick],
-        "received_at": [t.isoformat() for t in received],
-    })
+        return history_frame(conn, n, seed=20, start="2025-06-01T00:00:00Z", days=90)
 
 
 def _imported(eng: Engine) -> dict[str, tuple[Any, ...]]:
