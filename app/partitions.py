@@ -42,7 +42,9 @@ from sqlalchemy.exc import DBAPIError
 
 from gis.errors import DomainError
 
-TABLES = ("patrol_fix", "incident_event")
+TABLES = ("patrol_fix", "incident_event", "incident")
+# The partition key column of each table (UTC month ranges on it).
+KEY_COLUMN = {"patrol_fix": "at", "incident_event": "at", "incident": "received_at"}
 ROW_GROUP = 100_000
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -78,6 +80,11 @@ def _check_table(table: str) -> str:
                              detail={"field": "table", "value": table[:40],
                                      "allowed": list(TABLES)})
     return table
+
+
+def key_column(table: str) -> str:
+    """The column a table is partitioned on (``at``; ``received_at`` for ``incident``)."""
+    return KEY_COLUMN[_check_table(table)]
 
 
 def _add_months(d: date, n: int) -> date:
@@ -145,8 +152,41 @@ def detach(conn: Connection, table: str, month: str | date) -> str:
         raise PartitionError(f"{name} is not an attached partition of {table}.",
                              code="partition_not_found", detail={"partition": name})
     conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+    _refuse_referenced(conn, table, name)
     conn.execute(text(f'ALTER TABLE {table} DETACH PARTITION "{name}"'))
     return name
+
+
+def _refuse_referenced(conn: Connection, table: str, name: str) -> None:
+    """A month of incidents leaves only when nothing live refers to its incidents.
+
+    The references (events, merges, photos, receipts, evidence checks, reveals, call-ups,
+    ``merged_into``) point at the registry ``incident_key`` (migration 0029), which keeps every
+    id, archived or not, so PostgreSQL itself would let the month go; this check refuses it
+    instead, naming the referring tables. Archive the events' months first: an incident's
+    events are in its month or later ones. (patrol_fix and incident_event rely on their own
+    foreign keys: a referenced event month fails to detach.)"""
+    if table != "incident":
+        return
+    conn.execute(text(f'LOCK TABLE "{name}" IN SHARE MODE'))
+    refs = conn.execute(text(
+        "SELECT conrelid::regclass::text, a.attname FROM pg_constraint k "
+        "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1] "
+        "WHERE k.confrelid = 'incident_key'::regclass AND k.contype = 'f' "
+        "AND k.conparentid = 0 ORDER BY 1, 2")).all()
+    found: list[str] = []
+    for ref_table, column in refs:
+        outside = (f' AND d.tableoid <> \'"{name}"\'::regclass'
+                   if ref_table == "incident" else "")
+        if conn.execute(text(
+                f'SELECT EXISTS (SELECT 1 FROM {ref_table} d WHERE d."{column}" IN '
+                f'(SELECT id FROM "{name}"){outside})')).scalar():
+            found.append(f"{ref_table}.{column}")
+    if found:
+        raise PartitionError(
+            f"{name}: its incidents are still referenced by {', '.join(found)}; archive or "
+            "detach those months first (an incident's events lie in its month or later).",
+            code="partition_referenced", detail={"partition": name, "referenced_by": found})
 
 
 def reattach(conn: Connection, table: str, month: str | date) -> str:
@@ -279,6 +319,7 @@ def archive(engine: Engine, table: str, month: str | date, directory: Path) -> d
                                      code="partition_not_found", detail={"partition": name})
             conn.execute(text("SET LOCAL lock_timeout = '10s'"))
             conn.execute(text(f'LOCK TABLE "{name}" IN SHARE MODE'))
+            _refuse_referenced(conn, table, name)
             rows, checksum = row_checksum(conn, name)
             cols = _columns(conn, table)
             geoms = _geometry(conn, table)
@@ -385,8 +426,10 @@ def _attach(engine: Engine, table: str, name: str, m: date, data: Path,
             conn.execute(text(f'ALTER TABLE {table} DETACH PARTITION "{name}"'))
             conn.execute(text(f'DROP TABLE "{name}"'))
         default = f"{table}_default"
+        col = KEY_COLUMN[table]
         if conn.execute(text(f'SELECT EXISTS (SELECT 1 FROM "{default}" '
-                             f'WHERE at >= :lo AND at < :hi)'), {"lo": lo, "hi": hi}).scalar():
+                             f'WHERE "{col}" >= :lo AND "{col}" < :hi)'),
+                        {"lo": lo, "hi": hi}).scalar():
             raise PartitionError(f"{default} holds rows of {m:%Y-%m}: run ensure for that month "
                                  "first, then archive or clear them.",
                                  code="partition_conflict", detail={"partition": default})

@@ -1,4 +1,5 @@
-"""``citygrid partitions …``: the month partitions of the history logs (app/partitions.py).
+"""``citygrid partitions …``: the month partitions of the history logs and of ``incident``
+(app/partitions.py).
 
 Runs as the schema owner (``CITYGRID_MIGRATION_URL``, else the dev owner): creating, detaching
 and dropping partitions is DDL the app role may not do.
@@ -16,10 +17,11 @@ from app import partitions
 from app.settings import get_settings
 
 partitions_app = typer.Typer(
-    help="Month partitions of patrol_fix and incident_event: create ahead, list, detach, "
+    help="Month partitions of patrol_fix, incident_event and incident: create ahead, list, "
+         "detach, "
          "archive to GeoParquet, attach again.", no_args_is_help=True)
 
-TableArg = Annotated[str, typer.Argument(help="patrol_fix or incident_event")]
+TableArg = Annotated[str, typer.Argument(help="patrol_fix, incident_event or incident")]
 MonthArg = Annotated[str, typer.Argument(help="YYYY-MM (UTC month)")]
 DirOpt = Annotated[Path, typer.Option("--dir", help="Archive root: <dir>/<table>/<YYYY-MM>/")]
 
@@ -48,7 +50,7 @@ def ensure(
 
 
 @partitions_app.command("list")
-def list_(table: Annotated[str | None, typer.Argument(help="One table (default: both)")] = None,
+def list_(table: Annotated[str | None, typer.Argument(help="One table (default: all)")] = None,
           ) -> None:
     """Every month partition: attached or detached, estimated rows, size."""
     try:

@@ -3,7 +3,8 @@
 - Located on arrival with the worker's in-memory snapshot: the incident keeps its grid, chain,
   responsible worker and the boundary version used, even after a later redraw.
 - Idempotent on ``(source, external_id)``: a retry returns the incident already made, never a
-  second one; concurrent retries serialise on the unique index (``ON CONFLICT DO NOTHING``).
+  second one; concurrent retries serialise on the unique index of the registry
+  ``incident_key`` (``ON CONFLICT DO NOTHING``; ``incident`` is partitioned by month, 0029).
 - Address-only reports (no coordinates) are kept and fall back to the city (属地兜底) until a
   dispatcher places them.
 """
@@ -160,19 +161,33 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
     unit = category["limit_unit"]
     due = calendar.deadline(calendar.load(conn) if unit != "hours" else None, received,
                             total_limit_hours(category["limits"]), unit)
+    # The idempotency key lives in the registry (incident is partitioned by month, migration
+    # 0029): claim it first; a concurrent duplicate waits on its unique index, then yields.
     row = conn.execute(text(
-        "INSERT INTO incident (source, external_id, category_id, description, address, geom, "
+        "INSERT INTO incident_key (id, received_at, source, external_id) "
+        "VALUES (nextval('incident_id_seq'), :received, :source, :external_id) "
+        "ON CONFLICT (source, external_id) DO NOTHING RETURNING id"),
+        {"received": received, "source": data["source"],
+         "external_id": data["external_id"].strip()}).scalar()
+    if row is None:  # a concurrent retry won the race: return theirs
+        theirs = _existing(conn, data["source"], data["external_id"])
+        if theirs is None:  # the key is kept, its incident's month archived (app/partitions.py)
+            raise Conflict("An incident with this source and external id exists in an archived "
+                           "month; use another external id.",
+                           detail={"field": "external_id"}, code="duplicate_external_id")
+        return _retry_answer(theirs, principal), False
+    conn.execute(text(
+        "INSERT INTO incident (id, source, external_id, category_id, description, address, geom, "
         "crs_in, reporter_name, reporter_phone, attachments, region_code, grid_code, "
         "community_code, street_code, boundary_version_id, responsible_code, fallback, "
         "department_id, received_at, state_since, due_at) "
-        "SELECT :source, :external_id, c.id, :description, :address, "
+        "SELECT :id, :source, :external_id, c.id, :description, :address, "
         "CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL "
         "ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4490) END, :crs, :rname, :rphone, "
         "CAST(:attachments AS jsonb), :region, :grid, :community, :street, :version, "
         ":responsible, :fallback, c.department_id, :received, :received, "
-        ":due FROM category c WHERE c.code = :cat "
-        "ON CONFLICT (source, external_id) DO NOTHING RETURNING id"),
-        {"source": data["source"], "external_id": data["external_id"].strip(),
+        ":due FROM category c WHERE c.code = :cat"),
+        {"id": row, "source": data["source"], "external_id": data["external_id"].strip(),
          "description": data.get("description") or "", "address": data.get("address") or "",
          "lon": point[0] if point else None, "lat": point[1] if point else None,
          "crs": crs_name, "rname": data.get("reporter_name"), "rphone": data.get("reporter_phone"),
@@ -181,11 +196,7 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
          "community": placement.community_code, "street": placement.street_code,
          "version": placement.boundary_version_id, "responsible": placement.responsible_code,
          "fallback": placement.fallback, "received": received, "due": due,
-         "cat": data["category"]}).scalar()
-    if row is None:  # a concurrent retry won the race: return theirs
-        theirs = _existing(conn, data["source"], data["external_id"])
-        assert theirs is not None  # the conflicting row is committed, hence visible now
-        return _retry_answer(theirs, principal), False
+         "cat": data["category"]})
     conn.execute(text(
         "INSERT INTO incident_event (incident_id, at, actor, action, from_state, to_state, note) "
         "VALUES (:id, :at, :actor, 'receive', NULL, 'received', :note)"),
@@ -218,8 +229,10 @@ def _retry_answer(existing: Placed, principal: Principal) -> Placed:
 
 def _existing(conn: Connection, source: str, external_id: str) -> Placed | None:
     row = conn.execute(text(
-        "SELECT id, region_code, grid_code, community_code, street_code, boundary_version_id, "
-        "responsible_code, fallback FROM incident WHERE source = :s AND external_id = :e"),
+        "SELECT i.id, region_code, grid_code, community_code, street_code, boundary_version_id, "
+        "responsible_code, fallback FROM incident_key k JOIN incident i "
+        "ON i.id = k.id AND i.received_at = k.received_at "
+        "WHERE k.source = :s AND k.external_id = :e"),
         {"s": source, "e": (external_id or "").strip()}).mappings().first()
     return cast(Placed, dict(row)) if row else None
 
@@ -400,7 +413,7 @@ def bulk(conn: Connection, snap: Snapshot, frame: pd.DataFrame, *, principal: Pr
     seen: set[tuple[str, str]] = set()
     for source in np.unique(src[ok]).tolist():
         seen.update((source, e) for e in conn.execute(text(
-            "SELECT external_id FROM incident WHERE source = :s AND external_id IN "
+            "SELECT external_id FROM incident_key WHERE source = :s AND external_id IN "
             "(SELECT json_array_elements_text(CAST(:e AS json)))"),
             {"s": source, "e": orjson.dumps(ext_ids[ok & (src == source)].tolist()).decode()}
         ).scalars())
@@ -509,10 +522,17 @@ def _write(conn: Connection, records: list[tuple], actor: str) -> int:
     with raw.cursor().copy(f"COPY incident_in ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
         for rec in records:
             copy.write_row(rec)
+    # The registry takes the idempotency key (migration 0029): rows whose key is taken leave.
+    conn.execute(text(
+        "INSERT INTO incident_key (id, received_at, source, external_id) "
+        "SELECT id, received_at, source, external_id FROM incident_in "
+        "ON CONFLICT (source, external_id) DO NOTHING"))
+    conn.execute(text("DELETE FROM incident_in i WHERE NOT EXISTS "
+                      "(SELECT 1 FROM incident_key k WHERE k.id = i.id)"))
     return conn.execute(text(
-        f"WITH new AS (INSERT INTO incident ({', '.join(_COLUMNS)}) "
-        f"SELECT {', '.join(_COLUMNS)} FROM incident_in ON CONFLICT (source, external_id) "
-        "DO NOTHING RETURNING id, received_at, source) "
+        f"WITH new AS (INSERT INTO incident (id, {', '.join(_COLUMNS)}) "
+        f"SELECT id, {', '.join(_COLUMNS)} FROM incident_in "
+        "RETURNING id, received_at, source) "
         "INSERT INTO incident_event (incident_id, at, actor, action, from_state, to_state, note) "
         "SELECT id, received_at, :actor, 'receive', NULL, 'received', 'bulk intake via ' || source "
         "FROM new"), {"actor": actor}).rowcount

@@ -53,12 +53,13 @@ def _explain(conn: Connection, sql: str, params: dict) -> tuple[set[str], list]:
 def test_a_time_window_touches_only_its_months(conn: Connection, table: str) -> None:
     last, this = _month(-1), _month(0)
     lo = datetime(this.year, this.month, 3, tzinfo=UTC)
-    one, _ = _explain(conn, f"SELECT count(*) FROM {table} WHERE at >= :a AND at < :b",
+    at = partitions.key_column(table)
+    one, _ = _explain(conn, f"SELECT count(*) FROM {table} WHERE {at} >= :a AND {at} < :b",
                       {"a": lo, "b": lo + timedelta(days=10)})
     assert one == {partitions.part_name(table, this)}
     # across the boundary: both months, nothing else (not the default partition either)
     start = datetime(this.year, this.month, 1, tzinfo=UTC)
-    two, _ = _explain(conn, f"SELECT count(*) FROM {table} WHERE at >= :a AND at < :b",
+    two, _ = _explain(conn, f"SELECT count(*) FROM {table} WHERE {at} >= :a AND {at} < :b",
                       {"a": start - timedelta(hours=8), "b": start + timedelta(hours=16)})
     assert two == {partitions.part_name(table, last), partitions.part_name(table, this)}
     # no window: every month and the default (what the pruning saves)
@@ -182,7 +183,7 @@ def _month_rows(conn: Connection, table: str, month: date) -> list[tuple]:
         {"lo": lo, "hi": hi})]
 
 
-@pytest.mark.parametrize("table", partitions.TABLES)
+@pytest.mark.parametrize("table", ["patrol_fix", "incident_event"])  # incident: its own file
 def test_archive_then_attach_gives_back_every_row(history: Engine, tmp_path: Path,
                                                   table: str) -> None:
     import geopandas as gpd
