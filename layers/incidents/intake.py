@@ -20,6 +20,7 @@ from typing import Any, TypedDict, cast
 import numpy as np
 import orjson
 import pandas as pd
+import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
@@ -513,7 +514,7 @@ def _write(conn: Connection, records: list[tuple], actor: str) -> int:
                     copy.write_row((ident, rec[17], actor, "receive", None, "received",
                                     f"bulk intake via {rec[0]}"))
         return len(records)
-    except IntegrityError:
+    except (IntegrityError, psycopg.errors.IntegrityError):  # raw COPY raises psycopg's own
         pass
     conn.execute(text(
         "CREATE TEMP TABLE IF NOT EXISTS incident_in (LIKE incident INCLUDING DEFAULTS) "
