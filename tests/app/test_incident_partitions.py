@@ -129,9 +129,9 @@ def test_bulk_replay_and_its_conflict_path_across_months(conn: Connection) -> No
                         ).scalar_one() == 1
 
 
-def _tallies(conn: Connection) -> dict[str, list[tuple]]:
-    return {t: conn.execute(text(
-        f"SELECT x::text FROM {t} x WHERE {cond} ORDER BY 1")).scalars().all()
+def _tallies(conn: Connection) -> dict[str, list[str]]:
+    return {t: [str(v) for v in conn.execute(text(
+        f"SELECT x::text FROM {t} x WHERE {cond} ORDER BY 1")).scalars()]
         for t, cond in (("incident_grid_tally", "n <> 0"), ("incident_cell_tally", "n <> 0"),
                         ("assessment_tally", "(received, closed, due) <> (0, 0, 0)"))}
 
