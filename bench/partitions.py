@@ -1,6 +1,7 @@
 """Month partitions (migration 0027) beside one unpartitioned table holding the same rows.
 
-    python -m bench.partitions [--fixes 3000000] [--events 1000000] [--repeat 15]
+    python -m bench.partitions [--fixes 3000000] [--events 1000000] [--incidents 1000000]
+                               [--repeat 15]
 
 Works in its own database (``citygrid_bench_partitions`` in the private cluster, created and
 migrated to head; ``CITYGRID_BENCH_PARTITIONS_URL`` to point elsewhere). It builds four tables:
@@ -22,6 +23,15 @@ differ in the partitioning only. Timed, same run, alternating sides, after one w
 - intake: phone batches of 20 fixes (``INSERT .. unnest .. ON CONFLICT DO NOTHING``, one
   transaction each) and single event rows (as each step of the closed loop writes), and one
   statement of 200,000 fixes (an import), each rolled back (statement time: no commit, no fsync).
+
+With ``--incidents N`` (migration 0029) also ``bench_inc_part`` (incident-like columns,
+partitioned by month on ``received_at``, primary key ``(id, received_at)``, a registry
+``bench_inc_key`` with the unique ``(source, external_id)`` kept by a BEFORE INSERT trigger as
+0029 keeps ``incident_key``) beside ``bench_inc_flat`` (unpartitioned, ``PRIMARY KEY (id)``,
+``UNIQUE (source, external_id)``: incident before 0029), the same N rows over 12 months. Timed:
+a month's list by state and grid (the month's view), one incident by id without a window (every
+month's index probed), the same through the registry (run-time pruning to one month), and a bulk
+intake of 100,000 rows in one statement (rolled back) with its keys.
 
 Prints medians and p95 in ms and writes ``bench/results/partitions.json``.
 """
@@ -104,20 +114,97 @@ def _build(conn: Connection, fixes: int, events: int, start: datetime) -> None:
         conn.execute(text(f"CREATE INDEX ON {t} (incident_id, id)"))
 
 
+INC_COLUMNS = ("id bigint NOT NULL, source text NOT NULL, external_id text NOT NULL, "
+               "category_id integer NOT NULL, state text NOT NULL, grid_code text, "
+               "geom geometry(Point, 4490), received_at timestamptz NOT NULL, due_at timestamptz")
+INC_INSERT = ("INSERT INTO bench_inc_{side} (id, source, external_id, category_id, state, "
+              "grid_code, geom, received_at, due_at) SELECT :base + g, 'hotline_12345', "
+              "'b' || (:base + g), g % 40 + 1, (ARRAY['received','dispatched','handling',"
+              "'closed'])[g % 4 + 1], 'G' || (g % 500), ST_SetSRID(ST_MakePoint(120.0 + "
+              "(g % 997) * 3e-4, 29.2 + (g % 991) * 2e-4), 4490), :t0 + make_interval(secs => g * "
+              "(:span / :n)), :t0 + make_interval(secs => g * (:span / :n) + 259200) "
+              "FROM generate_series(1, :n) g")
+
+
+def _build_incidents(conn: Connection, n: int, start: datetime) -> None:
+    for t in ("bench_inc_part", "bench_inc_flat", "bench_inc_key"):
+        conn.execute(text(f"DROP TABLE IF EXISTS {t} CASCADE"))
+    conn.execute(text(
+        "CREATE TABLE bench_inc_key (id bigint PRIMARY KEY, received_at timestamptz NOT NULL, "
+        "source text NOT NULL, external_id text NOT NULL, UNIQUE (source, external_id))"))
+    conn.execute(text(f"CREATE TABLE bench_inc_part ({INC_COLUMNS}, PRIMARY KEY (id, received_at))"
+                      " PARTITION BY RANGE (received_at)"))
+    conn.execute(text(f"CREATE TABLE bench_inc_flat ({INC_COLUMNS}, PRIMARY KEY (id), "
+                      "UNIQUE (source, external_id))"))
+    conn.execute(text(
+        "SELECT citygrid_month_partition('bench_inc_part', m::date) FROM generate_series("
+        "date_trunc('month', now() AT TIME ZONE 'UTC') - interval '24 months', "
+        "date_trunc('month', now() AT TIME ZONE 'UTC') + interval '3 months', "
+        "interval '1 month') m"))
+    conn.execute(text("SELECT citygrid_default_partition('bench_inc_part')"))
+    conn.execute(text("""
+        CREATE OR REPLACE FUNCTION bench_inc_key_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        DECLARE k bench_inc_key%ROWTYPE;
+        BEGIN
+            SELECT * INTO k FROM bench_inc_key WHERE id = NEW.id;
+            IF NOT FOUND THEN
+                INSERT INTO bench_inc_key VALUES (NEW.id, NEW.received_at, NEW.source,
+                                                  NEW.external_id);
+            ELSIF (k.received_at, k.source, k.external_id)
+                  IS DISTINCT FROM (NEW.received_at, NEW.source, NEW.external_id) THEN
+                RAISE EXCEPTION 'incident % is registered with another key', NEW.id
+                    USING ERRCODE = 'unique_violation';
+            END IF;
+            RETURN NEW;
+        END $fn$"""))
+    for side in ("part", "flat"):
+        conn.execute(text(f"CREATE INDEX ON bench_inc_{side} (received_at)"))
+        conn.execute(text(f"CREATE INDEX ON bench_inc_{side} (state, received_at)"))
+        conn.execute(text(f"CREATE INDEX ON bench_inc_{side} (grid_code)"))
+        conn.execute(text(f"CREATE INDEX ON bench_inc_{side} USING gist (geom)"))
+    conn.execute(text("CREATE INDEX ON bench_inc_part (source, external_id)"))
+    conn.execute(text("CREATE TRIGGER bench_inc_key_insert BEFORE INSERT ON bench_inc_part "
+                      "FOR EACH ROW EXECUTE FUNCTION bench_inc_key_insert()"))
+    params = {"base": 0, "t0": start, "span": 365 * 86400.0, "n": n}
+    for side in ("part", "flat"):
+        conn.execute(text(INC_INSERT.format(side=side)), params)
+
+
+def _bulk_incidents(engine: Engine, day: datetime, rows: int = 100_000) -> dict[str, Any]:
+    """One statement of ``rows`` incidents in one month (an import), each rolled back."""
+    runs: dict[str, list[float]] = {"part": [], "flat": []}
+    for k in range(4):
+        for side in ("part", "flat"):
+            with engine.connect() as conn:
+                tx = conn.begin()
+                t = time.perf_counter()
+                conn.execute(text(INC_INSERT.format(side=side)),
+                             {"base": 10**10, "t0": day, "span": 86400.0 * 20, "n": rows})
+                took = time.perf_counter() - t
+                tx.rollback()
+            if k:
+                runs[side].append(took)
+    return {"rows": rows, "partitioned": _stats(runs["part"]),
+            "unpartitioned": _stats(runs["flat"]),
+            "partitioned_rows_per_s": round(rows / percentiles(runs["part"], scale=1)["p50"]),
+            "unpartitioned_rows_per_s": round(rows / percentiles(runs["flat"], scale=1)["p50"])}
+
+
 def _stats(runs: list[float]) -> dict[str, float]:
     p = percentiles(runs, scale=1000, digits=2)
     return {"median_ms": p["p50"], "p95_ms": p["p95"], "n": p["n"]}
 
 
-def _time_pair(engine: Engine, sql: str, params: dict[str, Any], repeat: int
-               ) -> dict[str, Any]:
-    """The same query on the partitioned and the flat table, alternating; the answers compared."""
+def _time_pair(engine: Engine, sql: str, params: dict[str, Any], repeat: int,
+               flat_sql: str | None = None) -> dict[str, Any]:
+    """The same query on the partitioned and the flat table, alternating; the answers compared
+    (``flat_sql``: the flat side's own statement, when the partitioned one reads differently)."""
     runs: dict[str, list[float]] = {"part": [], "flat": []}
     answers: dict[str, Any] = {}
     with engine.connect() as conn:
         for k in range(repeat + 1):
             for side in ("part", "flat"):
-                q = text(sql.format(side=side))
+                q = text((flat_sql if flat_sql and side == "flat" else sql).format(side=side))
                 t = time.perf_counter()
                 rows = conn.execute(q, params).all()
                 took = time.perf_counter() - t
@@ -194,6 +281,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fixes", type=int, default=3_000_000)
     ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--incidents", type=int, default=0,
+                    help="Also incidents partitioned on received_at (0029); 0 skips them")
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--keep", action="store_true", help="Reuse the tables of a previous run")
     args = ap.parse_args()
@@ -212,6 +301,11 @@ def main() -> None:
                               "bench_event_flat"))
     else:
         built = 0.0
+    if args.incidents and not (args.keep and have):
+        with engine.begin() as conn:
+            _build_incidents(conn, args.incidents, start)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE bench_inc_part, bench_inc_flat, bench_inc_key"))
     mid = datetime(start.year + (start.month + 5) // 12, (start.month + 5) % 12 + 1, 1, tzinfo=UTC)
     nxt = datetime(mid.year + mid.month // 12, mid.month % 12 + 1, 1, tzinfo=UTC)
     win = {"a": mid, "b": nxt}
@@ -242,6 +336,28 @@ def main() -> None:
         },
         "intake": _intake(engine, args.repeat, mid + timedelta(days=3)),
     }
+    if args.incidents:
+        probe = {"i": args.incidents // 3}
+        out["incidents"] = {
+            "rows": args.incidents,
+            "one_month_list_by_state_and_grid": _time_pair(
+                engine, "SELECT state, count(*), count(DISTINCT grid_code) FROM bench_inc_{side} "
+                "WHERE received_at >= :a AND received_at < :b GROUP BY 1 ORDER BY 1", win,
+                args.repeat),
+            "one_month_newest_50": _time_pair(
+                engine, "SELECT id, state, grid_code FROM bench_inc_{side} WHERE received_at >= "
+                ":a AND received_at < :b ORDER BY received_at DESC LIMIT 50", win, args.repeat),
+            "get_by_id_no_window": _time_pair(
+                engine, "SELECT id, state, grid_code, received_at FROM bench_inc_{side} "
+                "WHERE id = :i", probe, args.repeat),
+            "get_by_id_via_registry": _time_pair(
+                engine, "SELECT i.id, i.state, i.grid_code, i.received_at FROM bench_inc_key k "
+                "JOIN bench_inc_part i ON i.id = k.id AND i.received_at = k.received_at "
+                "WHERE k.id = :i", probe, args.repeat,
+                flat_sql="SELECT id, state, grid_code, received_at FROM bench_inc_flat "
+                "WHERE id = :i"),
+            "bulk_intake_100k": _bulk_incidents(engine, mid + timedelta(days=5)),
+        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "partitions.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

@@ -234,17 +234,38 @@ def _rebuild(conn: Connection, cat: dict[str, list[tuple]], src: str, dst: str) 
         conn.execute(text(ddl))
 
 
-AUDIT_ENTITY = ("lower(TG_OP), TG_TABLE_NAME, key", "lower(TG_OP), coalesce(TG_ARGV[0], "
-                "TG_TABLE_NAME), key")
+# audit_row (0002 .. 0023), edited where it names the entity and the action: a row trigger on a
+# partition runs with the partition's TG_TABLE_NAME, so the entity comes from the trigger's
+# argument (``audit_row('incident')``); and an UPDATE that moves a row to another month's
+# partition reaches the row triggers as a DELETE (PostgreSQL fires no AFTER UPDATE row trigger
+# for it), so a "deleted" row whose id is still in the table is logged as the update it was.
+AUDIT_EDITS = (
+    ("    who     record;\n",
+     "    who     record;\n    op      text := lower(TG_OP);\n"),
+    ("BEGIN\n    old_row := old_row - 'password_hash'",
+     "BEGIN\n    IF TG_OP = 'DELETE' AND TG_NARGS > 0 THEN  -- 0029: moved to another partition?\n"
+     "        EXECUTE format('SELECT to_jsonb(t) FROM %I t WHERE id = $1', TG_ARGV[0])\n"
+     "            INTO new_row USING OLD.id;\n"
+     "        IF new_row IS NOT NULL THEN\n"
+     "            op := 'update';\n"
+     "            row_now := new_row;\n"
+     "        END IF;\n"
+     "    END IF;\n"
+     "    old_row := old_row - 'password_hash'"),
+    ("IF TG_OP = 'UPDATE' AND old_row = new_row THEN",
+     "IF op = 'update' AND old_row = new_row THEN"),
+    ("lower(TG_OP), TG_TABLE_NAME, key", "op, coalesce(TG_ARGV[0], TG_TABLE_NAME), key"),
+)
 
 
 def _audit_entity(conn: Connection, cat: dict[str, list[tuple]], up: bool) -> None:
-    """A row trigger on a partitioned table runs with the partition's TG_TABLE_NAME: the audit
-    names its entity by the trigger's argument instead (``audit_row('incident')``)."""
-    src, dst = AUDIT_ENTITY if up else AUDIT_ENTITY[::-1]
+    """Edit audit_row (see AUDIT_EDITS) and give the incident's audit trigger its argument."""
     ddl = conn.execute(text("SELECT pg_get_functiondef('audit_row'::regproc)")).scalar_one()
-    if src in ddl:
-        conn.execute(text(ddl.replace(src, dst)))
+    for old, new in AUDIT_EDITS if up else [(b, a) for a, b in reversed(AUDIT_EDITS)]:
+        if old not in ddl:
+            raise RuntimeError(f"audit_row() is not as 0029 expects: {old.strip()[:60]!r}")
+        ddl = ddl.replace(old, new, 1)
+    conn.execute(text(ddl))
     a, b = ("audit_row()", "audit_row('incident')")
     cat["triggers"] = [(n, d.replace(a, b) if up else d.replace(b, a))
                        for n, d in cat["triggers"]]
