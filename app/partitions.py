@@ -1,7 +1,8 @@
 """Month partitions of the history logs: create ahead, list, detach, archive to GeoParquet, attach.
 
 Migration 0027 made ``patrol_fix`` and ``incident_event`` partitioned by UTC month on ``at``
-(``<table>_pYYYY_MM``, plus ``<table>_default`` for rows outside every created month). This is the
+(``<table>_pYYYY_MM``, plus ``<table>_default`` for rows outside every created month); 0029 did
+the same for ``incident`` on ``received_at`` (:data:`KEY_COLUMN`). This is the
 maintenance behind ``citygrid partitions ensure|list|detach|archive|attach``; it runs as the
 schema owner (``CITYGRID_MIGRATION_URL``), never as the app role.
 
@@ -18,7 +19,11 @@ schema owner (``CITYGRID_MIGRATION_URL``), never as the app role.
   (no writes to that month) while it is written. Any failure rolls back (the month stays attached)
   and removes the files. The directory is written under a temporary name and renamed when whole.
   A month whose events are still referenced (photos, evidence checks: the composite foreign keys
-  of 0027) cannot be detached, so its archive fails and nothing changes.
+  of 0027) cannot be detached, so its archive fails and nothing changes. A month of incidents
+  whose incidents are still referenced by live rows (events, merges, photos, ...: they point at
+  the registry ``incident_key`` of 0029) is refused the same way (``partition_referenced``);
+  archive their events' months first. The keys stay in the registry (replays get a 409, an
+  attached archive finds its references whole); the tallies keep counting archived months.
 * ``attach``: the files are checked against their manifest (SHA-256), loaded into a new table,
   checked again (row count and checksum computed by PostgreSQL, as at archive time), and attached
   as the month's partition, in one transaction. An empty partition of that month (``ensure`` may
