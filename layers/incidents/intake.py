@@ -229,11 +229,12 @@ def _retry_answer(existing: Placed, principal: Principal) -> Placed:
 
 
 def _existing(conn: Connection, source: str, external_id: str) -> Placed | None:
+    # Through the registry's key, whose received_at prunes incident to one month at run time.
     row = conn.execute(text(
         "SELECT i.id, region_code, grid_code, community_code, street_code, boundary_version_id, "
-        "responsible_code, fallback FROM incident_key k JOIN incident i "
-        "ON i.id = k.id AND i.received_at = k.received_at "
-        "WHERE k.source = :s AND k.external_id = :e"),
+        "responsible_code, fallback FROM incident i WHERE i.received_at = "
+        "(SELECT received_at FROM incident_key WHERE source = :s AND external_id = :e) "
+        "AND i.id = (SELECT id FROM incident_key WHERE source = :s AND external_id = :e)"),
         {"s": source, "e": (external_id or "").strip()}).mappings().first()
     return cast(Placed, dict(row)) if row else None
 

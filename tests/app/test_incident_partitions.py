@@ -43,15 +43,17 @@ def test_the_months_list_reads_only_its_month(conn: Connection) -> None:
         "SELECT id, state, grid_code FROM incident WHERE received_at >= :a AND received_at < :b "
         "AND grid_code LIKE :g ORDER BY received_at DESC LIMIT 50"), {"a": lo, "b": hi, "g": "3%"})
     assert touched == {partitions.part_name("incident", this)}
-    # the registry join (intake's look-up of a replay) reads one incident partition at run time
+    # intake's look-up of a replay (layers/incidents/intake.py _existing) reads one incident
+    # partition: the registry's received_at prunes the others at executor start
     conn.execute(text(
         "INSERT INTO incident (source, external_id, category_id, received_at) SELECT "
         "'other_centre', 'prune-1', id, now() - interval '100 days' FROM category "
         "WHERE parent_id IS NOT NULL LIMIT 1"))
     plan = conn.execute(text(
-        "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) SELECT i.id FROM incident_key k "
-        "JOIN incident i ON i.id = k.id AND i.received_at = k.received_at "
-        "WHERE k.source = 'other_centre' AND k.external_id = 'prune-1'")).scalar_one()
+        "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) SELECT i.id FROM incident i "
+        "WHERE i.received_at = (SELECT received_at FROM incident_key WHERE source = :s "
+        "AND external_id = :e) AND i.id = (SELECT id FROM incident_key WHERE source = :s "
+        "AND external_id = :e)"), {"s": "other_centre", "e": "prune-1"}).scalar_one()
     assert len(_run(plan)) == 1  # of ~29 months planned, the executor opened one
     # by id alone every month is probed (what the registry join avoids)
     plan = conn.execute(text(
@@ -192,6 +194,25 @@ def test_tallies_keys_and_audit_follow_moves_across_months(conn: Connection) -> 
     with pytest.raises(IntegrityError, match="foreign key"):
         conn.execute(text("DELETE FROM incident WHERE id = :i"), {"i": ids[0]})
     conn.execute(text("ROLLBACK TO SAVEPOINT ref"))
+
+
+def test_truncate_cascade_empties_the_keys_and_their_dependants(conn: Connection) -> None:
+    """A test reset (``TRUNCATE .. incident .. CASCADE``, as tests/grids/test_crosswalk_property
+    does, with staff and regions in the same statement) leaves no key behind: the same external
+    id can be taken in again."""
+    inc = conn.execute(text(
+        "INSERT INTO incident (source, external_id, category_id) SELECT 'other_centre', 'tr-1', "
+        "id FROM category WHERE parent_id IS NOT NULL LIMIT 1 RETURNING id")).scalar_one()
+    conn.execute(text("INSERT INTO incident_event (incident_id, actor, action, to_state) "
+                      "VALUES (:i, 'test', 'receive', 'received')"), {"i": inc})
+    conn.execute(text("TRUNCATE incident, staff CASCADE"))
+    assert conn.execute(text(
+        "SELECT (SELECT count(*) FROM incident_key) + (SELECT count(*) FROM incident_event) "
+        "+ (SELECT count(*) FROM incident)")).scalar_one() == 0
+    conn.execute(text(
+        "INSERT INTO incident (source, external_id, category_id) SELECT 'other_centre', 'tr-1', "
+        "id FROM category WHERE parent_id IS NOT NULL LIMIT 1"))
+    assert conn.execute(text("SELECT count(*) FROM incident_key")).scalar_one() == 1
 
 
 # -- archive / attach ------------------------------------------------------------------------------

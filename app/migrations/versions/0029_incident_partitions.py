@@ -23,8 +23,9 @@ move to a small unpartitioned registry:
   moves the row to another partition; the key stays, so references hold);
   ``citygrid_incident_key_delete`` (AFTER DELETE, statement, transition table) removes the
   keys of deleted incidents (a referenced one still raises ``foreign_key_violation``, as
-  before); ``citygrid_incident_key_truncate`` (AFTER TRUNCATE) truncates the keys and so,
-  by cascade, the tables that reference them (``TRUNCATE incident .. CASCADE`` did that).
+  before); ``citygrid_incident_key_truncate`` (AFTER TRUNCATE) empties the keys and the
+  tables that reference them (``TRUNCATE incident .. CASCADE`` did that; a plain ``TRUNCATE
+  incident``, an error before, now does it too).
 * There is no foreign key from ``incident(id)`` to ``incident_key(id)``: PostgreSQL cannot
   truncate ``incident`` again from its own TRUNCATE trigger, which that key would require.
   The insert trigger is what guarantees every incident has its key.
@@ -143,10 +144,33 @@ BEGIN
     RETURN NULL;
 END $fn$;
 
+-- TRUNCATE incident: the keys go, and with them (as TRUNCATE incident CASCADE did) every table
+-- that refers to them. Not TRUNCATE incident_key CASCADE: that would reach incident itself
+-- (merged_into), which PostgreSQL cannot truncate again from its own trigger; nor any table the
+-- same TRUNCATE statement already holds ("in use"): those are empty, a DELETE clears the rest.
 CREATE OR REPLACE FUNCTION citygrid_incident_key_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    deps text[] := ARRAY(SELECT DISTINCT conrelid::regclass::text FROM pg_constraint
+                          WHERE confrelid = 'incident_key'::regclass AND contype = 'f'
+                            AND conparentid = 0 AND conrelid <> 'incident'::regclass
+                          ORDER BY 1);
+    dep  text;
 BEGIN
-    TRUNCATE incident_key CASCADE;
+    IF cardinality(deps) > 0 THEN
+        BEGIN
+            EXECUTE 'TRUNCATE ' || array_to_string(deps, ', ') || ' CASCADE';
+        EXCEPTION WHEN object_in_use THEN
+            FOREACH dep IN ARRAY deps LOOP
+                BEGIN
+                    EXECUTE format('TRUNCATE %s CASCADE', dep);
+                EXCEPTION WHEN object_in_use THEN
+                    EXECUTE format('DELETE FROM %s', dep);
+                END;
+            END LOOP;
+        END;
+    END IF;
+    DELETE FROM incident_key;
     RETURN NULL;
 END $fn$;
 """
