@@ -30,7 +30,8 @@ partitioned by month on ``received_at``, primary key ``(id, received_at)``, a re
 0029 keeps ``incident_key``) beside ``bench_inc_flat`` (unpartitioned, ``PRIMARY KEY (id)``,
 ``UNIQUE (source, external_id)``: incident before 0029), the same N rows over 12 months. Timed:
 a month's list by state and grid (the month's view), one incident by id without a window (every
-month's index probed), the same through the registry (run-time pruning to one month), and a bulk
+month's index probed), the same through the registry (a join, and the key's ``received_at`` as an
+initplan, as intake's replay look-up does: run-time pruning to one month), and a bulk
 intake of 100,000 rows in one statement (rolled back) with its keys.
 
 Prints medians and p95 in ms and writes ``bench/results/partitions.json``.
@@ -354,6 +355,12 @@ def main() -> None:
                 engine, "SELECT i.id, i.state, i.grid_code, i.received_at FROM bench_inc_key k "
                 "JOIN bench_inc_part i ON i.id = k.id AND i.received_at = k.received_at "
                 "WHERE k.id = :i", probe, args.repeat,
+                flat_sql="SELECT id, state, grid_code, received_at FROM bench_inc_flat "
+                "WHERE id = :i"),
+            "get_by_id_registry_initplan": _time_pair(
+                engine, "SELECT id, state, grid_code, received_at FROM bench_inc_part WHERE "
+                "received_at = (SELECT received_at FROM bench_inc_key WHERE id = :i) "
+                "AND id = :i", probe, args.repeat,
                 flat_sql="SELECT id, state, grid_code, received_at FROM bench_inc_flat "
                 "WHERE id = :i"),
             "bulk_intake_100k": _bulk_incidents(engine, mid + timedelta(days=5)),
