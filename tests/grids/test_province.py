@@ -307,3 +307,33 @@ def test_the_province_assessment_has_a_row_per_city(
 def test_profile_zones_match_the_generator(province: tuple[Engine, Province, str]) -> None:
     _, p, _ = province
     assert len(set(p.city_srids)) == 2 and np.all(np.array(p.city_srids) > 4500)
+
+
+def test_a_single_city_is_unchanged_by_the_migration_and_it_goes_back() -> None:
+    """0030 on a single city: the profile, the zone and every stored area are what they were;
+    the downgrade drops the per-city zones and puts 0014's functions back."""
+    from alembic import command
+
+    from app.db import alembic_config
+    from tests.conftest import tiny_city_engine
+
+    eng = tiny_city_engine("citygrid_test_province_migration")
+    url = eng.url.render_as_string(hide_password=False)
+    areas = "SELECT code, area_m2 FROM region_current ORDER BY code"
+    try:
+        with eng.connect() as c:
+            after = c.execute(text(areas)).all()
+            prof = read_profile(c)
+            assert not prof.is_province and prof.city_zones  # the city's zone is noted
+            assert prof.metric_crs_for(after[-1][0]) == prof.metric_crs
+        command.downgrade(alembic_config(url), "0028")
+        with eng.connect() as c:
+            assert c.execute(text("SELECT to_regclass('city_metric')")).scalar() is None
+            assert c.execute(text(areas)).all() == after
+        command.upgrade(alembic_config(url), "head")
+        with eng.connect() as c:
+            assert c.execute(text(areas)).all() == after
+            assert c.execute(text("SELECT citygrid_metric_srid(code) = citygrid_metric_srid() "
+                                  "FROM region_current")).scalars().all() == [True] * len(after)
+    finally:
+        eng.dispose()
