@@ -335,6 +335,7 @@ def _over_http(url: str, codes: dict[str, str], repeat: int, seconds: float, rou
     endpoints, interleaved rounds."""
     import numpy as np
 
+    from bench import scale
     from bench.common import RESULTS, free_port
     from bench.http_single import LUA
     from grids.city import first_view
@@ -393,7 +394,11 @@ def _over_http(url: str, codes: dict[str, str], repeat: int, seconds: float, rou
             heat = (f"/maps/heat?zoom={zoom}&bbox={b[0]:.5f},{b[1]:.5f},{b[2]:.5f},{b[3]:.5f}"
                     f"&{window}")
             level = "city" if label == "province" else "street"
-            views = {"heat": heat, "assessment": f"/assessment?month={month}&level={level}",
+            tx, ty = scale.tile_of((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, zoom + 1)
+            views = {"heat": heat,
+                     "tile_bins": f"/tiles/bins/{zoom + 1}/{tx}/{ty}.mvt?{window}",
+                     "tile_incidents": f"/tiles/incidents/{zoom + 1}/{tx}/{ty}.mvt?{window}",
+                     "assessment": f"/assessment?month={month}&level={level}",
                      "trivial": "/_baseline/trivial"}
             res: dict[str, Any] = {}
             for name, path in views.items():
