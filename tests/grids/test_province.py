@@ -337,3 +337,23 @@ def test_a_single_city_is_unchanged_by_the_migration_and_it_goes_back() -> None:
                                   "FROM region_current")).scalars().all() == [True] * len(after)
     finally:
         eng.dispose()
+
+
+def test_a_region_file_may_hang_cities_under_their_province() -> None:
+    import geopandas as gpd
+    import pandas as pd
+
+    from grids.io.regions import check_frame
+
+    sq = shapely.box(118.0, 29.0, 118.1, 29.1)
+    frame = gpd.GeoDataFrame(
+        {"code": ["880000", "880001", "770001", "880002"],
+         "name": ["P", "C1", "C2", "C3"], "level": ["province", "city", "city", "city"],
+         "parent_code": pd.Series([None, "880000", "880000", None], dtype=object)},
+        geometry=[sq, sq, sq, shapely.box(119, 29, 119.1, 29.1)], crs="EPSG:4490")
+    errors = check_frame(frame)
+    assert [(e["code"], e["field"]) for e in errors] == [("770001000000", "parent_code")]
+    assert "other digits" in errors[0]["reason"]
+    frame.loc[0, "parent_code"] = "880001"
+    assert any(e["code"] == "880000000000" and "no parent" in e["reason"]
+               for e in check_frame(frame))
