@@ -4,13 +4,14 @@
 boundary the activation closes, it intersects the old shape with every grid in force at the
 activation's ``effective_at`` and writes one ``boundary_crosswalk`` row per overlap (migration
 0022). Areas are measured in the city's metric CRS (``citygrid_metric_srid(code)``, the city
-profile; in a province, the old grid's city zone), never in a hard-coded SRID. Overlaps under ``NOISE_M2`` (0.01 m²: shared edges and
-rounding) are dropped; area of the old grid outside every new grid (``ST_Difference`` with their
-union, measured as a shape) is a *remainder* row (``new_code`` NULL) when it exceeds
-``TOLERANCE_M2`` (1 m², the checker's tolerance). Shares are each piece's area over the sum of
-the pieces (and the remainder), so the shares of one old grid in one version sum to exactly 1;
-``old_area_m2`` is the old shape's own area, which can differ from that sum by a few m² per km²
-(a straight lon/lat edge cut by new vertices projects slightly differently).
+profile; in a province, the old grid's city zone), never in a hard-coded SRID. Overlaps under
+``NOISE_M2`` (0.01 m²: shared edges and rounding) are dropped; area of the old grid outside every
+new grid (``ST_Difference`` with their union, measured as a shape) is a *remainder* row
+(``new_code`` NULL) when it exceeds ``TOLERANCE_M2`` (1 m², the checker's tolerance). Shares are
+each piece's area over the sum of the pieces (and the remainder), so the shares of one old grid in
+one version sum to exactly 1; ``old_area_m2`` is the old shape's own area, which can differ from
+that sum by a few m² per km² (a straight lon/lat edge cut by new vertices projects slightly
+differently).
 
 Households: the registry holds no households or population per grid, so ``household_share`` is
 NULL and only area shares are recorded.
