@@ -126,12 +126,12 @@ class UserEntry:
     token_version: int
     grid_codes: tuple[str, ...]
 
-    def principal(self) -> Principal:
+    def principal(self, province: str = "") -> Principal:
         scope = Scope.of(*self.grid_codes) if self.role == "grid_worker" else \
             Scope.of(self.region_code)
         if self.role == "grid_worker" and not self.grid_codes:
             scope = Scope(prefixes=())
-        return Principal.make(f"user:{self.username}", self.role, scope)
+        return Principal.make(f"user:{self.username}", self.role, scope, province=province)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +144,9 @@ class KeyEntry:
     rate_limit_per_minute: int
     disabled: bool
 
-    def principal(self) -> Principal:
-        return Principal.make(f"key:{self.name}", self.role, Scope.of(self.region_code))
+    def principal(self, province: str = "") -> Principal:
+        return Principal.make(f"key:{self.name}", self.role, Scope.of(self.region_code),
+                              province=province)
 
 
 class Directory:
@@ -162,6 +163,8 @@ class Directory:
         self.verified_keys: dict[str, KeyEntry] = {}
         # Portal sessions ended by logout and not yet expired (their ``sid`` claims).
         self.revoked_sessions: frozenset[str] = frozenset()
+        # The deployment's province prefix ('' for one city): grids.access.Principal.province.
+        self.province = ""
 
     def reload(self, conn: Connection) -> None:
         users = conn.execute(text(
@@ -180,8 +183,12 @@ class Directory:
         key_entries = {k["prefix"]: KeyEntry(**k) for k in keys}
         revoked = conn.execute(text(
             "SELECT sid FROM auth_session_revoked WHERE expires_at > now()")).scalars().all()
-        self.user_principals = {i: e.principal() for i, e in entries.items()}
-        self.key_principals = {p: e.principal() for p, e in key_entries.items()}
+        province = conn.execute(text(
+            "SELECT left(code, 2) FROM region_current WHERE level = 'province' "
+            "ORDER BY code LIMIT 1")).scalar() or ""
+        self.user_principals = {i: e.principal(province) for i, e in entries.items()}
+        self.key_principals = {p: e.principal(province) for p, e in key_entries.items()}
+        self.province = province
         self.users = entries
         self.by_name = {e.username: e for e in entries.values()}
         self.keys = key_entries
@@ -370,7 +377,7 @@ class Authenticator:
 
     def _principal_of(self, user: UserEntry) -> Principal:
         cached = self.directory.user_principals.get(user.id)
-        return cached if cached is not None else user.principal()
+        return cached if cached is not None else user.principal(self.directory.province)
 
     def _key(self, key: str, engine: Engine) -> Principal:
         directory = self.directory
@@ -392,7 +399,7 @@ class Authenticator:
                 detail={"retry_after_s": round(wait, 1)},
                 headers={"Retry-After": str(int(wait) + 1)})
         cached = directory.key_principals.get(entry.prefix)
-        return cached if cached is not None else entry.principal()
+        return cached if cached is not None else entry.principal(directory.province)
 
     def login(self, conn: Connection, username: str, password: str, ip: str) -> UserEntry:
         """Check a password (throttled per username and address, and per address); return the

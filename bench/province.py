@@ -248,6 +248,7 @@ SECTIONS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], dict[str, A
     "partitions": (sections.nothing, sections.partitions_measure),
     "replicas": (sections.nothing, sections.replicas_measure),
     "dask": (sections.dask_setup, sections.dask_measure),
+    "database": (sections.database_setup, sections.database_measure),
 }
 
 
@@ -260,7 +261,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=("setup", "measure"))
     ap.add_argument("--section", choices=sorted(SECTIONS), action="append")
+    ap.add_argument("--cities", type=int, default=sections.DATABASE_OPTIONS["cities"],
+                    help="database section: cities of the generated province")
+    ap.add_argument("--grids-per-city", type=int,
+                    default=sections.DATABASE_OPTIONS["grids_per_city"],
+                    help="database section: grids per city")
+    ap.add_argument("--incidents", type=int, default=sections.DATABASE_OPTIONS["incidents"],
+                    help="database section: incidents drawn over the whole province")
+    ap.add_argument("--db", default=sections.PROVINCE_DB,
+                    help="database section: the database (in the private cluster)")
     args = ap.parse_args(argv)
+    sections.PROVINCE_DB = args.db
+    sections.DATABASE_OPTIONS.update(cities=args.cities, grids_per_city=args.grids_per_city,
+                                     incidents=args.incidents)
     names = args.section or list(SECTIONS)
     results: dict[str, Any] = {"machine": machine(), "started": datetime.now(UTC).isoformat()}
     for name in names:

@@ -1,8 +1,9 @@
 """Layered authorisation (分层授权): roles, permissions, jurisdiction and personal-data masking.
 
 A :class:`Principal` is who is asking: a role and a jurisdiction. The jurisdiction is one or more
-region-code prefixes: codes are hierarchical (city 6 digits, street 9, community 12, grid 15), so
-a street's supervisor with jurisdiction ``510131101`` acts on every code that starts with it.
+region-code prefixes: codes are hierarchical (province 2 digits, city 6, street 9, community 12,
+grid 15), so a street's supervisor with jurisdiction ``510131101`` acts on every code that starts
+with it, and a provincial supervisor (``51``) on every city of the province.
 A grid worker's jurisdiction is the grids they are assigned to.
 
 Domain functions take the principal (or its :class:`Scope`) as a required keyword, so a router
@@ -81,10 +82,12 @@ def prefix_of(code: str) -> str:
 
     >>> prefix_of("510131000000"), prefix_of("510131101000"), prefix_of("510131101001")
     ('510131', '510131101', '510131101001')
+    >>> prefix_of("510000000000")
+    '51'
     """
     code = normalise(code)
-    return {"city": code[:6], "street": code[:9], "community": code[:12], "grid": code}[
-        level_of(code)]
+    return {"province": code[:2], "city": code[:6], "street": code[:9], "community": code[:12],
+            "grid": code}[level_of(code)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +112,12 @@ class Scope:
         return any(code.startswith(p) for p in self.prefixes)
 
     def is_citywide(self) -> bool:
-        """Does this scope hold a whole city (or everything)?"""
+        """Does this scope hold a whole city (or a province, or everything)?"""
         return any(len(p) <= 6 for p in self.prefixes)
+
+    def holds(self, root: str) -> bool:
+        """Does this scope hold the whole subtree of prefix ``root`` ('' : everything)?"""
+        return any(root.startswith(p) for p in self.prefixes)
 
     def like_patterns(self) -> list[str]:
         """SQL ``LIKE ANY(:patterns)`` patterns (codes are digits: nothing to escape)."""
@@ -125,10 +132,14 @@ class Principal:
     role: str
     scope: Scope
     permissions: frozenset[Permission] = field(default=frozenset())
+    #: The prefix of the deployment's province ('' for a single-city deployment, or unknown):
+    #: in a province, ``locate:citywide`` lifts the limit only for the province's principals.
+    province: str = ""
 
     @classmethod
-    def make(cls, name: str, role: str, scope: Scope) -> Principal:
-        return cls(name=name, role=role, scope=scope, permissions=ROLE_PERMISSIONS[role])
+    def make(cls, name: str, role: str, scope: Scope, *, province: str = "") -> Principal:
+        return cls(name=name, role=role, scope=scope, permissions=ROLE_PERMISSIONS[role],
+                   province=province)
 
     @classmethod
     def system(cls, name: str = "system") -> Principal:
@@ -151,15 +162,24 @@ class Principal:
 
         ``locate:citywide`` lifts the limit only for a principal whose jurisdiction is the city
         (a city-level dispatcher, the command centre): a dispatcher attached to a street sees
-        that street, like everyone else there.
+        that street, like everyone else there. In a province deployment (``province`` set) it
+        lifts it only for the province's principals: a city's dispatcher sees their city.
 
         >>> Principal.make("u", "dispatcher", Scope.of("110105000000")).locate_scope().covers(None)
         True
         >>> street = Principal.make("u", "dispatcher", Scope.of("110105001000")).locate_scope()
         >>> street.covers(None), street.covers("110105002001001"), street.covers("110105001001")
         (False, False, True)
+        >>> city = Principal.make("u", "dispatcher", Scope.of("110105000000"), province="11")
+        >>> city.locate_scope().covers(None), city.locate_scope().covers("110106001001")
+        (False, False)
+        >>> Principal.make("u", "dispatcher", Scope.of("110000000000"),
+        ...                province="11").locate_scope().covers(None)
+        True
         """
         if self.can(Permission.LOCATE_CITYWIDE) and self.scope.is_citywide():
+            if self.province and not self.scope.holds(self.province):
+                return self.scope
             return Scope.everything()
         return self.scope
 

@@ -5,6 +5,10 @@ name, its time zone, the metric CRS in which areas, buffers and tolerances are m
 phone pattern and the city's extent (the map's first view). SQL reads it through
 ``citygrid_tz()`` / ``citygrid_metric_srid()``; Python through :func:`profile`.
 
+A province deployment (migration 0030): the row is the ROOT region's, the province's (its
+extent, its centre's zone), and each city keeps its own metric zone (``city_metric``): measure
+inside one city in ``citygrid_metric_srid(code)`` / :meth:`CityProfile.metric_crs_for`.
+
 Caching: :func:`profile` keeps the row per database connection (``Connection.info``, which lives
 as long as the pooled DBAPI connection), tagged with a process-wide generation. :func:`invalidate`
 bumps the generation; the API calls it when the database announces ``citygrid_change,
@@ -24,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, event, text
 
 from gis.crs import gk_zone_srid
+from grids.codes import level_of
 from grids.errors import GridError
 
 _KEY = "citygrid_city_profile"
@@ -51,6 +56,38 @@ class CityProfile:
     extent: tuple[float, float, float, float] | None
     #: The role that approves redraw plans (an admin always may; migration 0021).
     plan_approver_role: str = "admin"
+    #: Each city's own metric SRID, ``(city code, srid)`` (``city_metric``, migration 0030):
+    #: used when the deployment is a province with an automatic CRS.
+    city_zones: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def is_province(self) -> bool:
+        """Is the deployment's root a province (many cities, one database)?"""
+        return self.code is not None and level_of(self.code) == "province"
+
+    def metric_srid_for(self, code: str | None) -> int | None:
+        """The metric SRID in which region ``code`` is measured: its city's own zone in a
+        province with an automatic CRS, else the profile's (as ``citygrid_metric_srid(code)``).
+
+        >>> from zoneinfo import ZoneInfo
+        >>> p = CityProfile(code="990000000000", name="P", tz=ZoneInfo("Asia/Shanghai"),
+        ...                 metric_auto=True, metric_srid=4540, phone_pattern="", extent=None,
+        ...                 city_zones=(("990001000000", 4539), ("990002000000", 4540)))
+        >>> p.metric_srid_for("990001001001001"), p.metric_srid_for("990002000000")
+        (4539, 4540)
+        >>> p.metric_srid_for("990000000000"), p.metric_srid_for(None)
+        (4540, 4540)
+        """
+        if code is None or not self.metric_auto or not self.is_province:
+            return self.metric_srid
+        return dict(self.city_zones).get(code[:6] + "000000", self.metric_srid)
+
+    def metric_crs_for(self, code: str | None) -> str:
+        """:meth:`metric_srid_for` as pyproj names it: ``'EPSG:<srid>'``."""
+        srid = self.metric_srid_for(code)
+        if srid is None:
+            return self.metric_crs  # raises: nothing loaded
+        return f"EPSG:{srid}"
 
     @property
     def metric_crs(self) -> str:
@@ -62,8 +99,9 @@ class CityProfile:
 
     @property
     def region_prefix(self) -> str:
-        """The 6-digit county code every region code of the city starts with ('' if none)."""
-        return (self.code or "")[:6]
+        """The prefix every region code of the deployment starts with: the 6-digit county code
+        of a city, the 2 digits of a province ('' if none)."""
+        return (self.code or "")[:2 if self.is_province else 6]
 
     def first_view(self) -> dict[str, Any]:
         """The map's first view: the extent's centre and a zoom that shows all of it at 1,000
@@ -76,6 +114,7 @@ class CityProfile:
                 "phone_pattern": self.phone_pattern,
                 "plan_approver_role": self.plan_approver_role,
                 "extent": list(self.extent) if self.extent else None,
+                "city_zones": {c: z for c, z in self.city_zones} if self.is_province else None,
                 "first_view": self.first_view()}
 
 
@@ -117,6 +156,9 @@ _SELECT = text("SELECT code, name, tz, metric_auto, metric_srid, phone_pattern, 
                "west, south, east, north, plan_approver_role FROM city_profile")
 
 
+_ZONES = text("SELECT code, metric_srid FROM city_metric ORDER BY code")
+
+
 def read_profile(conn: Connection) -> CityProfile:
     """The profile as stored now (no cache)."""
     row = conn.execute(_SELECT).mappings().one()
@@ -126,7 +168,8 @@ def read_profile(conn: Connection) -> CityProfile:
     return CityProfile(code=row["code"], name=row["name"], tz=ZoneInfo(row["tz"]),
                        metric_auto=row["metric_auto"], metric_srid=row["metric_srid"],
                        phone_pattern=row["phone_pattern"], extent=extent,
-                       plan_approver_role=row["plan_approver_role"])
+                       plan_approver_role=row["plan_approver_role"],
+                       city_zones=tuple(tuple(z) for z in conn.execute(_ZONES).all()))
 
 
 def profile(conn: Connection) -> CityProfile:

@@ -13,6 +13,8 @@ import pandas as pd
 import shapely
 from sqlalchemy import Connection, text
 
+from grids.codes import LEVELS
+
 
 def new_version(
     conn: Connection, *, label: str, source: str = "", note: str = "",
@@ -39,7 +41,7 @@ def insert_regions(
     boundary is closed at ``valid_from`` and the new one starts there, so history is kept.
     Returns the number of boundaries written.
     """
-    order = {"city": 0, "street": 1, "community": 2, "grid": 3}
+    order = {lv: i for i, lv in enumerate(LEVELS)}
     frame = regions.assign(_o=regions["level"].map(order)).sort_values(["_o", "code"])
     wkb = shapely.to_wkb(
         [g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g])

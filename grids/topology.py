@@ -15,13 +15,13 @@
 - ``missing_parent``: a street, community or grid whose parent has no boundary in force (or that
   has no parent at all).
 - ``level_mismatch``: a region hanging under a parent of the wrong level (a grid directly under a
-  street, a city under anything, ...).
+  street, a city under anything but a province, a province under anything, ...).
 
 Tolerance
 ---------
 Areas are measured in m² in the city's metric CRS (``grids.city``: by default the CGCS2000
-3-degree Gauss-Krüger zone of the city), as
-``ST_Area(ST_Transform(geom, citygrid_metric_srid()))``. An overlap, a part outside the parent
+3-degree Gauss-Krüger zone of the city; in a province, each city's own zone), as
+``ST_Area(ST_Transform(geom, citygrid_metric_srid(code)))``. An overlap, a part outside the parent
 or a gap piece is reported only when its area is **strictly greater than** ``tolerance_m2``
 (default 1 m²). That absorbs the floating-point slivers left where neighbours share an edge
 that was computed twice, and is far below anything a planner draws on purpose (a grid is ~10⁴–10⁶ m²). Invalid
@@ -110,7 +110,7 @@ def _safe(alias: str) -> str:
 
 # Columns describing a problem geometry ``g`` (already polygonal) of a subquery.
 _PROBLEM = (
-    "ST_Area(ST_Transform(g, (SELECT citygrid_metric_srid()))) AS area_m2, "
+    "ST_Area(ST_Transform(g, citygrid_metric_srid(code))) AS area_m2, "
     "ST_X(ST_PointOnSurface(g)) AS lon, "
     "ST_Y(ST_PointOnSurface(g)) AS lat, ST_AsGeoJSON(g) AS geometry"
 )
@@ -146,10 +146,12 @@ _PARENTS = (
     "LEFT JOIN region p ON p.id = b.parent_id "
     f"LEFT JOIN region_boundary pb ON pb.region_id = b.parent_id AND {_in_force('pb')} "
     "WHERE b.id = ANY(CAST(:children AS bigint[])) AND ("
-    " (r.level = 'city' AND b.parent_id IS NOT NULL)"
-    " OR (r.level <> 'city' AND (b.parent_id IS NULL OR pb.id IS NULL))"
+    " (r.level = 'province' AND b.parent_id IS NOT NULL)"
+    " OR (r.level NOT IN ('province', 'city') AND (b.parent_id IS NULL OR pb.id IS NULL))"
+    " OR (r.level = 'city' AND b.parent_id IS NOT NULL AND pb.id IS NULL)"
     " OR (p.level IS NOT NULL AND (r.level, p.level) NOT IN"
-    "  (('street', 'city'), ('community', 'street'), ('grid', 'community')))"
+    "  (('city', 'province'), ('street', 'city'), ('community', 'street'),"
+    "   ('grid', 'community')))"
     ") ORDER BY r.code"
 )
 
@@ -162,7 +164,7 @@ _OUTSIDE = (
     " JOIN region rp ON rp.id = p.region_id"
     " WHERE c.id = ANY(CAST(:children AS bigint[]))"
     f"  AND NOT ST_CoveredBy({_safe('c')}, {_safe('p')})"
-    ") q WHERE ST_Area(ST_Transform(g, (SELECT citygrid_metric_srid()))) > :tol ORDER BY code"
+    ") q WHERE ST_Area(ST_Transform(g, citygrid_metric_srid(code))) > :tol ORDER BY code"
 )
 
 _OVERLAP = (
@@ -175,7 +177,7 @@ _OVERLAP = (
     " JOIN region rp ON rp.id = a.parent_id"
     " WHERE a.id = ANY(CAST(:children AS bigint[])) AND b.id = ANY(CAST(:children AS bigint[]))"
     f"  AND ST_Intersects({_safe('a')}, {_safe('b')})"
-    ") q WHERE ST_Area(ST_Transform(g, (SELECT citygrid_metric_srid()))) > :tol ORDER BY code, other_code"
+    ") q WHERE ST_Area(ST_Transform(g, citygrid_metric_srid(code))) > :tol ORDER BY code, other_code"
 )
 
 # One row per uncovered piece of a parent; a parent without children is one row (n = 0) whose
@@ -195,10 +197,11 @@ _GAP = (
     "  SELECT u.pg AS g WHERE u.n = 0"
     "  UNION ALL SELECT dp.geom FROM ST_Dump(u.d) dp WHERE u.n > 0"
     " ) x"
-    ") q WHERE n = 0 OR ST_Area(ST_Transform(g, (SELECT citygrid_metric_srid()))) > :tol ORDER BY code"
+    ") q WHERE n = 0 OR ST_Area(ST_Transform(g, citygrid_metric_srid(code))) > :tol ORDER BY code"
 )
 
-_CHILD_NOUN = {"city": "streets", "street": "communities", "community": "grids"}
+_CHILD_NOUN = {"province": "cities", "city": "streets", "street": "communities",
+               "community": "grids"}
 
 
 def check(
@@ -295,10 +298,10 @@ def _parent_violation(r: Any) -> Violation:
     expected = PARENT_LEVEL.get(level)
     common = {"code": code, "other_code": None, "parent_code": parent, "area_m2": r["area_m2"],
               "location": (r["lon"], r["lat"])}
-    if level == "city" and parent is not None:
+    if level == "province" and parent is not None:
         return Violation(kind="level_mismatch", geometry=None,
-                         message=f"City {code} hangs under {parent}, but a city has no parent.",
-                         **common)
+                         message=f"Province {code} hangs under {parent}, but a province has no "
+                                 "parent.", **common)
     if parent is None:
         return Violation(kind="missing_parent", geometry=orjson.loads(r["geometry"]),
                          message=f"{_title(level)} {code} has no parent {expected}.", **common)

@@ -1,4 +1,8 @@
-"""Monthly assessment (考核): per grid, community, street, worker and department.
+"""Monthly assessment (考核): per grid, community, street, city, worker and department.
+
+The ``city`` level (a province deployment, migration 0030) groups by the first 6 digits of the
+incident's ``region_code``: from the street tallies of migration 0028 (their ``rkey``), so the
+province's view is one row per city at the cost of the street view.
 
 Months are calendar months in the city's time zone (``grids.city``). Incidents count for the
 unit they were assigned at intake (grid, community, street, responsible worker, department), so a
@@ -50,6 +54,8 @@ LEVELS = {
     "grid": ("i.grid_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
     "community": ("i.community_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
     "street": ("i.street_code", "SELECT code, name FROM region WHERE code = ANY(:codes)"),
+    "city": ("left(i.region_code, 6) || '000000'",
+             "SELECT code, name FROM region WHERE code = ANY(:codes)"),
     "worker": ("i.responsible_code", "SELECT code, name FROM staff WHERE code = ANY(:codes)"),
     "department": ("d.code", "SELECT code, name FROM department WHERE code = ANY(:codes)"),
 }
@@ -137,7 +143,7 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     """The month's figures per unit of ``level`` in the caller's jurisdiction (see module doc)."""
     principal.require(Permission.ASSESSMENT_READ)
     if level not in LEVELS:
-        raise AssessmentError("level is grid, community, street, worker or department.",
+        raise AssessmentError("level is grid, community, street, city, worker or department.",
                               detail={"field": "level", "expected": list(LEVELS)})
     tz = profile(conn).tz
     start, end = month_window(month, tz)
@@ -329,9 +335,10 @@ def figures(conn: Connection, *, where: str, params: dict[str, Any],
     return out
 
 
-# the tally's level codes (migration 0028)
-TALLY_LEVEL = {"grid": "g", "community": "c", "street": "s", "worker": "w", "department": "d"}
-_TALLY_NAME = {v: k for k, v in TALLY_LEVEL.items()}
+# the tally's level codes (migration 0028); a city is read from the street rows
+TALLY_LEVEL = {"grid": "g", "community": "c", "street": "s", "city": "s", "worker": "w",
+               "department": "d"}
+_TALLY_NAME = {"g": "grid", "c": "community", "s": "street", "w": "worker", "d": "department"}
 
 
 def _tally_rows(conn: Connection, *, windows: Sequence[tuple[datetime, datetime]],
@@ -340,38 +347,49 @@ def _tally_rows(conn: Connection, *, windows: Sequence[tuple[datetime, datetime]
     """The counts and the mean of :func:`figures` per (month index, level or None for the
     total, unit) from ``assessment_tally``: one indexed read of the months' rows of the levels
     asked (the total: the sum of the street rows, every incident having one street unit, null
-    included). Units whose received, closed and due all net to 0 are left out, as the raw
-    statement never sees them. ``due_closed`` counts every due case closed (the caller takes
-    off those closed after ``as_of``)."""
+    included; a city: the street rows whose ``rkey`` starts with its 6 digits, as the raw
+    statement's ``left(region_code, 6)``). Units whose received, closed and due all net to 0
+    are left out, as the raw statement never sees them. ``due_closed`` counts every due case
+    closed (the caller takes off those closed after ``as_of``)."""
     tz = profile(conn).tz
     index = {s.astimezone(tz).date(): k for k, (s, _) in enumerate(windows)}
     wanted = {TALLY_LEVEL[lv] for lv in units} | ({"s"} if total else set())
     params: dict[str, Any] = {"t0s": sorted(index), "lvls": sorted(wanted)}
     place = scope_sql(scope, region, params, column="t.rkey")
     sums = ", ".join(f"sum(t.{c})::int AS {c}" for c in _COUNTS)
-    out: dict[tuple[int, str | None, Any], dict[str, Any]] = {}
-    totals: dict[int, dict[str, Any]] = {}
+    sums_by: dict[tuple[int, str | None, Any], dict[str, Any]] = {}
     n = len(_COUNTS)
-    for t0, lv, unit, *vals in conn.execute(text(
+
+    def add(key: tuple[int, str | None, Any], vals: Sequence[Any]) -> None:
+        acc = sums_by.setdefault(key, {c: 0 for c in _COUNTS} | {"hs": 0})
+        for c, v in zip(_COUNTS, vals[:n], strict=True):
+            acc[c] += v
+        acc["hs"] += vals[n]
+
+    # the city of a street row: its rkey's 6 digits (other levels: not asked, '' )
+    city_sql = ("CASE WHEN t.level = 's' AND t.rkey <> '' THEN left(t.rkey, 6) || '000000' END"
+                if "city" in units else "NULL::text")
+    for t0, lv, unit, city, *vals in conn.execute(text(
             "SELECT t.t0, t.level, CASE WHEN t.level = 'd' THEN d.code "
-            f"ELSE nullif(t.unit, '') END AS unit, {sums}, sum(t.handling_s) AS hs "
+            f"ELSE nullif(t.unit, '') END AS unit, {city_sql} AS city, {sums}, "
+            "sum(t.handling_s) AS hs "
             "FROM assessment_tally t LEFT JOIN department d ON t.level = 'd' "
             "AND d.id::text = t.unit "
-            f"WHERE t.t0 = ANY(:t0s) AND t.level = ANY(:lvls) AND {place} GROUP BY 1, 2, 3"),
+            f"WHERE t.t0 = ANY(:t0s) AND t.level = ANY(:lvls) AND {place} GROUP BY 1, 2, 3, 4"),
             params).all():
         k, code = index[t0], _TALLY_NAME[lv]
-        counts = dict(zip(_COUNTS, vals[:n], strict=True))
         if total and code == "street":
-            tot = totals.setdefault(k, {c: 0 for c in _COUNTS} | {"hs": 0})
-            for c in _COUNTS:
-                tot[c] += counts[c]
-            tot["hs"] += vals[n]
-        if code in units and (counts["received"] or counts["closed"] or counts["due"]):
-            out[(k, code, unit)] = {"k": k, "level": code, f"u_{code}": unit, **counts,
-                                    "hs": vals[n]}
-    for k, tot in totals.items():
-        if tot["received"] or tot["closed"] or tot["due"]:
-            out[(k, None, None)] = {"k": k, "level": None, **tot}
+            add((k, None, None), vals)
+        if code in units:
+            add((k, code, unit), vals)
+        if code == "street" and "city" in units:
+            add((k, "city", city), vals)
+    out: dict[tuple[int, str | None, Any], dict[str, Any]] = {}
+    for (k, lvl, unit), counts in sums_by.items():
+        if counts["received"] or counts["closed"] or counts["due"]:
+            out[(k, lvl, unit)] = {"k": k, "level": lvl, **counts}
+            if lvl is not None:
+                out[(k, lvl, unit)][f"u_{lvl}"] = unit
     for row in out.values():
         hs = row.pop("hs")
         row["mean_h"] = Decimal(hs) / row["closed"] / 3600 if row["closed"] else None
@@ -475,6 +493,8 @@ def _patrol_levels(conn: Connection, *, levels: Sequence[str], start: datetime, 
                 keys = [r.code[:12]]
             elif level == "street":
                 keys = [r.code[:9] + "000"]
+            elif level == "city":
+                keys = [r.code[:6] + "000000"]
             elif level == "worker":
                 keys = sorted(set(owners.get(r.code, [])))
             else:

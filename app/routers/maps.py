@@ -143,7 +143,7 @@ def vector_tile(request: Request, conn: ReadConn, principal: MapReader, filters:
 
 
 Month = Annotated[str, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
-Level = Literal["grid", "community", "street", "worker", "department"]
+Level = Literal["grid", "community", "street", "city", "worker", "department"]
 
 
 class AssessmentPublic(BaseModel):
@@ -163,7 +163,7 @@ Boundaries = Annotated[Literal["then", "today"], Query(
 
 
 @router.get("/assessment", response_model=AssessmentPublic,
-            summary="Monthly figures per grid, community, street, worker or department")
+            summary="Monthly figures per grid, community, street, city, worker or department")
 def get_assessment(conn: ReadConn, principal: Assessor, month: Month, level: Level = "street",
                    region: Annotated[str | None, Query(max_length=15,
                                                        pattern=r"^[0-9]{6,15}$")] = None,

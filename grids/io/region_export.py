@@ -59,8 +59,8 @@ def export_regions(
         f"LEFT JOIN region p ON p.id = b.parent_id WHERE {IN_FORCE} "
         "AND (CAST(:level AS text) IS NULL OR r.level = :level) "
         + ("AND b.region_id IN (SELECT region_id FROM s) " if scope else "")
-        + "ORDER BY CASE r.level WHEN 'city' THEN 0 WHEN 'street' THEN 1 "
-        "WHEN 'community' THEN 2 ELSE 3 END, r.code"
+        + "ORDER BY CASE r.level WHEN 'province' THEN 0 WHEN 'city' THEN 1 WHEN 'street' THEN 2 "
+        "WHEN 'community' THEN 3 ELSE 4 END, r.code"
     )
     rows = conn.execute(text(sql), params).all()
     if root_code is not None and not rows and not conn.execute(

@@ -28,7 +28,7 @@ from gis.errors import UnknownCRS
 from gis.transform import transformer
 from gis.validate import diagnose_lonlat, explain_invalid, guess_projected_crs
 from grids.city import metric_crs_for
-from grids.codes import LEVELS, PARENT_LEVEL, level_of, normalise
+from grids.codes import LEVELS, OPTIONAL_PARENT, PARENT_LEVEL, level_of, normalise
 from grids.errors import ImportRejected, InvalidCode
 from grids.io.tables import cell_text, problem_at, rejected, sorted_problems
 
@@ -408,16 +408,20 @@ def check_frame(
                     errors.append(problem_at(i, code, fields.get("parent_code", "parent_code"),
                                              f"{exc.message} Got {parent!r}."))
                     parent = None
-            if lv == "city" and parent is not None:
+            if lv == "province" and parent is not None:
                 errors.append(problem_at(i, code, fields.get("parent_code", "parent_code"),
-                                         "a city has no parent"))
-            elif lv != "city" and parent is None and not derive_parents:
+                                         "a province has no parent"))
+            elif lv not in OPTIONAL_PARENT and parent is None and not derive_parents:
                 errors.append(problem_at(i, code, fields.get("parent_code", "parent_code"),
                                          f"a {lv} needs a parent {PARENT_LEVEL[lv]}"))
-            elif lv != "city" and parent is not None and level_of(parent) != PARENT_LEVEL[lv]:
+            elif parent is not None and level_of(parent) != PARENT_LEVEL[lv]:
                 errors.append(problem_at(i, code, fields.get("parent_code", "parent_code"),
                                          f"parent {parent} is a {level_of(parent)}, but a {lv} "
                                          f"belongs to a {PARENT_LEVEL[lv]}"))
+            elif lv == "city" and parent is not None and parent[:2] != code[:2]:
+                errors.append(problem_at(i, code, fields.get("parent_code", "parent_code"),
+                                         f"city {code} cannot hang under province {parent}: "
+                                         "its code starts with other digits"))
         codes.append(code)
         parents.append(parent)
 
@@ -489,7 +493,8 @@ def outside_parent_errors(
 
 
 def _parent_from_code(code: str, lv: str) -> str | None:
-    """The parent a standard code implies (``None`` for a city)."""
+    """The parent a standard code implies (``None`` for a city or a province: a city's
+    province is given, never derived, so a single-city file stays a single city)."""
     if lv == "grid":
         return code[:12]
     if lv == "community":

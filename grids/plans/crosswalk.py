@@ -3,14 +3,15 @@
 :func:`record` runs inside a plan's activation (one transaction with it): for every grid whose
 boundary the activation closes, it intersects the old shape with every grid in force at the
 activation's ``effective_at`` and writes one ``boundary_crosswalk`` row per overlap (migration
-0022). Areas are measured in the city's metric CRS (``citygrid_metric_srid()``, the city
-profile), never in a hard-coded SRID. Overlaps under ``NOISE_M2`` (0.01 m²: shared edges and
-rounding) are dropped; area of the old grid outside every new grid (``ST_Difference`` with their
-union, measured as a shape) is a *remainder* row (``new_code`` NULL) when it exceeds
-``TOLERANCE_M2`` (1 m², the checker's tolerance). Shares are each piece's area over the sum of
-the pieces (and the remainder), so the shares of one old grid in one version sum to exactly 1;
-``old_area_m2`` is the old shape's own area, which can differ from that sum by a few m² per km²
-(a straight lon/lat edge cut by new vertices projects slightly differently).
+0022). Areas are measured in the city's metric CRS (``citygrid_metric_srid(code)``, the city
+profile; in a province, the old grid's city zone), never in a hard-coded SRID. Overlaps under
+``NOISE_M2`` (0.01 m²: shared edges and rounding) are dropped; area of the old grid outside every
+new grid (``ST_Difference`` with their union, measured as a shape) is a *remainder* row
+(``new_code`` NULL) when it exceeds ``TOLERANCE_M2`` (1 m², the checker's tolerance). Shares are
+each piece's area over the sum of the pieces (and the remainder), so the shares of one old grid in
+one version sum to exactly 1; ``old_area_m2`` is the old shape's own area, which can differ from
+that sum by a few m² per km² (a straight lon/lat edge cut by new vertices projects slightly
+differently).
 
 Households: the registry holds no households or population per grid, so ``household_share`` is
 NULL and only area shares are recorded.
@@ -38,7 +39,7 @@ REMAINDER = None  # the key of the area outside every new grid
 
 _PIECES_SQL = """
 WITH o AS (
-    SELECT r.code, b.geom, ST_Area(ST_Transform(b.geom, (SELECT citygrid_metric_srid()))) AS a
+    SELECT r.code, b.geom, ST_Area(ST_Transform(b.geom, citygrid_metric_srid(r.code))) AS a
     FROM region_boundary b JOIN region r ON r.id = b.region_id
     WHERE b.id = ANY(:ids) AND r.level = 'grid'),
 n AS (
@@ -47,7 +48,7 @@ n AS (
       AND b.geom && (SELECT ST_SetSRID(ST_Extent(geom)::geometry, 4490) FROM o))
 SELECT o.code AS old_code, o.a AS old_area, n.code AS new_code,
        ST_Area(ST_Transform(ST_Intersection(o.geom, n.geom),
-                            (SELECT citygrid_metric_srid()))) AS area
+                            citygrid_metric_srid(o.code))) AS area
 FROM o LEFT JOIN n ON ST_Intersects(o.geom, n.geom) AND NOT ST_Touches(o.geom, n.geom)
 """
 # The area of the old grid outside every new grid, measured as a shape (not as old area minus the
@@ -57,7 +58,7 @@ _REST_SQL = _PIECES_SQL.split("SELECT o.code AS old_code")[0] + """
 SELECT o.code AS old_code, ST_Area(ST_Transform(ST_Difference(o.geom, coalesce(
     (SELECT ST_Union(n.geom) FROM n WHERE ST_Intersects(n.geom, o.geom)),
     ST_SetSRID(ST_GeomFromText('POLYGON EMPTY'), ST_SRID(o.geom)))),
-    (SELECT citygrid_metric_srid()))) AS rest
+    citygrid_metric_srid(o.code))) AS rest
 FROM o
 """
 

@@ -93,7 +93,7 @@ def diff(conn: Connection, *, region: str, from_version: int, to_version: int | 
         "a.version_id AS from_version, z.version_id AS to_version, "
         "ST_AsGeoJSON(a.geom, 8) AS from_geom, ST_AsGeoJSON(z.geom, 8) AS to_geom, "
         "CASE WHEN a.code IS NOT NULL AND z.code IS NOT NULL THEN "
-        " ST_Area(ST_Transform(ST_SymDifference(a.geom, z.geom), (SELECT citygrid_metric_srid())))"
+        " ST_Area(ST_Transform(ST_SymDifference(a.geom, z.geom), citygrid_metric_srid(a.code)))"
         " END AS moved_m2 "
         "FROM a FULL JOIN z ON a.code = z.code "
         "WHERE a.code IS NULL OR z.code IS NULL OR a.parent_code <> z.parent_code "

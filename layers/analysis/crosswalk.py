@@ -152,10 +152,10 @@ def monthly(conn: Connection, *, principal: Principal, month: str, level: str = 
     res = assessment.monthly(conn, principal=principal, month=month, level=level, region=region,
                              as_of=as_of)
     res["boundaries"] = boundaries
-    if boundaries != "today" or level in ("worker", "department"):
+    if boundaries != "today" or level in ("worker", "department", "city"):
         if boundaries == "today":
-            res["notes"].append("boundaries=today: workers and departments are not boundaries; "
-                                "the figures are those of the month.")
+            res["notes"].append("boundaries=today: workers, departments and cities are not "
+                                "redrawn; the figures are those of the month.")
         return res
     tz = profile(conn).tz
     start, end = assessment.month_window(month, tz)

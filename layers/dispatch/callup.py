@@ -180,8 +180,9 @@ def who(conn: Connection, *, principal: Principal, area: dict[str, Any] | None =
     area_sql, params = _area_sql(area, region_code)
     _check_area(conn, area_sql, params, region_code, scope)
     grids, outside = _grids(conn, area_sql, params, region_code, scope)
-    srid = profile(conn).metric_srid
     grid_codes = [g["code"] for g in grids]
+    # metres in the area's city zone (a province's cities each have theirs: migration 0030)
+    srid = profile(conn).metric_srid_for(region_code or (grid_codes[0] if grid_codes else None))
     base = {**params, "now": now, "since": now - timedelta(minutes=max_fix_age_min),
             "srid": srid}
     # The chain above the grids: their communities, streets (the city's head is the command
