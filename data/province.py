@@ -14,13 +14,19 @@ in :data:`COUNTIES` so that every prefix is contiguous and the first two are in 
 ``build_province(cities=2)`` already spans both zones.
 
 **Generated:** everything inside a city. Streets, communities and grids are nested Voronoi
-tilings of random seeds (``shapely.voronoi_polygons``) clipped to their parent in the city's own
-zone, then densified to about 25 m and bent by a smooth displacement field (about ±8 m) that
-fades to nothing within 100 m of the city's outline, so a grid has dozens of vertices like a drawn
-one and the outline stays the real one. Grids of one community share their edges exactly; where a
-grid meets the edge of its community the two can differ by well under a metre. Street, community
-and grid names are generated (``Street 1-2``...). Grids per city scale with the county's area
-(``grids_per_city`` is the mean over the 12 counties), and so do streets.
+tilings of random seeds (``shapely.voronoi_polygons``) clipped to their parent, then densified to
+25 m and bent by a smooth displacement field (about ±8 m), so a grid has dozens of vertices like a
+drawn one. The bend fades to nothing near the city's outline (none within 30 m, full beyond
+130 m), so the outline stays the real one and no grid crosses it. Grids of one community share
+their edges exactly; where a grid meets the edge of its community the two can differ by up to a
+metre (both are bent, from different vertices: the grids of two communities overlap on 0.003 %
+of the area). Street, community and grid names are
+generated (``Street 1-2``...). Grids per city scale with the county's area (``grids_per_city`` is
+the mean over the 12 counties), and so do streets. The cells are cut in a local frame of metres
+(lon/lat scaled at the city's centre, :class:`_Frame`) rather than in the city's Gauss–Krüger
+zone, so that a cut on a border two cities share lies on that border for both;
+``Province.city_srids`` gives each city's zone (that of its centre) for the metric work of the
+code that uses the province.
 
 Neighbouring counties in the extract share their border vertex for vertex (the conversion is a
 function of the point), so they neither overlap nor leave gaps: measured 0 m² both ways. Should an
@@ -68,7 +74,11 @@ STREETS_PER_CITY = 12  # the mean, scaled by area like the grids
 COMMUNITIES_PER_STREET = 30
 DENSIFY_M = 25.0
 BEND_M = 8.0
-TAPER_M = 100.0  # the bend fades to nothing within this distance of the city outline
+# The bend is 0 within STILL_M of the city outline and grows to full over the next TAPER_M. With
+# segments of at most DENSIFY_M < STILL_M, no bent edge can cross the outline (not even a chord
+# cutting a concave corner): a vertex that moves is at least STILL_M from every outline point.
+STILL_M = 30.0
+TAPER_M = 100.0
 _M_PER_DEG = 111_320.0
 _LEVELS = {"outline": 1, "street": 2, "community": 3, "grid": 4, "bend": 5}
 _GEOD = Geod(ellps="GRS80")  # CGCS2000's ellipsoid (GRS80; the flattening differs by 1e-10)
@@ -225,8 +235,9 @@ class _Frame:
 def _bend(geoms: NDArray[np.object_], outline: BaseGeometry,
           rng: np.random.Generator) -> NDArray[np.object_]:
     """Densify polygons (local metres) to 25 m and displace every vertex by one smooth field of
-    its position (shared vertices stay shared), faded to zero on the city ``outline``: vertices on
-    it do not move, so the outline stays the real one and two cities never overlap."""
+    its position (shared vertices stay shared), faded to zero near the city ``outline`` (see
+    STILL_M): vertices on it do not move, so the outline stays the real one, no grid crosses it
+    and two cities never overlap."""
     k = rng.uniform(2 * np.pi / 400, 2 * np.pi / 120, size=(3, 2))
     ph = rng.uniform(0, 2 * np.pi, size=(3, 2))
     rings = shapely.get_parts(outline.boundary)
@@ -234,7 +245,7 @@ def _bend(geoms: NDArray[np.object_], outline: BaseGeometry,
         shapely.linestrings(np.stack([c[:-1], c[1:]], axis=1))
         for c in (shapely.get_coordinates(r) for r in rings)])
     tree = shapely.STRtree(segments)
-    inner = shapely.buffer(outline, -TAPER_M)
+    inner = shapely.buffer(outline, -(STILL_M + TAPER_M))
     shapely.prepare(inner)
 
     def field(xy: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -246,8 +257,8 @@ def _bend(geoms: NDArray[np.object_], outline: BaseGeometry,
         if len(near):
             idx, dist = tree.query_nearest(shapely.points(x[near], y[near]),
                                            return_distance=True, all_matches=False)
-            t = np.clip(dist / TAPER_M, 0.0, 1.0)
-            w[near[idx[0]]] = t * t * (3 - 2 * t)  # smoothstep: 0 on the outline
+            t = np.clip((dist - STILL_M) / TAPER_M, 0.0, 1.0)
+            w[near[idx[0]]] = t * t * (3 - 2 * t)  # smoothstep: 0 near the outline
         return np.column_stack([x + w * BEND_M / 3 * dx, y + w * BEND_M / 3 * dy])
 
     return shapely.transform(shapely.segmentize(geoms, DENSIFY_M), field)
