@@ -14,19 +14,18 @@ in :data:`COUNTIES` so that every prefix is contiguous and the first two are in 
 ``build_province(cities=2)`` already spans both zones.
 
 **Generated:** everything inside a city. Streets, communities and grids are nested Voronoi
-tilings of random seeds (``shapely.voronoi_polygons``) clipped to their parent, then densified to
-25 m and bent by a smooth displacement field (about ±8 m), so a grid has dozens of vertices like a
-drawn one. The bend fades to nothing near the city's outline (none within 30 m, full beyond
-130 m), so the outline stays the real one and no grid crosses it. Grids of one community share
-their edges exactly; where a grid meets the edge of its community the two can differ by up to a
-metre (both are bent, from different vertices: the grids of two communities overlap on 0.003 %
-of the area). Street, community and grid names are
-generated (``Street 1-2``...). Grids per city scale with the county's area (``grids_per_city`` is
-the mean over the 12 counties), and so do streets. The cells are cut in a local frame of metres
-(lon/lat scaled at the city's centre, :class:`_Frame`) rather than in the city's Gauss–Krüger
-zone, so that a cut on a border two cities share lies on that border for both;
-``Province.city_srids`` gives each city's zone (that of its centre) for the metric work of the
-code that uses the province.
+tilings of random seeds (``shapely.voronoi_polygons``) clipped to their parent; the grid cells of
+a city are then noded together into one clean coverage (two grids that touch share that edge
+vertex for vertex, as real drawn grids do), densified to 25 m and bent by a smooth displacement
+field (about ±8 m), so a grid has dozens of vertices like a drawn one. Communities and streets
+are the unions of their grids, so parents and children agree exactly. The bend fades to nothing
+near the city's outline (none within 30 m, full beyond 130 m), so the outline stays the real one
+and no grid crosses it. Street, community and grid names are generated (``Street 1-2``...).
+Grids per city scale with the county's area (``grids_per_city`` is the mean over the 12
+counties), and so do streets. The cells are cut in a local frame of metres (lon/lat scaled at
+the city's centre, :class:`_Frame`) rather than in the city's Gauss–Krüger zone, so that a cut on
+a border two cities share lies on that border for both; ``Province.city_srids`` gives each
+city's zone (that of its centre) for the metric work of the code that uses the province.
 
 Neighbouring counties in the extract share their border vertex for vertex (the conversion is a
 function of the point), so they neither overlap nor leave gaps: measured 0 m² both ways. Should an
@@ -234,7 +233,7 @@ class _Frame:
 
 def _bend(geoms: NDArray[np.object_], outline: BaseGeometry,
           rng: np.random.Generator) -> NDArray[np.object_]:
-    """Densify polygons (local metres) to 25 m and displace every vertex by one smooth field of
+    """Displace every vertex of polygons (local metres, densified to 25 m) by one smooth field of
     its position (shared vertices stay shared), faded to zero near the city ``outline`` (see
     STILL_M): vertices on it do not move, so the outline stays the real one, no grid crosses it
     and two cities never overlap."""
@@ -261,7 +260,57 @@ def _bend(geoms: NDArray[np.object_], outline: BaseGeometry,
             w[near[idx[0]]] = t * t * (3 - 2 * t)  # smoothstep: 0 near the outline
         return np.column_stack([x + w * BEND_M / 3 * dx, y + w * BEND_M / 3 * dy])
 
-    return shapely.transform(shapely.segmentize(geoms, DENSIFY_M), field)
+    return shapely.transform(geoms, field)
+
+
+Row = tuple[str, str, str, str | None, BaseGeometry]
+SNAP_M = 1e-7  # the noding grid, in local metres: merges the rounding of cuts on one line
+
+
+def _coverage(rows: list[Row], outline: BaseGeometry,
+              rng: np.random.Generator) -> tuple[list[Row], NDArray[np.object_]]:
+    """The city's regions as one clean coverage, bent: ``(rows kept, their geometries)``.
+
+    The grid cells (``rows`` in local metres, cut from their parents on their own) are noded
+    together once, so that two grids that touch share that edge vertex for vertex, whichever
+    community or street each is in; the edges are densified once and the faces bent by one field
+    (:func:`_bend`), so shared vertices stay shared. A community is then the union of its grids'
+    faces and a street that of its communities': parents and children agree exactly. A cell
+    left with no face (never seen) is dropped with its code.
+    """
+    grid_rows = [i for i, r in enumerate(rows) if r[2] == "grid"]
+    cells = np.array([rows[i][4] for i in grid_rows], dtype=object)
+    lines = shapely.union_all(shapely.boundary(cells), grid_size=SNAP_M)
+    lines = shapely.segmentize(shapely.get_parts(lines), DENSIFY_M)
+    faces = shapely.get_parts(shapely.polygonize(lines))
+    # each face lies in one cell: the cell holding a point inside it
+    tree = shapely.STRtree(cells)
+    hit_face, hit_cell = tree.query(shapely.point_on_surface(faces), predicate="within")
+    owner = np.full(len(faces), -1, dtype=np.int64)
+    owner[hit_face] = hit_cell
+    missing = np.flatnonzero(owner < 0)
+    if len(missing):  # a face's point on a cell edge after snapping: the nearest cell
+        owner[missing] = tree.nearest(shapely.point_on_surface(faces[missing]))
+    bent = _bend(faces, outline, rng)
+    by_cell: dict[int, list[BaseGeometry]] = {}
+    for face, cell in zip(bent, owner.tolist(), strict=True):
+        by_cell.setdefault(cell, []).append(face)
+    parts: dict[str, list[BaseGeometry]] = {}  # code -> its faces, for every level
+    for k, i in enumerate(grid_rows):
+        code, parent = rows[i][0], rows[i][3]
+        assert parent is not None
+        for face in by_cell.get(k, []):
+            for key in (code, parent, parent[:9] + "000"):
+                parts.setdefault(key, []).append(face)
+    kept = [r for r in rows if r[0] in parts]
+    out = np.empty(len(kept), dtype=object)
+    for j, r in enumerate(kept):
+        got = parts[r[0]]
+        if r[2] == "grid":
+            out[j] = got[0] if len(got) == 1 else MultiPolygon(got)
+        else:
+            out[j] = shapely.coverage_union_all(got)
+    return kept, out
 
 
 def _sizes(area_km2: float, mean_km2: float, grids_per_city: int) -> tuple[int, int, int]:
@@ -310,7 +359,7 @@ def build_province(*, cities: int = CITIES, grids_per_city: int = GRIDS_PER_CITY
         frame = _Frame.around(outline_ll)
         outline = shapely.transform(outline_ll, frame.to_metres)
         city_code = county.code
-        rows: list[tuple[str, str, str, str | None, BaseGeometry]] = []
+        rows: list[Row] = []
         # grids per community: a fixed total per city, spread by a Dirichlet-like draw
         weights = _rng(seed, c, "grid").gamma(4.0, size=n_comm)
         counts = np.floor(weights / weights.sum() * n_grids).astype(int)
@@ -330,9 +379,8 @@ def build_province(*, cities: int = CITIES, grids_per_city: int = GRIDS_PER_CITY
                                                               s * 1000 + m + 1))):
                     rows.append((f"{m_code}{g + 1:03d}", f"Grid {m_code[-6:]}-{g + 1}", "grid",
                                  m_code, cell))
-        metric = np.array([r[4] for r in rows], dtype=object)
-        lonlat = shapely.transform(_bend(metric, outline, _rng(seed, c, "bend")),
-                                   frame.to_lonlat)
+        rows, lonlat = _coverage(rows, outline, _rng(seed, c, "bend"))
+        lonlat = shapely.transform(lonlat, frame.to_lonlat)
         codes.append(city_code)
         names.append(county.name)
         levels.append("city")
