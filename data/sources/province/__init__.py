@@ -1,0 +1,1 @@
+"""The committed extract of the generated province's counties (see ../PROVENANCE.md)."""
