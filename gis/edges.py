@@ -38,6 +38,8 @@ from numpy.typing import ArrayLike, NDArray
 
 FANOUT = 16  # edges per leaf, boxes per node
 CHUNK = 8192  # points per batch step (bounds the candidate pairs in memory)
+STRIPE_COORDS = 400_000  # vertices per stripe of the outline-edge matching
+PROBE = 8  # edges either side of a point along the Z-order curve, for the first guess
 # Pruning keeps a box when its least squared distance is at most the bound times (1 + _REL)
 # plus _ABS: a margin far above the rounding of either (a few ulps), so rounding can never drop
 # the edge the exact formulas would pick.
@@ -51,34 +53,81 @@ def outline_edges(polygons: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.
 
     An edge that appears twice lies between two polygons and is dropped with its twin. When every
     edge is shared (no outline at all: overlapping copies), all are kept.
+
+    Memory: the matching runs stripe by stripe (west to east, :data:`STRIPE_COORDS` vertices
+    each). An edge belongs to the stripe of its lower end point, and so does its twin (the same
+    end points), so matching within a stripe is exact; only the polygons a stripe crosses are
+    read for it, never the whole cover's vertices at once.
     """
     polys = np.asarray(polygons, dtype=object)
     if not polys.size:
         return np.zeros((0, 4)), np.zeros(0, dtype=np.int64)
+    bounds = shapely.bounds(polys)
+    total = int(shapely.get_num_coordinates(polys).sum())
+    k = int(np.clip(total // STRIPE_COORDS, 1, 1024))
+    xmin, xmax = float(bounds[:, 0].min()), float(bounds[:, 2].max())
+    cuts = np.linspace(xmin, xmax, k + 1)
+    seg_parts, poly_parts, pos_parts = [], [], []
+    for j in range(k):
+        cand = np.flatnonzero((bounds[:, 0] <= cuts[j + 1]) & (bounds[:, 2] >= cuts[j]))
+        if not cand.size:
+            continue
+        seg, poly, pos = _stripe_edges(polys[cand], cuts, j)
+        seg_parts.append(seg)
+        poly_parts.append(cand[poly])
+        pos_parts.append(pos)
+    seg = np.concatenate(seg_parts) if seg_parts else np.zeros((0, 4))
+    poly = np.concatenate(poly_parts) if poly_parts else np.zeros(0, dtype=np.int64)
+    pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0, dtype=np.int64)
+    if not len(seg):  # every edge shared: keep them all
+        seg, poly, pos = _stripe_edges(polys, np.array([xmin, xmax]), 0, keep_shared=True)
+    order = np.lexsort((pos, poly))
+    return seg[order], poly[order].astype(np.int64)
+
+
+def _stripe_edges(polys: NDArray[np.object_], cuts: NDArray[np.float64], j: int, *,
+                  keep_shared: bool = False
+                  ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+    """The unshared edges of ``polys`` whose lower end point lies in stripe ``j`` of ``cuts``:
+    segments (lower end point first is not promised: as drawn), the polygon (index into
+    ``polys``) and the edge's position among its polygon's vertices."""
     parts, part_poly = shapely.get_parts(polys, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
-    ring_poly = part_poly[ring_part]
     xy, ring = shapely.get_coordinates(rings, return_index=True)
-    same = ring[:-1] == ring[1:]
-    a, b = xy[:-1][same], xy[1:][same]
-    poly = ring_poly[ring[:-1][same]]
+    coord_poly = part_poly[ring_part][ring]
+    start = np.flatnonzero(ring[:-1] == ring[1:])  # edge: start → start + 1
+    a, b = xy[start], xy[start + 1]
     swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1]))
-    key = np.where(swap[:, None], np.hstack([b, a]), np.hstack([a, b]))
-    order = np.lexsort(key.T[::-1])
-    k = key[order]
-    first = np.ones(len(k), dtype=bool)
-    first[1:] = (k[1:] != k[:-1]).any(axis=1)
-    group = np.cumsum(first) - 1
-    count = np.bincount(group)
-    keep = np.empty(len(k), dtype=bool)
-    keep[order] = count[group] == 1
-    if not keep.any():
-        keep[:] = True
-    return np.hstack([a[keep], b[keep]]), poly[keep].astype(np.int64)
+    lo = np.where(swap[:, None], b, a)
+    stripe = np.clip(np.searchsorted(cuts, lo[:, 0], side="right") - 1, 0, len(cuts) - 2)
+    mine = np.flatnonzero(stripe == j)
+    start, a, b, lo = start[mine], a[mine], b[mine], lo[mine]
+    hi = np.where(swap[mine][:, None], a, b)
+    key = np.hstack([lo, hi]) + 0.0  # -0.0 → 0.0
+    if keep_shared:
+        keep = np.ones(len(key), dtype=bool)
+    else:
+        order = np.lexsort(key.T[::-1])
+        k = key[order]
+        first = np.ones(len(k), dtype=bool)
+        first[1:] = (k[1:] != k[:-1]).any(axis=1)
+        group = np.cumsum(first) - 1
+        keep = np.empty(len(k), dtype=bool)
+        keep[order] = np.bincount(group)[group] == 1
+    poly = coord_poly[start[keep]]
+    # position within the polygon: vertices of one polygon are contiguous, parts and rings in
+    # order, so the offset from the polygon's first vertex is its ring order
+    first_vertex = np.zeros(len(polys), dtype=np.int64)
+    u, at = np.unique(coord_poly, return_index=True)
+    first_vertex[u] = at
+    pos = start[keep] - first_vertex[poly]
+    return np.hstack([a[keep], b[keep]]), poly.astype(np.int64), pos
 
 
-def _morton(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.uint64]:
-    """Z-order key of points, 16 bits per axis over their bounding box."""
+def _morton(x: NDArray[np.float64], y: NDArray[np.float64],
+            frame: tuple[float, float, float, float]) -> NDArray[np.uint64]:
+    """Z-order key of points, 16 bits per axis over ``frame`` (xmin, ymin, xmax, ymax); points
+    outside it are clamped to its edge."""
 
     def spread(v: NDArray[np.uint64]) -> NDArray[np.uint64]:
         v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF)
@@ -86,12 +135,12 @@ def _morton(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.uint64
         v = (v | (v << np.uint64(2))) & np.uint64(0x33333333)
         return (v | (v << np.uint64(1))) & np.uint64(0x55555555)
 
-    def quantise(v: NDArray[np.float64]) -> NDArray[np.uint64]:
-        lo, hi = float(v.min()), float(v.max())
+    def quantise(v: NDArray[np.float64], lo: float, hi: float) -> NDArray[np.uint64]:
         scale = 65535.0 / (hi - lo) if hi > lo else 0.0
         return np.clip((v - lo) * scale, 0, 65535).astype(np.uint64)
 
-    return spread(quantise(x)) | (spread(quantise(y)) << np.uint64(1))
+    return (spread(quantise(x, frame[0], frame[2]))
+            | (spread(quantise(y, frame[1], frame[3])) << np.uint64(1)))
 
 
 def _boxes(xmin: NDArray[np.float64], ymin: NDArray[np.float64], xmax: NDArray[np.float64],
@@ -156,17 +205,24 @@ class EdgeIndex:
     ([0, 0, 1], [0.0, 1.0, 2.0], [0.5, 1.0, 1.0], [1.0, 2.0, 1.414])
     """
 
-    seg: NDArray[np.float64]
     poly: NDArray[np.int32]
     rank: NDArray[np.int32]
     boxes: tuple[NDArray[np.float64], ...]
+    zkey: NDArray[np.uint64]  # the edges' Z-order keys (sorted), for the first guess
+    cols: NDArray[np.float64]  # (4, n): rows x0, y0, x1, y1, each contiguous (fast gathers)
+    frame: tuple[float, float, float, float]  # the Z-order's quantisation box
 
     def __len__(self) -> int:
         return len(self.poly)
 
     @property
+    def seg(self) -> NDArray[np.float64]:
+        """The edges as (n, 4) x0, y0, x1, y1 (a view)."""
+        return self.cols.T
+
+    @property
     def nbytes(self) -> int:
-        return int(self.seg.nbytes + self.poly.nbytes + self.rank.nbytes
+        return int(self.cols.nbytes + self.poly.nbytes + self.rank.nbytes + self.zkey.nbytes
                    + sum(b.nbytes for b in self.boxes))
 
     @classmethod
@@ -181,18 +237,30 @@ class EdgeIndex:
         if len(seg) >= 2**31:
             raise ValueError("too many edges for one index")
         if not len(seg):
-            return cls(seg, np.zeros(0, np.int32), np.zeros(0, np.int32), ())
-        order = np.argsort(_morton((seg[:, 0] + seg[:, 2]) / 2, (seg[:, 1] + seg[:, 3]) / 2),
-                           kind="stable")
-        seg = np.ascontiguousarray(seg[order])
+            return cls(poly=np.zeros(0, np.int32), rank=np.zeros(0, np.int32), boxes=(),
+                       zkey=np.zeros(0, np.uint64), cols=np.zeros((4, 0)),
+                       frame=(0.0, 0.0, 0.0, 0.0))
+        mx, my = (seg[:, 0] + seg[:, 2]) / 2, (seg[:, 1] + seg[:, 3]) / 2
+        frame = (float(mx.min()), float(my.min()), float(mx.max()), float(my.max()))
+        zkey = _morton(mx, my, frame)
+        order = np.argsort(zkey, kind="stable")
+        return cls._packed(np.ascontiguousarray(seg[order]),
+                           np.asarray(poly, dtype=np.int32)[order], order.astype(np.int32),
+                           zkey[order], frame)
+
+    @classmethod
+    def _packed(cls, seg: NDArray[np.float64], poly: NDArray[np.int32], rank: NDArray[np.int32],
+                zkey: NDArray[np.uint64], frame: tuple[float, float, float, float]
+                ) -> EdgeIndex:
+        """The index over edges already in Z-order: the tree's boxes, level by level."""
         x0, y0, x1, y1 = seg.T
         levels = [_boxes(np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1),
                          np.maximum(y0, y1))]
         while len(levels[-1]) > FANOUT:
             b = levels[-1]
             levels.append(_boxes(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
-        return cls(seg, np.asarray(poly, dtype=np.int32)[order], order.astype(np.int32),
-                   tuple(levels))
+        return cls(poly=poly, rank=rank, boxes=tuple(levels), zkey=zkey,
+                   cols=np.ascontiguousarray(seg.T), frame=frame)
 
     # -- queries -----------------------------------------------------------------------------
     def nearest(self, x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64],
@@ -211,16 +279,24 @@ class EdgeIndex:
         for s in range(0, ok.size, CHUNK):
             at = ok[s:s + CHUNK]
             edge, d = self._nearest_edges(x[at], y[at])
-            e = self.seg[edge]
             poly[at] = self.poly[edge]
-            cx[at], cy[at] = closest_point(x[at], y[at], e[:, 0], e[:, 1], e[:, 2], e[:, 3])
+            cx[at], cy[at] = closest_point(x[at], y[at], *self.cols[:, edge])
             dist[at] = d
         return poly, cx, cy, dist
 
     def _nearest_edges(self, px: NDArray[np.float64], py: NDArray[np.float64]
                        ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """The winning edge (tree position) and its distance, per (finite) point."""
-        m = len(px)
+        m, n = len(px), len(self)
+        # A first guess: the edges next to the point along the Z-order curve. Their least
+        # distance is an upper bound (they are real edges), usually close to the answer.
+        near = min(n, 2 * PROBE)
+        at = np.clip(np.searchsorted(self.zkey, _morton(px, py, self.frame)) - PROBE, 0,
+                     n - near)
+        probe = (at[:, None] + np.arange(near)).ravel()
+        guess = segment_distance(np.repeat(px, near), np.repeat(py, near),
+                                 *self.cols[:, probe]).reshape(m, near).min(axis=1)
+        guess = guess * guess
         top = len(self.boxes[-1])
         pt = np.repeat(np.arange(m), top)  # candidate pairs (point, node), sorted by point
         node = np.tile(np.arange(top), m)
@@ -237,62 +313,63 @@ class EdgeIndex:
             near_y, far_y = np.where(low, lo_y, hi_y) - qy, np.where(low, hi_y, lo_y) - qy
             bound = np.minimum(near_x * near_x + far_y * far_y, near_y * near_y + far_x * far_x)
             starts = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]])
-            best = np.minimum.reduceat(bound, starts)
+            best = guess.copy()
+            best[pt[starts]] = np.minimum(np.minimum.reduceat(bound, starts), guess[pt[starts]])
             keep = least <= best[pt] * (1 + _REL) + _ABS
+            guess = best
             pt, node = pt[keep], node[keep]
-            below = len(self.boxes[level - 1]) if level else len(self)
+            below = len(self.boxes[level - 1]) if level else n
             child = (node[:, None] * FANOUT + np.arange(FANOUT)).ravel()
             pt = np.repeat(pt, FANOUT)
             valid = child < below
             pt, node = pt[valid], child[valid]
-        e = self.seg[node]
-        d = segment_distance(px[pt], py[pt], e[:, 0], e[:, 1], e[:, 2], e[:, 3])
+        # the edges of the leaves kept: first their own boxes, then the exact distance
+        x0, y0, x1, y1 = self.cols[:, node]
+        qx, qy = px[pt], py[pt]
+        dx = np.maximum(np.maximum(np.minimum(x0, x1) - qx, qx - np.maximum(x0, x1)), 0.0)
+        dy = np.maximum(np.maximum(np.minimum(y0, y1) - qy, qy - np.maximum(y0, y1)), 0.0)
+        keep = dx * dx + dy * dy <= guess[pt] * (1 + _REL) + _ABS
+        pt, node = pt[keep], node[keep]
+        x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
+        d = segment_distance(px[pt], py[pt], x0, y0, x1, y1)
         starts = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]])
-        dmin = np.minimum.reduceat(d, starts)
+        dmin = np.full(m, np.inf)
+        dmin[pt[starts]] = np.minimum.reduceat(d, starts)
         rank = np.where(d == dmin[pt], self.rank[node], np.iinfo(np.int32).max)
-        first = np.minimum.reduceat(rank, starts)
+        first = np.full(m, np.iinfo(np.int32).max, dtype=np.int32)
+        first[pt[starts]] = np.minimum.reduceat(rank, starts)
         win = np.flatnonzero(rank == first[pt])  # ranks are unique: one pair per point
+        if len(win) != m:
+            raise AssertionError("the edge search lost a point")  # pragma: no cover
         return node[win].astype(np.int64), d[win]
 
     # -- arrays (a snapshot on disk) --------------------------------------------------------
     def to_arrays(self, prefix: str) -> dict[str, NDArray[np.generic]]:
-        out: dict[str, NDArray[np.generic]] = {
-            f"{prefix}seg": self.seg, f"{prefix}poly": self.poly, f"{prefix}rank": self.rank,
-            f"{prefix}levels": np.array([len(b) for b in self.boxes], dtype=np.int64),
-        }
-        if self.boxes:
-            out[f"{prefix}boxes"] = np.concatenate(self.boxes)
-        return out
+        """The edges as plain arrays (the tree is rebuilt from them on load: milliseconds)."""
+        return {f"{prefix}cols": self.cols, f"{prefix}poly": self.poly, f"{prefix}rank": self.rank,
+                f"{prefix}frame": np.array(self.frame, dtype=np.float64)}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, NDArray[np.generic]], prefix: str,
                     n_polygons: int) -> EdgeIndex:
         """The index :meth:`to_arrays` wrote; ValueError when the arrays do not fit together
         (a damaged file) or name a polygon beyond ``n_polygons``."""
-        seg = np.asarray(arrays[f"{prefix}seg"], dtype=np.float64)
+        cols = np.asarray(arrays[f"{prefix}cols"], dtype=np.float64)
         poly = np.asarray(arrays[f"{prefix}poly"], dtype=np.int32)
         rank = np.asarray(arrays[f"{prefix}rank"], dtype=np.int32)
-        sizes = np.asarray(arrays[f"{prefix}levels"], dtype=np.int64).tolist()
+        frame = np.asarray(arrays[f"{prefix}frame"], dtype=np.float64)
         n = len(poly)
-        if seg.shape != (n, 4) or rank.shape != (n,):
+        if cols.shape != (4, n) or rank.shape != (n,) or frame.shape != (4,):
             raise ValueError("edge columns differ in length")
-        if n and (int(poly.min()) < 0 or int(poly.max()) >= n_polygons
-                  or int(rank.min()) < 0 or int(rank.max()) >= n
-                  or int(np.bincount(rank, minlength=n).max()) != 1):
+        if not n:
+            return cls.from_edges(cols.T, poly.astype(np.int64))
+        if (int(poly.min()) < 0 or int(poly.max()) >= n_polygons
+                or int(rank.min()) < 0 or int(rank.max()) >= n
+                or int(np.bincount(rank, minlength=n).max()) != 1
+                or not np.isfinite(cols).all() or not np.isfinite(frame).all()):
             raise ValueError("edges do not match their polygons")
-        expect, k = [], n
-        while k:
-            k = -(-k // FANOUT)
-            expect.append(k)
-            if k <= FANOUT:
-                break
-        if sizes != expect:
-            raise ValueError("edge tree levels do not match the edges")
-        boxes: tuple[NDArray[np.float64], ...] = ()
-        if n:
-            flat = np.asarray(arrays[f"{prefix}boxes"], dtype=np.float64)
-            if flat.shape != (sum(sizes), 4):
-                raise ValueError("edge tree boxes do not match the edges")
-            ends = np.cumsum(sizes)
-            boxes = tuple(flat[e - s:e] for e, s in zip(ends.tolist(), sizes, strict=True))
-        return cls(seg, poly, rank, boxes)
+        box = (float(frame[0]), float(frame[1]), float(frame[2]), float(frame[3]))
+        mx, my = (cols[0] + cols[2]) / 2, (cols[1] + cols[3]) / 2
+        # Any order of the edges gives right answers (the boxes are computed from them); the
+        # Z-order only makes the search fast.
+        return cls._packed(cols.T, poly, rank, _morton(mx, my, box), box)
