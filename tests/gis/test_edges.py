@@ -173,7 +173,7 @@ def test_arrays_round_trip_and_damage_is_refused(polys: np.ndarray, index: EdgeI
         with pytest.raises(ValueError):
             EdgeIndex.from_arrays(damaged, "e_", len(polys))
     with pytest.raises(KeyError):
-        EdgeIndex.from_arrays({k: v for k, v in arrays.items() if k != "e_frame"}, "e_",
+        EdgeIndex.from_arrays({k: v for k, v in arrays.items() if k != "e_rank"}, "e_",
                               len(polys))
     # edges in any order (a file written by hand) still answer right: only slower
     shuffled = rng.permutation(len(index))
