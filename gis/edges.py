@@ -166,6 +166,17 @@ def _centred(b: NDArray[np.float64]) -> NDArray[np.float64]:
     return out
 
 
+def _group_min(values: NDArray[np.generic], group: NDArray[np.int64], m: int
+               ) -> NDArray[np.generic]:
+    """Per group 0..m-1 (``group`` sorted, every group present), the least of ``values``."""
+    if m == 1:
+        return np.array([values.min()], dtype=values.dtype)
+    starts = np.empty(len(group), dtype=bool)
+    starts[0] = True
+    np.not_equal(group[1:], group[:-1], out=starts[1:])
+    return np.minimum.reduceat(values, np.flatnonzero(starts))
+
+
 def segment_distance(px: NDArray[np.float64], py: NDArray[np.float64], x0: NDArray[np.float64],
                      y0: NDArray[np.float64], x1: NDArray[np.float64], y1: NDArray[np.float64]
                      ) -> NDArray[np.float64]:
@@ -311,11 +322,8 @@ class EdgeIndex:
             least = ux * ux + uy * uy
             # min-max distance: the nearer face along one axis, the farther corner of it
             bound = np.minimum(sx * sx + ty * ty, sy * sy + tx * tx)
-            starts = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]])
-            best = guess.copy()
-            best[pt[starts]] = np.minimum(np.minimum.reduceat(bound, starts), guess[pt[starts]])
-            keep = least <= best[pt] * (1 + _REL) + _ABS
-            guess = best
+            guess = np.minimum(guess, _group_min(bound, pt, m))
+            keep = least <= guess[pt] * (1 + _REL) + _ABS
             pt, node = pt[keep], node[keep]
             node = (node[:, None] * FANOUT + np.arange(FANOUT)).ravel()
             pt = np.repeat(pt, FANOUT)
@@ -330,12 +338,9 @@ class EdgeIndex:
         pt, node = pt[keep], node[keep]
         x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
         d = segment_distance(px[pt], py[pt], x0, y0, x1, y1)
-        starts = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]])
-        dmin = np.full(m, np.inf)
-        dmin[pt[starts]] = np.minimum.reduceat(d, starts)
+        dmin = _group_min(d, pt, m)
         rank = np.where(d == dmin[pt], self.rank[node], np.iinfo(np.int32).max)
-        first = np.full(m, np.iinfo(np.int32).max, dtype=np.int32)
-        first[pt[starts]] = np.minimum.reduceat(rank, starts)
+        first = _group_min(rank, pt, m)
         win = np.flatnonzero(rank == first[pt])  # ranks are unique: one pair per point
         if len(win) != m:
             raise AssertionError("the edge search lost a point")  # pragma: no cover
