@@ -295,6 +295,13 @@ class EdgeIndex:
         ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
         if not len(self) or not ok.size:
             return poly, cx, cy, dist
+        if ok.size == 1:  # a single lookup: the same search without the batch's bookkeeping
+            at = ok
+            e1, d1 = self._nearest_one(float(x[at[0]]), float(y[at[0]]))
+            poly[at] = self.poly[e1]
+            cx[at], cy[at] = closest_point(x[at], y[at], *self.cols[:, [e1]])
+            dist[at] = d1
+            return poly, cx, cy, dist
         for s in range(0, ok.size, CHUNK):
             at = ok[s:s + CHUNK]
             edge, d = self._nearest_edges(x[at], y[at])
@@ -345,6 +352,25 @@ class EdgeIndex:
         if len(win) != m:
             raise AssertionError("the edge search lost a point")  # pragma: no cover
         return node[win].astype(np.int64), d[win]
+
+    def _nearest_one(self, x: float, y: float) -> tuple[int, float]:
+        """:meth:`_nearest_edges` for one point (same pruning, same answer, fewer calls)."""
+        node = np.arange(self.boxes[-1].shape[1])
+        guess = np.inf
+        step = np.arange(FANOUT)
+        for level in range(len(self.boxes) - 1, -1, -1):
+            cx, cy, hx, hy = self.boxes[level][:, node]
+            ax, ay = np.abs(x - cx), np.abs(y - cy)
+            sx, sy, tx, ty = ax - hx, ay - hy, ax + hx, ay + hy
+            guess = min(guess, float(np.minimum(sx * sx + ty * ty, sy * sy + tx * tx).min()))
+            ux, uy = np.maximum(sx, 0.0), np.maximum(sy, 0.0)
+            node = node[ux * ux + uy * uy <= guess * (1 + _REL) + _ABS]
+            node = (node[:, None] * FANOUT + step).ravel()
+        node = node[node < len(self)]
+        d = segment_distance(np.full(len(node), x), np.full(len(node), y), *self.cols[:, node])
+        dmin = d.min()
+        tied = node[d == dmin]
+        return int(tied[np.argmin(self.rank[tied])]), float(dmin)
 
     def _greedy_guess(self, px: NDArray[np.float64], py: NDArray[np.float64]
                       ) -> NDArray[np.float64]:
