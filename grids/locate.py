@@ -10,7 +10,9 @@ Rules, pinned by tests:
 - **Gaps.** A point in the city but in no grid falls back to the smallest region covering it
   (community, then street, then the city itself): 属地兜底.
 - **Outside.** A point outside every region gets ``status='outside'`` with the nearest grid and
-  its distance in metres.
+  its distance in metres: nearest by planar distance in lon/lat (as ``shapely`` measures it to
+  every grid), ties (a vertex two grids' outlines share) to the lowest code, the metres geodesic
+  to that nearest point (:mod:`gis.edges`).
 - **Responsible staff.** The grid's available primary worker; else its available backup; else the
   community head, the street officer, the command-centre duty officer, the first of them who is
   available. ``fallback`` names the step used. On leave or seconded never counts as available.
