@@ -44,6 +44,7 @@ DATA = RESULTS / "province"
 REGIONS = DATA / "regions.npz"
 N_BATCH = 1_000_000
 N_SINGLE = 20_000
+N_OUTSIDE = 100_000  # outside points for the nearest-grid batch
 SEED = 2612
 
 
@@ -132,7 +133,6 @@ def _points(snap: Any, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _lookups(snap: Any) -> dict[str, Any]:
     lon, lat = _points(snap, N_SINGLE, SEED)
-    snap.locate(float(lon[0]), float(lat[0]))  # warm the outline edges' tree
     times = []
     for x, y in zip(lon.tolist(), lat.tolist(), strict=True):
         t0 = time.perf_counter()
@@ -150,7 +150,26 @@ def _lookups(snap: Any) -> dict[str, Any]:
         region, status = snap.locate_many(blon, blat)
         runs.append(time.perf_counter() - t0)
     best = min(runs)
+    # outside every region (the boxes' corners): the nearest grid from the outline-edge index
+    olon, olat = blon[status == 2][:N_OUTSIDE], blat[status == 2][:N_OUTSIDE]
+    edges_ready = snap.edges is not None  # from the file, or built with the rasters
+    t0 = time.perf_counter()
+    near, metres = snap.nearest_many(olon, olat)
+    outside_s = time.perf_counter() - t0
+    otimes = []
+    for x, y in zip(olon[:2000].tolist(), olat[:2000].tolist(), strict=True):
+        t0 = time.perf_counter()
+        snap.locate(x, y)
+        otimes.append(time.perf_counter() - t0)
     return {
+        "outside": {"points": len(olon), "edges_ready": edges_ready,
+                    "edges": len(snap.outline_edges()),
+                    "edges_mb": round(snap.outline_edges().nbytes / 2**20, 1),
+                    "batch_s": round(outside_s, 3),
+                    "points_per_s": round(len(olon) / outside_s),
+                    "single_locate_us": {"p50": round(percentile(otimes, 50) * 1e6, 1),
+                                         "p95": round(percentile(otimes, 95) * 1e6, 1)},
+                    "digest": float(np.nansum(metres)) + int(near.sum())},
         "single_locate_us": {"p50": round(percentile(times, 50) * 1e6, 1),
                              "p95": round(percentile(times, 95) * 1e6, 1),
                              "mean": round(float(np.mean(times)) * 1e6, 1)},
@@ -177,6 +196,9 @@ def _child(mode: str, city: str | None, path: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         snap = snapshot_from_polygons(*regions)
         out["index_s"] = round(time.perf_counter() - t0, 2)
+        t1 = time.perf_counter()
+        snap.outline_edges()  # build_rasters builds it too; timed on its own here
+        out["edges_s"] = round(time.perf_counter() - t1, 2)
         t1 = time.perf_counter()
         snap.build_rasters(RASTER_CELL_DEG, AREAS_RASTER_CELL_DEG)
         out["rasters_s"] = round(time.perf_counter() - t1, 2)
@@ -220,7 +242,8 @@ def locator_measure() -> dict[str, Any]:
             path = Path(tmp) / f"{label}.npz"
             built = _run_child("build", city, path)
             cold = _run_child("cold", city, path)
-            if built["batch_digest"] != cold["batch_digest"]:
+            if built["batch_digest"] != cold["batch_digest"] or \
+                    built["outside"]["digest"] != cold["outside"]["digest"]:
                 raise SystemExit(f"{label}: the cold start answered differently")
             out[label] = {"build": built, "cold": cold}
             print(f"{label}: {built['grids']} grids — build from polygons {built['build_s']} s "
@@ -229,6 +252,14 @@ def locator_measure() -> dict[str, Any]:
                   f"(+{cold['rss_delta_mb']} MB); locate p50 {cold['single_locate_us']['p50']} µs; "
                   f"batch {cold['batch_points_per_s']:,} points/s "
                   f"(building process {built['batch_points_per_s']:,})", flush=True)
+            o, co = built["outside"], cold["outside"]
+            print(f"{label}: outline-edge index {o['edges']:,} edges, {o['edges_mb']} MB, built "
+                  f"in {built['edges_s']} s (cold start: in the file, ready "
+                  f"{co['edges_ready']}); {co['points']:,} points outside every region "
+                  f"{co['points_per_s']:,} points/s (building process {o['points_per_s']:,}); "
+                  f"outside locate p50 {co['single_locate_us']['p50']} µs; process RSS "
+                  f"{cold['rss_mb']} MB, peak {cold['peak_rss_mb']} MB (building process "
+                  f"{built['rss_mb']} MB, peak {built['peak_rss_mb']} MB)", flush=True)
     for label in ("one_city", "province"):
         r = out[label]["build"]["raster"]
         # the previous table: int32 for every cell of the extent (what the top grid spans)

@@ -2,7 +2,8 @@
 
 A file holds what :func:`grids.locate.load_snapshot` reads from the boundaries and what the
 rasters cost to build: the regions (codes, names, levels, parents, versions, database ids), both
-polygon indexes (polygons as WKB, prepared again on load) and their lookup tables (numpy arrays).
+polygon indexes (polygons as WKB, prepared again on load), their lookup tables and the
+outline-edge index of the nearest-grid search (:mod:`gis.edges`), all numpy arrays.
 Staff and assignments are not in it: they change often and load in one query
 (:func:`grids.locate.reload_staff`).
 
@@ -15,7 +16,8 @@ the file is ignored (the caller rebuilds from SQL and writes a new one).
 Writing is atomic (a temporary file in the same folder, flushed, then ``os.replace``), so a
 reader sees the old file or the new one, never half of one. A file that cannot be read (cut short,
 bytes changed: the zip's CRC-32 catches those; a table that does not match its polygons) is
-logged and treated as missing.
+logged and treated as missing. A file of an older :data:`FORMAT` (format 1 had no edge index)
+is stale: rebuilt, never an error.
 
 File format (``numpy`` ``.npz``, no pickles): ``header`` is UTF-8 JSON (format, etag, region
 codes, names, levels, the metric SRID, the version); the rest are plain arrays.
@@ -36,12 +38,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
+from gis.edges import EdgeIndex
 from gis.index import PolygonIndex
 from grids.city import profile
 from grids.locate import _IN_FORCE, Region, Snapshot
 
 log = logging.getLogger("citygrid.locator")
-FORMAT = 1
+FORMAT = 2  # 2: with the outline-edge index (e_*)
 FILE_NAME = "locator-snapshot.npz"
 
 _ETAG_SQL = text(
@@ -92,6 +95,7 @@ def write_snapshot(snap: Snapshot, path: str | Path, etag: str) -> int:
     }
     arrays |= snap.grids.to_arrays("g_")
     arrays |= snap.areas.to_arrays("a_")
+    arrays |= snap.outline_edges().to_arrays("e_")  # built here if a lookup has not built it
     fd, tmp = tempfile.mkstemp(prefix=".locator-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -141,8 +145,9 @@ def _from_arrays(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> Snaps
     if len(grids) != len(grid_ids) or len(areas) != len(area_ids) or (
             n and (int(max(grid_ids.max(initial=0), area_ids.max(initial=0))) >= n)):
         raise ValueError("indexes do not match the regions")
+    edges = EdgeIndex.from_arrays(arrays, "e_", len(grids) if len(grids) else len(areas))
     return Snapshot(regions=regions, grid_ids=grid_ids, grids=grids, area_ids=area_ids,
                     areas=areas, version_id=int(header["version_id"]),
                     loaded_at=datetime.now(UTC), as_of=None,
                     region_ids={int(d): i for i, d in enumerate(db_ids.tolist())},
-                    metric_srid=header["metric_srid"])
+                    metric_srid=header["metric_srid"], edges=edges)

@@ -7,6 +7,7 @@ with psql, as an operator would.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def test_cold_start_from_the_file_answers_like_the_rebuild(engine: Engine, tmp_p
     a, b = built.snapshot, cold.snapshot
     assert a is not None and b is not None
     assert b.grids.has_raster and b.areas.has_raster  # came with the file, nothing built
+    assert b.edges is not None and len(b.edges) == len(a.outline_edges()) > 0  # so did the edges
+    for k, v in a.outline_edges().to_arrays("e_").items():
+        assert np.array_equal(v, b.edges.to_arrays("e_")[k]), k
     assert b.version_id == a.version_id and b.metric_srid == a.metric_srid
 
     city = a.areas.polygons[-1]
@@ -62,6 +66,56 @@ def test_cold_start_from_the_file_answers_like_the_rebuild(engine: Engine, tmp_p
         [b.regions[i].code for i in rb[rb >= 0][:5000]]
     for i in rng.choice(len(lon), 300, replace=False):
         assert a.locate(lon[i], lat[i]) == b.locate(lon[i], lat[i])
+    # outside: the nearest grid and metres from the file's edge index, as from the rebuild
+    out = np.flatnonzero(sa == 2)[:3000]
+    assert len(out) == 3000
+    na, da = a.nearest_many(lon[out], lat[out])
+    nb, db = b.nearest_many(lon[out], lat[out])
+    assert np.array_equal(na, nb) and np.array_equal(da, db)
+
+
+def test_an_old_format_file_is_rebuilt(scratch: Engine, tmp_path: Path) -> None:
+    """A format-1 file (no edge index) for the same boundaries: stale, rebuilt, no error."""
+    started(scratch, tmp_path)
+    path = snapshot_path(tmp_path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("e_")}
+    header = json.loads(arrays["header"].tobytes().decode())
+    header["format"] = 1
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+    service = started(scratch, tmp_path)
+    assert service.source == "sql" and service.failure is None
+    assert service.snapshot is not None
+    assert service.snapshot.locate(*at(3.5, 0.25))["nearest"]["code"] == G3
+    again = started(scratch, tmp_path)
+    assert again.source == "file" and again.snapshot is not None
+    assert again.snapshot.edges is not None  # the rewritten file has them
+    assert again.snapshot.locate(*at(3.5, 0.25))["nearest"]["code"] == G3
+
+
+@pytest.mark.parametrize("damage", ["no_edges", "edge_names_no_grid", "edges_cut_short"])
+def test_a_file_with_a_damaged_edge_index_means_a_rebuild(scratch: Engine, tmp_path: Path,
+                                                          damage: str) -> None:
+    """The right format and etag, but the edge arrays are missing or do not fit."""
+    started(scratch, tmp_path)
+    path = snapshot_path(tmp_path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    if damage == "no_edges":
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("e_")}
+    elif damage == "edge_names_no_grid":
+        arrays["e_poly"] = arrays["e_poly"] + len(arrays["grid_ids"])
+    else:
+        arrays["e_cols"] = arrays["e_cols"][:, :-1]
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+    service = started(scratch, tmp_path)
+    assert service.source == "sql" and service.failure is None
+    assert service.snapshot is not None
+    assert service.snapshot.locate(*at(3.5, 0.25))["nearest"]["code"] == G3
+    assert started(scratch, tmp_path).source == "file"  # rewritten whole
 
 
 def test_a_file_for_other_boundaries_is_not_used(scratch: Engine, tmp_path: Path) -> None:
