@@ -146,21 +146,11 @@ PROVINCE_DB = "citygrid_province"
 DATABASE_OPTIONS: dict[str, int] = {"cities": 12, "grids_per_city": 8_500, "incidents": 2_000_000}
 
 
-def rank_province() -> None:
-    """``grids.locate`` (the locator's part, owned elsewhere) ranks city > street > community
-    > grid; until it ranks the province, this process ranks it above the city (migration 0030).
-    Idempotent; a no-op once the locator knows the level."""
-    from grids import locate
-
-    locate.LEVEL_RANK.setdefault("province", max(locate.LEVEL_RANK.values()) + 1)
-
-
 def province_app() -> Any:
     """The bench's app (:func:`bench.app_factory.build`) over the province database, for
     ``uvicorn --factory bench.province_sections:province_app``."""
     from bench import app_factory
 
-    rank_province()
     return app_factory.build()
 
 
@@ -186,7 +176,6 @@ def database_setup() -> dict[str, Any]:
                    stdout=subprocess.DEVNULL)
     url = _province_url()
     migrate(url)
-    rank_province()
     engine = create_engine(url)
     out: dict[str, Any] = {"database": PROVINCE_DB, **opts}
     try:
@@ -443,7 +432,6 @@ def database_measure(repeat: int = 20, seconds: float = 5.0, rounds: int = 2) ->
     from grids.access import Principal, Scope
     from grids.city import read_profile
 
-    rank_province()
     url = _province_url()
     engine = create_engine(url)
     out: dict[str, Any] = {"database": PROVINCE_DB}

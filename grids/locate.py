@@ -38,7 +38,7 @@ from grids.city import profile
 from grids.errors import RegionNotFound
 
 _GEOD = Geod(ellps="GRS80")  # the CGCS2000 ellipsoid, to a micrometre
-LEVEL_RANK = {"grid": 0, "community": 1, "street": 2, "city": 3}
+LEVEL_RANK = {"grid": 0, "community": 1, "street": 2, "city": 3, "province": 4}
 # The fallback each step of the chain stands for.
 FALLBACK = {("grid", "primary"): None, ("grid", "backup"): "backup",
             ("community", "head"): "community_head", ("street", "head"): "street_officer",

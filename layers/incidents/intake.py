@@ -5,8 +5,8 @@
 - Idempotent on ``(source, external_id)``: a retry returns the incident already made, never a
   second one; concurrent retries serialise on the unique index of the registry
   ``incident_key`` (``ON CONFLICT DO NOTHING``; ``incident`` is partitioned by month, 0029).
-- Address-only reports (no coordinates) are kept and fall back to the city (属地兜底) until a
-  dispatcher places them.
+- Address-only reports (no coordinates) are kept and fall back to the city (属地兜底; in a
+  province, the caller's city or the province) until a dispatcher places them.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from sqlalchemy.exc import IntegrityError
 
 from gis.crs import parse_crs, to_lonlat
 from gis.errors import GisError
-from grids.access import Permission, Principal
+from grids.access import Permission, Principal, Scope
 from grids.errors import Conflict, GridError, RegionNotFound
-from grids.locate import Snapshot, choose_responsible
+from grids.locate import LEVEL_RANK, Snapshot, choose_responsible
 from grids.point import checked_point
 from grids.upload_limits import (
     UploadLimits,
@@ -90,11 +90,29 @@ def _placement(snap: Snapshot, region: int) -> Placement:
         responsible_code=(responsible or {}).get("code"), fallback=fallback)
 
 
+def _root(snap: Snapshot, scope: Scope | None = None) -> int | None:
+    """Where an incident without a location waits (属地兜底): the deployment's top region (the
+    city, or the province when one is loaded); in a province, the caller's own city when the
+    caller belongs to one city, so that city's dispatchers see it."""
+    ranks = [LEVEL_RANK.get(r.level, -1) for r in snap.regions]
+    if not ranks or max(ranks) < LEVEL_RANK["city"]:
+        return None
+    root = ranks.index(max(ranks))
+    if scope is not None and snap.regions[root].level == "province":
+        cities = {r.code[:6]: i for i, r in enumerate(snap.regions) if r.level == "city"}
+        own = {cities.get(p[:6]) for p in scope.prefixes if len(p) >= 6}
+        if len(own) == 1 and None not in own:
+            return own.pop()
+    return root
+
+
 def place(snap: Snapshot, lon: float | None, lat: float | None, crs: str, *,
-          max_outside_m: float) -> tuple[Placement, tuple[float, float] | None, str]:
-    """Where an incident belongs: its region chain and responsible worker, or the city."""
-    city = next((i for i, r in enumerate(snap.regions) if r.level == "city"), None)
+          max_outside_m: float, scope: Scope | None = None,
+          ) -> tuple[Placement, tuple[float, float] | None, str]:
+    """Where an incident belongs: its region chain and responsible worker, or the fallback
+    region (:func:`_root`) when it has no location."""
     if lon is None or lat is None:
+        city = _root(snap, scope)
         if city is None:
             raise IntakeError("No city is loaded to place the incident in.",
                               detail={"field": "lon"})
@@ -151,7 +169,8 @@ def create(conn: Connection, snap: Snapshot, data: dict[str, Any], *, principal:
     try:
         placement, point, crs_name = place(snap, data.get("lon"), data.get("lat"),
                                            data.get("crs") or "EPSG:4326",
-                                           max_outside_m=max_outside_m)
+                                           max_outside_m=max_outside_m,
+                                           scope=principal.scope)
     except GisError as exc:
         raise exc
     if not _may_place(principal, placement.region_code):
@@ -374,8 +393,10 @@ def bulk(conn: Connection, snap: Snapshot, frame: pd.DataFrame, *, principal: Pr
         r[s == 2] = -2
         region[located] = r
     flag(located & (region == -2), "lon", "the location is outside the city")
-    city = next(i for i, r in enumerate(snap.regions) if r.level == "city")
-    region[~has_xy] = city
+    root = _root(snap, principal.scope)
+    if root is None and (~has_xy).any():
+        raise IntakeError("No city is loaded to place the incident in.", detail={"field": "lon"})
+    region[~has_xy] = -1 if root is None else root
 
     if errors and not partial:
         raise IntakeError(f"{int(bad.sum())} of {n} rows are invalid; nothing was imported.",

@@ -28,7 +28,7 @@ from app.seed_incidents import load_demo_incidents
 from app.settings import DatabaseSettings, Settings
 from data.province import Province, build_province
 from data.province_load import load_province, province_code
-from grids import locate, topology
+from grids import topology
 from grids.access import Principal
 from grids.city import read_profile
 from grids.codes import level_of, normalise
@@ -41,16 +41,7 @@ INCIDENTS = 3000
 
 
 @pytest.fixture(scope="module")
-def ranked() -> Iterator[None]:
-    # grids/locate.py (owned by the locator's helper) ranks the levels it nests; until it ranks
-    # the province too, the test ranks it above the city as migration 0030 does.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(locate.LEVEL_RANK, "province", max(locate.LEVEL_RANK.values()) + 1)
-        yield
-
-
-@pytest.fixture(scope="module")
-def province(ranked: None) -> Iterator[tuple[Engine, Province, str]]:
+def province() -> Iterator[tuple[Engine, Province, str]]:
     url = database_url("citygrid_test_province", fresh=True)
     migrate(url)
     eng = create_engine(url)
@@ -271,6 +262,7 @@ def test_the_province_assessment_has_a_row_per_city(
     client, tok = http
     _, p, _ = province
     cities = sorted(normalise(c) for c in p.city_codes)
+    mine, other_city = normalise(p.city_codes[0]), normalise(p.city_codes[1])  # c1_super's
     month = _month(conn)
     res = client.get("/assessment", params={"month": month, "level": "city"},
                      headers=tok["p_super"])
@@ -292,15 +284,15 @@ def test_the_province_assessment_has_a_row_per_city(
     # a city's supervisor: their city's row, or their streets
     res = client.get("/assessment", params={"month": month, "level": "city"},
                      headers=tok["c1_super"])
-    assert [r["code"] for r in res.json()["rows"]] == [cities[0]]
+    assert [r["code"] for r in res.json()["rows"]] == [mine]
     streets = client.get("/assessment", params={"month": month, "level": "street"},
                          headers=tok["c1_super"]).json()["rows"]
-    assert streets and all(r["code"].startswith(cities[0][:6]) for r in streets
+    assert streets and all(r["code"].startswith(mine[:6]) for r in streets
                            if r["code"] is not None)
     assert sum(r["received"] for r in streets) == res.json()["rows"][0]["received"]
     # outside their city: nothing (a region filter there is not found)
     other = client.get("/assessment", params={"month": month, "level": "street",
-                                              "region": cities[1][:6]}, headers=tok["c1_super"])
+                                              "region": other_city[:6]}, headers=tok["c1_super"])
     assert other.status_code == 404 or other.json()["rows"] == []
 
 
@@ -357,3 +349,22 @@ def test_a_region_file_may_hang_cities_under_their_province() -> None:
     frame.loc[0, "parent_code"] = "880001"
     assert any(e["code"] == "880000000000" and "no parent" in e["reason"]
                for e in check_frame(frame))
+
+
+def test_an_address_only_case_waits_in_the_callers_city_or_the_province(
+        http: tuple[TestClient, dict[str, Any]], province: tuple[Engine, Province, str]) -> None:
+    client, tok = http
+    _, p, _ = province
+    cities = [normalise(c) for c in p.city_codes]
+    landed = {}
+    for who in ("c1_disp", "p_disp"):
+        res = client.post("/incidents", headers=tok[who], json={
+            "source": "hotline_12345", "external_id": f"no-place-{who}", "category": "E0101",
+            "description": "地址不详", "address": "某路某号"})
+        assert res.status_code == 201, res.text
+        landed[who] = res.json()["region_code"]
+    # the city's dispatcher keeps it in their city (and can see it); the province's, at the top
+    assert landed == {"c1_disp": cities[0], "p_disp": province_code(p)}
+    mine = client.get("/incidents", params={"limit": 500, "sort": "-received_at"},
+                      headers=tok["c1_disp"]).json()["items"]
+    assert any(i["external_id"] == "no-place-c1_disp" for i in mine)
