@@ -260,8 +260,11 @@ class PolygonIndex:
         if r is None:
             return {"cells": 0, "border_share": 1.0}
         ny, nx = r.shape
-        border_fine = int((r.palette[r.offsets[:, None] + r.tiles] == _BORDER).sum()) \
-            if r.tiles.size else 0
+        border_fine = 0
+        step = 1024  # fine tiles at a time: the lookup is int64 per cell (~1.3 GB at once for
+        for i in range(0, r.tiles.shape[0], step):  # a province's tiles; 32 MB a step)
+            t = r.tiles[i:i + step]
+            border_fine += int((r.palette[r.offsets[i:i + step, None] + t] == _BORDER).sum())
         return {"cells": int(nx * ny), "cell_size": r.cell,
                 "border_share": border_fine / float(nx * ny),
                 "fine_tiles": int(r.tiles.shape[0]), "top_tiles": int(r.top.size),
