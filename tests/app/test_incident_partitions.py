@@ -152,6 +152,40 @@ def _tallies(conn: Connection) -> dict[str, list[str]]:
                         ("assessment_tally", "(received, closed, due) <> (0, 0, 0)"))}
 
 
+def test_a_row_takes_its_claimed_key_and_refuses_another(conn: Connection) -> None:
+    cat = conn.execute(text("SELECT id FROM category WHERE parent_id IS NOT NULL LIMIT 1")).scalar()
+    old = datetime.now(UTC) - timedelta(days=70)
+    # intake's path: the key claimed first, then the row with the same key (one key row)
+    iid = conn.execute(text(
+        "INSERT INTO incident_key (id, received_at, source, external_id) VALUES "
+        "(nextval(pg_get_serial_sequence('incident', 'id')), :t, 'other_centre', 'claim-1') "
+        "RETURNING id"), {"t": old}).scalar_one()
+    conn.execute(text("INSERT INTO incident (id, source, external_id, category_id, received_at) "
+                      "VALUES (:i, 'other_centre', 'claim-1', :c, :t)"),
+                 {"i": iid, "c": cat, "t": old})
+    assert conn.execute(text("SELECT count(*) FROM incident_key WHERE id = :i"),
+                        {"i": iid}).scalar_one() == 1
+    assert _where(conn, iid) == partitions.part_name("incident", old.date().replace(day=1))
+    # a row with an id registered under another key is refused, not registered twice
+    iid2 = conn.execute(text(
+        "INSERT INTO incident_key (id, received_at, source, external_id) VALUES "
+        "(nextval(pg_get_serial_sequence('incident', 'id')), :t, 'other_centre', 'claim-2') "
+        "RETURNING id"), {"t": old}).scalar_one()
+    with pytest.raises(IntegrityError) as err, conn.begin_nested():
+        conn.execute(text("INSERT INTO incident (id, source, external_id, category_id, "
+                          "received_at) VALUES (:i, 'other_centre', 'not-claim-2', :c, :t)"),
+                     {"i": iid2, "c": cat, "t": old})
+    assert "registered with another key" in str(err.value)
+    assert conn.execute(text("SELECT external_id FROM incident_key WHERE id = :i"),
+                        {"i": iid2}).scalar_one() == "claim-2"
+    # a bulk statement registers each of its rows once
+    n = conn.execute(text("SELECT count(*) FROM incident_key")).scalar_one()
+    conn.execute(text("INSERT INTO incident (source, external_id, category_id, received_at) "
+                      "SELECT 'other_centre', 'bulk-' || g, :c, :t FROM generate_series(1, 50) g"),
+                 {"c": cat, "t": old})
+    assert conn.execute(text("SELECT count(*) FROM incident_key")).scalar_one() == n + 50
+
+
 def test_tallies_keys_and_audit_follow_moves_across_months(conn: Connection) -> None:
     grid = conn.execute(text("SELECT code FROM region_current WHERE level = 'grid' "
                              "ORDER BY code LIMIT 1")).scalar_one()

@@ -103,15 +103,21 @@ END $fn$;
 KEY_FUNCTIONS = r"""
 CREATE OR REPLACE FUNCTION citygrid_incident_key_insert() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+-- One probe of the key's primary key, by its arbiter: no SELECT whose cached generic plan could
+-- be a sequential scan (planned while incident_key was empty after a VACUUM, one bulk INSERT
+-- of 200,000 rows then scanned the growing table once a row: quadratic). A row intake claimed
+-- first (the usual path) conflicts, and the no-op update's WHERE holds only if its key differs;
+-- xmax = 0 tells a fresh insert from that update.
 DECLARE
-    k incident_key%ROWTYPE;
+    inserted boolean;
 BEGIN
-    SELECT * INTO k FROM incident_key WHERE id = NEW.id;
-    IF NOT FOUND THEN
-        INSERT INTO incident_key (id, received_at, source, external_id)
-        VALUES (NEW.id, NEW.received_at, NEW.source, NEW.external_id);
-    ELSIF (k.received_at, k.source, k.external_id)
-          IS DISTINCT FROM (NEW.received_at, NEW.source, NEW.external_id) THEN
+    INSERT INTO incident_key AS k (id, received_at, source, external_id)
+    VALUES (NEW.id, NEW.received_at, NEW.source, NEW.external_id)
+    ON CONFLICT (id) DO UPDATE SET id = k.id
+     WHERE (k.received_at, k.source, k.external_id)
+           IS DISTINCT FROM (EXCLUDED.received_at, EXCLUDED.source, EXCLUDED.external_id)
+    RETURNING (k.xmax = 0) INTO inserted;
+    IF FOUND AND NOT inserted THEN
         RAISE EXCEPTION 'incident % is registered with another key', NEW.id
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'incident_key_pkey',
                   DETAIL = format('Key (id)=(%s) already exists.', NEW.id);
